@@ -1,0 +1,21 @@
+//! Sluice's streaming runtime: the operator trait, window operators built on
+//! DataFusion's accumulators, watermark tracking, and the task graph that runs a job.
+
+mod error;
+mod job;
+mod metrics;
+mod operator;
+pub mod operators;
+mod plan;
+mod sink;
+mod source;
+
+pub use error::{Result, RuntimeError};
+pub use job::{JobHandle, run_job};
+pub use metrics::{JobMetrics, MetricsSnapshot};
+pub use operator::{Chain, Collector, Operator};
+pub use plan::{
+    AggregatePlan, AssignSpec, JobSpec, PipelineSpec, SinkSpec, SourceSpec, Step, WindowKind,
+};
+pub use sink::Sink;
+pub use source::{Source, WatermarkGenerator};

@@ -1,0 +1,69 @@
+//! Counters a running job shares with whoever watches it (the progress line, later /metrics).
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Instant;
+
+use sluice_types::Watermark;
+
+/// Live figures of one job. Cheap to update from any task.
+#[derive(Debug)]
+pub struct JobMetrics {
+    pub started: Instant,
+    events_in: AtomicU64,
+    rows_out: AtomicU64,
+    late: AtomicU64,
+    bad: AtomicU64,
+    watermark: AtomicI64,
+}
+
+impl Default for JobMetrics {
+    fn default() -> Self {
+        JobMetrics {
+            started: Instant::now(),
+            events_in: AtomicU64::new(0),
+            rows_out: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            bad: AtomicU64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    pub events_in: u64,
+    pub rows_out: u64,
+    pub late: u64,
+    pub bad: u64,
+    pub watermark: Watermark,
+}
+
+impl JobMetrics {
+    pub fn add_events_in(&self, n: u64) {
+        self.events_in.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn add_rows_out(&self, n: u64) {
+        self.rows_out.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn add_late(&self, n: u64) {
+        self.late.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn add_bad(&self, n: u64) {
+        self.bad.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn observe_watermark(&self, wm: Watermark) {
+        if wm != Watermark::MAX {
+            self.watermark.fetch_max(wm.millis(), Ordering::Relaxed);
+        }
+    }
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            events_in: self.events_in.load(Ordering::Relaxed),
+            rows_out: self.rows_out.load(Ordering::Relaxed),
+            late: self.late.load(Ordering::Relaxed),
+            bad: self.bad.load(Ordering::Relaxed),
+            watermark: Watermark::from_millis(self.watermark.load(Ordering::Relaxed)),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! What the runtime is asked to run: sources, sinks, and per pipeline a window
+//! assignment, stateless steps, an optional windowed aggregate and more steps.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_plan::PhysicalExpr;
+
+use crate::sink::Sink;
+use crate::source::Source;
+
+/// How rows are grouped in event time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    Tumble { size_ms: i64 },
+    Hop { slide_ms: i64, size_ms: i64 },
+    Session { gap_ms: i64 },
+}
+
+impl WindowKind {
+    /// Whether every window a row at `t` belongs to has closed at watermark `wm`.
+    pub fn is_late(&self, t: i64, wm: i64) -> bool {
+        match *self {
+            WindowKind::Tumble { size_ms } => t.div_euclid(size_ms) * size_ms + size_ms <= wm,
+            WindowKind::Hop { slide_ms, size_ms } => {
+                t.div_euclid(slide_ms) * slide_ms + size_ms <= wm
+            }
+            // A row older than the watermark could belong to a session already emitted.
+            WindowKind::Session { .. } => t < wm,
+        }
+    }
+}
+
+/// A stateless step.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Filter(Arc<dyn PhysicalExpr>),
+    Project {
+        exprs: Vec<Arc<dyn PhysicalExpr>>,
+        schema: SchemaRef,
+    },
+}
+
+/// Reading a source for one pipeline: window assignment and column selection.
+#[derive(Debug, Clone)]
+pub struct AssignSpec {
+    /// Indices into the source columns followed by `window_start`, `window_end`.
+    pub projection: Vec<usize>,
+    pub window: Option<WindowKind>,
+    pub time_column: Option<usize>,
+    pub delay_ms: i64,
+    pub schema: SchemaRef,
+}
+
+/// A windowed GROUP BY.
+#[derive(Debug, Clone)]
+pub struct AggregatePlan {
+    pub window: WindowKind,
+    pub input_schema: SchemaRef,
+    pub group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    pub window_key: usize,
+    pub window_key_is_end: bool,
+    pub aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    pub output_schema: SchemaRef,
+}
+
+impl AggregatePlan {
+    /// Group expressions other than the window columns: the key rows are hashed by.
+    pub fn key_exprs(&self) -> Vec<Arc<dyn PhysicalExpr>> {
+        self.group_exprs
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| *i != self.window_key && !self.is_window_column(e))
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    fn is_window_column(&self, e: &Arc<dyn PhysicalExpr>) -> bool {
+        e.downcast_ref::<datafusion::physical_expr::expressions::Column>()
+            .is_some_and(|c| c.name() == "window_start" || c.name() == "window_end")
+    }
+}
+
+/// One INSERT, ready to run.
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    pub name: String,
+    pub source: usize,
+    pub sink: usize,
+    pub assign: AssignSpec,
+    pub pre: Vec<Step>,
+    pub aggregate: Option<AggregatePlan>,
+    pub post: Vec<Step>,
+}
+
+/// A source with its event-time column and watermark delay.
+pub struct SourceSpec {
+    pub name: String,
+    pub source: Box<dyn Source>,
+    pub event_time: Option<(usize, i64)>,
+}
+
+pub struct SinkSpec {
+    pub name: String,
+    pub sink: Box<dyn Sink>,
+}
+
+/// Everything a job needs to run.
+pub struct JobSpec {
+    pub sources: Vec<SourceSpec>,
+    pub sinks: Vec<SinkSpec>,
+    pub pipelines: Vec<PipelineSpec>,
+    pub parallelism: usize,
+    /// Capacity of each channel between tasks, in messages.
+    pub channel_capacity: usize,
+}

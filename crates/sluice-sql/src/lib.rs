@@ -1,0 +1,23 @@
+//! Sluice's SQL front end: parses a job file (Flink-style DDL, `SET`, and
+//! `INSERT INTO … SELECT …` with TUMBLE/HOP/SESSION windows in FROM) and plans each
+//! statement through DataFusion into a streaming [`JobGraph`]. SQL that cannot run as a
+//! stream is refused here, with its line and column, before anything starts.
+
+mod ddl;
+pub mod env;
+mod error;
+mod graph;
+mod interval;
+mod plan;
+mod scan;
+mod statements;
+mod window;
+
+pub use ddl::{ColumnDef, SetDef, TIMESTAMP_TYPE, TableDef, WatermarkDef};
+pub use error::{Result, SqlError};
+pub use graph::{
+    AggregateSpec, EventTime, JobGraph, Pipeline, ScanSpec, SinkTable, SourceTable, Stage,
+    WindowSpec,
+};
+pub use interval::parse_interval_text;
+pub use plan::plan_job;

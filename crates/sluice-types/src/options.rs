@@ -1,0 +1,80 @@
+//! The `WITH (key = 'value', …)` options of a table, keeping where each was written.
+
+use std::collections::BTreeMap;
+
+use crate::Position;
+
+/// Whether a table is read from or written to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableRole {
+    Source,
+    Sink,
+}
+
+/// One option's value and where its key stands in the SQL text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OptionValue {
+    pub value: String,
+    pub position: Position,
+}
+
+/// Connector options, keys lower-cased, values already expanded from the environment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectorOptions {
+    entries: BTreeMap<String, OptionValue>,
+}
+
+impl ConnectorOptions {
+    pub fn insert(&mut self, key: &str, value: String, position: Position) -> Option<OptionValue> {
+        self.entries
+            .insert(key.to_ascii_lowercase(), OptionValue { value, position })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries.get(key).map(|v| v.value.as_str())
+    }
+
+    pub fn position(&self, key: &str) -> Option<Position> {
+        self.entries.get(key).map(|v| v.position)
+    }
+
+    pub fn connector(&self) -> Option<&str> {
+        self.get("connector")
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &OptionValue)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+/// What is wrong with a table's connector options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OptionProblem {
+    /// The option at fault, if one is.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl OptionProblem {
+    pub fn new(key: Option<&str>, message: impl Into<String>) -> Self {
+        OptionProblem {
+            key: key.map(str::to_string),
+            message: message.into(),
+        }
+    }
+}
+
+/// Knows which connectors exist and which options each takes, so that SQL naming an
+/// unknown one is refused before the job starts.
+pub trait ConnectorCatalog: Send + Sync {
+    fn check(
+        &self,
+        role: TableRole,
+        has_columns: bool,
+        options: &ConnectorOptions,
+    ) -> Result<(), OptionProblem>;
+}
