@@ -1,1 +1,16 @@
-//! placeholder
+//! Sluice's connectors: where rows come from and go to. This crate knows every
+//! connector's options (so SQL naming an unknown one is refused before the job starts)
+//! and builds runtime sources and sinks from a table's options.
+
+mod blackhole;
+mod catalog;
+mod console;
+mod error;
+mod file_sink;
+mod file_source;
+mod json;
+
+pub use catalog::{Catalog, build_sink, build_source};
+pub use error::ConnectorError;
+pub use file_source::FileSource;
+pub use json::{JsonDecoder, timestamps_as_text};

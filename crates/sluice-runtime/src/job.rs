@@ -289,7 +289,7 @@ fn run_source(
     mut outs: Vec<(Chain, Route)>,
     handle: &JobHandle,
 ) -> Result<()> {
-    let mut deliver = |msg: Message, outs: &mut Vec<(Chain, Route)>| -> Result<()> {
+    let deliver = |msg: Message, outs: &mut Vec<(Chain, Route)>| -> Result<()> {
         for (chain, route) in outs.iter_mut() {
             for m in chain.push(msg.clone())? {
                 route.send(m)?;
@@ -349,7 +349,7 @@ fn run_sink(
     let mut open: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
     let mut segments: BTreeMap<Watermark, Vec<RecordBatch>> = BTreeMap::new();
     let mut released = Watermark::MIN;
-    let mut write = |batch: &RecordBatch, sink: &mut dyn Sink| -> Result<()> {
+    let write = |batch: &RecordBatch, sink: &mut dyn Sink| -> Result<()> {
         if batch.num_rows() > 0 {
             handle.metrics.add_rows_out(batch.num_rows() as u64);
             sink.write_batch(batch)?;

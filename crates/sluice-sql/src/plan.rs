@@ -18,7 +18,7 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    GroupByExpr, Insert, Query, SelectItem, SetExpr, Spanned, Statement, TableObject,
+    GroupByExpr, Insert, Query, SelectItem, SetExpr, Statement, TableObject,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -661,7 +661,11 @@ fn decompose(plan: &Arc<dyn ExecutionPlan>, at: Position) -> Result<Shape> {
             let name = node.name().to_string();
             let kids = node.children();
             match (name.as_str(), kids.first()) {
-                ("CoalesceBatchesExec" | "CoalescePartitionsExec" | "RepartitionExec", Some(k)) => {
+                (
+                    "CoalesceBatchesExec" | "CoalescePartitionsExec" | "RepartitionExec"
+                    | "CooperativeExec",
+                    Some(k),
+                ) => {
                     (*k).clone()
                 }
                 _ => {
@@ -853,6 +857,5 @@ fn df_error(e: DataFusionError, fallback: Position) -> SqlError {
         msg = msg.trim_start_matches(prefix);
     }
     let msg = msg.replace(WINDOW_PREFIX, "window_");
-    let _ = Spanned::span; // positions come from DataFusion's diagnostics
     SqlError::refused(position, msg)
 }

@@ -4,7 +4,7 @@
 
 use datafusion::sql::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, Query, SetExpr,
-    Spanned, TableFactor, TableWithJoins,
+    Spanned, TableAlias, TableFactor, TableWithJoins,
 };
 use sluice_types::Position;
 
@@ -80,7 +80,9 @@ fn rewrite_twj(twj: &mut TableWithJoins, out: &mut Rewrite, prefix: &str) -> Res
 fn rewrite_factor(factor: &mut TableFactor, out: &mut Rewrite, prefix: &str) -> Result<()> {
     match factor {
         TableFactor::Derived { subquery, .. } => rewrite_query(subquery, out, prefix),
-        TableFactor::Table { name, args, .. } => {
+        TableFactor::Table {
+            name, args, alias, ..
+        } => {
             let fname = name.to_string();
             let position = span_pos(name);
             let Some(targs) = args.take() else {
@@ -158,6 +160,16 @@ fn rewrite_factor(factor: &mut TableFactor, out: &mut Rewrite, prefix: &str) -> 
                 spec,
             });
             *name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(table_name))]);
+            if alias.is_none() {
+                // Columns keep their source's name: avg(iot.temperature), not avg(__sluice…).
+                let source = out.windows.last().map(|w| w.source.clone()).unwrap_or_default();
+                *alias = Some(TableAlias {
+                    at: None,
+                    explicit: true,
+                    name: Ident::new(source),
+                    columns: vec![],
+                });
+            }
             Ok(())
         }
         TableFactor::NestedJoin {
@@ -192,7 +204,9 @@ fn ident_arg(
             } else {
                 id.value.clone()
             },
-            span_pos(id).or(fallback),
+            Some(Position::new(id.span.start.line, id.span.start.column))
+                .filter(|p| p.line > 0)
+                .or(fallback),
         )),
         other => Err(SqlError::refused(
             span_pos(other).or(fallback),

@@ -1,1 +1,7 @@
-//! placeholder
+//! The `sluice` binary's library: turning a planned job into a running one, and the
+//! progress display. The CLI in `main.rs` is a thin shell over this.
+
+pub mod engine;
+pub mod progress;
+
+pub use engine::{JobRun, RunOptions, plan, plan_with_env, run_sql};

@@ -1,1 +1,118 @@
-fn main() {}
+//! The `sluice` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use sluice::engine::{JobRun, RunOptions};
+use sluice::progress::Progress;
+use sluice_sql::SqlError;
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Streaming SQL over event streams")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job until every bounded source ends, or Ctrl-C.
+    Run {
+        /// The job's SQL file.
+        file: PathBuf,
+        /// Tasks per windowed aggregate (default: the number of cores).
+        #[arg(long)]
+        parallelism: Option<usize>,
+    },
+    /// Print the streaming plan of a job, or why it cannot run.
+    Explain {
+        /// The job's SQL file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run { file, parallelism } => {
+            let sql = read(&file)?;
+            let graph = match sluice::plan(&sql) {
+                Ok(g) => g,
+                Err(e) => return Ok(sql_error(&file, &sql, &e)),
+            };
+            let mut options = RunOptions::default();
+            if let Some(p) = parallelism {
+                options.parallelism = p.max(1);
+            }
+            let run = JobRun::build(&graph, &options)?;
+            let handle = run.handle.clone();
+            let stopper = handle.clone();
+            let _ = ctrlc::set_handler(move || {
+                eprintln!("\nstopping (Ctrl-C)…");
+                stopper.stop();
+            });
+            let progress = Progress::start(Arc::clone(&handle.metrics));
+            let result = run.run();
+            eprintln!("{}", progress.finish());
+            result?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { file } => {
+            let sql = read(&file)?;
+            match sluice::plan(&sql) {
+                Ok(g) => {
+                    print!("{}", g.explain());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Ok(sql_error(&file, &sql, &e)),
+            }
+        }
+    }
+}
+
+fn read(file: &Path) -> Result<String> {
+    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+}
+
+/// Prints a refusal the way compilers do: where, why, and the line with a caret.
+fn sql_error(file: &Path, sql: &str, e: &SqlError) -> ExitCode {
+    match e.position() {
+        Some(p) => {
+            eprintln!("error: {}:{}:{}: {}", file.display(), p.line, p.column, message(e));
+            if let Some(text) = sql.lines().nth(p.line.saturating_sub(1) as usize) {
+                eprintln!("  {text}");
+                eprintln!("  {}^", " ".repeat(p.column.saturating_sub(1) as usize));
+            }
+        }
+        None => eprintln!("error: {}: {}", file.display(), message(e)),
+    }
+    ExitCode::from(2)
+}
+
+fn message(e: &SqlError) -> String {
+    match e {
+        SqlError::Syntax { message, .. } => format!("syntax error: {message}"),
+        SqlError::Refused { message, .. } => message.clone(),
+        SqlError::Internal(m) => format!("internal planner error: {m}"),
+    }
+}

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, TimestampMillisecondArray, UInt32Array,
+    ArrayRef, AsArray, TimestampMillisecondArray, UInt32Array,
 };
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::TimestampMillisecondType;

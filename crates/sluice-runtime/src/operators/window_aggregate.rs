@@ -100,7 +100,8 @@ impl Operator for WindowAggregate {
             return Ok(());
         };
         let wm = self.watermark.millis();
-        let closed = |start: i64| start + self.size_ms <= wm;
+        let size = self.size_ms;
+        let closed = |start: i64| start + size <= wm;
         if values.iter().all(|&v| v == first) {
             let start = self.window_of(first);
             if closed(start) {

@@ -1,0 +1,154 @@
+//! File source: JSON lines, read in batches; a bounded source. Bad records follow the
+//! table's `bad_data` policy (`fail` by default, or `drop`, counted).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use sluice_runtime::{JobMetrics, Result, RuntimeError, Source};
+use sluice_types::ConnectorOptions;
+
+use crate::error::ConnectorError;
+use crate::json::JsonDecoder;
+
+/// What to do with a record that cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadData {
+    Fail,
+    Drop,
+}
+
+impl BadData {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "fail" => Ok(BadData::Fail),
+            "drop" => Ok(BadData::Drop),
+            "dead_letter" => Err(
+                "bad_data = 'dead_letter' is not available for file sources yet; use 'fail' or 'drop'"
+                    .into(),
+            ),
+            other => Err(format!("bad_data must be 'fail' or 'drop', not '{other}'")),
+        }
+    }
+}
+
+pub struct FileSource {
+    table: String,
+    path: String,
+    reader: BufReader<File>,
+    schema: SchemaRef,
+    decoder: JsonDecoder,
+    batch_size: usize,
+    bad_data: BadData,
+    line_no: u64,
+    metrics: Arc<JobMetrics>,
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+    line_numbers: Vec<u64>,
+}
+
+impl FileSource {
+    pub fn open(
+        table: &str,
+        options: &ConnectorOptions,
+        schema: SchemaRef,
+        metrics: Arc<JobMetrics>,
+    ) -> Result<Self, ConnectorError> {
+        let path = options.get("path").unwrap_or_default().to_string();
+        let file = File::open(&path).map_err(|e| {
+            ConnectorError::Config(format!("table {table}: cannot open {path}: {e}"))
+        })?;
+        let batch_size = options
+            .get("batch_size")
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(8192);
+        let bad_data = BadData::parse(options.get("bad_data").unwrap_or("fail"))
+            .map_err(ConnectorError::Config)?;
+        let decoder = JsonDecoder::new(schema.clone(), batch_size)
+            .map_err(|e| ConnectorError::Config(format!("table {table}: {e}")))?;
+        Ok(FileSource {
+            table: table.to_string(),
+            path,
+            reader: BufReader::with_capacity(1 << 20, file),
+            schema,
+            decoder,
+            batch_size,
+            bad_data,
+            line_no: 0,
+            metrics,
+            buf: Vec::new(),
+            ends: Vec::new(),
+            line_numbers: Vec::new(),
+        })
+    }
+}
+
+impl Source for FileSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            self.buf.clear();
+            self.ends.clear();
+            self.line_numbers.clear();
+            while self.ends.len() < self.batch_size {
+                let start = self.buf.len();
+                let n = self.reader.read_until(b'\n', &mut self.buf).map_err(|e| {
+                    RuntimeError::External(format!("reading {}: {e}", self.path))
+                })?;
+                if n == 0 {
+                    break;
+                }
+                self.line_no += 1;
+                let line = &self.buf[start..];
+                if line.iter().all(|b| b.is_ascii_whitespace()) {
+                    self.buf.truncate(start);
+                    continue;
+                }
+                self.ends.push(self.buf.len());
+                self.line_numbers.push(self.line_no);
+            }
+            if self.ends.is_empty() {
+                return Ok(None);
+            }
+            let mut records: Vec<&[u8]> = Vec::with_capacity(self.ends.len());
+            let mut start = 0;
+            for &end in &self.ends {
+                records.push(&self.buf[start..end]);
+                start = end;
+            }
+            let (batch, bad) = self
+                .decoder
+                .decode_lines(&records)
+                .map_err(|e| RuntimeError::Internal(format!("json decoder: {e}")))?;
+            if let Some(first) = bad.first() {
+                match self.bad_data {
+                    BadData::Fail => {
+                        return Err(RuntimeError::User(format!(
+                            "table {}: {} line {}: {} (set bad_data = 'drop' to skip bad records)",
+                            self.table, self.path, self.line_numbers[first.index], first.error
+                        )));
+                    }
+                    BadData::Drop => {
+                        for b in &bad {
+                            tracing::debug!(
+                                table = %self.table,
+                                line = self.line_numbers[b.index],
+                                error = %b.error,
+                                "dropped a bad record"
+                            );
+                        }
+                        self.metrics.add_bad(bad.len() as u64);
+                    }
+                }
+            }
+            if let Some(b) = batch {
+                return Ok(Some(b));
+            }
+        }
+    }
+}

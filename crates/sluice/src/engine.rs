@@ -1,0 +1,154 @@
+//! Glue between the planner and the runtime: a [`JobGraph`] becomes a [`JobSpec`] with
+//! real connectors, and runs.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use sluice_connectors::{Catalog, build_sink, build_source};
+use sluice_runtime::{
+    AggregatePlan, AssignSpec, JobHandle, JobSpec, PipelineSpec, SinkSpec, SourceSpec, Step,
+    WindowKind,
+};
+use sluice_sql::{JobGraph, SqlError, Stage, WindowSpec};
+
+/// How to run a job.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub parallelism: usize,
+    pub channel_capacity: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            channel_capacity: 16,
+        }
+    }
+}
+
+/// Plans a job's SQL with this build's connectors and the process environment.
+pub fn plan(sql: &str) -> Result<JobGraph, SqlError> {
+    sluice_sql::plan_job(sql, &Catalog, &sluice_sql::env::process_env)
+}
+
+/// Plans with a given environment lookup.
+pub fn plan_with_env(
+    sql: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<JobGraph, SqlError> {
+    sluice_sql::plan_job(sql, &Catalog, env)
+}
+
+/// A job being built to run.
+pub struct JobRun {
+    pub spec: JobSpec,
+    pub handle: JobHandle,
+}
+
+impl JobRun {
+    /// Opens the job's sources and sinks.
+    pub fn build(graph: &JobGraph, options: &RunOptions) -> Result<Self> {
+        let handle = JobHandle::new();
+        let mut sources = Vec::new();
+        for s in &graph.sources {
+            let source = build_source(
+                &s.def.name,
+                &s.def.options,
+                s.schema.clone(),
+                handle.metrics.clone(),
+            )?;
+            sources.push(SourceSpec {
+                name: s.def.name.clone(),
+                source,
+                event_time: s.event_time.map(|e| (e.column, e.delay_ms)),
+            });
+        }
+        let mut sinks = Vec::new();
+        for s in &graph.sinks {
+            let sink = build_sink(&s.def.name, &s.def.options, s.schema.clone())?;
+            sinks.push(SinkSpec {
+                name: s.def.name.clone(),
+                sink,
+            });
+        }
+        let mut pipelines = Vec::new();
+        for (i, p) in graph.pipelines.iter().enumerate() {
+            let delay_ms = graph.sources[p.source]
+                .event_time
+                .map_or(0, |e| e.delay_ms);
+            let window = p.scan.window.map(window_kind);
+            let aggregate = match &p.aggregate {
+                None => None,
+                Some(a) => Some(AggregatePlan {
+                    window: window
+                        .ok_or_else(|| anyhow!("an aggregate without a window reached the runtime"))?,
+                    input_schema: a.input_schema.clone(),
+                    group_exprs: a.group_exprs.iter().map(|(e, _)| e.clone()).collect(),
+                    window_key: a.window_key,
+                    window_key_is_end: a.window_key_is_end,
+                    aggregates: a.aggregates.clone(),
+                    filters: a.filters.clone(),
+                    output_schema: a.output_schema.clone(),
+                }),
+            };
+            pipelines.push(PipelineSpec {
+                name: format!("pipeline {}", i + 1),
+                source: p.source,
+                sink: p.sink,
+                assign: AssignSpec {
+                    projection: p.scan.projection.clone(),
+                    window,
+                    time_column: p.scan.time_column,
+                    delay_ms,
+                    schema: p.scan.schema.clone(),
+                },
+                pre: p.pre.iter().map(step).collect(),
+                aggregate,
+                post: p.post.iter().map(step).collect(),
+            });
+        }
+        Ok(JobRun {
+            spec: JobSpec {
+                sources,
+                sinks,
+                pipelines,
+                parallelism: options.parallelism,
+                channel_capacity: options.channel_capacity,
+            },
+            handle,
+        })
+    }
+
+    /// Runs to the end (or until the handle is stopped).
+    pub fn run(self) -> Result<()> {
+        sluice_runtime::run_job(self.spec, &self.handle).map_err(|e| anyhow!(e))
+    }
+}
+
+/// Plans and runs `sql` to the end; returns the job's final metrics.
+pub fn run_sql(sql: &str, options: &RunOptions) -> Result<sluice_runtime::MetricsSnapshot> {
+    let graph = plan(sql).map_err(|e| anyhow!(e))?;
+    let run = JobRun::build(&graph, options).context("starting the job")?;
+    let metrics = Arc::clone(&run.handle.metrics);
+    run.run()?;
+    Ok(metrics.snapshot())
+}
+
+fn window_kind(w: WindowSpec) -> WindowKind {
+    match w {
+        WindowSpec::Tumble { size_ms } => WindowKind::Tumble { size_ms },
+        WindowSpec::Hop { slide_ms, size_ms } => WindowKind::Hop { slide_ms, size_ms },
+        WindowSpec::Session { gap_ms } => WindowKind::Session { gap_ms },
+    }
+}
+
+fn step(s: &Stage) -> Step {
+    match s {
+        Stage::Filter(p) => Step::Filter(p.clone()),
+        Stage::Project { exprs, schema } => Step::Project {
+            exprs: exprs.iter().map(|(e, _)| e.clone()).collect(),
+            schema: schema.clone(),
+        },
+    }
+}
