@@ -1,1 +1,195 @@
-fn main() {}
+//! Sluice benchmark runner. Scenarios:
+//!
+//! - `arrow`: pre-built Arrow batches (default 10 M events, 1,000 keys) through
+//!   `TUMBLE(5 minutes)` with count/avg/min/max into a blackhole;
+//! - `json`: the same job reading JSON lines from a file.
+//!
+//! Prints one JSON object per scenario: events, wall seconds, CPU seconds, events per
+//! second per core (events / CPU seconds), and peak RSS.
+//!
+//! `cargo run --release -p sluice-benches -- [arrow|json|all] [--events N] [--parallelism P]`
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use datafusion::arrow::array::{Float64Array, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use sluice::engine::{JobRun, RunOptions};
+use sluice_runtime::Source;
+
+const JOB: &str = "CREATE TABLE iot (
+    sensor_id TEXT NOT NULL,
+    temperature DOUBLE,
+    event_time TIMESTAMP NOT NULL,
+    WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE
+) WITH (connector = 'file', path = '${INPUT}');
+CREATE TABLE sink WITH (connector = 'blackhole');
+INSERT INTO sink
+SELECT window_start, window_end, sensor_id,
+       count(*) AS readings, avg(temperature) AS avg_t, min(temperature) AS min_t, max(temperature) AS max_t
+FROM TUMBLE(iot, event_time, INTERVAL '5' MINUTE)
+GROUP BY window_start, window_end, sensor_id;";
+
+const KEYS: usize = 1000;
+const BATCH: usize = 8192;
+const T0: i64 = 1_714_564_800_000;
+
+/// Events 1 ms apart in event time, round-robin over the keys, a little disorder.
+fn event(i: usize) -> (usize, f64, i64) {
+    let key = (i * 7919) % KEYS;
+    let temp = 15.0 + ((i * 31) % 2000) as f64 / 100.0;
+    let ts = T0 + i as i64 - ((i * 13) % 5000) as i64;
+    (key, temp, ts)
+}
+
+struct MemorySource {
+    schema: SchemaRef,
+    batches: std::vec::IntoIter<RecordBatch>,
+}
+
+impl Source for MemorySource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn next_batch(&mut self) -> sluice_runtime::Result<Option<RecordBatch>> {
+        Ok(self.batches.next())
+    }
+}
+
+fn build_batches(schema: &SchemaRef, events: usize) -> Result<Vec<RecordBatch>> {
+    let names: Vec<String> = (0..KEYS).map(|k| format!("sensor-{k:04}")).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < events {
+        let n = BATCH.min(events - i);
+        let (mut ids, mut temps, mut times) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for j in i..i + n {
+            let (k, t, ts) = event(j);
+            ids.push(names[k].as_str());
+            temps.push(t);
+            times.push(ts);
+        }
+        out.push(RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(ids)),
+                Arc::new(Float64Array::from(temps)),
+                Arc::new(TimestampMillisecondArray::from(times)),
+            ],
+        )?);
+        i += n;
+    }
+    Ok(out)
+}
+
+fn cpu_seconds() -> f64 {
+    // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks (100 Hz).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    match (f.get(11), f.get(12)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn run(scenario: &str, events: usize, parallelism: usize) -> Result<()> {
+    let dir = std::env::temp_dir().join("sluice-bench");
+    std::fs::create_dir_all(&dir)?;
+    let input = dir.join("iot.jsonl");
+    let path = input.display().to_string();
+    let graph = sluice::plan_with_env(JOB, &|k| (k == "INPUT").then(|| path.clone()))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let schema = graph.sources[0].schema.clone();
+    let batches = build_batches(&schema, events)?;
+    if scenario == "json" {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&input)?);
+        for b in &batches {
+            let b = sluice_connectors::timestamps_as_text(b)?;
+            let mut lw = datafusion::arrow::json::LineDelimitedWriter::new(&mut w);
+            lw.write(&b)?;
+            lw.finish()?;
+        }
+        w.flush()?;
+    } else {
+        std::fs::write(&input, b"")?;
+    }
+    let options = RunOptions {
+        parallelism,
+        ..RunOptions::default()
+    };
+    let mut job = JobRun::build(&graph, &options).context("building the job")?;
+    if scenario == "arrow" {
+        job.spec.sources[0].source = Box::new(MemorySource {
+            schema,
+            batches: batches.into_iter(),
+        });
+    } else {
+        drop(batches);
+    }
+    let metrics = job.handle.metrics.clone();
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    job.run()?;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let snap = metrics.snapshot();
+    println!(
+        "{}",
+        serde_json::json!({
+            "scenario": scenario,
+            "events": snap.events_in,
+            "rows_out": snap.rows_out,
+            "parallelism": parallelism,
+            "wall_s": (wall * 1000.0).round() / 1000.0,
+            "cpu_s": (cpu * 100.0).round() / 100.0,
+            "events_per_s": (snap.events_in as f64 / wall).round(),
+            "events_per_s_per_core": (snap.events_in as f64 / cpu).round(),
+            "peak_rss_mib": (peak_rss_mib() * 10.0).round() / 10.0,
+        })
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut scenario = "all".to_string();
+    let mut events = 10_000_000usize;
+    let mut parallelism = 1usize;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--events" => events = it.next().context("--events N")?.parse()?,
+            "--parallelism" => parallelism = it.next().context("--parallelism P")?.parse()?,
+            s => scenario = s.to_string(),
+        }
+    }
+    let scenarios: Vec<&str> = match scenario.as_str() {
+        "all" => vec!["arrow", "json"],
+        s => vec![s],
+    };
+    for s in scenarios {
+        run(s, events, parallelism)?;
+    }
+    Ok(())
+}

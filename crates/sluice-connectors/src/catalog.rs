@@ -80,7 +80,11 @@ impl ConnectorCatalog for Catalog {
                     Some(key),
                     format!(
                         "unknown option '{key}' for connector '{name}' (it takes: {})",
-                        if list.is_empty() { "no options".to_string() } else { list.join(", ") }
+                        if list.is_empty() {
+                            "no options".to_string()
+                        } else {
+                            list.join(", ")
+                        }
                     ),
                 ));
             }
@@ -100,11 +104,17 @@ impl ConnectorCatalog for Catalog {
             if !formats.contains(&format) {
                 return Err(OptionProblem::new(
                     Some("format"),
-                    format!("format '{format}' is not supported here (use {})", formats.join(" or ")),
+                    format!(
+                        "format '{format}' is not supported here (use {})",
+                        formats.join(" or ")
+                    ),
                 ));
             }
             if role == TableRole::Source && !has_columns {
-                return Err(OptionProblem::new(None, "a file source must declare its columns"));
+                return Err(OptionProblem::new(
+                    None,
+                    "a file source must declare its columns",
+                ));
             }
             if let Some(b) = options.get("batch_size") {
                 if b.parse::<usize>().map_or(true, |n| n == 0) {

@@ -30,7 +30,11 @@ pub struct FileSink {
 }
 
 impl FileSink {
-    pub fn create(path: &Path, format: FileFormat, schema: SchemaRef) -> Result<Self, ConnectorError> {
+    pub fn create(
+        path: &Path,
+        format: FileFormat,
+        schema: SchemaRef,
+    ) -> Result<Self, ConnectorError> {
         let shown = path.display().to_string();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -59,7 +63,9 @@ impl FileSink {
 impl Sink for FileSink {
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
         let r = match &mut self.writer {
-            Writer::Json(w) => w.write(&timestamps_as_text(batch)?).map_err(|e| e.to_string()),
+            Writer::Json(w) => w
+                .write(&timestamps_as_text(batch)?)
+                .map_err(|e| e.to_string()),
             Writer::Parquet(Some(w)) => w.write(batch).map_err(|e| e.to_string()),
             Writer::Parquet(None) => Err("the file is already closed".to_string()),
         };

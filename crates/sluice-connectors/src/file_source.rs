@@ -97,9 +97,10 @@ impl Source for FileSource {
             self.line_numbers.clear();
             while self.ends.len() < self.batch_size {
                 let start = self.buf.len();
-                let n = self.reader.read_until(b'\n', &mut self.buf).map_err(|e| {
-                    RuntimeError::External(format!("reading {}: {e}", self.path))
-                })?;
+                let n = self
+                    .reader
+                    .read_until(b'\n', &mut self.buf)
+                    .map_err(|e| RuntimeError::External(format!("reading {}: {e}", self.path)))?;
                 if n == 0 {
                     break;
                 }

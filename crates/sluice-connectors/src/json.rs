@@ -87,7 +87,11 @@ impl JsonDecoder {
         Ok((batch, bad))
     }
 
-    fn decode_all(&mut self, mut bytes: &[u8], rows: usize) -> Result<Option<RecordBatch>, ArrowError> {
+    fn decode_all(
+        &mut self,
+        mut bytes: &[u8],
+        rows: usize,
+    ) -> Result<Option<RecordBatch>, ArrowError> {
         let mut out = Vec::new();
         while !bytes.is_empty() {
             let read = self.decoder.decode(bytes)?;

@@ -56,7 +56,10 @@ type SinkTx = SyncSender<(usize, Message)>;
 
 /// Where a pipeline's head sends its output.
 enum Route {
-    Sink { tx: SinkTx, input: usize },
+    Sink {
+        tx: SinkTx,
+        input: usize,
+    },
     Partitioned {
         txs: Vec<SyncSender<Message>>,
         keys: Vec<Arc<dyn PhysicalExpr>>,
@@ -160,7 +163,11 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
     let mut sink_inputs: Vec<Vec<bool>> = vec![Vec::new(); sinks.len()]; // per input: stateless?
     let mut pipeline_inputs: Vec<Vec<usize>> = Vec::new();
     for p in &pipelines {
-        let n = if p.aggregate.is_some() { parallelism } else { 1 };
+        let n = if p.aggregate.is_some() {
+            parallelism
+        } else {
+            1
+        };
         let mut ids = Vec::new();
         for _ in 0..n {
             ids.push(sink_inputs[p.sink].len());

@@ -252,7 +252,10 @@ pub fn parse_create_table(
             None => {
                 return Err(SqlError::refused(
                     wm.position,
-                    format!("WATERMARK FOR {}: table {name} has no such column", wm.column),
+                    format!(
+                        "WATERMARK FOR {}: table {name} has no such column",
+                        wm.column
+                    ),
                 ));
             }
             Some(col) if !matches!(col.data_type, DataType::Timestamp(..)) => {
@@ -339,8 +342,7 @@ fn parse_type(c: &mut Cursor<'_>) -> Result<DataType> {
     if c.is(&Token::LParen) {
         skip_parens(c)?; // VARCHAR(64), TIMESTAMP(3): precision is not enforced
     }
-    if matches!(ty, DataType::Timestamp(..)) && (c.is_keyword("WITH") || c.is_keyword("WITHOUT"))
-    {
+    if matches!(ty, DataType::Timestamp(..)) && (c.is_keyword("WITH") || c.is_keyword("WITHOUT")) {
         // TIMESTAMP WITH[OUT] TIME ZONE: stored as UTC either way.
         let save = c.i;
         c.next();
@@ -488,6 +490,9 @@ mod tests {
     fn parses_set() {
         let stmts = split("SET checkpoint_interval = '2s'").unwrap();
         let s = parse_set(&stmts[0]).unwrap();
-        assert_eq!((s.key.as_str(), s.value.as_str()), ("checkpoint_interval", "2s"));
+        assert_eq!(
+            (s.key.as_str(), s.value.as_str()),
+            ("checkpoint_interval", "2s")
+        );
     }
 }

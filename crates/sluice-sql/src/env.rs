@@ -49,7 +49,10 @@ mod tests {
 
     #[test]
     fn expands_variables_and_defaults() {
-        let env = map_env(HashMap::from([("HOST".to_string(), "kafka:9092".to_string())]));
+        let env = map_env(HashMap::from([(
+            "HOST".to_string(),
+            "kafka:9092".to_string(),
+        )]));
         assert_eq!(expand("${HOST}", &env).unwrap(), "kafka:9092");
         assert_eq!(expand("x-${PORT:-5432}-y", &env).unwrap(), "x-5432-y");
         assert_eq!(expand("plain", &env).unwrap(), "plain");

@@ -126,14 +126,17 @@ impl JobGraph {
                 src.def.name,
                 src.def.options.connector().unwrap_or("?"),
                 match (&src.event_time, &src.def.watermark) {
-                    (Some(_), Some(w)) => format!(
-                        ", watermark {} - {}ms",
-                        w.column, w.delay_ms
-                    ),
+                    (Some(_), Some(w)) => format!(", watermark {} - {}ms", w.column, w.delay_ms),
                     _ => String::new(),
                 }
             );
-            let cols: Vec<&str> = p.scan.schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let cols: Vec<&str> = p
+                .scan
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
             match &p.scan.window {
                 Some(w) => {
                     let _ = writeln!(s, "  window {w} -> [{}]", cols.join(", "));
@@ -146,7 +149,11 @@ impl JobGraph {
                 let _ = writeln!(s, "  {}", describe(st));
             }
             if let Some(a) = &p.aggregate {
-                let keys: Vec<String> = a.group_exprs.iter().map(|(e, n)| format!("{n}={e}")).collect();
+                let keys: Vec<String> = a
+                    .group_exprs
+                    .iter()
+                    .map(|(e, n)| format!("{n}={e}"))
+                    .collect();
                 let aggs: Vec<&str> = a.aggregates.iter().map(|x| x.name()).collect();
                 let _ = writeln!(
                     s,

@@ -74,7 +74,8 @@ pub fn parse_interval_text(text: &str) -> Result<i64, String> {
         let n: f64 = pair[0]
             .parse()
             .map_err(|_| format!("'{text}' is not an interval"))?;
-        total += n * unit_millis(&pair[1]).ok_or_else(|| format!("unknown time unit '{}'", pair[1]))? as f64;
+        total += n * unit_millis(&pair[1])
+            .ok_or_else(|| format!("unknown time unit '{}'", pair[1]))? as f64;
     }
     Ok(total.round() as i64)
 }

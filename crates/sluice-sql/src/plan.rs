@@ -84,7 +84,10 @@ pub fn plan_job(
         let Some(conn) = t.options.connector() else {
             return Err(SqlError::refused(
                 t.position,
-                format!("table {} needs a connector: WITH (connector = '…', …)", t.name),
+                format!(
+                    "table {} needs a connector: WITH (connector = '…', …)",
+                    t.name
+                ),
             ));
         };
         let _ = conn;
@@ -320,10 +323,13 @@ impl<'a> Planner<'a> {
             Some(&i) => i,
             None => {
                 let event_time = source_def.watermark.as_ref().and_then(|w| {
-                    source_schema.index_of(&w.column).ok().map(|column| EventTime {
-                        column,
-                        delay_ms: w.delay_ms,
-                    })
+                    source_schema
+                        .index_of(&w.column)
+                        .ok()
+                        .map(|column| EventTime {
+                            column,
+                            delay_ms: w.delay_ms,
+                        })
                 });
                 self.sources.push(SourceTable {
                     def: source_def.clone(),
@@ -337,7 +343,9 @@ impl<'a> Planner<'a> {
         if self.source_index.contains_key(&sink_ti) {
             return Err(SqlError::refused(
                 sink_pos,
-                format!("table {sink_name_s} is read by another statement and cannot also be written"),
+                format!(
+                    "table {sink_name_s} is read by another statement and cannot also be written"
+                ),
             ));
         }
         let query_schema = shape.output_schema.clone();
@@ -583,7 +591,11 @@ fn decompose(plan: &Arc<dyn ExecutionPlan>, at: Position) -> Result<Shape> {
     let mut node = plan.clone();
     loop {
         if let Some(scan) = node.downcast_ref::<StreamScanExec>() {
-            let stages_top_down = if aggregate.is_some() { &mut below } else { &mut above };
+            let stages_top_down = if aggregate.is_some() {
+                &mut below
+            } else {
+                &mut above
+            };
             stages_top_down.reverse();
             let (pre, post) = if aggregate.is_some() {
                 above.reverse();
@@ -602,7 +614,11 @@ fn decompose(plan: &Arc<dyn ExecutionPlan>, at: Position) -> Result<Shape> {
                 output_schema,
             });
         }
-        let stages = if aggregate.is_some() { &mut below } else { &mut above };
+        let stages = if aggregate.is_some() {
+            &mut below
+        } else {
+            &mut above
+        };
         let next = if let Some(p) = node.downcast_ref::<ProjectionExec>() {
             stages.push(Stage::Project {
                 exprs: p
@@ -622,7 +638,8 @@ fn decompose(plan: &Arc<dyn ExecutionPlan>, at: Position) -> Result<Shape> {
                     .map(|&i| {
                         let name = in_schema.field(i).name().clone();
                         (
-                            Arc::new(Column::new(&name, i)) as Arc<dyn datafusion::physical_plan::PhysicalExpr>,
+                            Arc::new(Column::new(&name, i))
+                                as Arc<dyn datafusion::physical_plan::PhysicalExpr>,
                             name,
                         )
                     })
@@ -644,7 +661,9 @@ fn decompose(plan: &Arc<dyn ExecutionPlan>, at: Position) -> Result<Shape> {
                     while child.downcast_ref::<AggregateExec>().is_none() {
                         let kids = child.children();
                         let Some(k) = kids.first() else {
-                            return Err(SqlError::Internal("final aggregate without partial".into()));
+                            return Err(SqlError::Internal(
+                                "final aggregate without partial".into(),
+                            ));
                         };
                         child = (*k).clone();
                     }
@@ -662,12 +681,12 @@ fn decompose(plan: &Arc<dyn ExecutionPlan>, at: Position) -> Result<Shape> {
             let kids = node.children();
             match (name.as_str(), kids.first()) {
                 (
-                    "CoalesceBatchesExec" | "CoalescePartitionsExec" | "RepartitionExec"
+                    "CoalesceBatchesExec"
+                    | "CoalescePartitionsExec"
+                    | "RepartitionExec"
                     | "CooperativeExec",
                     Some(k),
-                ) => {
-                    (*k).clone()
-                }
+                ) => (*k).clone(),
                 _ => {
                     return Err(SqlError::refused(
                         at,
@@ -680,7 +699,11 @@ fn decompose(plan: &Arc<dyn ExecutionPlan>, at: Position) -> Result<Shape> {
     }
 }
 
-fn aggregate_spec(agg: &AggregateExec, output_schema: SchemaRef, at: Position) -> Result<AggregateSpec> {
+fn aggregate_spec(
+    agg: &AggregateExec,
+    output_schema: SchemaRef,
+    at: Position,
+) -> Result<AggregateSpec> {
     let group = agg.group_expr();
     if group.has_grouping_set() {
         return Err(SqlError::refused(
@@ -690,9 +713,9 @@ fn aggregate_spec(agg: &AggregateExec, output_schema: SchemaRef, at: Position) -
     }
     let group_exprs: Vec<_> = group.expr().to_vec();
     let find = |n: &str| {
-        group_exprs.iter().position(|(e, name)| {
-            name == n && e.downcast_ref::<Column>().is_some()
-        })
+        group_exprs
+            .iter()
+            .position(|(e, name)| name == n && e.downcast_ref::<Column>().is_some())
     };
     let (window_key, window_key_is_end) = match (find("window_start"), find("window_end")) {
         (Some(i), _) => (i, false),
@@ -705,7 +728,9 @@ fn aggregate_spec(agg: &AggregateExec, output_schema: SchemaRef, at: Position) -
         }
     };
     if output_schema.fields().len() != group_exprs.len() + agg.aggr_expr().len() {
-        return Err(SqlError::Internal("unexpected aggregate output shape".into()));
+        return Err(SqlError::Internal(
+            "unexpected aggregate output shape".into(),
+        ));
     }
     Ok(AggregateSpec {
         input_schema: agg.input_schema(),
@@ -729,7 +754,10 @@ fn sink_schema_for(
     }
     let item_pos = |i: usize| -> Option<Position> {
         if let SetExpr::Select(select) = query.body.as_ref() {
-            select.projection.get(i).and_then(|item: &SelectItem| span_pos(item))
+            select
+                .projection
+                .get(i)
+                .and_then(|item: &SelectItem| span_pos(item))
         } else {
             None
         }
@@ -741,7 +769,11 @@ fn sink_schema_for(
                 "table {} has {} columns ({}) but the SELECT gives {} ({})",
                 sink.name,
                 sink.columns.len(),
-                sink.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+                sink.columns
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 query_schema.fields().len(),
                 describe_schema(query_schema)
             ),
@@ -752,7 +784,8 @@ fn sink_schema_for(
     let mut needed = false;
     for (i, (col, field)) in sink.columns.iter().zip(query_schema.fields()).enumerate() {
         let from = field.data_type();
-        let expr: Arc<dyn datafusion::physical_plan::PhysicalExpr> = Arc::new(Column::new(field.name(), i));
+        let expr: Arc<dyn datafusion::physical_plan::PhysicalExpr> =
+            Arc::new(Column::new(field.name(), i));
         if from != &col.data_type || field.name() != &col.name {
             needed = true;
         }
@@ -773,7 +806,8 @@ fn sink_schema_for(
         let expr = if from == &col.data_type {
             expr
         } else {
-            cast(expr, query_schema, col.data_type.clone()).map_err(|e| SqlError::Internal(e.to_string()))?
+            cast(expr, query_schema, col.data_type.clone())
+                .map_err(|e| SqlError::Internal(e.to_string()))?
         };
         exprs.push((expr, col.name.clone()));
     }
@@ -826,8 +860,7 @@ fn describe_schema(schema: &Schema) -> String {
 
 fn same_types(a: &Schema, b: &Schema) -> bool {
     a.fields().len() == b.fields().len()
-        && a
-            .fields()
+        && a.fields()
             .iter()
             .zip(b.fields())
             .all(|(x, y)| x.data_type() == y.data_type() && x.name() == y.name())

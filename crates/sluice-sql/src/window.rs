@@ -3,8 +3,8 @@
 //! source's columns plus `window_start` and `window_end`.
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, Query, SetExpr,
-    Spanned, TableAlias, TableFactor, TableWithJoins,
+    Expr, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, Query, SetExpr, Spanned,
+    TableAlias, TableFactor, TableWithJoins,
 };
 use sluice_types::Position;
 
@@ -125,9 +125,12 @@ fn rewrite_factor(factor: &mut TableFactor, out: &mut Rewrite, prefix: &str) -> 
                 ));
             }
             let (source, source_position) = ident_arg(&exprs[0], &kind, "table", position)?;
-            let (time_column, time_position) = ident_arg(&exprs[1], &kind, "time column", position)?;
+            let (time_column, time_position) =
+                ident_arg(&exprs[1], &kind, "time column", position)?;
             let interval = |e: &Expr| {
-                interval_millis(e).map_err(|m| SqlError::refused(span_pos(e).or(position), format!("{kind}: {m}")))
+                interval_millis(e).map_err(|m| {
+                    SqlError::refused(span_pos(e).or(position), format!("{kind}: {m}"))
+                })
             };
             let spec = match kind.as_str() {
                 "TUMBLE" => WindowSpec::Tumble {
@@ -162,7 +165,11 @@ fn rewrite_factor(factor: &mut TableFactor, out: &mut Rewrite, prefix: &str) -> 
             *name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(table_name))]);
             if alias.is_none() {
                 // Columns keep their source's name: avg(iot.temperature), not avg(__sluice…).
-                let source = out.windows.last().map(|w| w.source.clone()).unwrap_or_default();
+                let source = out
+                    .windows
+                    .last()
+                    .map(|w| w.source.clone())
+                    .unwrap_or_default();
                 *alias = Some(TableAlias {
                     at: None,
                     explicit: true,
@@ -183,7 +190,9 @@ fn normalize(name: &ObjectName) -> String {
     name.0
         .iter()
         .map(|p| match p {
-            ObjectNamePart::Identifier(id) if id.quote_style.is_none() => id.value.to_ascii_lowercase(),
+            ObjectNamePart::Identifier(id) if id.quote_style.is_none() => {
+                id.value.to_ascii_lowercase()
+            }
             ObjectNamePart::Identifier(id) => id.value.clone(),
             other => other.to_string(),
         })

@@ -74,15 +74,14 @@ impl JobRun {
         }
         let mut pipelines = Vec::new();
         for (i, p) in graph.pipelines.iter().enumerate() {
-            let delay_ms = graph.sources[p.source]
-                .event_time
-                .map_or(0, |e| e.delay_ms);
+            let delay_ms = graph.sources[p.source].event_time.map_or(0, |e| e.delay_ms);
             let window = p.scan.window.map(window_kind);
             let aggregate = match &p.aggregate {
                 None => None,
                 Some(a) => Some(AggregatePlan {
-                    window: window
-                        .ok_or_else(|| anyhow!("an aggregate without a window reached the runtime"))?,
+                    window: window.ok_or_else(|| {
+                        anyhow!("an aggregate without a window reached the runtime")
+                    })?,
                     input_schema: a.input_schema.clone(),
                     group_exprs: a.group_exprs.iter().map(|(e, _)| e.clone()).collect(),
                     window_key: a.window_key,

@@ -98,7 +98,13 @@ fn read(file: &Path) -> Result<String> {
 fn sql_error(file: &Path, sql: &str, e: &SqlError) -> ExitCode {
     match e.position() {
         Some(p) => {
-            eprintln!("error: {}:{}:{}: {}", file.display(), p.line, p.column, message(e));
+            eprintln!(
+                "error: {}:{}:{}: {}",
+                file.display(),
+                p.line,
+                p.column,
+                message(e)
+            );
             if let Some(text) = sql.lines().nth(p.line.saturating_sub(1) as usize) {
                 eprintln!("  {text}");
                 eprintln!("  {}^", " ".repeat(p.column.saturating_sub(1) as usize));

@@ -49,9 +49,19 @@ fn events(seed: u64, n: usize, keys: usize, late_every: usize) -> Vec<Event> {
         if i > 0 && i % late_every == 0 {
             // Behind the watermark by more than any window (5 min) plus slack.
             let ts = base - DELAY_MS - 300_000 - 80_000 - rnd(600_000);
-            out.push(Event { key, value, ts, late: true });
+            out.push(Event {
+                key,
+                value,
+                ts,
+                late: true,
+            });
         } else {
-            out.push(Event { key, value, ts: base - rnd(MAX_DISORDER_MS), late: false });
+            out.push(Event {
+                key,
+                value,
+                ts: base - rnd(MAX_DISORDER_MS),
+                late: false,
+            });
         }
     }
     out
@@ -81,25 +91,41 @@ fn oracle_context(events: &[Event]) -> SessionContext {
         Field::new("k", DataType::Utf8, false),
         Field::new("v", DataType::Float64, true),
         Field::new("ts", DataType::Int64, false),
-        Field::new("event_time", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new(
+            "event_time",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
     ]));
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![
-            Arc::new(StringArray::from_iter_values(on_time.iter().map(|e| e.key.clone()))),
-            Arc::new(Float64Array::from(on_time.iter().map(|e| e.value).collect::<Vec<_>>())),
-            Arc::new(Int64Array::from(on_time.iter().map(|e| e.ts).collect::<Vec<_>>())),
-            Arc::new(TimestampMillisecondArray::from(on_time.iter().map(|e| e.ts).collect::<Vec<_>>())),
+            Arc::new(StringArray::from_iter_values(
+                on_time.iter().map(|e| e.key.clone()),
+            )),
+            Arc::new(Float64Array::from(
+                on_time.iter().map(|e| e.value).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                on_time.iter().map(|e| e.ts).collect::<Vec<_>>(),
+            )),
+            Arc::new(TimestampMillisecondArray::from(
+                on_time.iter().map(|e| e.ts).collect::<Vec<_>>(),
+            )),
         ],
     )
     .unwrap();
     let ctx = SessionContext::new();
-    ctx.register_table("events", Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()))
-        .unwrap();
+    ctx.register_table(
+        "events",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+    )
+    .unwrap();
     ctx
 }
 
-const AGGS: &str = "count(*) AS n, count(v) AS nv, sum(v) AS s, avg(v) AS a, min(v) AS mn, max(v) AS mx";
+const AGGS: &str =
+    "count(*) AS n, count(v) AS nv, sum(v) AS s, avg(v) AS a, min(v) AS mn, max(v) AS mx";
 
 fn job_sql(from: &str) -> String {
     format!(
@@ -165,8 +191,13 @@ fn check(kind: &str, seed: u64, n: usize, keys: usize, late_every: usize, batch:
     write_events(&input, &evs);
     let expected_late = evs.iter().filter(|e| e.late).count() as u64;
 
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let expected = rt.block_on(support::batch_rows(&oracle_context(&evs), &oracle_sql(kind)));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let expected = rt.block_on(support::batch_rows(
+        &oracle_context(&evs),
+        &oracle_sql(kind),
+    ));
     assert!(!expected.is_empty());
 
     let sql = job_sql(from_clause(kind));
@@ -180,12 +211,18 @@ fn check(kind: &str, seed: u64, n: usize, keys: usize, late_every: usize, batch:
         ];
         let metrics = support::run_job(&sql, &vars, parallelism);
         let got = support::read_rows(&output);
-        assert_eq!(got, expected, "{kind} at parallelism {parallelism} differs from the batch oracle");
+        assert_eq!(
+            got, expected,
+            "{kind} at parallelism {parallelism} differs from the batch oracle"
+        );
         assert_eq!(metrics.late, expected_late, "{kind}: late rows counted");
         assert_eq!(metrics.events_in, evs.len() as u64);
         outputs.push(std::fs::read(&output).unwrap());
     }
-    assert_eq!(outputs[0], outputs[1], "{kind}: output differs between parallelism 1 and 3");
+    assert_eq!(
+        outputs[0], outputs[1],
+        "{kind}: output differs between parallelism 1 and 3"
+    );
 }
 
 fn config() -> Config {

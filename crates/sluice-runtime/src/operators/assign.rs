@@ -8,9 +8,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    ArrayRef, AsArray, TimestampMillisecondArray, UInt32Array,
-};
+use datafusion::arrow::array::{ArrayRef, AsArray, TimestampMillisecondArray, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::TimestampMillisecondType;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
@@ -122,7 +120,8 @@ impl Operator for AssignWindows {
         if n == 0 {
             return Ok(());
         }
-        let identity = n == batch.num_rows() && take_idx.iter().enumerate().all(|(i, &r)| i as u32 == r);
+        let identity =
+            n == batch.num_rows() && take_idx.iter().enumerate().all(|(i, &r)| i as u32 == r);
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns() + 2);
         let source_cols_needed = |i: usize| self.spec.projection.contains(&i);
         if identity {

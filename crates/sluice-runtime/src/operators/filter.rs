@@ -26,7 +26,10 @@ impl Operator for Filter {
     }
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
-        let mask = self.predicate.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let mask = self
+            .predicate
+            .evaluate(&batch)?
+            .into_array(batch.num_rows())?;
         let mask = mask.as_boolean_opt().ok_or_else(|| {
             crate::RuntimeError::Internal("a filter predicate did not give booleans".into())
         })?;

@@ -190,7 +190,11 @@ impl Operator for SessionAggregate {
             if self.plan.window_key_is_end {
                 t -= self.gap_ms;
             }
-            if (WindowKind::Session { gap_ms: self.gap_ms }).is_late(t, self.watermark.millis()) {
+            if (WindowKind::Session {
+                gap_ms: self.gap_ms,
+            })
+            .is_late(t, self.watermark.millis())
+            {
                 late += 1;
                 continue;
             }

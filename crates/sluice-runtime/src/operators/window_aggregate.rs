@@ -113,7 +113,10 @@ impl Operator for WindowAggregate {
         // Rows of several windows: split by window, preserving row order within each.
         let mut by_window: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
         for (i, &v) in values.iter().enumerate() {
-            by_window.entry(self.window_of(v)).or_default().push(i as u32);
+            by_window
+                .entry(self.window_of(v))
+                .or_default()
+                .push(i as u32);
         }
         for (start, rows) in by_window {
             if closed(start) {

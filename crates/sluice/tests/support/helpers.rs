@@ -14,7 +14,10 @@ use sluice_runtime::MetricsSnapshot;
 
 /// Plans `sql` with `vars` as its environment and runs it at `parallelism`.
 pub fn run_job(sql: &str, vars: &[(&str, String)], parallelism: usize) -> MetricsSnapshot {
-    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     let graph = sluice::plan_with_env(sql, &move |k| map.get(k).cloned()).unwrap();
     let options = RunOptions {
         parallelism,
@@ -29,7 +32,11 @@ pub fn run_job(sql: &str, vars: &[(&str, String)], parallelism: usize) -> Metric
 /// Rows of a JSON-lines file, each normalized to a canonical string.
 pub fn read_rows(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut rows: Vec<String> = text.lines().filter(|l| !l.trim().is_empty()).map(normalize).collect();
+    let mut rows: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(normalize)
+        .collect();
     rows.sort();
     rows
 }
@@ -37,7 +44,9 @@ pub fn read_rows(path: &Path) -> Vec<String> {
 /// Floats rounded to 6 significant decimals so that summation order does not matter.
 pub fn normalize(line: &str) -> String {
     let v: Value = serde_json::from_str(line).unwrap();
-    let Value::Object(map) = v else { panic!("not an object: {line}") };
+    let Value::Object(map) = v else {
+        panic!("not an object: {line}")
+    };
     let mut parts: Vec<String> = map
         .into_iter()
         .map(|(k, v)| {
@@ -63,12 +72,17 @@ pub async fn batch_rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
     {
         let mut w = LineDelimitedWriter::new(&mut buf);
         for b in &batches {
-            w.write(&sluice_connectors::timestamps_as_text(b).unwrap()).unwrap();
+            w.write(&sluice_connectors::timestamps_as_text(b).unwrap())
+                .unwrap();
         }
         w.finish().unwrap();
     }
     let text = String::from_utf8(buf).unwrap();
-    let mut rows: Vec<String> = text.lines().filter(|l| !l.trim().is_empty()).map(normalize).collect();
+    let mut rows: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(normalize)
+        .collect();
     rows.sort();
     rows
 }

@@ -1,0 +1,156 @@
+//! SQL the engine cannot run as a stream is refused before the job starts, with the
+//! line and column of the offending part and a sentence saying why.
+#![allow(clippy::unwrap_used)]
+
+use sluice_types::Position;
+
+const SOURCE: &str = "CREATE TABLE iot (
+    sensor_id TEXT NOT NULL,
+    temperature DOUBLE,
+    event_time TIMESTAMP NOT NULL,
+    seen_at TIMESTAMP,
+    WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE
+) WITH (connector = 'file', path = '/dev/null');
+CREATE TABLE out WITH (connector = 'console');
+";
+
+/// Plans SOURCE + `tail`; returns (line relative to `tail`'s first line, column, message).
+fn refusal(tail: &str) -> (u64, u64, String) {
+    let sql = format!("{SOURCE}{tail}");
+    let err = sluice::plan_with_env(&sql, &|_| None).unwrap_err();
+    let Position { line, column } = err.position().expect("a refusal has a position");
+    let offset = SOURCE.lines().count() as u64;
+    (line.saturating_sub(offset), column, err.to_string())
+}
+
+#[test]
+fn order_by_is_refused_where_it_stands() {
+    let (line, col, msg) =
+        refusal("INSERT INTO out\nSELECT sensor_id FROM iot\nORDER BY sensor_id;");
+    assert_eq!((line, col), (3, 10), "{msg}");
+    assert!(
+        msg.contains("ORDER BY cannot run on an unbounded stream"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn limit_is_refused() {
+    let (line, col, msg) = refusal("INSERT INTO out SELECT sensor_id FROM iot LIMIT 10;");
+    assert_eq!(line, 1, "{msg}");
+    assert!(col >= 43, "{msg}");
+    assert!(
+        msg.contains("LIMIT cannot run on an unbounded stream"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn group_by_without_window_is_refused() {
+    let (line, col, msg) =
+        refusal("INSERT INTO out\nSELECT sensor_id, count(*) FROM iot\nGROUP BY sensor_id;");
+    assert_eq!((line, col), (3, 10), "{msg}");
+    assert!(msg.contains("GROUP BY without a window"), "{msg}");
+}
+
+#[test]
+fn window_over_column_without_watermark_is_refused() {
+    let (line, col, msg) = refusal(
+        "INSERT INTO out\nSELECT window_start, count(*) FROM TUMBLE(iot, seen_at, INTERVAL '5' MINUTE)\nGROUP BY window_start;",
+    );
+    assert_eq!((line, col), (2, 48), "{msg}");
+    assert!(msg.contains("must be over the event-time column"), "{msg}");
+}
+
+#[test]
+fn window_on_table_without_watermark_is_refused() {
+    let sql = "CREATE TABLE t (a TEXT, ts TIMESTAMP) WITH (connector = 'file', path = 'x');
+CREATE TABLE out WITH (connector = 'console');
+INSERT INTO out SELECT window_start, count(*) FROM TUMBLE(t, ts, INTERVAL '1' MINUTE) GROUP BY window_start;";
+    let err = sluice::plan_with_env(sql, &|_| None).unwrap_err();
+    assert_eq!(err.position(), Some(Position::new(3, 62)), "{err}");
+    assert!(err.to_string().contains("has no watermark"), "{err}");
+}
+
+#[test]
+fn unknown_connector_is_refused_at_its_option() {
+    let sql = "CREATE TABLE t (a TEXT) WITH (connector = 'file', path = 'x');
+CREATE TABLE out WITH (
+  connector = 'kafak'
+);
+INSERT INTO out SELECT a FROM t;";
+    let err = sluice::plan_with_env(sql, &|_| None).unwrap_err();
+    assert_eq!(err.position(), Some(Position::new(3, 3)), "{err}");
+    assert!(
+        err.to_string().contains("unknown connector 'kafak'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_option_is_refused_at_its_key() {
+    let sql = "CREATE TABLE t (a TEXT) WITH (connector = 'file', path = 'x', 'colour' = 'red');
+CREATE TABLE out WITH (connector = 'console');
+INSERT INTO out SELECT a FROM t;";
+    let err = sluice::plan_with_env(sql, &|_| None).unwrap_err();
+    assert_eq!(err.position(), Some(Position::new(1, 63)), "{err}");
+    assert!(err.to_string().contains("unknown option 'colour'"), "{err}");
+}
+
+#[test]
+fn type_mismatch_with_declared_sink_is_refused_at_the_select_item() {
+    let sql = "CREATE TABLE t (a TEXT, ts TIMESTAMP) WITH (connector = 'file', path = 'x');
+CREATE TABLE out (n BIGINT, at TIMESTAMP) WITH (connector = 'console');
+INSERT INTO out SELECT a, ts FROM t;";
+    let err = sluice::plan_with_env(sql, &|_| None).unwrap_err();
+    assert_eq!(err.position(), Some(Position::new(3, 24)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("type mismatch: column n of out is BIGINT but the SELECT gives TEXT"),
+        "{err}"
+    );
+}
+
+#[test]
+fn type_error_in_expression_is_refused() {
+    let (line, _col, msg) = refusal("INSERT INTO out SELECT sensor_id - 1 FROM iot;");
+    assert_eq!(line, 1, "{msg}");
+    assert!(!msg.is_empty());
+}
+
+#[test]
+fn unknown_column_is_refused_with_position() {
+    let (line, col, msg) = refusal("INSERT INTO out\nSELECT humidity FROM iot;");
+    assert_eq!((line, col), (2, 8), "{msg}");
+    assert!(msg.contains("humidity"), "{msg}");
+}
+
+#[test]
+fn syntax_error_has_position() {
+    let (line, _col, msg) = refusal("INSERT INTO out SELEC sensor_id FROM iot;");
+    assert_eq!(line, 1, "{msg}");
+    assert!(msg.contains("syntax error"), "{msg}");
+}
+
+#[test]
+fn a_valid_job_plans() {
+    let sql = format!(
+        "{SOURCE}INSERT INTO out SELECT window_start, window_end, sensor_id, avg(temperature) AS t
+         FROM HOP(iot, event_time, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)
+         GROUP BY window_start, window_end, sensor_id HAVING avg(temperature) > 30;"
+    );
+    let graph = sluice::plan_with_env(&sql, &|_| None).unwrap();
+    assert_eq!(graph.pipelines.len(), 1);
+    assert!(
+        graph
+            .explain()
+            .contains("HOP(slide=60000ms, size=300000ms)")
+    );
+    let names: Vec<_> = graph.pipelines[0]
+        .output_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["window_start", "window_end", "sensor_id", "t"]);
+}
