@@ -116,13 +116,13 @@ impl ConnectorCatalog for Catalog {
                     "a file source must declare its columns",
                 ));
             }
-            if let Some(b) = options.get("batch_size") {
-                if b.parse::<usize>().map_or(true, |n| n == 0) {
-                    return Err(OptionProblem::new(
-                        Some("batch_size"),
-                        format!("batch_size must be a positive whole number, not '{b}'"),
-                    ));
-                }
+            if let Some(b) = options.get("batch_size")
+                && b.parse::<usize>().map_or(true, |n| n == 0)
+            {
+                return Err(OptionProblem::new(
+                    Some("batch_size"),
+                    format!("batch_size must be a positive whole number, not '{b}'"),
+                ));
             }
             if let Some(b) = options.get("bad_data") {
                 BadData::parse(b).map_err(|m| OptionProblem::new(Some("bad_data"), m))?;

@@ -54,17 +54,17 @@ impl JsonDecoder {
             joined.extend_from_slice(r);
             joined.push(b'\n');
         }
-        if let Ok(Some(batch)) = self.decode_all(&joined, records.len()) {
-            if batch.num_rows() == records.len() {
-                return Ok((Some(batch), Vec::new()));
-            }
+        if let Ok(Some(batch)) = self.decode_all(&joined)
+            && batch.num_rows() == records.len()
+        {
+            return Ok((Some(batch), Vec::new()));
         }
         // Slow path: find the bad ones.
         self.decoder = Self::decoder(&self.schema, records.len())?;
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for (index, r) in records.iter().enumerate() {
-            match self.decode_all(r, 1) {
+            match self.decode_all(r) {
                 Ok(Some(b)) if b.num_rows() == 1 => good.push(b),
                 Ok(_) => bad.push(BadRecord {
                     index,
@@ -87,11 +87,7 @@ impl JsonDecoder {
         Ok((batch, bad))
     }
 
-    fn decode_all(
-        &mut self,
-        mut bytes: &[u8],
-        rows: usize,
-    ) -> Result<Option<RecordBatch>, ArrowError> {
+    fn decode_all(&mut self, mut bytes: &[u8]) -> Result<Option<RecordBatch>, ArrowError> {
         let mut out = Vec::new();
         while !bytes.is_empty() {
             let read = self.decoder.decode(bytes)?;
@@ -107,7 +103,6 @@ impl JsonDecoder {
         if let Some(b) = self.decoder.flush()? {
             out.push(b);
         }
-        let _ = rows;
         match out.len() {
             0 => Ok(None),
             1 => Ok(out.pop()),

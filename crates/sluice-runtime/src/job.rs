@@ -180,10 +180,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
         let (tx, rx) = sync_channel::<(usize, Message)>(cap);
         sink_txs.push(tx);
         let inputs = sink_inputs[i].clone();
-        let schema = pipelines
-            .iter()
-            .find(|p| p.sink == i)
-            .map(|p| output_schema(p));
+        let schema = pipelines.iter().find(|p| p.sink == i).map(output_schema);
         let (h, f) = (handle.clone(), failure.clone());
         let mut sink = s.sink;
         threads.push(spawn(format!("sink {}", s.name), move || {
@@ -211,7 +208,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
             },
             Some(agg) => {
                 let mut txs = Vec::new();
-                for part in 0..parallelism {
+                for (part, &input) in pipeline_inputs[pi].iter().enumerate() {
                     let (tx, rx) = sync_channel::<Message>(cap);
                     txs.push(tx);
                     let window_op: Box<dyn Operator> = match agg.window {
@@ -225,7 +222,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
                     let chain = Chain::new(ops);
                     let out = Route::Sink {
                         tx: sink_txs[p.sink].clone(),
-                        input: pipeline_inputs[pi][part],
+                        input,
                     };
                     let (h, f) = (handle.clone(), failure.clone());
                     threads.push(spawn(format!("{} aggregate {part}", p.name), move || {

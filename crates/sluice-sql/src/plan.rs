@@ -486,10 +486,10 @@ fn check_streamable_query(query: &Query) -> Result<()> {
 /// Where the GROUP BY (or else the SELECT list) of the outermost SELECT starts.
 fn group_by_position(query: &Query) -> Option<Position> {
     if let SetExpr::Select(select) = query.body.as_ref() {
-        if let GroupByExpr::Expressions(exprs, _) = &select.group_by {
-            if let Some(first) = exprs.first() {
-                return span_pos(first);
-            }
+        if let GroupByExpr::Expressions(exprs, _) = &select.group_by
+            && let Some(first) = exprs.first()
+        {
+            return span_pos(first);
         }
         return select.projection.first().and_then(span_pos);
     }
