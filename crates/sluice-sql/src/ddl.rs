@@ -482,7 +482,7 @@ mod tests {
         assert!(e.to_string().contains("no such column"), "{e}");
         let e = table("CREATE TABLE t (a TEXT) WITH (x = '${NOPE}')").unwrap_err();
         assert!(e.to_string().contains("NOPE is not set"), "{e}");
-        let e = table("CREATE TABLE t (a TEXT, WATERMARK FOR a AS a - 5)").unwrap_err();
+        let e = table("CREATE TABLE t (a TEXT, WATERMARK FOR a AS a)").unwrap_err();
         assert!(e.to_string().contains("must be a TIMESTAMP"), "{e}");
     }
 
