@@ -1,0 +1,121 @@
+//! The `sluice` binary as a user runs it: refusals point at the SQL, runs end with a
+//! summary, bad records follow the table's policy, shared sources are read once, and
+//! Parquet output reads back.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+fn sluice(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const READINGS: &str = r#"{"id":"a","temp":21.5,"ts":"2024-05-01T12:00:00Z"}
+{"id":"b","temp":31.0,"ts":"2024-05-01T12:01:00Z"}
+{"id":"c","temp":"warm","ts":"2024-05-01T12:02:00Z"}
+{"id":"d","temp":33.5,"ts":1714565100000}
+not json at all
+{"id":"e","temp":19.0,"ts":"2024-05-01T12:11:00Z"}
+"#;
+
+fn job(bad_data: &str, extra: &str) -> String {
+    format!(
+        "CREATE TABLE readings (
+    id TEXT NOT NULL,
+    temp DOUBLE,
+    ts TIMESTAMP NOT NULL,
+    WATERMARK FOR ts AS ts - INTERVAL '1' MINUTE
+) WITH (connector = 'file', path = 'in.jsonl', bad_data = '{bad_data}');
+CREATE TABLE hot WITH (connector = 'file', path = 'hot.jsonl');
+CREATE TABLE per_window WITH (connector = 'file', path = 'windows.parquet', format = 'parquet');
+INSERT INTO hot SELECT id, temp FROM readings WHERE temp > 30;
+INSERT INTO per_window
+SELECT window_start, count(*) AS n, max(temp) AS max_temp
+FROM TUMBLE(readings, ts, INTERVAL '5' MINUTE)
+GROUP BY window_start;
+{extra}"
+    )
+}
+
+#[test]
+fn refusal_points_at_the_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), READINGS).unwrap();
+    std::fs::write(
+        dir.path().join("job.sql"),
+        job(
+            "drop",
+            "INSERT INTO hot\nSELECT id, count(*) FROM readings\nGROUP BY id;",
+        ),
+    )
+    .unwrap();
+    let (code, _out, err) = sluice(&["explain", "job.sql"], dir.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("job.sql:16:10: GROUP BY without a window"),
+        "{err}"
+    );
+    assert!(err.contains("  GROUP BY id;\n           ^"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn run_drops_and_counts_bad_records_and_reads_a_shared_source_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), READINGS).unwrap();
+    std::fs::write(dir.path().join("job.sql"), job("drop", "")).unwrap();
+    let (code, _out, err) = sluice(&["run", "job.sql", "--parallelism", "2"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    // 4 good records read once (not once per statement), 2 bad ones dropped.
+    assert!(err.contains("events 4 |"), "{err}");
+    assert!(err.contains("bad 2"), "{err}");
+    let hot = std::fs::read_to_string(dir.path().join("hot.jsonl")).unwrap();
+    assert_eq!(
+        hot,
+        "{\"id\":\"b\",\"temp\":31.0}\n{\"id\":\"d\",\"temp\":33.5}\n"
+    );
+
+    // The Parquet file reads back: 12:00 (a, b), 12:05 (d, epoch millis), 12:10 (e).
+    let file = std::fs::File::open(dir.path().join("windows.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("| 2024-05-01T12:00:00 | 2 | 31.0     |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| 2024-05-01T12:05:00 | 1 | 33.5     |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| 2024-05-01T12:10:00 | 1 | 19.0     |"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_record_fails_the_job_with_its_line_when_asked_to() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), READINGS).unwrap();
+    std::fs::write(dir.path().join("job.sql"), job("fail", "")).unwrap();
+    let (code, _out, err) = sluice(&["run", "job.sql"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("table readings: in.jsonl line 3:"), "{err}");
+    assert!(err.contains("bad_data = 'drop'"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
