@@ -11,6 +11,7 @@ use crate::console::ConsoleSink;
 use crate::error::ConnectorError;
 use crate::file_sink::{FileFormat, FileSink};
 use crate::file_source::{BadData, FileSource};
+use crate::generator::{GeneratorOptions, GeneratorSource};
 
 struct Spec {
     name: &'static str,
@@ -23,6 +24,11 @@ const CONNECTORS: &[Spec] = &[
         name: "file",
         source_options: Some(&["path", "format", "batch_size", "bad_data"]),
         sink_options: Some(&["path", "format"]),
+    },
+    Spec {
+        name: "generator",
+        source_options: Some(crate::generator::OPTIONS),
+        sink_options: None,
     },
     Spec {
         name: "console",
@@ -89,6 +95,15 @@ impl ConnectorCatalog for Catalog {
                 ));
             }
         }
+        if name == "generator" {
+            if !has_columns {
+                return Err(OptionProblem::new(
+                    None,
+                    "a generator table must declare the columns it reads",
+                ));
+            }
+            GeneratorOptions::parse(options)?;
+        }
         if name == "file" {
             if options.get("path").is_none() {
                 return Err(OptionProblem::new(
@@ -141,6 +156,13 @@ pub fn build_source(
 ) -> Result<Box<dyn Source>, ConnectorError> {
     match options.connector() {
         Some("file") => Ok(Box::new(FileSource::open(table, options, schema, metrics)?)),
+        Some("generator") => {
+            let opts = GeneratorOptions::parse(options)
+                .map_err(|p| ConnectorError::Config(format!("table {table}: {}", p.message)))?;
+            Ok(Box::new(
+                GeneratorSource::new(table, opts, schema).map_err(ConnectorError::Config)?,
+            ))
+        }
         other => Err(ConnectorError::Config(format!(
             "table {table}: connector '{}' cannot be read",
             other.unwrap_or_default()

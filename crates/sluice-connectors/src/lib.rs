@@ -8,6 +8,7 @@ mod console;
 mod error;
 mod file_sink;
 mod file_source;
+pub mod generator;
 mod json;
 
 pub use catalog::{Catalog, build_sink, build_source};

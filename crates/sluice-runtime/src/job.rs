@@ -196,10 +196,9 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
     // Aggregators and pipeline heads.
     let mut heads: Vec<Vec<(Chain, Route)>> = (0..sources.len()).map(|_| Vec::new()).collect();
     for (pi, p) in pipelines.iter().enumerate() {
-        let mut head_ops: Vec<Box<dyn Operator>> = vec![Box::new(AssignWindows::new(
-            p.assign.clone(),
-            handle.metrics.clone(),
-        ))];
+        let late = handle.metrics.late_counter();
+        let mut head_ops: Vec<Box<dyn Operator>> =
+            vec![Box::new(AssignWindows::new(p.assign.clone(), late.clone()))];
         head_ops.extend(steps(&p.pre));
         let route = match &p.aggregate {
             None => Route::Sink {
@@ -213,9 +212,9 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
                     txs.push(tx);
                     let window_op: Box<dyn Operator> = match agg.window {
                         WindowKind::Session { .. } => {
-                            Box::new(SessionAggregate::new(agg.clone(), handle.metrics.clone())?)
+                            Box::new(SessionAggregate::new(agg.clone(), late.clone())?)
                         }
-                        _ => Box::new(WindowAggregate::new(agg.clone(), handle.metrics.clone())?),
+                        _ => Box::new(WindowAggregate::new(agg.clone(), late.clone())?),
                     };
                     let mut ops = vec![window_op];
                     ops.extend(steps(&p.post));

@@ -1,6 +1,7 @@
 //! Counters a running job shares with whoever watches it (the progress line, later /metrics).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sluice_types::Watermark;
@@ -11,7 +12,8 @@ pub struct JobMetrics {
     pub started: Instant,
     events_in: AtomicU64,
     rows_out: AtomicU64,
-    late: AtomicU64,
+    /// Late rows dropped, one counter per pipeline.
+    late: Mutex<Vec<Arc<AtomicU64>>>,
     bad: AtomicU64,
     watermark: AtomicI64,
 }
@@ -22,7 +24,7 @@ impl Default for JobMetrics {
             started: Instant::now(),
             events_in: AtomicU64::new(0),
             rows_out: AtomicU64::new(0),
-            late: AtomicU64::new(0),
+            late: Mutex::new(Vec::new()),
             bad: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
         }
@@ -46,8 +48,13 @@ impl JobMetrics {
     pub fn add_rows_out(&self, n: u64) {
         self.rows_out.fetch_add(n, Ordering::Relaxed);
     }
-    pub fn add_late(&self, n: u64) {
-        self.late.fetch_add(n, Ordering::Relaxed);
+    /// A late-row counter for one pipeline.
+    pub fn late_counter(&self) -> Arc<AtomicU64> {
+        let c = Arc::new(AtomicU64::new(0));
+        if let Ok(mut v) = self.late.lock() {
+            v.push(c.clone());
+        }
+        c
     }
     pub fn add_bad(&self, n: u64) {
         self.bad.fetch_add(n, Ordering::Relaxed);
@@ -61,7 +68,14 @@ impl JobMetrics {
         MetricsSnapshot {
             events_in: self.events_in.load(Ordering::Relaxed),
             rows_out: self.rows_out.load(Ordering::Relaxed),
-            late: self.late.load(Ordering::Relaxed),
+            // Pipelines sharing a source see the same late rows: report the largest count,
+            // which is the number of late input rows when they share a window size.
+            late: self.late.lock().map_or(0, |v| {
+                v.iter()
+                    .map(|c| c.load(Ordering::Relaxed))
+                    .max()
+                    .unwrap_or(0)
+            }),
             bad: self.bad.load(Ordering::Relaxed),
             watermark: Watermark::from_millis(self.watermark.load(Ordering::Relaxed)),
         }

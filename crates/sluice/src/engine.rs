@@ -6,10 +6,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use sluice_connectors::{Catalog, build_sink, build_source};
 use sluice_runtime::{
-    AggregatePlan, AssignSpec, JobHandle, JobSpec, PipelineSpec, SinkSpec, SourceSpec, Step,
+    AggregatePlan, AssignSpec, JobHandle, JobSpec, PipelineSpec, Sink, SinkSpec, SourceSpec, Step,
     WindowKind,
 };
-use sluice_sql::{JobGraph, SqlError, Stage, WindowSpec};
+use sluice_sql::{JobGraph, SinkTable, SqlError, Stage, WindowSpec};
 
 /// How to run a job.
 #[derive(Debug, Clone)]
@@ -49,6 +49,16 @@ pub struct JobRun {
 impl JobRun {
     /// Opens the job's sources and sinks.
     pub fn build(graph: &JobGraph, options: &RunOptions) -> Result<Self> {
+        Self::build_with_sinks(graph, options, &|_| None)
+    }
+
+    /// Like [`JobRun::build`], with `sink_for` choosing a sink for a table first (the demo
+    /// sends every result to its display this way).
+    pub fn build_with_sinks(
+        graph: &JobGraph,
+        options: &RunOptions,
+        sink_for: &dyn Fn(&SinkTable) -> Option<Box<dyn Sink>>,
+    ) -> Result<Self> {
         let handle = JobHandle::new();
         let mut sources = Vec::new();
         for s in &graph.sources {
@@ -66,7 +76,10 @@ impl JobRun {
         }
         let mut sinks = Vec::new();
         for s in &graph.sinks {
-            let sink = build_sink(&s.def.name, &s.def.options, s.schema.clone())?;
+            let sink = match sink_for(s) {
+                Some(sink) => sink,
+                None => build_sink(&s.def.name, &s.def.options, s.schema.clone())?,
+            };
             sinks.push(SinkSpec {
                 name: s.def.name.clone(),
                 sink,

@@ -27,6 +27,16 @@ enum Command {
         #[arg(long)]
         parallelism: Option<usize>,
     },
+    /// Run the four reference jobs on generated data, showing results live (no Kafka,
+    /// no database).
+    Demo {
+        /// Stop after this long (e.g. 20s, 2m); default: until Ctrl-C.
+        #[arg(long)]
+        duration: Option<String>,
+        /// Tasks per windowed aggregate.
+        #[arg(long, default_value_t = 1)]
+        parallelism: usize,
+    },
     /// Print the streaming plan of a job, or why it cannot run.
     Explain {
         /// The job's SQL file.
@@ -75,6 +85,28 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let result = run.run();
             eprintln!("{}", progress.finish());
             result?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            duration,
+            parallelism,
+        } => {
+            let duration = match duration {
+                None => None,
+                Some(d) => {
+                    let ms = d
+                        .parse::<u64>()
+                        .map(|s| s * 1000)
+                        .or_else(|_| sluice_sql::parse_interval_text(&d).map(|m| m as u64))
+                        .map_err(|_| anyhow::anyhow!("--duration {d}: write e.g. 20s or 2m"))?;
+                    Some(std::time::Duration::from_millis(ms))
+                }
+            };
+            let options = RunOptions {
+                parallelism: parallelism.max(1),
+                ..RunOptions::default()
+            };
+            sluice::demo::run(duration, &options)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain { file } => {

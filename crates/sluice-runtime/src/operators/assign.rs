@@ -7,6 +7,7 @@
 //! the input happened to be cut into batches.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::array::{ArrayRef, AsArray, TimestampMillisecondArray, UInt32Array};
 use datafusion::arrow::compute::take;
@@ -15,22 +16,21 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use sluice_types::Watermark;
 
 use crate::error::{Result, RuntimeError};
-use crate::metrics::JobMetrics;
 use crate::operator::{Collector, Operator};
 use crate::plan::{AssignSpec, WindowKind};
 
 pub struct AssignWindows {
     spec: AssignSpec,
-    metrics: Arc<JobMetrics>,
+    late: Arc<AtomicU64>,
     max_event: i64,
     watermark: i64,
 }
 
 impl AssignWindows {
-    pub fn new(spec: AssignSpec, metrics: Arc<JobMetrics>) -> Self {
+    pub fn new(spec: AssignSpec, late: Arc<AtomicU64>) -> Self {
         AssignWindows {
             spec,
-            metrics,
+            late,
             max_event: i64::MIN,
             watermark: i64::MIN,
         }
@@ -111,10 +111,11 @@ impl Operator for AssignWindows {
             self.max_event = self.max_event.max(t);
         }
         if late > 0 {
-            self.metrics.add_late(late);
+            self.late.fetch_add(late, Ordering::Relaxed);
         }
         if null_times > 0 {
-            self.metrics.add_bad(null_times);
+            // A row without an event time belongs to no window: dropped like a late row.
+            self.late.fetch_add(null_times, Ordering::Relaxed);
         }
         let n = take_idx.len();
         if n == 0 {

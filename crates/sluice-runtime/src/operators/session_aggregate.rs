@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray};
 use datafusion::arrow::compute::interleave_record_batch;
@@ -15,7 +16,6 @@ use datafusion::physical_plan::PhysicalExpr;
 use sluice_types::{Message, Watermark};
 
 use crate::error::{Result, RuntimeError};
-use crate::metrics::JobMetrics;
 use crate::operator::{Collector, Operator};
 use crate::operators::groups::{AggregateInput, GroupedAggregation, group_schema};
 use crate::plan::{AggregatePlan, WindowKind};
@@ -40,11 +40,11 @@ pub struct SessionAggregate {
     live_rows: usize,
     total_rows: usize,
     watermark: Watermark,
-    metrics: Arc<JobMetrics>,
+    late: Arc<AtomicU64>,
 }
 
 impl SessionAggregate {
-    pub fn new(plan: AggregatePlan, metrics: Arc<JobMetrics>) -> Result<Self> {
+    pub fn new(plan: AggregatePlan, late: Arc<AtomicU64>) -> Result<Self> {
         let WindowKind::Session { gap_ms } = plan.window else {
             return Err(RuntimeError::Internal("not a session window".into()));
         };
@@ -70,7 +70,7 @@ impl SessionAggregate {
             live_rows: 0,
             total_rows: 0,
             watermark: Watermark::MIN,
-            metrics,
+            late,
         })
     }
 
@@ -213,7 +213,7 @@ impl Operator for SessionAggregate {
             kept += 1;
         }
         if late > 0 {
-            self.metrics.add_late(late);
+            self.late.fetch_add(late, Ordering::Relaxed);
         }
         self.pending.push(batch);
         self.live_rows += kept;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::array::{Array, AsArray, UInt32Array};
 use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
@@ -10,7 +11,6 @@ use datafusion::arrow::record_batch::RecordBatch;
 use sluice_types::{Message, Watermark};
 
 use crate::error::{Result, RuntimeError};
-use crate::metrics::JobMetrics;
 use crate::operator::{Collector, Operator};
 use crate::operators::groups::{AggregateInput, GroupedAggregation, group_schema};
 use crate::plan::{AggregatePlan, WindowKind};
@@ -22,11 +22,11 @@ pub struct WindowAggregate {
     /// Open windows by start.
     windows: BTreeMap<i64, GroupedAggregation>,
     watermark: Watermark,
-    metrics: Arc<JobMetrics>,
+    late: Arc<AtomicU64>,
 }
 
 impl WindowAggregate {
-    pub fn new(plan: AggregatePlan, metrics: Arc<JobMetrics>) -> Result<Self> {
+    pub fn new(plan: AggregatePlan, late: Arc<AtomicU64>) -> Result<Self> {
         let size_ms = match plan.window {
             WindowKind::Tumble { size_ms } | WindowKind::Hop { size_ms, .. } => size_ms,
             WindowKind::Session { .. } => {
@@ -42,7 +42,7 @@ impl WindowAggregate {
             group_schema,
             windows: BTreeMap::new(),
             watermark: Watermark::MIN,
-            metrics,
+            late,
         })
     }
 
@@ -105,7 +105,7 @@ impl Operator for WindowAggregate {
         if values.iter().all(|&v| v == first) {
             let start = self.window_of(first);
             if closed(start) {
-                self.metrics.add_late(values.len() as u64);
+                self.late.fetch_add(values.len() as u64, Ordering::Relaxed);
                 return Ok(());
             }
             return self.open(start)?.update(&input);
@@ -120,7 +120,7 @@ impl Operator for WindowAggregate {
         }
         for (start, rows) in by_window {
             if closed(start) {
-                self.metrics.add_late(rows.len() as u64);
+                self.late.fetch_add(rows.len() as u64, Ordering::Relaxed);
                 continue;
             }
             let part = input.take(&UInt32Array::from(rows))?;

@@ -1,0 +1,366 @@
+//! Generator source: realistic IoT readings or user activity, deterministic for a seed
+//! and start time, paced against the wall clock (or as fast as possible), with declared
+//! shares of out-of-order and late events. Bounded when given a `limit`.
+//!
+//! Event time: an IoT stream's event `i` is due `i / rate` seconds after the start and
+//! carries the time `start_time + i / rate × speedup` (with `rate = 0`, as fast as possible,
+//! event time advances as if `rate` were 1,000). User activity takes its event times from
+//! the users' behaviour and is paced at `speedup` times the wall clock (`rate = 0`: as
+//! fast as possible). Then up to `disorder` is taken off each time, and a `late_fraction`
+//! of events is moved `late_by` to twice that into the past.
+
+mod iot;
+mod rng;
+mod user_activity;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
+use datafusion::arrow::record_batch::RecordBatch;
+use sluice_runtime::{Result, RuntimeError, Source};
+use sluice_types::{ConnectorOptions, OptionProblem};
+
+use iot::IotModel;
+pub use iot::LOCATIONS;
+use rng::Rng;
+use user_activity::UserModel;
+
+/// The options a generator table takes.
+pub const OPTIONS: &[&str] = &[
+    "profile",
+    "rate",
+    "keys",
+    "seed",
+    "speedup",
+    "disorder",
+    "late_fraction",
+    "late_by",
+    "limit",
+    "start_time",
+    "batch_size",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Iot,
+    UserActivity,
+}
+
+impl Profile {
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Profile::Iot => iot::schema(),
+            Profile::UserActivity => user_activity::schema(),
+        }
+    }
+}
+
+/// Parsed generator options.
+#[derive(Debug, Clone)]
+pub struct GeneratorOptions {
+    pub profile: Profile,
+    pub rate: f64,
+    pub keys: usize,
+    pub seed: u64,
+    pub speedup: f64,
+    pub disorder_ms: i64,
+    pub late_fraction: f64,
+    pub late_by_ms: i64,
+    pub limit: Option<u64>,
+    pub start_ms: i64,
+    pub batch_size: usize,
+}
+
+fn interval_ms(key: &str, v: &str) -> Result<i64, OptionProblem> {
+    if let Ok(n) = v.parse::<i64>() {
+        return Ok(n);
+    }
+    parse_interval(v).ok_or_else(|| {
+        OptionProblem::new(
+            Some(key),
+            format!("{key} must be an interval such as '5s' or '2 minutes', not '{v}'"),
+        )
+    })
+}
+
+/// "5s", "2 minutes", "1h", "250ms".
+fn parse_interval(v: &str) -> Option<i64> {
+    let v = v.trim();
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let unit_ms = match unit.trim().to_ascii_lowercase().as_str() {
+        "ms" | "millisecond" | "milliseconds" => 1.0,
+        "s" | "sec" | "second" | "seconds" => 1_000.0,
+        "m" | "min" | "minute" | "minutes" => 60_000.0,
+        "h" | "hour" | "hours" => 3_600_000.0,
+        "d" | "day" | "days" => 86_400_000.0,
+        _ => return None,
+    };
+    Some((n * unit_ms).round() as i64)
+}
+
+fn parse_time(key: &str, v: &str) -> Result<i64, OptionProblem> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(ms);
+    }
+    let arr: ArrayRef = Arc::new(datafusion::arrow::array::StringArray::from(vec![v]));
+    cast(
+        &arr,
+        &datafusion::arrow::datatypes::DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Millisecond,
+            None,
+        ),
+    )
+    .ok()
+    .and_then(|a| {
+        let a = a.as_primitive::<TimestampMillisecondType>();
+        (a.null_count() == 0).then(|| a.value(0))
+    })
+    .ok_or_else(|| {
+        OptionProblem::new(
+            Some(key),
+            format!("{key} must be RFC 3339 text or epoch milliseconds, not '{v}'"),
+        )
+    })
+}
+
+impl GeneratorOptions {
+    /// Parses a generator table's options; an empty value (from `${VAR:-}`) means unset.
+    pub fn parse(options: &ConnectorOptions) -> Result<Self, OptionProblem> {
+        let get = |key: &str| options.get(key).filter(|v| !v.trim().is_empty());
+        let num = |key: &str, default: f64| -> Result<f64, OptionProblem> {
+            match get(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .ok_or_else(|| {
+                        OptionProblem::new(
+                            Some(key),
+                            format!("{key} must be a number of at least 0, not '{v}'"),
+                        )
+                    }),
+            }
+        };
+        let profile = match get("profile") {
+            Some("iot") => Profile::Iot,
+            Some("user_activity") | Some("user-activity") => Profile::UserActivity,
+            Some(other) => {
+                return Err(OptionProblem::new(
+                    Some("profile"),
+                    format!("unknown generator profile '{other}' (use 'iot' or 'user_activity')"),
+                ));
+            }
+            None => {
+                return Err(OptionProblem::new(
+                    Some("connector"),
+                    "a generator needs profile = 'iot' or 'user_activity'",
+                ));
+            }
+        };
+        let default_keys = match profile {
+            Profile::Iot => 100.0,
+            Profile::UserActivity => 1000.0,
+        };
+        let late_fraction = num("late_fraction", 0.0)?;
+        if late_fraction > 1.0 {
+            return Err(OptionProblem::new(
+                Some("late_fraction"),
+                "late_fraction is a share between 0 and 1",
+            ));
+        }
+        let speedup = num("speedup", 1.0)?;
+        if speedup <= 0.0 {
+            return Err(OptionProblem::new(
+                Some("speedup"),
+                "speedup must be above 0",
+            ));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Ok(GeneratorOptions {
+            profile,
+            rate: num("rate", 1000.0)?,
+            keys: num("keys", default_keys)?.max(1.0) as usize,
+            seed: num("seed", 42.0)? as u64,
+            speedup,
+            disorder_ms: get("disorder").map_or(Ok(5_000), |v| interval_ms("disorder", v))?,
+            late_fraction,
+            late_by_ms: get("late_by").map_or(Ok(3_600_000), |v| interval_ms("late_by", v))?,
+            limit: get("limit")
+                .map(|_| num("limit", 0.0))
+                .transpose()?
+                .map(|x| x as u64),
+            start_ms: get("start_time").map_or(Ok(now - now.rem_euclid(60_000)), |v| {
+                parse_time("start_time", v)
+            })?,
+            batch_size: (num("batch_size", 4096.0)? as usize).max(1),
+        })
+    }
+}
+
+enum Model {
+    Iot(IotModel),
+    Users(UserModel),
+}
+
+pub struct GeneratorSource {
+    opts: GeneratorOptions,
+    model: Model,
+    rng: Rng,
+    produced: u64,
+    wall_start: Option<Instant>,
+    schema: SchemaRef,
+    /// For each declared column, its index among the profile's columns.
+    columns: Vec<usize>,
+}
+
+impl GeneratorSource {
+    /// A generator producing the declared `schema` (a subset of the profile's columns).
+    pub fn new(table: &str, opts: GeneratorOptions, schema: SchemaRef) -> Result<Self, String> {
+        let profile_schema = opts.profile.schema();
+        let mut columns = Vec::new();
+        for f in schema.fields() {
+            let Ok(i) = profile_schema.index_of(f.name()) else {
+                let names: Vec<&str> = profile_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
+                return Err(format!(
+                    "table {table}: the generator does not produce a column {} (it produces: {})",
+                    f.name(),
+                    names.join(", ")
+                ));
+            };
+            columns.push(i);
+        }
+        let model = match opts.profile {
+            Profile::Iot => Model::Iot(IotModel::new(opts.keys, opts.seed, opts.start_ms)),
+            Profile::UserActivity => {
+                Model::Users(UserModel::new(opts.keys, opts.seed, opts.start_ms))
+            }
+        };
+        Ok(GeneratorSource {
+            rng: Rng::new(opts.seed.wrapping_add(1)),
+            opts,
+            model,
+            produced: 0,
+            wall_start: None,
+            schema,
+            columns,
+        })
+    }
+
+    /// How many events may go out now (at least one, waiting if needed), at most `n`.
+    fn pace(&mut self, n: usize) -> usize {
+        if self.opts.rate <= 0.0 {
+            return n;
+        }
+        let start = *self.wall_start.get_or_insert_with(Instant::now);
+        loop {
+            let elapsed = start.elapsed().as_secs_f64();
+            let due = match &self.model {
+                Model::Iot(_) => {
+                    ((elapsed * self.opts.rate) as u64).saturating_sub(self.produced) as usize
+                }
+                Model::Users(m) => {
+                    let now_event =
+                        self.opts.start_ms + (elapsed * 1000.0 * self.opts.speedup) as i64;
+                    if m.peek_time() <= now_event { n } else { 0 }
+                }
+            };
+            if due > 0 {
+                return due.min(n);
+            }
+            let wait = match &self.model {
+                Model::Iot(_) => (self.produced + 1) as f64 / self.opts.rate - elapsed,
+                Model::Users(m) => {
+                    (m.peek_time() - self.opts.start_ms) as f64 / 1000.0 / self.opts.speedup
+                        - elapsed
+                }
+            };
+            std::thread::sleep(Duration::from_secs_f64(wait.clamp(0.001, 0.1)));
+        }
+    }
+
+    /// Takes disorder and lateness off model times.
+    fn perturb(&mut self, times: &mut [i64]) {
+        let d = self.opts.disorder_ms.max(0) as u64;
+        for t in times.iter_mut() {
+            if self.opts.late_fraction > 0.0 && self.rng.chance(self.opts.late_fraction) {
+                let by = self.opts.late_by_ms.max(1);
+                *t -= by + self.rng.below(by as u64) as i64;
+            } else if d > 0 {
+                *t -= self.rng.below(d + 1) as i64;
+            }
+        }
+    }
+}
+
+impl Source for GeneratorSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let remaining = self
+            .opts
+            .limit
+            .map_or(u64::MAX, |l| l.saturating_sub(self.produced));
+        if remaining == 0 {
+            return Ok(None);
+        }
+        let n = self.pace((self.opts.batch_size as u64).min(remaining) as usize);
+        let columns = if matches!(self.model, Model::Iot(_)) {
+            let rate = if self.opts.rate > 0.0 {
+                self.opts.rate
+            } else {
+                1000.0
+            };
+            let step = 1000.0 * self.opts.speedup / rate;
+            let first = self.produced;
+            let mut times: Vec<i64> = (0..n as u64)
+                .map(|i| self.opts.start_ms + ((first + i) as f64 * step) as i64)
+                .collect();
+            self.perturb(&mut times);
+            match &mut self.model {
+                Model::Iot(m) => m.batch(&times, &mut self.rng),
+                Model::Users(_) => Vec::new(),
+            }
+        } else {
+            let (mut times, mut cols) = match &mut self.model {
+                Model::Users(m) => m.batch(n, &mut self.rng),
+                Model::Iot(_) => (Vec::new(), Vec::new()),
+            };
+            self.perturb(&mut times);
+            if let Some(last) = cols.last_mut() {
+                *last = Arc::new(TimestampMillisecondArray::from(times));
+            }
+            cols
+        };
+        self.produced += n as u64;
+        let out = self
+            .columns
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(&i, f)| {
+                let c = &columns[i];
+                if c.data_type() == f.data_type() {
+                    Ok(c.clone())
+                } else {
+                    cast(c, f.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(self.schema.clone(), out)
+            .map(Some)
+            .map_err(|e| RuntimeError::Internal(format!("generator: {e}")))
+    }
+}
