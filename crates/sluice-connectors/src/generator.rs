@@ -364,3 +364,178 @@ impl Source for GeneratorSource {
             .map_err(|e| RuntimeError::Internal(format!("generator: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::compute::concat_batches;
+    use sluice_types::Position;
+
+    fn options(pairs: &[(&str, &str)]) -> ConnectorOptions {
+        let mut o = ConnectorOptions::default();
+        o.insert("connector", "generator".into(), Position::default());
+        for (k, v) in pairs {
+            o.insert(k, v.to_string(), Position::default());
+        }
+        o
+    }
+
+    fn generate(pairs: &[(&str, &str)]) -> RecordBatch {
+        let opts = GeneratorOptions::parse(&options(pairs)).unwrap();
+        let schema = opts.profile.schema();
+        let mut g = GeneratorSource::new("t", opts, schema.clone()).unwrap();
+        let mut batches = Vec::new();
+        while let Some(b) = g.next_batch().unwrap() {
+            batches.push(b);
+        }
+        concat_batches(&schema, &batches).unwrap()
+    }
+
+    fn times(b: &RecordBatch) -> Vec<i64> {
+        b.column(b.num_columns() - 1)
+            .as_primitive::<TimestampMillisecondType>()
+            .values()
+            .to_vec()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("rate", "0"),
+        ("limit", "20000"),
+        ("start_time", "2024-05-01T00:00:00Z"),
+    ];
+
+    #[test]
+    fn same_seed_same_events_other_seed_other_events() {
+        for profile in ["iot", "user_activity"] {
+            let mut a = BASE.to_vec();
+            a.push(("profile", profile));
+            let mut b = a.clone();
+            b.push(("seed", "7"));
+            let first = generate(&a);
+            assert_eq!(first.num_rows(), 20000);
+            assert_eq!(first, generate(&a), "{profile}: same seed, same events");
+            assert_ne!(first, generate(&b), "{profile}: another seed, other events");
+        }
+    }
+
+    #[test]
+    fn declared_disorder_and_late_share_hold() {
+        for profile in ["iot", "user_activity"] {
+            let mut o = BASE.to_vec();
+            o.extend([
+                ("profile", profile),
+                ("limit", "100000"),
+                ("disorder", "30s"),
+                ("late_fraction", "0.05"),
+                ("late_by", "1h"),
+            ]);
+            let ts = times(&generate(&o));
+            let (mut max, mut late, mut out_of_order, mut worst_disorder) = (i64::MIN, 0, 0, 0);
+            for &t in &ts {
+                // Late events are at least `late_by` minus the disorder behind; on-time ones
+                // at most `disorder` behind: half of `late_by` tells them apart.
+                if t < max.saturating_sub(1_800_000) {
+                    late += 1;
+                } else {
+                    if t < max {
+                        out_of_order += 1;
+                        worst_disorder = worst_disorder.max(max - t);
+                    }
+                    max = max.max(t);
+                }
+            }
+            let share = late as f64 / ts.len() as f64;
+            assert!(
+                (0.045..0.055).contains(&share),
+                "{profile}: late share {share}"
+            );
+            assert!(
+                worst_disorder <= 30_000,
+                "{profile}: disorder {worst_disorder} ms"
+            );
+            assert!(
+                out_of_order > ts.len() / 10,
+                "{profile}: out of order {out_of_order}"
+            );
+
+            let mut none = BASE.to_vec();
+            none.extend([("profile", profile), ("disorder", "0s")]);
+            let ts = times(&generate(&none));
+            assert!(
+                ts.windows(2).all(|w| w[0] <= w[1]),
+                "{profile}: no disorder, in order"
+            );
+        }
+    }
+
+    #[test]
+    fn declared_columns_are_a_subset_in_any_order() {
+        let opts = GeneratorOptions::parse(&options(&[
+            ("profile", "iot"),
+            ("limit", "10"),
+            ("rate", "0"),
+        ]))
+        .unwrap();
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new(
+                "location",
+                datafusion::arrow::datatypes::DataType::Utf8,
+                false,
+            ),
+            datafusion::arrow::datatypes::Field::new(
+                "temperature",
+                datafusion::arrow::datatypes::DataType::Float32,
+                true,
+            ),
+        ]));
+        let mut g = GeneratorSource::new("t", opts.clone(), schema).unwrap();
+        let b = g.next_batch().unwrap().unwrap();
+        assert_eq!(b.num_rows(), 10);
+        let locs = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        assert!(LOCATIONS.contains(&locs.value(0)));
+        let bad = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new(
+                "colour",
+                datafusion::arrow::datatypes::DataType::Utf8,
+                true,
+            ),
+        ]));
+        let err = GeneratorSource::new("t", opts, bad).err().unwrap();
+        assert!(err.contains("does not produce a column colour"), "{err}");
+    }
+
+    #[test]
+    fn paced_generator_keeps_its_rate() {
+        let mut o = BASE.to_vec();
+        o.extend([("profile", "iot"), ("rate", "2000"), ("limit", "600")]);
+        let started = Instant::now();
+        let b = generate(&o);
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(b.num_rows(), 600);
+        // 600 events at 2,000/s take about 0.3 s; never much less.
+        assert!(secs >= 0.25, "paced too fast: {secs:.3}s");
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        for (pairs, needle) in [
+            (vec![("profile", "weather")], "unknown generator profile"),
+            (
+                vec![("profile", "iot"), ("late_fraction", "2")],
+                "late_fraction",
+            ),
+            (
+                vec![("profile", "iot"), ("disorder", "soon")],
+                "disorder must be an interval",
+            ),
+            (
+                vec![("profile", "iot"), ("start_time", "yesterday")],
+                "start_time must be",
+            ),
+        ] {
+            let err = GeneratorOptions::parse(&options(&pairs)).unwrap_err();
+            assert!(err.message.contains(needle), "{}", err.message);
+        }
+    }
+}

@@ -39,8 +39,8 @@ const ALERT_TABLES: &[&str] = &["iot_alerts", "long_sessions"];
 /// Settings the demo uses unless the environment says otherwise: fast enough that
 /// 5-minute windows close every few seconds.
 const DEMO_ENV: &[(&str, &str)] = &[
-    ("IOT_RATE", "2000"),
-    ("IOT_SPEEDUP", "60"),
+    ("IOT_RATE", "4000"),
+    ("IOT_SPEEDUP", "120"),
     ("USER_RATE", "1"),
     ("USER_SPEEDUP", "300"),
 ];

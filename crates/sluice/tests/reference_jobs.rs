@@ -1,0 +1,255 @@
+//! The reference jobs in `sql/`, run bounded over generated events, agree with the same
+//! queries run as a batch by DataFusion over the same events; the IoT stream produces
+//! both alert kinds and the user stream sessions longer than five minutes; and
+//! `sluice demo` prints window results and alerts.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/helpers.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::json::LineDelimitedWriter;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use sluice::engine::{JobRun, RunOptions};
+
+const TUMBLE_SOURCES: &[&str] = &["iot_sensors", "user_activity"];
+
+fn sql_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../sql")
+}
+
+fn env_for(out: &Path) -> HashMap<String, String> {
+    [
+        ("OUTPUT_DIR", out.display().to_string()),
+        ("START_TIME", "2024-05-01T06:00:00Z".into()),
+        ("LATE_FRACTION", "0".into()),
+        ("IOT_RATE", "0".into()),
+        ("USER_RATE", "0".into()),
+        ("IOT_LIMIT", "40000".into()),
+        ("USER_LIMIT", "40000".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// The batch equivalent of a window TVF: each row with its window's bounds.
+fn batch_equivalent(select: &str) -> String {
+    let mut s = select.to_string();
+    for src in TUMBLE_SOURCES {
+        s = s.replace(
+            &format!("TUMBLE({src}, event_time, INTERVAL '5' MINUTE)"),
+            &format!(
+                "(SELECT *, date_bin(INTERVAL '5 minutes', event_time) AS window_start,
+                         date_bin(INTERVAL '5 minutes', event_time) + INTERVAL '5 minutes' AS window_end
+                  FROM {src}) AS {src}"
+            ),
+        );
+    }
+    // Sessions per user: a new one starts where the gap to the user's previous event is
+    // 30 minutes or more; it ends 30 minutes after its last event.
+    s.replace(
+        "SESSION(user_activity, event_time, INTERVAL '30' MINUTE)",
+        "(SELECT *, min(event_time) OVER (PARTITION BY user_id, sid) AS window_start,
+                 max(event_time) OVER (PARTITION BY user_id, sid) + INTERVAL '30 minutes' AS window_end
+          FROM (SELECT *, sum(fresh) OVER (PARTITION BY user_id ORDER BY event_time
+                                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid
+                FROM (SELECT *, CASE WHEN CAST(event_time AS BIGINT)
+                                          - lag(CAST(event_time AS BIGINT)) OVER (PARTITION BY user_id ORDER BY event_time) < 1800000
+                                     THEN 0 ELSE 1 END AS fresh
+                      FROM user_activity) AS m) AS n) AS user_activity",
+    )
+}
+
+/// (sink table, SELECT text) of every INSERT in a job file.
+fn inserts(sql: &str) -> Vec<(String, String)> {
+    sql.split(';')
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter_map(|s| {
+            let t = s.trim();
+            let rest = t.strip_prefix("INSERT INTO ")?;
+            let (table, select) = rest.split_once(char::is_whitespace)?;
+            Some((table.to_string(), select.trim().to_string()))
+        })
+        .collect()
+}
+
+fn check_reference_job(name: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let sql = std::fs::read_to_string(sql_dir().join(format!("{name}.sql"))).unwrap();
+    let env = env_for(tmp.path());
+    let lookup = {
+        let env = env.clone();
+        move |k: &str| env.get(k).cloned()
+    };
+    let graph = sluice::plan_with_env(&sql, &lookup).unwrap();
+
+    // The events, generated once more with the job's own source options.
+    let source = &graph.sources[0];
+    let mut generator = sluice_connectors::build_source(
+        &source.def.name,
+        &source.def.options,
+        source.schema.clone(),
+        Arc::default(),
+    )
+    .unwrap();
+    let mut events = Vec::new();
+    while let Some(b) = generator.next_batch().unwrap() {
+        events.push(b);
+    }
+    let ctx = SessionContext::new();
+    ctx.register_table(
+        source.def.name.as_str(),
+        Arc::new(MemTable::try_new(source.schema.clone(), vec![events]).unwrap()),
+    )
+    .unwrap();
+
+    let run = JobRun::build(
+        &graph,
+        &RunOptions {
+            parallelism: 2,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    let metrics = run.handle.metrics.clone();
+    run.run().unwrap();
+    assert_eq!(
+        metrics.snapshot().late,
+        0,
+        "{name}: no late events were generated"
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut expected_by_sink: HashMap<String, Vec<String>> = HashMap::new();
+    for (table, select) in inserts(&sql) {
+        let sink = graph.sinks.iter().find(|s| s.def.name == table).unwrap();
+        let batches: Vec<RecordBatch> = rt
+            .block_on(async { ctx.sql(&batch_equivalent(&select)).await?.collect().await })
+            .unwrap();
+        let mut buf = Vec::new();
+        {
+            let mut w = LineDelimitedWriter::new(&mut buf);
+            for b in batches {
+                // The sink's column names and types, by position, as INSERT does.
+                let cols = b
+                    .columns()
+                    .iter()
+                    .zip(sink.schema.fields())
+                    .map(|(c, f)| cast(c, f.data_type()).unwrap())
+                    .collect();
+                let b = RecordBatch::try_new(sink.schema.clone(), cols).unwrap();
+                w.write(&sluice_connectors::timestamps_as_text(&b).unwrap())
+                    .unwrap();
+            }
+            w.finish().unwrap();
+        }
+        let rows = String::from_utf8(buf).unwrap();
+        expected_by_sink
+            .entry(table)
+            .or_default()
+            .extend(rows.lines().map(support::normalize));
+    }
+    for (table, mut expected) in expected_by_sink {
+        expected.sort();
+        let got = support::read_rows(&tmp.path().join(format!("{table}.jsonl")));
+        assert!(!got.is_empty(), "{name}: {table} is empty");
+        assert_eq!(got.len(), expected.len(), "{name}: {table} row count");
+        assert_eq!(
+            got, expected,
+            "{name}: {table} differs from the batch oracle"
+        );
+    }
+}
+
+#[test]
+fn iot_aggregates_matches_batch_oracle() {
+    check_reference_job("iot_aggregates");
+}
+
+#[test]
+fn iot_alerts_matches_batch_oracle() {
+    check_reference_job("iot_alerts");
+}
+
+#[test]
+fn user_activity_matches_batch_oracle() {
+    check_reference_job("user_activity");
+}
+
+#[test]
+fn long_sessions_matches_batch_oracle() {
+    check_reference_job("long_sessions");
+}
+
+#[test]
+fn generated_streams_have_both_alert_kinds_and_long_sessions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let env: Vec<(&str, String)> = env_for(tmp.path())
+        .into_iter()
+        .map(|(k, v)| (Box::leak(k.into_boxed_str()) as &str, v))
+        .collect();
+    for job in ["iot_alerts", "long_sessions"] {
+        let sql = std::fs::read_to_string(sql_dir().join(format!("{job}.sql"))).unwrap();
+        support::run_job(&sql, &env, 1);
+    }
+    let alerts = std::fs::read_to_string(tmp.path().join("iot_alerts.jsonl")).unwrap();
+    let high = alerts
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"high_temperature\""))
+        .count();
+    let low = alerts
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"low_battery\""))
+        .count();
+    assert!(high > 0 && low > 0, "high {high}, low {low}");
+    let sessions = std::fs::read_to_string(tmp.path().join("long_sessions.jsonl")).unwrap();
+    let durations: Vec<i64> = sessions
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["duration_seconds"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert!(durations.len() > 10, "{} long sessions", durations.len());
+    assert!(durations.iter().all(|d| *d > 300), "{durations:?}");
+}
+
+#[test]
+fn demo_prints_window_results_and_alerts() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["demo", "--duration", "6s"])
+        .env("IOT_SPEEDUP", "600")
+        .env("USER_SPEEDUP", "1200")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let count = |prefix: &str| stdout.lines().filter(|l| l.starts_with(prefix)).count();
+    assert!(
+        count("window sensor_metrics_5m window_start=") > 0,
+        "{stdout}"
+    );
+    assert!(count("window activity_5m ") > 0, "{stdout}");
+    assert!(
+        count("alert high_temperature ") + count("alert low_battery ") > 0,
+        "{stdout}"
+    );
+    assert!(count("alert long_session ") > 0, "{stdout}");
+    assert!(stdout.contains("demo finished after"), "{stdout}");
+}
