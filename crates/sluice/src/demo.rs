@@ -48,7 +48,8 @@ const DEMO_ENV: &[(&str, &str)] = &[
 #[derive(Default)]
 struct Board {
     windows: BTreeMap<String, Vec<String>>,
-    alerts: VecDeque<String>,
+    /// Newest alerts by kind, so that a frequent kind does not hide a rare one.
+    alerts: BTreeMap<String, VecDeque<String>>,
     window_rows: u64,
     alert_rows: u64,
 }
@@ -73,15 +74,17 @@ impl Sink for DemoSink {
             if self.alert {
                 b.alert_rows += lines.len() as u64;
                 for l in lines {
-                    b.alerts.push_back(l);
-                    while b.alerts.len() > 12 {
-                        b.alerts.pop_front();
+                    let kind = l.split_whitespace().nth(1).unwrap_or("alert").to_string();
+                    let list = b.alerts.entry(kind).or_default();
+                    list.push_back(compact(&l, 2));
+                    while list.len() > 4 {
+                        list.pop_front();
                     }
                 }
             } else {
                 b.window_rows += lines.len() as u64;
                 let rows = b.windows.entry(self.table.clone()).or_default();
-                rows.extend(lines);
+                rows.extend(lines.iter().map(|l| compact(l, 2)));
                 let excess = rows.len().saturating_sub(8);
                 rows.drain(..excess);
             }
@@ -245,13 +248,29 @@ fn draw(board: &Arc<Mutex<Board>>, status: &str, elapsed: Duration) {
         out.push('\n');
     }
     out.push_str("\x1b[1mnewest alerts\x1b[0m\n");
-    for r in &b.alerts {
-        out.push_str(&format!("  {}\n", shorten(r, 150)));
+    for (kind, rows) in &b.alerts {
+        for r in rows {
+            out.push_str(&format!("  {kind:<17} {}\n", shorten(r, 150)));
+        }
     }
     out.push_str(&format!("\n{status}\n"));
     let mut so = std::io::stdout().lock();
     let _ = so.write_all(out.as_bytes());
     let _ = so.flush();
+}
+
+/// A row for the screen: without its first `skip` words, times as HH:MM:SS.
+fn compact(line: &str, skip: usize) -> String {
+    line.split_whitespace()
+        .skip(skip)
+        .map(|part| match part.split_once('=') {
+            Some((k, v)) if v.len() == 24 && v.as_bytes()[10] == b'T' && v.ends_with('Z') => {
+                format!("{k}={}", &v[11..19])
+            }
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn shorten(s: &str, n: usize) -> String {
