@@ -29,9 +29,13 @@ pub fn run_job(sql: &str, vars: &[(&str, String)], parallelism: usize) -> Metric
     metrics.snapshot()
 }
 
-/// Rows of a JSON-lines file, each normalized to a canonical string.
+/// Rows of a JSON-lines file, each normalized to a canonical string, sorted.
 pub fn read_rows(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    sorted_rows(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
+/// JSON-lines text as normalized, sorted rows.
+pub fn sorted_rows(text: &str) -> Vec<String> {
     let mut rows: Vec<String> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -77,12 +81,5 @@ pub async fn batch_rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
         }
         w.finish().unwrap();
     }
-    let text = String::from_utf8(buf).unwrap();
-    let mut rows: Vec<String> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(normalize)
-        .collect();
-    rows.sort();
-    rows
+    sorted_rows(&String::from_utf8(buf).unwrap())
 }
