@@ -2,7 +2,9 @@
 //!
 //! - `arrow`: pre-built Arrow batches (default 10 M events, 1,000 keys) through
 //!   `TUMBLE(5 minutes)` with count/avg/min/max into a blackhole;
-//! - `json`: the same job reading JSON lines from a file.
+//! - `json`: the same job reading JSON lines from a file;
+//! - `generator-iot`, `generator-user_activity`: the built-in generators alone at rate 0
+//!   (as fast as possible).
 //!
 //! Prints one JSON object per scenario: events, wall seconds, CPU seconds, events per
 //! second per core (events / CPU seconds), and peak RSS.
@@ -172,6 +174,44 @@ fn run(scenario: &str, events: usize, parallelism: usize) -> Result<()> {
     Ok(())
 }
 
+/// Events per second per core of a generator profile at rate 0, nothing downstream.
+fn run_generator(profile: &str, events: usize) -> Result<()> {
+    use sluice_connectors::generator::{GeneratorOptions, GeneratorSource};
+    let mut options = sluice_types::ConnectorOptions::default();
+    for (k, v) in [
+        ("profile", profile.to_string()),
+        ("rate", "0".into()),
+        ("limit", events.to_string()),
+        ("start_time", "2024-05-01T00:00:00Z".into()),
+        ("batch_size", "8192".into()),
+    ] {
+        options.insert(k, v, sluice_types::Position::default());
+    }
+    let opts = GeneratorOptions::parse(&options).map_err(|p| anyhow::anyhow!(p.message))?;
+    let schema = opts.profile.schema();
+    let mut source = GeneratorSource::new("bench", opts, schema).map_err(|e| anyhow::anyhow!(e))?;
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let mut n = 0usize;
+    while let Some(b) = source.next_batch()? {
+        n += b.num_rows();
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    println!(
+        "{}",
+        serde_json::json!({
+            "scenario": format!("generator-{profile}"),
+            "events": n,
+            "wall_s": (wall * 1000.0).round() / 1000.0,
+            "cpu_s": (cpu * 100.0).round() / 100.0,
+            "events_per_s_per_core": (n as f64 / cpu).round(),
+            "peak_rss_mib": (peak_rss_mib() * 10.0).round() / 10.0,
+        })
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut scenario = "all".to_string();
@@ -186,11 +226,14 @@ fn main() -> Result<()> {
         }
     }
     let scenarios: Vec<&str> = match scenario.as_str() {
-        "all" => vec!["arrow", "json"],
+        "all" => vec!["arrow", "json", "generator-iot", "generator-user_activity"],
         s => vec![s],
     };
     for s in scenarios {
-        run(s, events, parallelism)?;
+        match s.strip_prefix("generator-") {
+            Some(profile) => run_generator(profile, events)?,
+            None => run(s, events, parallelism)?,
+        }
     }
     Ok(())
 }
