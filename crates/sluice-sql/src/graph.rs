@@ -113,6 +113,15 @@ pub struct Pipeline {
 }
 
 impl JobGraph {
+    /// The value of a `SET key = …` in the job, if any (the last one wins).
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings
+            .iter()
+            .rev()
+            .find(|s| s.key == key)
+            .map(|s| s.value.as_str())
+    }
+
     /// The streaming plan as text, for `sluice explain`.
     pub fn explain(&self) -> String {
         let mut s = String::new();

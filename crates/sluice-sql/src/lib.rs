@@ -20,4 +20,4 @@ pub use graph::{
     WindowSpec,
 };
 pub use interval::parse_interval_text;
-pub use plan::plan_job;
+pub use plan::{SETTINGS, plan_job};

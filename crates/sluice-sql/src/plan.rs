@@ -61,7 +61,7 @@ pub fn plan_job(
                 }
                 tables.push(t);
             }
-            ["SET", ..] => settings.push(parse_set(stmt)?),
+            ["SET", ..] => settings.push(check_setting(parse_set(stmt)?)?),
             ["INSERT", ..] => inserts.push(stmt),
             _ => {
                 return Err(SqlError::refused(
@@ -401,6 +401,34 @@ impl<'a> Planner<'a> {
             output_schema: sink_schema,
         })
     }
+}
+
+/// The job settings a `SET` may give, and what each accepts.
+pub const SETTINGS: &[(&str, &str)] = &[("parallelism", "a whole number of at least 1")];
+
+fn check_setting(set: SetDef) -> Result<SetDef> {
+    let Some((_, what)) = SETTINGS.iter().find(|(k, _)| *k == set.key) else {
+        let known: Vec<&str> = SETTINGS.iter().map(|(k, _)| *k).collect();
+        return Err(SqlError::refused(
+            set.position,
+            format!(
+                "unknown setting '{}' (known: {})",
+                set.key,
+                known.join(", ")
+            ),
+        ));
+    };
+    let ok = match set.key.as_str() {
+        "parallelism" => set.value.parse::<usize>().is_ok_and(|n| n >= 1),
+        _ => true,
+    };
+    if !ok {
+        return Err(SqlError::refused(
+            set.position,
+            format!("{} must be {what}, not '{}'", set.key, set.value),
+        ));
+    }
+    Ok(set)
 }
 
 fn planning_context() -> SessionContext {

@@ -23,7 +23,8 @@ enum Command {
     Run {
         /// The job's SQL file.
         file: PathBuf,
-        /// Tasks per windowed aggregate (default: the number of cores).
+        /// Tasks per windowed aggregate (default: `SET parallelism` in the job, else the
+        /// number of cores).
         #[arg(long)]
         parallelism: Option<usize>,
     },
@@ -71,7 +72,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 Err(e) => return Ok(sql_error(&file, &sql, &e)),
             };
             let mut options = RunOptions::default();
-            if let Some(p) = parallelism {
+            // The command line wins over `SET parallelism` in the job, which wins over
+            // the default (the number of cores).
+            let from_job = graph.setting("parallelism").and_then(|p| p.parse().ok());
+            if let Some(p) = parallelism.or(from_job) {
                 options.parallelism = p.max(1);
             }
             let run = JobRun::build(&graph, &options)?;

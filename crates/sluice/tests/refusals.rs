@@ -154,3 +154,20 @@ fn a_valid_job_plans() {
         .collect();
     assert_eq!(names, ["window_start", "window_end", "sensor_id", "t"]);
 }
+
+#[test]
+fn unknown_setting_is_refused_and_parallelism_is_read() {
+    let (line, col, msg) =
+        refusal("SET checkpoint_intervall = '2s';\nINSERT INTO out SELECT sensor_id FROM iot;");
+    assert_eq!((line, col), (1, 5), "{msg}");
+    assert!(
+        msg.contains("unknown setting 'checkpoint_intervall'"),
+        "{msg}"
+    );
+    let (_, _, msg) =
+        refusal("SET parallelism = 'many';\nINSERT INTO out SELECT sensor_id FROM iot;");
+    assert!(msg.contains("parallelism must be a whole number"), "{msg}");
+    let sql = format!("{SOURCE}SET parallelism = 3;\nINSERT INTO out SELECT sensor_id FROM iot;");
+    let graph = sluice::plan_with_env(&sql, &|_| None).unwrap();
+    assert_eq!(graph.setting("parallelism"), Some("3"));
+}
