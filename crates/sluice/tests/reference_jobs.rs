@@ -232,9 +232,9 @@ fn generated_streams_have_both_alert_kinds_and_long_sessions() {
 #[test]
 fn demo_prints_window_results_and_alerts() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["demo", "--duration", "6s"])
+        .args(["demo", "--duration", "8s"])
         .env("IOT_SPEEDUP", "600")
-        .env("USER_SPEEDUP", "1200")
+        .env("USER_SPEEDUP", "2400")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
