@@ -5,7 +5,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::json::LineDelimitedWriter;
+use datafusion::arrow::json::writer::{LineDelimited, WriterBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use sluice_runtime::{Result, RuntimeError, Sink};
@@ -20,7 +20,7 @@ pub enum FileFormat {
 }
 
 enum Writer {
-    Json(LineDelimitedWriter<BufWriter<File>>),
+    Json(datafusion::arrow::json::Writer<BufWriter<File>, LineDelimited>),
     Parquet(Option<ArrowWriter<File>>),
 }
 
@@ -43,7 +43,12 @@ impl FileSink {
         let file = File::create(path)
             .map_err(|e| ConnectorError::Io(format!("cannot create {shown}: {e}")))?;
         let writer = match format {
-            FileFormat::Json => Writer::Json(LineDelimitedWriter::new(BufWriter::new(file))),
+            // Explicit nulls: every line has every column.
+            FileFormat::Json => Writer::Json(
+                WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, LineDelimited>(BufWriter::new(file)),
+            ),
             FileFormat::Parquet => Writer::Parquet(Some(
                 ArrowWriter::try_new(file, schema, None)
                     .map_err(|e| ConnectorError::Io(format!("{shown}: {e}")))?,

@@ -293,7 +293,7 @@ impl<'a> Planner<'a> {
         let physical = futures::executor::block_on(state.create_physical_plan(&logical))
             .map_err(|e| df_error(e, start))?;
 
-        let shape = decompose(&physical, start)?;
+        let shape = decompose(&physical, group_by_position(&query).unwrap_or(start))?;
         let source_schema = Arc::new(source_def.schema());
         let time_column = source_def
             .watermark
@@ -755,6 +755,27 @@ fn aggregate_spec(
             ));
         }
     };
+    // An aggregate that cannot be built for its input type fails here, not when the
+    // first window opens.
+    for a in agg.aggr_expr() {
+        let built = if a.groups_accumulator_supported() {
+            a.create_groups_accumulator().map(|_| ())
+        } else {
+            a.create_accumulator().map(|_| ())
+        };
+        if let Err(e) = built {
+            let text = e.strip_backtrace();
+            let text = text
+                .rsplit("This feature is not implemented: ")
+                .next()
+                .unwrap_or(&text)
+                .to_string();
+            return Err(SqlError::refused(
+                at,
+                format!("{} cannot run: {text}", a.name()),
+            ));
+        }
+    }
     if output_schema.fields().len() != group_exprs.len() + agg.aggr_expr().len() {
         return Err(SqlError::Internal(
             "unexpected aggregate output shape".into(),

@@ -225,6 +225,51 @@ fn check(kind: &str, seed: u64, n: usize, keys: usize, late_every: usize, batch:
     );
 }
 
+/// Aggregates beyond the basic five: statistics, distinct counts, exact median,
+/// HyperLogLog, booleans and FILTER, all through DataFusion's accumulators.
+const MORE_AGGS: &str =
+    "stddev(v) AS sd, var_pop(v) AS vp, median(v) AS med, count(DISTINCT v) AS cd,
+    approx_distinct(k) AS ad, bool_or(v > 40) AS any_high, sum(v) FILTER (WHERE v > 0) AS pos_sum";
+
+fn check_more_aggregates(seed: u64, n: usize, keys: usize, late_every: usize, batch: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let evs = events(seed, n, keys, late_every);
+    write_events(&input, &evs);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let expected = rt.block_on(support::batch_rows(
+        &oracle_context(&evs),
+        &format!(
+            "SELECT to_timestamp_millis((ts / 300000) * 300000) AS window_start, k, {MORE_AGGS}
+             FROM events GROUP BY 1, k"
+        ),
+    ));
+    let sql = format!(
+        "CREATE TABLE events (k TEXT NOT NULL, v DOUBLE, event_time TIMESTAMP NOT NULL,
+            WATERMARK FOR event_time AS event_time - INTERVAL '60' SECOND
+         ) WITH (connector = 'file', path = '${{INPUT}}', batch_size = '${{BATCH}}');
+         CREATE TABLE out WITH (connector = 'file', path = '${{OUTPUT}}');
+         INSERT INTO out SELECT window_start, k, {MORE_AGGS}
+         FROM TUMBLE(events, event_time, INTERVAL '5' MINUTE) GROUP BY window_start, k;"
+    );
+    for parallelism in [1, 3] {
+        let output = dir.path().join(format!("out-{parallelism}.jsonl"));
+        let vars = [
+            ("INPUT", input.display().to_string()),
+            ("OUTPUT", output.display().to_string()),
+            ("BATCH", batch.to_string()),
+        ];
+        support::run_job(&sql, &vars, parallelism);
+        assert_eq!(
+            support::read_rows(&output),
+            expected,
+            "more aggregates at parallelism {parallelism}"
+        );
+    }
+}
+
 fn config() -> Config {
     Config {
         cases: 6,
@@ -245,6 +290,11 @@ proptest! {
     #[test]
     fn hop_matches_batch_oracle(seed in any::<u64>(), n in 20usize..400, keys in 1usize..6, late_every in 4usize..40, batch in 1usize..64) {
         check("hop", seed, n, keys, late_every, batch);
+    }
+
+    #[test]
+    fn more_aggregates_match_batch_oracle(seed in any::<u64>(), n in 20usize..400, keys in 1usize..6, late_every in 4usize..40, batch in 1usize..64) {
+        check_more_aggregates(seed, n, keys, late_every, batch);
     }
 
     #[test]

@@ -171,3 +171,14 @@ fn unknown_setting_is_refused_and_parallelism_is_read() {
     let graph = sluice::plan_with_env(&sql, &|_| None).unwrap();
     assert_eq!(graph.setting("parallelism"), Some("3"));
 }
+
+#[test]
+fn aggregate_unsupported_for_its_type_is_refused_before_start() {
+    let (line, _col, msg) = refusal(
+        "INSERT INTO out SELECT window_start, approx_distinct(temperature)
+         FROM TUMBLE(iot, event_time, INTERVAL '5' MINUTE) GROUP BY window_start;",
+    );
+    assert_eq!(line, 2, "{msg}");
+    assert!(msg.contains("approx_distinct"), "{msg}");
+    assert!(msg.contains("Float64 is not implemented"), "{msg}");
+}

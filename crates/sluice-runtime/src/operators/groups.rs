@@ -11,6 +11,7 @@ use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::GroupsAccumulatorAdapter;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
+use datafusion::physical_plan::aggregates::{AggregateMode, aggregate_expressions};
 
 use crate::error::{Result, RuntimeError};
 use crate::plan::AggregatePlan;
@@ -31,11 +32,12 @@ impl AggregateInput {
             .iter()
             .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
             .collect::<Result<Vec<_>, _>>()?;
-        let args = plan
-            .aggregates
+        // Arguments, then ORDER BY expressions for order-sensitive aggregates
+        // (first_value(x ORDER BY t), array_agg(… ORDER BY …)), as DataFusion feeds them.
+        let args = aggregate_expressions(&plan.aggregates, &AggregateMode::Single, 0)?
             .iter()
-            .map(|a| {
-                a.expressions()
+            .map(|exprs| {
+                exprs
                     .iter()
                     .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
                     .collect::<Result<Vec<_>, _>>()

@@ -51,8 +51,10 @@ pub fn normalize(line: &str) -> String {
     let Value::Object(map) = v else {
         panic!("not an object: {line}")
     };
+    // Null and absent are the same value.
     let mut parts: Vec<String> = map
         .into_iter()
+        .filter(|(_, v)| !v.is_null())
         .map(|(k, v)| {
             let v = match v {
                 Value::Number(n) if n.is_f64() => {
