@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every test. Installs what the build
-# needs first. Services (Kafka broker, PostgreSQL) are started here once tests need them.
+# needs first and starts the services the tests use (a Kafka-protocol broker on
+# loopback; PostgreSQL joins when tests need it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -9,5 +10,9 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== starting the test broker" >&2
+SLUICE_KAFKA_BROKERS=$(scripts/kafka.sh start)
+export SLUICE_KAFKA_BROKERS
+trap 'scripts/kafka.sh stop' EXIT
 echo "== tests" >&2
 cargo nextest run --workspace --no-fail-fast

@@ -4,7 +4,11 @@
 //!   `TUMBLE(5 minutes)` with count/avg/min/max into a blackhole;
 //! - `json`: the same job reading JSON lines from a file;
 //! - `generator-iot`, `generator-user_activity`: the built-in generators alone at rate 0
-//!   (as fast as possible).
+//!   (as fast as possible);
+//! - `kafka` (needs a broker in SLUICE_KAFKA_BROKERS, e.g. from `scripts/kafka.sh start`):
+//!   a topic pre-filled with N generated IoT events (3 partitions), then the broker's own
+//!   fetch rate to one plain consumer, then the job (TUMBLE 5 min per location, blackhole)
+//!   reading the topic bounded.
 //!
 //! Prints one JSON object per scenario: events, wall seconds, CPU seconds, events per
 //! second per core (events / CPU seconds), and peak RSS.
@@ -212,6 +216,103 @@ fn run_generator(profile: &str, events: usize) -> Result<()> {
     Ok(())
 }
 
+/// Reads a topic to its end with one plain rdkafka consumer; returns records read.
+fn drain_topic(brokers: &str, topic: &str) -> Result<u64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "sluice-bench-reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let md = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(10))?;
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    for p in md.topics()[0].partitions() {
+        let (lo, hi) =
+            consumer.fetch_watermarks(topic, p.id(), std::time::Duration::from_secs(10))?;
+        remaining += hi - lo;
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut n = 0u64;
+    while remaining > 0 {
+        if let Some(m) = consumer.poll(std::time::Duration::from_millis(500)) {
+            m?;
+            n += 1;
+            remaining -= 1;
+        }
+    }
+    Ok(n)
+}
+
+fn run_kafka(events: usize) -> Result<()> {
+    let brokers = std::env::var("SLUICE_KAFKA_BROKERS")
+        .context("SLUICE_KAFKA_BROKERS: start a broker with scripts/kafka.sh start")?;
+    let topic = format!("bench-iot-{}", std::process::id());
+    let args = sluice::generate::GenerateArgs {
+        profile: "iot".into(),
+        brokers: brokers.clone(),
+        topic: topic.clone(),
+        partitions: 3,
+        options: vec![
+            ("rate".into(), "0".into()),
+            ("limit".into(), events.to_string()),
+            ("speedup".into(), "60".into()),
+            ("start_time".into(), "2024-05-01T00:00:00Z".into()),
+        ],
+    };
+    let t0 = Instant::now();
+    sluice::generate::run(&args, Arc::new(std::sync::atomic::AtomicBool::new(false)))?;
+    let fill_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let read = drain_topic(&brokers, &topic)?;
+    let fetch_s = t1.elapsed().as_secs_f64();
+    let sql = "CREATE TABLE iot (sensor_id TEXT NOT NULL, location TEXT NOT NULL, temperature DOUBLE,
+            humidity DOUBLE, pressure DOUBLE, battery_level DOUBLE, event_time TIMESTAMP NOT NULL,
+            WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE)
+         WITH (connector = 'kafka', topic = '${TOPIC}', 'bootstrap.servers' = '${BROKERS}',
+               scan.bounded.mode = 'latest-offset');
+         CREATE TABLE sink WITH (connector = 'blackhole');
+         INSERT INTO sink SELECT window_start, location, count(*), avg(temperature), min(temperature), max(temperature)
+         FROM TUMBLE(iot, event_time, INTERVAL '5' MINUTE) GROUP BY window_start, location;";
+    let (b, t) = (brokers.clone(), topic.clone());
+    let graph = sluice::plan_with_env(sql, &move |k| match k {
+        "TOPIC" => Some(t.clone()),
+        "BROKERS" => Some(b.clone()),
+        _ => None,
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let job = JobRun::build(
+        &graph,
+        &RunOptions {
+            parallelism: 1,
+            ..RunOptions::default()
+        },
+    )?;
+    let metrics = job.handle.metrics.clone();
+    let cpu0 = cpu_seconds();
+    let t2 = Instant::now();
+    job.run()?;
+    let job_s = t2.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let n = metrics.snapshot().events_in;
+    println!(
+        "{}",
+        serde_json::json!({
+            "scenario": "kafka",
+            "events": n,
+            "fill_events_per_s": (events as f64 / fill_s).round(),
+            "broker_fetch_events_per_s": (read as f64 / fetch_s).round(),
+            "job_events_per_s": (n as f64 / job_s).round(),
+            "job_events_per_s_per_core": (n as f64 / cpu).round(),
+            "job_share_of_broker_rate": ((n as f64 / job_s) / (read as f64 / fetch_s) * 1000.0).round() / 1000.0,
+            "peak_rss_mib": (peak_rss_mib() * 10.0).round() / 10.0,
+        })
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut scenario = "all".to_string();
@@ -232,6 +333,7 @@ fn main() -> Result<()> {
     for s in scenarios {
         match s.strip_prefix("generator-") {
             Some(profile) => run_generator(profile, events)?,
+            None if s == "kafka" => run_kafka(events)?,
             None => run(s, events, parallelism)?,
         }
     }

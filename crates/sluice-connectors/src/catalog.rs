@@ -12,6 +12,8 @@ use crate::error::ConnectorError;
 use crate::file_sink::{FileFormat, FileSink};
 use crate::file_source::{BadData, FileSource};
 use crate::generator::{GeneratorOptions, GeneratorSource};
+use crate::kafka::KafkaSource;
+use crate::kafka_sink::KafkaSink;
 
 struct Spec {
     name: &'static str,
@@ -22,8 +24,19 @@ struct Spec {
 const CONNECTORS: &[Spec] = &[
     Spec {
         name: "file",
-        source_options: Some(&["path", "format", "batch_size", "bad_data"]),
+        source_options: Some(&[
+            "path",
+            "format",
+            "batch_size",
+            "bad_data",
+            "dead_letter.path",
+        ]),
         sink_options: Some(&["path", "format"]),
+    },
+    Spec {
+        name: "kafka",
+        source_options: Some(crate::kafka::SOURCE_OPTIONS),
+        sink_options: Some(crate::kafka::SINK_OPTIONS),
     },
     Spec {
         name: "generator",
@@ -79,7 +92,8 @@ impl ConnectorCatalog for Catalog {
             ));
         };
         for key in options.keys() {
-            if key != "connector" && !allowed.contains(&key) {
+            let passthrough = name == "kafka" && key.starts_with("properties.");
+            if key != "connector" && !passthrough && !allowed.contains(&key) {
                 let mut list: Vec<&str> = allowed.to_vec();
                 list.sort();
                 return Err(OptionProblem::new(
@@ -92,6 +106,27 @@ impl ConnectorCatalog for Catalog {
                             list.join(", ")
                         }
                     ),
+                ));
+            }
+        }
+        if name == "kafka" {
+            match role {
+                TableRole::Source => crate::kafka::check_source(options)?,
+                TableRole::Sink => {
+                    if options.get("topic").is_none_or(str::is_empty)
+                        || options.get("bootstrap.servers").is_none_or(str::is_empty)
+                    {
+                        return Err(OptionProblem::new(
+                            Some("connector"),
+                            "a kafka table needs topic = '…' and 'bootstrap.servers' = '…'",
+                        ));
+                    }
+                }
+            }
+            if let Some(f) = options.get("format").filter(|f| *f != "json") {
+                return Err(OptionProblem::new(
+                    Some("format"),
+                    format!("format '{f}' is not supported for kafka (use 'json')"),
                 ));
             }
         }
@@ -140,7 +175,14 @@ impl ConnectorCatalog for Catalog {
                 ));
             }
             if let Some(b) = options.get("bad_data") {
-                BadData::parse(b).map_err(|m| OptionProblem::new(Some("bad_data"), m))?;
+                let policy = BadData::parse_with_dead_letter(b)
+                    .map_err(|m| OptionProblem::new(Some("bad_data"), m))?;
+                if policy == BadData::DeadLetter && options.get("dead_letter.path").is_none() {
+                    return Err(OptionProblem::new(
+                        Some("bad_data"),
+                        "bad_data = 'dead_letter' needs dead_letter.path = '…' (a JSON-lines file)",
+                    ));
+                }
             }
         }
         Ok(())
@@ -156,6 +198,9 @@ pub fn build_source(
 ) -> Result<Box<dyn Source>, ConnectorError> {
     match options.connector() {
         Some("file") => Ok(Box::new(FileSource::open(table, options, schema, metrics)?)),
+        Some("kafka") => Ok(Box::new(KafkaSource::open(
+            table, options, schema, metrics,
+        )?)),
         Some("generator") => {
             let opts = GeneratorOptions::parse(options)
                 .map_err(|p| ConnectorError::Config(format!("table {table}: {}", p.message)))?;
@@ -186,6 +231,7 @@ pub fn build_sink(
             Ok(Box::new(FileSink::create(path.as_ref(), format, schema)?))
         }
         Some("console") => Ok(Box::new(ConsoleSink::new(table))),
+        Some("kafka") => Ok(Box::new(KafkaSink::open(table, options)?)),
         Some("blackhole") => Ok(Box::new(BlackholeSink)),
         other => Err(ConnectorError::Config(format!(
             "table {table}: connector '{}' cannot be written",

@@ -77,6 +77,14 @@ impl Sink for FileSink {
         r.map_err(|e| self.io(e))
     }
 
+    /// Rows up to a watermark become visible in the file (JSON; Parquet writes at the end).
+    fn on_watermark(&mut self, _watermark: sluice_types::Watermark) -> Result<()> {
+        if let Writer::Json(w) = &mut self.writer {
+            w.get_mut().flush().map_err(|e| self.io(e))?;
+        }
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<()> {
         let r = match &mut self.writer {
             Writer::Json(w) => w

@@ -10,6 +10,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use sluice_runtime::{JobMetrics, Result, RuntimeError, Source};
 use sluice_types::ConnectorOptions;
 
+use crate::dead_letter::DeadLetters;
 use crate::error::ConnectorError;
 use crate::json::JsonDecoder;
 
@@ -18,17 +19,25 @@ use crate::json::JsonDecoder;
 pub enum BadData {
     Fail,
     Drop,
+    DeadLetter,
 }
 
 impl BadData {
+    /// For sources that can keep dead letters.
+    pub fn parse_with_dead_letter(s: &str) -> Result<Self, String> {
+        match s {
+            "dead_letter" => Ok(BadData::DeadLetter),
+            other => BadData::parse(other).map_err(|_| {
+                format!("bad_data must be 'fail', 'drop' or 'dead_letter', not '{other}'")
+            }),
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "fail" => Ok(BadData::Fail),
             "drop" => Ok(BadData::Drop),
-            "dead_letter" => Err(
-                "bad_data = 'dead_letter' is not available for file sources yet; use 'fail' or 'drop'"
-                    .into(),
-            ),
+            "dead_letter" => Err("bad_data = 'dead_letter' is not available here".into()),
             other => Err(format!("bad_data must be 'fail' or 'drop', not '{other}'")),
         }
     }
@@ -42,6 +51,7 @@ pub struct FileSource {
     decoder: JsonDecoder,
     batch_size: usize,
     bad_data: BadData,
+    dead_letters: Option<DeadLetters>,
     line_no: u64,
     metrics: Arc<JobMetrics>,
     buf: Vec<u8>,
@@ -64,8 +74,17 @@ impl FileSource {
             .get("batch_size")
             .and_then(|b| b.parse().ok())
             .unwrap_or(8192);
-        let bad_data = BadData::parse(options.get("bad_data").unwrap_or("fail"))
+        let bad_data = BadData::parse_with_dead_letter(options.get("bad_data").unwrap_or("fail"))
             .map_err(ConnectorError::Config)?;
+        let dead_letters = match (bad_data, options.get("dead_letter.path")) {
+            (BadData::DeadLetter, Some(p)) => Some(DeadLetters::open(p)?),
+            (BadData::DeadLetter, None) => {
+                return Err(ConnectorError::Config(format!(
+                    "table {table}: bad_data = 'dead_letter' needs dead_letter.path = '…'"
+                )));
+            }
+            _ => None,
+        };
         let decoder = JsonDecoder::new(schema.clone(), batch_size)
             .map_err(|e| ConnectorError::Config(format!("table {table}: {e}")))?;
         Ok(FileSource {
@@ -76,6 +95,7 @@ impl FileSource {
             decoder,
             batch_size,
             bad_data,
+            dead_letters,
             line_no: 0,
             metrics,
             buf: Vec::new(),
@@ -134,8 +154,17 @@ impl Source for FileSource {
                             self.table, self.path, self.line_numbers[first.index], first.error
                         )));
                     }
-                    BadData::Drop => {
+                    BadData::Drop | BadData::DeadLetter => {
                         for b in &bad {
+                            if let Some(dl) = self.dead_letters.as_mut() {
+                                dl.write(
+                                    records[b.index],
+                                    &b.error,
+                                    &self.path,
+                                    0,
+                                    self.line_numbers[b.index] as i64,
+                                )?;
+                            }
                             tracing::debug!(
                                 table = %self.table,
                                 line = self.line_numbers[b.index],

@@ -5,11 +5,14 @@
 mod blackhole;
 mod catalog;
 mod console;
+mod dead_letter;
 mod error;
 mod file_sink;
 mod file_source;
 pub mod generator;
 mod json;
+pub mod kafka;
+pub mod kafka_sink;
 
 pub use catalog::{Catalog, build_sink, build_source};
 pub use error::ConnectorError;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use datafusion::arrow::array::UInt32Array;
 use datafusion::arrow::compute::take_record_batch;
@@ -28,7 +29,7 @@ use crate::operators::sort::sort_all_columns;
 use crate::operators::window_aggregate::WindowAggregate;
 use crate::plan::{JobSpec, PipelineSpec, Step, WindowKind};
 use crate::sink::Sink;
-use crate::source::{Source, WatermarkGenerator};
+use crate::source::{Source, SourcePoll, SourceWatermarks};
 
 /// Controls a running job from outside.
 #[derive(Clone, Default)]
@@ -245,7 +246,9 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
         let outs = std::mem::take(&mut heads[si]);
         let (h, f) = (handle.clone(), failure.clone());
         let name = s.name.clone();
-        let wm = s.event_time.map(|(c, d)| WatermarkGenerator::new(c, d));
+        let wm = s
+            .event_time
+            .map(|(c, d)| SourceWatermarks::new(c, d, s.source.partitions(), s.idle_timeout));
         let mut source = s.source;
         threads.push(spawn(format!("source {name}"), move || {
             if let Err(e) = run_source(source.as_mut(), wm, outs, &h) {
@@ -288,7 +291,7 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<(
 
 fn run_source(
     source: &mut dyn Source,
-    mut wm: Option<WatermarkGenerator>,
+    mut wm: Option<SourceWatermarks>,
     mut outs: Vec<(Chain, Route)>,
     handle: &JobHandle,
 ) -> Result<()> {
@@ -302,17 +305,21 @@ fn run_source(
     };
     let mut ended = false;
     while !handle.is_stopping() {
-        let Some(batch) = source.next_batch()? else {
-            ended = true;
-            break;
-        };
-        handle.metrics.add_events_in(batch.num_rows() as u64);
-        let advanced = match wm.as_mut() {
-            Some(g) => g.observe(&batch)?,
-            None => None,
-        };
-        deliver(Message::Batch(batch), &mut outs)?;
-        if let Some(w) = advanced {
+        match source.poll()? {
+            SourcePoll::End => {
+                ended = true;
+                break;
+            }
+            SourcePoll::Idle => {}
+            SourcePoll::Batch { partition, batch } => {
+                handle.metrics.add_events_in(batch.num_rows() as u64);
+                if let Some(g) = wm.as_mut() {
+                    g.observe(partition, &batch)?;
+                }
+                deliver(Message::Batch(batch), &mut outs)?;
+            }
+        }
+        if let Some(w) = wm.as_mut().and_then(|g| g.advance(Instant::now())) {
             handle.metrics.observe_watermark(w);
             deliver(Message::Watermark(w), &mut outs)?;
         }

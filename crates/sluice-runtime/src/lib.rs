@@ -18,4 +18,4 @@ pub use plan::{
     AggregatePlan, AssignSpec, JobSpec, PipelineSpec, SinkSpec, SourceSpec, Step, WindowKind,
 };
 pub use sink::Sink;
-pub use source::{Source, WatermarkGenerator};
+pub use source::{Source, SourcePoll, SourceWatermarks, WatermarkGenerator};

@@ -50,6 +50,10 @@ pub struct AssignSpec {
     pub window: Option<WindowKind>,
     pub time_column: Option<usize>,
     pub delay_ms: i64,
+    /// Judge lateness per row against the running maximum event time (exact and
+    /// independent of batching for a single-partition source); otherwise against the
+    /// source's watermark messages only.
+    pub per_row_lateness: bool,
     pub schema: SchemaRef,
 }
 
@@ -100,6 +104,8 @@ pub struct SourceSpec {
     pub name: String,
     pub source: Box<dyn Source>,
     pub event_time: Option<(usize, i64)>,
+    /// A partition with no data for this long does not hold the watermark back.
+    pub idle_timeout: std::time::Duration,
 }
 
 pub struct SinkSpec {

@@ -4,9 +4,25 @@
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
+use std::time::{Duration, Instant};
+
 use sluice_types::Watermark;
 
 use crate::error::{Result, RuntimeError};
+
+/// What a source has now.
+#[derive(Debug)]
+pub enum SourcePoll {
+    /// Rows, all from one partition.
+    Batch {
+        partition: usize,
+        batch: RecordBatch,
+    },
+    /// Nothing right now (the task re-checks idle partitions and polls again).
+    Idle,
+    /// A bounded source has ended.
+    End,
+}
 
 /// A connector that produces rows.
 pub trait Source: Send {
@@ -14,6 +30,83 @@ pub trait Source: Send {
 
     /// The next batch, or `None` when a bounded source has ended.
     fn next_batch(&mut self) -> Result<Option<RecordBatch>>;
+
+    /// How many partitions the source reads (each has its own watermark).
+    fn partitions(&self) -> usize {
+        1
+    }
+
+    /// The next batch with its partition; sources with partitions override this.
+    fn poll(&mut self) -> Result<SourcePoll> {
+        Ok(match self.next_batch()? {
+            Some(batch) => SourcePoll::Batch {
+                partition: 0,
+                batch,
+            },
+            None => SourcePoll::End,
+        })
+    }
+}
+
+/// A source's watermark: per partition the largest event time minus the delay; the
+/// source's is the minimum over partitions that are not idle (no data for
+/// `idle_timeout`), or the maximum when all are idle. It never goes backwards.
+#[derive(Debug)]
+pub struct SourceWatermarks {
+    partitions: Vec<WatermarkGenerator>,
+    last_active: Vec<Instant>,
+    idle_timeout: Duration,
+    current: Watermark,
+}
+
+impl SourceWatermarks {
+    pub fn new(column: usize, delay_ms: i64, partitions: usize, idle_timeout: Duration) -> Self {
+        let n = partitions.max(1);
+        let now = Instant::now();
+        SourceWatermarks {
+            partitions: vec![WatermarkGenerator::new(column, delay_ms); n],
+            last_active: vec![now; n],
+            idle_timeout,
+            current: Watermark::MIN,
+        }
+    }
+
+    /// Observes a partition's batch.
+    pub fn observe(&mut self, partition: usize, batch: &RecordBatch) -> Result<()> {
+        if partition >= self.partitions.len() {
+            let g = self.partitions[0].fresh();
+            self.partitions.resize(partition + 1, g);
+            self.last_active.resize(partition + 1, Instant::now());
+        }
+        self.partitions[partition].observe(batch)?;
+        self.last_active[partition] = Instant::now();
+        Ok(())
+    }
+
+    /// The source's watermark if it advanced.
+    pub fn advance(&mut self, now: Instant) -> Option<Watermark> {
+        let active: Vec<Watermark> = self
+            .partitions
+            .iter()
+            .zip(&self.last_active)
+            .filter(|(_, t)| now.duration_since(**t) < self.idle_timeout)
+            .map(|(g, _)| g.current())
+            .collect();
+        let candidate = if active.is_empty() {
+            self.partitions
+                .iter()
+                .map(WatermarkGenerator::current)
+                .max()
+        } else {
+            active.into_iter().min()
+        }?;
+        if candidate > self.current {
+            self.current = candidate;
+            Some(candidate)
+        } else {
+            None
+        }
+    }
 }
 
 /// Largest event time seen minus the declared delay, never going backwards.
@@ -57,5 +150,57 @@ impl WatermarkGenerator {
 
     pub fn current(&self) -> Watermark {
         self.current
+    }
+
+    /// A generator for the same column and delay that has seen nothing.
+    pub fn fresh(&self) -> Self {
+        WatermarkGenerator::new(self.column, self.delay_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::TimestampMillisecondArray;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use std::sync::Arc;
+
+    fn batch(times: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "t",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        )]));
+        RecordBatch::try_new(
+            schema,
+            vec![Arc::new(TimestampMillisecondArray::from(times.to_vec()))],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn minimum_over_partitions_then_idle_partitions_do_not_hold_back() {
+        let mut w = SourceWatermarks::new(0, 1_000, 2, Duration::from_millis(200));
+        let t0 = Instant::now();
+        w.observe(0, &batch(&[10_000])).unwrap();
+        // Partition 1 has seen nothing and is not idle yet: nothing is known.
+        assert_eq!(w.advance(t0), None);
+        w.observe(1, &batch(&[5_000])).unwrap();
+        assert_eq!(
+            w.advance(Instant::now()),
+            Some(Watermark::from_millis(4_000))
+        );
+        w.observe(0, &batch(&[20_000])).unwrap();
+        assert_eq!(w.advance(Instant::now()), None, "held back by partition 1");
+        // Partition 1 goes quiet; partition 0 keeps going.
+        std::thread::sleep(Duration::from_millis(250));
+        w.observe(0, &batch(&[30_000])).unwrap();
+        assert_eq!(
+            w.advance(Instant::now()),
+            Some(Watermark::from_millis(29_000))
+        );
+        // Partition 1 comes back behind: the watermark does not go backwards.
+        w.observe(1, &batch(&[6_000])).unwrap();
+        assert_eq!(w.advance(Instant::now()), None);
     }
 }

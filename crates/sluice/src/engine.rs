@@ -68,10 +68,16 @@ impl JobRun {
                 s.schema.clone(),
                 handle.metrics.clone(),
             )?;
+            let idle_timeout = match s.def.options.get("idle_timeout") {
+                Some(v) => sluice_sql::parse_interval_text(v)
+                    .map_err(|e| anyhow!("table {}: idle_timeout: {e}", s.def.name))?,
+                None => 30_000,
+            };
             sources.push(SourceSpec {
                 name: s.def.name.clone(),
                 source,
                 event_time: s.event_time.map(|e| (e.column, e.delay_ms)),
+                idle_timeout: std::time::Duration::from_millis(idle_timeout.max(0) as u64),
             });
         }
         let mut sinks = Vec::new();
@@ -113,6 +119,7 @@ impl JobRun {
                     window,
                     time_column: p.scan.time_column,
                     delay_ms,
+                    per_row_lateness: sources[p.source].source.partitions() == 1,
                     schema: p.scan.schema.clone(),
                 },
                 pre: p.pre.iter().map(step).collect(),

@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod engine;
+pub mod generate;
 pub mod progress;
 
 pub use engine::{JobRun, RunOptions, plan, plan_with_env, run_sql};

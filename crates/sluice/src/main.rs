@@ -38,11 +38,50 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         parallelism: usize,
     },
+    /// Write generated events (profile iot or user-activity) as JSON to a Kafka topic.
+    Generate(Box<GenerateCmd>),
     /// Print the streaming plan of a job, or why it cannot run.
     Explain {
         /// The job's SQL file.
         file: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct GenerateCmd {
+    /// iot or user-activity.
+    profile: String,
+    #[arg(long, default_value = "localhost:9092", env = "KAFKA_BROKERS")]
+    brokers: String,
+    /// Default: iot_sensors or user_activity.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Events per second (0: as fast as possible).
+    #[arg(long)]
+    rate: Option<String>,
+    /// Sensors or users.
+    #[arg(long)]
+    keys: Option<String>,
+    #[arg(long)]
+    seed: Option<String>,
+    /// Event time runs this many times faster than the wall clock.
+    #[arg(long)]
+    speedup: Option<String>,
+    /// Maximum out-of-orderness, e.g. 30s.
+    #[arg(long)]
+    disorder: Option<String>,
+    /// Share of events older than the watermark allows.
+    #[arg(long)]
+    late_fraction: Option<String>,
+    /// Stop after this many events.
+    #[arg(long)]
+    limit: Option<String>,
+    /// Event time of the first event (RFC 3339 or epoch ms); default: now.
+    #[arg(long)]
+    start_time: Option<String>,
+    /// Partitions of the topic when it is created.
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
 }
 
 fn main() -> ExitCode {
@@ -111,6 +150,52 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ..RunOptions::default()
             };
             sluice::demo::run(duration, &options)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate(cmd) => {
+            let GenerateCmd {
+                profile,
+                brokers,
+                topic,
+                rate,
+                keys,
+                seed,
+                speedup,
+                disorder,
+                late_fraction,
+                limit,
+                start_time,
+                partitions,
+            } = *cmd;
+            let topic = topic.unwrap_or_else(|| match profile.as_str() {
+                "iot" => "iot_sensors".into(),
+                _ => "user_activity".into(),
+            });
+            let options = [
+                ("rate", rate),
+                ("keys", keys),
+                ("seed", seed),
+                ("speedup", speedup),
+                ("disorder", disorder),
+                ("late_fraction", late_fraction),
+                ("limit", limit),
+                ("start_time", start_time),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+            .collect();
+            let args = sluice::generate::GenerateArgs {
+                profile,
+                brokers,
+                topic,
+                partitions,
+                options,
+            };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = stop.clone();
+            let _ =
+                ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+            sluice::generate::run(&args, stop)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain { file } => {

@@ -79,7 +79,11 @@ impl Operator for AssignWindows {
                 null_times += 1;
                 continue;
             };
-            let wm = self.watermark.max(self.max_event.saturating_sub(delay));
+            let wm = if self.spec.per_row_lateness {
+                self.watermark.max(self.max_event.saturating_sub(delay))
+            } else {
+                self.watermark
+            };
             if window.is_late(t, wm) {
                 late += 1;
             } else {

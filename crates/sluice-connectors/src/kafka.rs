@@ -1,0 +1,379 @@
+//! Kafka source: reads a topic's partitions, assigned explicitly (the offsets are
+//! Sluice's, not the broker's auto-commit), decodes JSON values straight into Arrow per
+//! partition, follows the table's `bad_data` policy, and in `scan.bounded.mode =
+//! 'latest-offset'` ends at the end offsets seen at start. Broker outages are retried
+//! with backoff and logged; librdkafka reconnects by itself.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use sluice_runtime::{JobMetrics, Result, RuntimeError, Source, SourcePoll};
+use sluice_types::{ConnectorOptions, OptionProblem};
+
+use crate::dead_letter::DeadLetters;
+use crate::error::ConnectorError;
+use crate::file_source::BadData;
+use crate::json::JsonDecoder;
+
+/// Options of a Kafka source table (besides `properties.*`, passed to librdkafka).
+pub const SOURCE_OPTIONS: &[&str] = &[
+    "topic",
+    "bootstrap.servers",
+    "format",
+    "scan.startup.mode",
+    "scan.bounded.mode",
+    "group.id",
+    "idle_timeout",
+    "batch_size",
+    "bad_data",
+    "dead_letter.path",
+];
+
+/// Options of a Kafka sink table.
+pub const SINK_OPTIONS: &[&str] = &["topic", "bootstrap.servers", "format", "key"];
+
+/// Checks what the catalog cannot see from the option names alone.
+pub fn check_source(options: &ConnectorOptions) -> Result<(), OptionProblem> {
+    for key in ["topic", "bootstrap.servers"] {
+        if options.get(key).is_none_or(str::is_empty) {
+            return Err(OptionProblem::new(
+                Some("connector"),
+                format!("a kafka table needs {key} = '…'"),
+            ));
+        }
+    }
+    match options.get("scan.startup.mode") {
+        None | Some("earliest" | "latest" | "group-offsets") => {}
+        Some(other) => {
+            return Err(OptionProblem::new(
+                Some("scan.startup.mode"),
+                format!(
+                    "scan.startup.mode must be 'earliest', 'latest' or 'group-offsets', not '{other}'"
+                ),
+            ));
+        }
+    }
+    match options.get("scan.bounded.mode") {
+        None | Some("unbounded" | "latest-offset") => {}
+        Some(other) => {
+            return Err(OptionProblem::new(
+                Some("scan.bounded.mode"),
+                format!("scan.bounded.mode must be 'latest-offset' or 'unbounded', not '{other}'"),
+            ));
+        }
+    }
+    if let Some(b) = options.get("bad_data") {
+        let policy = BadData::parse_with_dead_letter(b)
+            .map_err(|m| OptionProblem::new(Some("bad_data"), m))?;
+        if policy == BadData::DeadLetter && options.get("dead_letter.path").is_none() {
+            return Err(OptionProblem::new(
+                Some("bad_data"),
+                "bad_data = 'dead_letter' needs dead_letter.path = '…' (a JSON-lines file)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// librdkafka settings from `bootstrap.servers` and `properties.*`.
+pub fn client_config(options: &ConnectorOptions) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set(
+        "bootstrap.servers",
+        options.get("bootstrap.servers").unwrap_or_default(),
+    );
+    for (k, v) in options.iter() {
+        if let Some(prop) = k.strip_prefix("properties.") {
+            config.set(prop, &v.value);
+        }
+    }
+    config
+}
+
+pub struct KafkaSource {
+    table: String,
+    topic: String,
+    consumer: BaseConsumer,
+    /// Partition ids, in the order the runtime numbers them.
+    partitions: Vec<i32>,
+    index: HashMap<i32, usize>,
+    schema: SchemaRef,
+    decoder: JsonDecoder,
+    batch_size: usize,
+    bad_data: BadData,
+    dead_letters: Option<DeadLetters>,
+    metrics: Arc<JobMetrics>,
+    /// End offsets (exclusive) in bounded mode, as listed at start.
+    end: Option<Vec<i64>>,
+    /// Whether the consumer has reached the end of each partition since its last record.
+    at_eof: Vec<bool>,
+    /// Next offset to read, per partition.
+    next: Vec<i64>,
+    pending: Vec<Vec<(i64, Vec<u8>)>>,
+    last_error: Option<Instant>,
+}
+
+fn kafka_err(topic: &str, e: KafkaError) -> ConnectorError {
+    ConnectorError::Io(format!("kafka topic {topic}: {e}"))
+}
+
+/// Retries `f` with backoff (0.5 s doubling to 8 s) until `deadline`, logging each miss.
+fn with_retry<T>(
+    what: &str,
+    deadline: Duration,
+    mut f: impl FnMut() -> Result<T, KafkaError>,
+) -> Result<T, KafkaError> {
+    let start = Instant::now();
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if start.elapsed() + wait < deadline => {
+                tracing::warn!("{what}: {e}; retrying in {:.1}s", wait.as_secs_f64());
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(8));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl KafkaSource {
+    pub fn open(
+        table: &str,
+        options: &ConnectorOptions,
+        schema: SchemaRef,
+        metrics: Arc<JobMetrics>,
+    ) -> Result<Self, ConnectorError> {
+        check_source(options)
+            .map_err(|p| ConnectorError::Config(format!("table {table}: {}", p.message)))?;
+        let topic = options.get("topic").unwrap_or_default().to_string();
+        let mut config = client_config(options);
+        config
+            .set(
+                "group.id",
+                options
+                    .get("group.id")
+                    .map_or_else(|| format!("sluice-{table}"), str::to_string),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true");
+        let consumer: BaseConsumer = config.create().map_err(|e| kafka_err(&topic, e))?;
+        let timeout = Duration::from_secs(10);
+        let metadata = with_retry(
+            &format!("kafka topic {topic}: reading metadata"),
+            Duration::from_secs(60),
+            || {
+                let m = consumer.fetch_metadata(Some(&topic), timeout)?;
+                match m.topics().first() {
+                    Some(t) if !t.partitions().is_empty() => {
+                        Ok(t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
+                    }
+                    _ => Err(KafkaError::MetadataFetch(
+                        rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+                    )),
+                }
+            },
+        )
+        .map_err(|e| {
+            ConnectorError::Config(format!(
+                "table {table}: kafka topic {topic} cannot be read: {e}"
+            ))
+        })?;
+        let mut partitions = metadata;
+        partitions.sort();
+        let bounded = options.get("scan.bounded.mode") == Some("latest-offset");
+        let startup = options.get("scan.startup.mode").unwrap_or("earliest");
+        let mut tpl = TopicPartitionList::new();
+        let mut next = Vec::new();
+        let mut end = Vec::new();
+        for &p in &partitions {
+            let (low, high) = with_retry("kafka: reading offsets", Duration::from_secs(60), || {
+                consumer.fetch_watermarks(&topic, p, timeout)
+            })
+            .map_err(|e| kafka_err(&topic, e))?;
+            let offset = match startup {
+                "latest" => Offset::Offset(high),
+                "group-offsets" => Offset::Stored,
+                _ => Offset::Beginning,
+            };
+            tpl.add_partition_offset(&topic, p, offset)
+                .map_err(|e| kafka_err(&topic, e))?;
+            next.push(if startup == "latest" { high } else { low });
+            end.push(high);
+        }
+        tracing::debug!(table, ?partitions, ?next, ?end, "kafka source assignment");
+        consumer.assign(&tpl).map_err(|e| kafka_err(&topic, e))?;
+        let batch_size = options
+            .get("batch_size")
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(8192);
+        let bad_data = BadData::parse_with_dead_letter(options.get("bad_data").unwrap_or("fail"))
+            .map_err(ConnectorError::Config)?;
+        let dead_letters = match (bad_data, options.get("dead_letter.path")) {
+            (BadData::DeadLetter, Some(path)) => Some(DeadLetters::open(path)?),
+            _ => None,
+        };
+        let decoder = JsonDecoder::new(schema.clone(), batch_size)
+            .map_err(|e| ConnectorError::Config(format!("table {table}: {e}")))?;
+        let index = partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, i))
+            .collect();
+        let n = partitions.len();
+        Ok(KafkaSource {
+            table: table.to_string(),
+            topic,
+            consumer,
+            partitions,
+            index,
+            schema,
+            decoder,
+            batch_size,
+            bad_data,
+            dead_letters,
+            metrics,
+            end: bounded.then_some(end),
+            at_eof: vec![false; n],
+            next,
+            pending: vec![Vec::new(); n],
+            last_error: None,
+        })
+    }
+
+    /// Bounded mode ends once every partition has been read past the end offset listed
+    /// at start and the consumer has then reached its end. (Some brokers list an end
+    /// offset short of the last record batch; reading on to the partition's end keeps
+    /// those records.)
+    fn finished(&self) -> bool {
+        match &self.end {
+            Some(end) => (0..end.len())
+                .all(|i| self.next[i] >= end[i] && self.at_eof[i] && self.pending[i].is_empty()),
+            None => false,
+        }
+    }
+
+    /// Decodes a partition's pending records into one batch.
+    fn decode(&mut self, slot: usize) -> Result<Option<RecordBatch>> {
+        let records = std::mem::take(&mut self.pending[slot]);
+        let slices: Vec<&[u8]> = records.iter().map(|(_, v)| v.as_slice()).collect();
+        let (batch, bad) = self
+            .decoder
+            .decode_lines(&slices)
+            .map_err(|e| RuntimeError::Internal(format!("json decoder: {e}")))?;
+        let partition = self.partitions[slot];
+        for b in &bad {
+            let (offset, raw) = &records[b.index];
+            match self.bad_data {
+                BadData::Fail => {
+                    return Err(RuntimeError::User(format!(
+                        "table {}: kafka topic {} partition {partition} offset {offset}: {} (set bad_data = 'drop' or 'dead_letter' to go on)",
+                        self.table, self.topic, b.error
+                    )));
+                }
+                BadData::Drop => {}
+                BadData::DeadLetter => {
+                    if let Some(dl) = self.dead_letters.as_mut() {
+                        dl.write(raw, &b.error, &self.topic, partition as i64, *offset)?;
+                    }
+                }
+            }
+        }
+        if !bad.is_empty() {
+            self.metrics.add_bad(bad.len() as u64);
+        }
+        Ok(batch)
+    }
+}
+
+impl Source for KafkaSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn partitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            match self.poll()? {
+                SourcePoll::Batch { batch, .. } => return Ok(Some(batch)),
+                SourcePoll::End => return Ok(None),
+                SourcePoll::Idle => {}
+            }
+        }
+    }
+
+    fn poll(&mut self) -> Result<SourcePoll> {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(200) {
+            if self.finished() {
+                return Ok(SourcePoll::End);
+            }
+            match self.consumer.poll(Duration::from_millis(50)) {
+                None => break,
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    if let Some(&slot) = self.index.get(&p) {
+                        self.at_eof[slot] = true;
+                    }
+                }
+                Some(Err(e)) => {
+                    // Broker trouble: librdkafka retries; say so, at most every 5 s.
+                    if self
+                        .last_error
+                        .is_none_or(|t| t.elapsed() > Duration::from_secs(5))
+                    {
+                        tracing::warn!(table = %self.table, "kafka topic {}: {e}; waiting for the broker", self.topic);
+                        eprintln!(
+                            "warning: table {}: kafka topic {}: {e}; retrying",
+                            self.table, self.topic
+                        );
+                        self.last_error = Some(Instant::now());
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Some(Ok(msg)) => {
+                    let Some(&slot) = self.index.get(&msg.partition()) else {
+                        continue;
+                    };
+                    self.at_eof[slot] = false;
+                    self.next[slot] = msg.offset() + 1;
+                    let payload = msg.payload().unwrap_or_default().to_vec();
+                    self.pending[slot].push((msg.offset(), payload));
+                    if self.pending[slot].len() >= self.batch_size
+                        && let Some(batch) = self.decode(slot)?
+                    {
+                        return Ok(SourcePoll::Batch {
+                            partition: slot,
+                            batch,
+                        });
+                    }
+                }
+            }
+        }
+        // Flush the partition with the most pending records.
+        if let Some(slot) = (0..self.pending.len())
+            .filter(|&s| !self.pending[s].is_empty())
+            .max_by_key(|&s| self.pending[s].len())
+            && let Some(batch) = self.decode(slot)?
+        {
+            return Ok(SourcePoll::Batch {
+                partition: slot,
+                batch,
+            });
+        }
+        if self.finished() {
+            return Ok(SourcePoll::End);
+        }
+        Ok(SourcePoll::Idle)
+    }
+}

@@ -1,0 +1,128 @@
+//! Kafka sink: each row as a JSON object (timestamps as RFC 3339 UTC text), keyed by an
+//! optional column. Waits and retries while the broker's queue is full or it is away.
+
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::Array;
+use datafusion::arrow::json::writer::{LineDelimited, WriterBuilder};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use sluice_runtime::{Result, RuntimeError, Sink};
+use sluice_types::ConnectorOptions;
+
+use crate::error::ConnectorError;
+use crate::json::timestamps_as_text;
+use crate::kafka::client_config;
+
+pub struct KafkaSink {
+    table: String,
+    topic: String,
+    key: Option<String>,
+    producer: BaseProducer,
+}
+
+impl KafkaSink {
+    pub fn open(table: &str, options: &ConnectorOptions) -> Result<Self, ConnectorError> {
+        let topic = options.get("topic").unwrap_or_default().to_string();
+        let producer: BaseProducer = client_config(options)
+            .set("linger.ms", "5")
+            .set("max.in.flight.requests.per.connection", "1")
+            .create()
+            .map_err(|e| ConnectorError::Io(format!("table {table}: kafka producer: {e}")))?;
+        Ok(KafkaSink {
+            table: table.to_string(),
+            topic,
+            key: options.get("key").map(str::to_string),
+            producer,
+        })
+    }
+}
+
+/// Sends one record, waiting while librdkafka's queue is full.
+pub fn send_record(
+    producer: &BaseProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: &[u8],
+) -> Result<(), KafkaError> {
+    let mut warned = Instant::now() - Duration::from_secs(60);
+    loop {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(value);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                if warned.elapsed() > Duration::from_secs(5) {
+                    tracing::info!("kafka topic {topic}: producer queue full, waiting");
+                    warned = Instant::now();
+                }
+                producer.poll(Duration::from_millis(50));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        let text = timestamps_as_text(batch)?;
+        let mut buf = Vec::new();
+        {
+            let mut w = WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, LineDelimited>(&mut buf);
+            w.write(&text)?;
+            w.finish()?;
+        }
+        let key_col = match &self.key {
+            Some(k) => Some(text.column(text.schema().index_of(k).map_err(|_| {
+                RuntimeError::User(format!(
+                    "table {}: key column {k} is not in the output",
+                    self.table
+                ))
+            })?)),
+            None => None,
+        };
+        let options = FormatOptions::default();
+        let formatter = key_col
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .transpose()?;
+        for (row, line) in buf
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
+            let key = match (&formatter, key_col) {
+                (Some(f), Some(c)) if !c.is_null(row) => Some(f.value(row).to_string()),
+                _ => None,
+            };
+            send_record(
+                &self.producer,
+                &self.topic,
+                key.as_deref().map(str::as_bytes),
+                line,
+            )
+            .map_err(|e| {
+                RuntimeError::External(format!(
+                    "table {}: kafka topic {}: {e}",
+                    self.table, self.topic
+                ))
+            })?;
+        }
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.producer.flush(Duration::from_secs(60)).map_err(|e| {
+            RuntimeError::External(format!(
+                "table {}: kafka topic {}: {e}",
+                self.table, self.topic
+            ))
+        })
+    }
+}

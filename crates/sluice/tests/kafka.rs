@@ -1,0 +1,395 @@
+//! Kafka in and out against a real Kafka-protocol broker over TCP (started by
+//! `scripts/test.sh`, address in SLUICE_KAFKA_BROKERS): generator → topic → windowed job
+//! equals the batch oracle over the events read back; an idle partition does not stop
+//! windows from closing; malformed records are counted and dead-lettered with their
+//! offsets; the Kafka sink's records, read back by a second client, are the job's output.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/helpers.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::json::ReaderBuilder;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use sluice::engine::{JobRun, RunOptions};
+
+fn brokers() -> String {
+    std::env::var("SLUICE_KAFKA_BROKERS").expect(
+        "SLUICE_KAFKA_BROKERS is not set: run scripts/test.sh, or scripts/kafka.sh start and export it",
+    )
+}
+
+fn topic(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+/// One record read back: (partition, offset, key, value).
+type Record = (i32, i64, Option<Vec<u8>>, Vec<u8>);
+
+/// Every record of a topic, per partition in offset order.
+fn read_back(topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("reader-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut tpl = TopicPartitionList::new();
+    for &p in &parts {
+        tpl.add_partition_offset(topic, p, Offset::Offset(0))
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    // Read until every partition has reported its end and nothing more came for a
+    // moment (the broker's listed end offsets are not trusted: the in-memory test
+    // broker lists the last batch's first offset).
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = Instant::now();
+    while (at_end.len() < parts.len() || last.elapsed() < Duration::from_millis(1500))
+        && Instant::now() < deadline
+    {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                last = Instant::now();
+                at_end.remove(&m.partition());
+                out.push((
+                    m.partition(),
+                    m.offset(),
+                    m.key().map(<[u8]>::to_vec),
+                    m.payload().unwrap_or_default().to_vec(),
+                ));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        at_end.len(),
+        parts.len(),
+        "could not read the whole topic back"
+    );
+    out.sort_by_key(|r| (r.0, r.1));
+    out
+}
+
+fn producer() -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap()
+}
+
+fn run_sql(sql: &str, vars: &[(&str, String)]) -> sluice_runtime::MetricsSnapshot {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let graph = sluice::plan_with_env(sql, &move |k| map.get(k).cloned()).unwrap();
+    let run = JobRun::build(
+        &graph,
+        &RunOptions {
+            parallelism: 2,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    let metrics = run.handle.metrics.clone();
+    run.run().unwrap();
+    metrics.snapshot()
+}
+
+const IOT_COLUMNS: &str = "sensor_id TEXT NOT NULL, location TEXT NOT NULL, temperature DOUBLE,
+    humidity DOUBLE, pressure DOUBLE, battery_level DOUBLE, event_time TIMESTAMP NOT NULL,
+    WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE";
+
+#[test]
+fn generator_to_three_partitions_to_tumble_matches_batch_oracle() {
+    let t = topic("iot");
+    let args = sluice::generate::GenerateArgs {
+        profile: "iot".into(),
+        brokers: brokers(),
+        topic: t.clone(),
+        partitions: 3,
+        options: vec![
+            ("rate".into(), "0".into()),
+            ("limit".into(), "30000".into()),
+            ("speedup".into(), "60".into()),
+            ("start_time".into(), "2024-05-01T00:00:00Z".into()),
+        ],
+    };
+    assert_eq!(
+        sluice::generate::run(&args, Arc::new(AtomicBool::new(false))).unwrap(),
+        30000
+    );
+
+    let records = read_back(&t);
+    assert_eq!(records.len(), 30000);
+    let partitions: std::collections::BTreeSet<i32> = records.iter().map(|r| r.0).collect();
+    assert_eq!(
+        partitions.len(),
+        3,
+        "keyed records spread over the partitions"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let sql = format!(
+        "CREATE TABLE iot ({IOT_COLUMNS}) WITH (connector = 'kafka', topic = '${{TOPIC}}',
+            'bootstrap.servers' = '${{BROKERS}}', format = 'json', scan.startup.mode = 'earliest',
+            scan.bounded.mode = 'latest-offset');
+         CREATE TABLE out WITH (connector = 'file', path = '${{OUT}}');
+         INSERT INTO out SELECT window_start, window_end, location, count(*) AS n,
+                avg(temperature) AS avg_t, min(battery_level) AS min_b
+         FROM TUMBLE(iot, event_time, INTERVAL '5' MINUTE) GROUP BY window_start, window_end, location;"
+    );
+    let m = run_sql(
+        &sql,
+        &[
+            ("TOPIC", t.clone()),
+            ("BROKERS", brokers()),
+            ("OUT", out.display().to_string()),
+        ],
+    );
+    assert_eq!(m.events_in, 30000);
+    assert_eq!(m.late, 0);
+
+    // The oracle: the same aggregation as a batch over the records read back.
+    let schema = Arc::new(
+        sluice_connectors::generator::Profile::Iot
+            .schema()
+            .as_ref()
+            .clone(),
+    );
+    let mut lines = Vec::new();
+    for (_, _, _, v) in &records {
+        lines.extend_from_slice(v);
+        lines.push(b'\n');
+    }
+    let batches: Vec<_> = ReaderBuilder::new(schema.clone())
+        .build(std::io::Cursor::new(lines))
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 30000);
+    let ctx = SessionContext::new();
+    ctx.register_table(
+        "iot",
+        Arc::new(MemTable::try_new(schema, vec![batches]).unwrap()),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let expected = rt.block_on(support::batch_rows(
+        &ctx,
+        "SELECT date_bin(INTERVAL '5 minutes', event_time) AS window_start,
+                date_bin(INTERVAL '5 minutes', event_time) + INTERVAL '5 minutes' AS window_end,
+                location, count(*) AS n, avg(temperature) AS avg_t, min(battery_level) AS min_b
+         FROM iot GROUP BY 1, 2, location",
+    ));
+    assert!(!expected.is_empty());
+    assert_eq!(support::read_rows(&out), expected);
+}
+
+#[test]
+fn an_idle_partition_does_not_stop_windows_from_closing() {
+    let t = topic("idle");
+    sluice::generate::ensure_topic(&brokers(), &t, 2).unwrap();
+    let p = producer();
+    // Twenty minutes of event time, all into partition 0; partition 1 stays empty.
+    let t0 = 1_714_521_600_000i64;
+    for i in 0..1200 {
+        let v = format!(
+            "{{\"sensor_id\":\"s{}\",\"location\":\"lab\",\"temperature\":20.0,\"battery_level\":50.0,\"event_time\":{}}}",
+            i % 3,
+            t0 + i * 1000
+        );
+        p.send(BaseRecord::<(), str>::to(&t).payload(&v).partition(0))
+            .unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let sql =
+        "CREATE TABLE iot (sensor_id TEXT NOT NULL, location TEXT NOT NULL, temperature DOUBLE,
+            battery_level DOUBLE, event_time TIMESTAMP NOT NULL,
+            WATERMARK FOR event_time AS event_time - INTERVAL '1' MINUTE)
+         WITH (connector = 'kafka', topic = '${TOPIC}', 'bootstrap.servers' = '${BROKERS}',
+               idle_timeout = '1s');
+         CREATE TABLE out WITH (connector = 'file', path = '${OUT}');
+         INSERT INTO out SELECT window_start, count(*) AS n
+         FROM TUMBLE(iot, event_time, INTERVAL '5' MINUTE) GROUP BY window_start;";
+    let vars: HashMap<String, String> = [
+        ("TOPIC", t.clone()),
+        ("BROKERS", brokers()),
+        ("OUT", out.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let graph = sluice::plan_with_env(sql, &move |k| vars.get(k).cloned()).unwrap();
+    let run = JobRun::build(
+        &graph,
+        &RunOptions {
+            parallelism: 1,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    let handle = run.handle.clone();
+    let job = std::thread::spawn(move || run.run());
+    // Unbounded: wait for the closed windows (the first three of four) to be written.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let written = std::fs::read_to_string(&out).unwrap_or_default();
+        if written.lines().count() >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    handle.stop();
+    job.join().unwrap().unwrap();
+    let rows = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        rows.lines().count() >= 3,
+        "windows closed despite the idle partition: {rows}"
+    );
+    assert!(
+        rows.contains("\"window_start\":\"2024-05-01T00:00:00.000Z\",\"n\":300"),
+        "{rows}"
+    );
+}
+
+#[test]
+fn malformed_records_are_counted_and_dead_lettered_with_offsets() {
+    let t = topic("bad");
+    sluice::generate::ensure_topic(&brokers(), &t, 1).unwrap();
+    let p = producer();
+    let good = |i: i64| {
+        format!(
+            "{{\"id\":\"r{i}\",\"v\":{i},\"ts\":{}}}",
+            1_714_521_600_000 + i
+        )
+    };
+    let bad = [
+        "not json at all".to_string(),
+        "{\"id\":\"x\",\"v\":\"seven\",\"ts\":1714521600000}".to_string(),
+        "{\"v\":1,\"ts\":1714521600000}".to_string(),
+    ];
+    // One partition, written in order: a record's offset is its index.
+    let mut bad_offsets = Vec::new();
+    for i in 0..30i64 {
+        let v = if i % 10 == 5 {
+            bad[(i / 10) as usize].clone()
+        } else {
+            good(i)
+        };
+        if i % 10 == 5 {
+            bad_offsets.push(i);
+        }
+        p.send(BaseRecord::<(), str>::to(&t).payload(&v).partition(0))
+            .unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let dead = dir.path().join("dead.jsonl");
+    let sql = "CREATE TABLE r (id TEXT NOT NULL, v BIGINT, ts TIMESTAMP NOT NULL)
+         WITH (connector = 'kafka', topic = '${TOPIC}', 'bootstrap.servers' = '${BROKERS}',
+               scan.bounded.mode = 'latest-offset', bad_data = 'dead_letter', 'dead_letter.path' = '${DEAD}');
+         CREATE TABLE out WITH (connector = 'file', path = '${OUT}');
+         INSERT INTO out SELECT id, v FROM r;";
+    let m = run_sql(
+        sql,
+        &[
+            ("TOPIC", t.clone()),
+            ("BROKERS", brokers()),
+            ("OUT", out.display().to_string()),
+            ("DEAD", dead.display().to_string()),
+        ],
+    );
+    assert_eq!(m.bad, 3);
+    assert_eq!(m.events_in, 27);
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 27);
+    let letters: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 3);
+    for (letter, (raw, offset)) in letters.iter().zip(bad.iter().zip(&bad_offsets)) {
+        assert_eq!(letter["raw"], serde_json::Value::String(raw.clone()));
+        assert_eq!(letter["offset"], *offset);
+        assert_eq!(letter["partition"], 0);
+        assert_eq!(letter["topic"], serde_json::Value::String(t.clone()));
+        assert!(!letter["error"].as_str().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn kafka_sink_output_read_back_by_a_second_client_equals_the_jobs_output() {
+    let t = topic("alerts");
+    sluice::generate::ensure_topic(&brokers(), &t, 2).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("alerts.jsonl");
+    let sql =
+        "CREATE TABLE iot (sensor_id TEXT NOT NULL, location TEXT NOT NULL, temperature DOUBLE,
+            event_time TIMESTAMP NOT NULL)
+         WITH (connector = 'generator', profile = 'iot', rate = '0', limit = '50000',
+               start_time = '2024-05-01T12:00:00Z');
+         CREATE TABLE alerts_topic WITH (connector = 'kafka', topic = '${TOPIC}',
+               'bootstrap.servers' = '${BROKERS}', key = 'entity');
+         CREATE TABLE alerts_file WITH (connector = 'file', path = '${OUT}');
+         INSERT INTO alerts_topic SELECT event_time AS alert_time, 'high_temperature' AS kind,
+                sensor_id AS entity, temperature AS value FROM iot WHERE temperature > 30;
+         INSERT INTO alerts_file SELECT event_time AS alert_time, 'high_temperature' AS kind,
+                sensor_id AS entity, temperature AS value FROM iot WHERE temperature > 30;";
+    run_sql(
+        sql,
+        &[
+            ("TOPIC", t.clone()),
+            ("BROKERS", brokers()),
+            ("OUT", out.display().to_string()),
+        ],
+    );
+    let expected = support::read_rows(&out);
+    assert!(!expected.is_empty());
+    let records = read_back(&t);
+    for (_, _, key, value) in &records {
+        let v: serde_json::Value = serde_json::from_slice(value).unwrap();
+        assert_eq!(
+            key.as_deref(),
+            v["entity"].as_str().map(str::as_bytes),
+            "keyed by entity"
+        );
+    }
+    let mut got: Vec<String> = records
+        .iter()
+        .map(|r| support::normalize(std::str::from_utf8(&r.3).unwrap()))
+        .collect();
+    got.sort();
+    assert_eq!(got, expected);
+}
