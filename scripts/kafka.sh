@@ -43,7 +43,10 @@ case "$cmd" in
     ;;
   stop)
     if [ -f "$state/pid" ]; then
-      kill "$(cat "$state/pid")" 2>/dev/null || true
+      pid=$(cat "$state/pid")
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
       rm -f "$state/pid"
     fi
     ;;

@@ -164,7 +164,10 @@ impl KafkaSource {
                     .map_or_else(|| format!("sluice-{table}"), str::to_string),
             )
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true");
+            .set("enable.partition.eof", "true")
+            // An offset that no longer exists (retention, a broker that lost its data)
+            // resumes from the earliest record rather than skipping to the end.
+            .set("auto.offset.reset", "earliest");
         let consumer: BaseConsumer = config.create().map_err(|e| kafka_err(&topic, e))?;
         let timeout = Duration::from_secs(10);
         let metadata = with_retry(

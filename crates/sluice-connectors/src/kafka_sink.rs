@@ -8,7 +8,11 @@ use datafusion::arrow::json::writer::{LineDelimited, WriterBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rdkafka::ClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use sluice_runtime::{Result, RuntimeError, Sink};
 use sluice_types::ConnectorOptions;
 
@@ -16,20 +20,65 @@ use crate::error::ConnectorError;
 use crate::json::timestamps_as_text;
 use crate::kafka::client_config;
 
+/// Counts records librdkafka gave up on (after its own retries, within
+/// `message.timeout.ms`), so that none is lost silently.
+#[derive(Default)]
+pub struct Deliveries {
+    failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Deliveries {
+    /// An error if any record could not be delivered.
+    pub fn check(&self, topic: &str) -> Result<(), String> {
+        let failed = self.failed.load(Ordering::Relaxed);
+        if failed == 0 {
+            return Ok(());
+        }
+        let last = self
+            .last_error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+            .unwrap_or_default();
+        Err(format!(
+            "{failed} records could not be delivered to kafka topic {topic}: {last}"
+        ))
+    }
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut last) = self.last_error.lock() {
+                *last = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// A producer that counts failed deliveries.
+pub type CountingProducer = BaseProducer<Deliveries>;
+
 pub struct KafkaSink {
     table: String,
     topic: String,
     key: Option<String>,
-    producer: BaseProducer,
+    producer: CountingProducer,
 }
 
 impl KafkaSink {
     pub fn open(table: &str, options: &ConnectorOptions) -> Result<Self, ConnectorError> {
         let topic = options.get("topic").unwrap_or_default().to_string();
-        let producer: BaseProducer = client_config(options)
+        let producer: CountingProducer = client_config(options)
             .set("linger.ms", "5")
             .set("max.in.flight.requests.per.connection", "1")
-            .create()
+            .create_with_context(Deliveries::default())
             .map_err(|e| ConnectorError::Io(format!("table {table}: kafka producer: {e}")))?;
         Ok(KafkaSink {
             table: table.to_string(),
@@ -42,7 +91,7 @@ impl KafkaSink {
 
 /// Sends one record, waiting while librdkafka's queue is full.
 pub fn send_record(
-    producer: &BaseProducer,
+    producer: &CountingProducer,
     topic: &str,
     key: Option<&[u8]>,
     value: &[u8],
@@ -114,7 +163,10 @@ impl Sink for KafkaSink {
             })?;
         }
         self.producer.poll(Duration::ZERO);
-        Ok(())
+        self.producer
+            .context()
+            .check(&self.topic)
+            .map_err(|e| RuntimeError::External(format!("table {}: {e}", self.table)))
     }
 
     fn finish(&mut self) -> Result<()> {

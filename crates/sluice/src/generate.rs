@@ -12,10 +12,10 @@ use datafusion::arrow::json::writer::{LineDelimited, WriterBuilder};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::producer::Producer;
 use sluice_connectors::generator::{GeneratorOptions, GeneratorSource};
 use sluice_connectors::kafka::client_config;
-use sluice_connectors::kafka_sink::send_record;
+use sluice_connectors::kafka_sink::{CountingProducer, Deliveries, send_record};
 use sluice_runtime::Source;
 use sluice_types::{ConnectorOptions, Position};
 
@@ -86,10 +86,10 @@ pub fn run(args: &GenerateArgs, stop: Arc<AtomicBool>) -> Result<u64> {
     );
     // One request in flight per connection keeps records in order per partition (and
     // the in-memory test broker loses batches sent concurrently to one partition).
-    let producer: BaseProducer = client_config(&kafka)
+    let producer: CountingProducer = client_config(&kafka)
         .set("linger.ms", "10")
         .set("max.in.flight.requests.per.connection", "1")
-        .create()?;
+        .create_with_context(Deliveries::default())?;
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut last = (Instant::now(), 0u64);
@@ -141,7 +141,11 @@ pub fn run(args: &GenerateArgs, stop: Arc<AtomicBool>) -> Result<u64> {
             let _ = std::io::stderr().flush();
         }
     }
-    producer.flush(Duration::from_secs(60))?;
+    producer.flush(Duration::from_secs(330))?;
+    producer
+        .context()
+        .check(&args.topic)
+        .map_err(|e| anyhow!(e))?;
     if tty {
         eprint!("\r\x1b[2K");
     }
