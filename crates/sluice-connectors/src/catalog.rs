@@ -174,16 +174,7 @@ impl ConnectorCatalog for Catalog {
                     format!("batch_size must be a positive whole number, not '{b}'"),
                 ));
             }
-            if let Some(b) = options.get("bad_data") {
-                let policy = BadData::parse_with_dead_letter(b)
-                    .map_err(|m| OptionProblem::new(Some("bad_data"), m))?;
-                if policy == BadData::DeadLetter && options.get("dead_letter.path").is_none() {
-                    return Err(OptionProblem::new(
-                        Some("bad_data"),
-                        "bad_data = 'dead_letter' needs dead_letter.path = '…' (a JSON-lines file)",
-                    ));
-                }
-            }
+            BadData::check_options(options)?;
         }
         Ok(())
     }

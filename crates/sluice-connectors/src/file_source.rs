@@ -8,7 +8,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use sluice_runtime::{JobMetrics, Result, RuntimeError, Source};
-use sluice_types::ConnectorOptions;
+use sluice_types::{ConnectorOptions, OptionProblem};
 
 use crate::dead_letter::DeadLetters;
 use crate::error::ConnectorError;
@@ -23,6 +23,37 @@ pub enum BadData {
 }
 
 impl BadData {
+    /// Checks `bad_data` (and `dead_letter.path` when it asks for dead letters).
+    pub fn check_options(options: &ConnectorOptions) -> Result<(), OptionProblem> {
+        if let Some(b) = options.get("bad_data") {
+            let policy = BadData::parse_with_dead_letter(b)
+                .map_err(|m| OptionProblem::new(Some("bad_data"), m))?;
+            if policy == BadData::DeadLetter && options.get("dead_letter.path").is_none() {
+                return Err(OptionProblem::new(
+                    Some("bad_data"),
+                    "bad_data = 'dead_letter' needs dead_letter.path = '…' (a JSON-lines file)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The table's policy and, for `dead_letter`, the opened dead-letter file.
+    pub fn open(
+        table: &str,
+        options: &ConnectorOptions,
+    ) -> Result<(BadData, Option<DeadLetters>), ConnectorError> {
+        BadData::check_options(options)
+            .map_err(|p| ConnectorError::Config(format!("table {table}: {}", p.message)))?;
+        let policy = BadData::parse_with_dead_letter(options.get("bad_data").unwrap_or("fail"))
+            .map_err(ConnectorError::Config)?;
+        let letters = match (policy, options.get("dead_letter.path")) {
+            (BadData::DeadLetter, Some(path)) => Some(DeadLetters::open(path)?),
+            _ => None,
+        };
+        Ok((policy, letters))
+    }
+
     /// For sources that can keep dead letters.
     pub fn parse_with_dead_letter(s: &str) -> Result<Self, String> {
         match s {
@@ -74,17 +105,7 @@ impl FileSource {
             .get("batch_size")
             .and_then(|b| b.parse().ok())
             .unwrap_or(8192);
-        let bad_data = BadData::parse_with_dead_letter(options.get("bad_data").unwrap_or("fail"))
-            .map_err(ConnectorError::Config)?;
-        let dead_letters = match (bad_data, options.get("dead_letter.path")) {
-            (BadData::DeadLetter, Some(p)) => Some(DeadLetters::open(p)?),
-            (BadData::DeadLetter, None) => {
-                return Err(ConnectorError::Config(format!(
-                    "table {table}: bad_data = 'dead_letter' needs dead_letter.path = '…'"
-                )));
-            }
-            _ => None,
-        };
+        let (bad_data, dead_letters) = BadData::open(table, options)?;
         let decoder = JsonDecoder::new(schema.clone(), batch_size)
             .map_err(|e| ConnectorError::Config(format!("table {table}: {e}")))?;
         Ok(FileSource {

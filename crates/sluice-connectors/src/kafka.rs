@@ -69,17 +69,7 @@ pub fn check_source(options: &ConnectorOptions) -> Result<(), OptionProblem> {
             ));
         }
     }
-    if let Some(b) = options.get("bad_data") {
-        let policy = BadData::parse_with_dead_letter(b)
-            .map_err(|m| OptionProblem::new(Some("bad_data"), m))?;
-        if policy == BadData::DeadLetter && options.get("dead_letter.path").is_none() {
-            return Err(OptionProblem::new(
-                Some("bad_data"),
-                "bad_data = 'dead_letter' needs dead_letter.path = '…' (a JSON-lines file)",
-            ));
-        }
-    }
-    Ok(())
+    BadData::check_options(options)
 }
 
 /// librdkafka settings from `bootstrap.servers` and `properties.*`.
@@ -218,12 +208,7 @@ impl KafkaSource {
             .get("batch_size")
             .and_then(|b| b.parse().ok())
             .unwrap_or(8192);
-        let bad_data = BadData::parse_with_dead_letter(options.get("bad_data").unwrap_or("fail"))
-            .map_err(ConnectorError::Config)?;
-        let dead_letters = match (bad_data, options.get("dead_letter.path")) {
-            (BadData::DeadLetter, Some(path)) => Some(DeadLetters::open(path)?),
-            _ => None,
-        };
+        let (bad_data, dead_letters) = BadData::open(table, options)?;
         let decoder = JsonDecoder::new(schema.clone(), batch_size)
             .map_err(|e| ConnectorError::Config(format!("table {table}: {e}")))?;
         let index = partitions
