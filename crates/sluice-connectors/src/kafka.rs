@@ -321,10 +321,6 @@ impl Source for KafkaSource {
                         .is_none_or(|t| t.elapsed() > Duration::from_secs(5))
                     {
                         tracing::warn!(table = %self.table, "kafka topic {}: {e}; waiting for the broker", self.topic);
-                        eprintln!(
-                            "warning: table {}: kafka topic {}: {e}; retrying",
-                            self.table, self.topic
-                        );
                         self.last_error = Some(Instant::now());
                     }
                     std::thread::sleep(Duration::from_millis(200));
