@@ -87,10 +87,23 @@ pub fn client_config(options: &ConnectorOptions) -> ClientConfig {
     config
 }
 
+/// librdkafka reports reaching a partition's end as an error; that is expected here.
+pub struct SourceContext;
+
+impl rdkafka::ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!("kafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for SourceContext {}
+
 pub struct KafkaSource {
     table: String,
     topic: String,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<SourceContext>,
     /// Partition ids, in the order the runtime numbers them.
     partitions: Vec<i32>,
     index: HashMap<i32, usize>,
@@ -158,7 +171,9 @@ impl KafkaSource {
             // An offset that no longer exists (retention, a broker that lost its data)
             // resumes from the earliest record rather than skipping to the end.
             .set("auto.offset.reset", "earliest");
-        let consumer: BaseConsumer = config.create().map_err(|e| kafka_err(&topic, e))?;
+        let consumer: BaseConsumer<SourceContext> = config
+            .create_with_context(SourceContext)
+            .map_err(|e| kafka_err(&topic, e))?;
         let timeout = Duration::from_secs(10);
         let metadata = with_retry(
             &format!("kafka topic {topic}: reading metadata"),
