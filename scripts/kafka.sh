@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# A Kafka-protocol broker (tansu, in memory) on loopback for tests and local use.
+# A Kafka-protocol broker (tansu) on loopback for tests and local use.
 #   scripts/kafka.sh start [PORT]   installs tansu once (cached), starts it, waits for it
-#   scripts/kafka.sh stop
-# Prints the bootstrap address (127.0.0.1:PORT) on start.
+#   scripts/kafka.sh stop [PORT]
+# Prints the bootstrap address (127.0.0.1:PORT) on start. Storage is in memory unless
+# SLUICE_KAFKA_STORAGE names another (sqlite://tansu.db, relative to the state directory
+# SLUICE_KAFKA_STATE, keeps topics across restarts).
 set -euo pipefail
 cmd="${1:-start}"
 port="${2:-${SLUICE_KAFKA_PORT:-19092}}"
-tools="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}"
+tools="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools-lite}"
+storage="${SLUICE_KAFKA_STORAGE:-memory://tansu/}"
 state="${SLUICE_KAFKA_STATE:-/tmp/sluice-kafka-$port}"
 tansu="$tools/bin/tansu"
 
 install_tansu() {
   if [ -x "$tansu" ]; then return; fi
   if command -v tansu >/dev/null 2>&1; then tansu=$(command -v tansu); return; fi
-  echo "installing tansu (the test broker) into $tools, once; this takes about 10 minutes" >&2
-  cargo install tansu --locked --features dynostore --root "$tools" >&2
+  echo "installing tansu (the test broker) into $tools, once; this takes about 15 minutes" >&2
+  cargo install tansu --locked --features dynostore,libsql --root "$tools" >&2
 }
 
 wait_port() {
@@ -33,10 +36,12 @@ case "$cmd" in
     if [ -f "$state/pid" ] && kill -0 "$(cat "$state/pid")" 2>/dev/null; then
       echo "127.0.0.1:$port"; exit 0
     fi
+    # Relative storage paths (sqlite://tansu.db) live in the state directory.
+    cd "$state"
     nohup "$tansu" broker \
       --listener-url "tcp://127.0.0.1:$port" \
       --advertised-listener-url "tcp://127.0.0.1:$port" \
-      --storage-engine "memory://tansu/" >"$state/tansu.log" 2>&1 &
+      --storage-engine "$storage" >>"$state/tansu.log" 2>&1 &
     echo $! >"$state/pid"
     wait_port
     echo "127.0.0.1:$port"

@@ -393,3 +393,112 @@ fn kafka_sink_output_read_back_by_a_second_client_equals_the_jobs_output() {
     got.sort();
     assert_eq!(got, expected);
 }
+
+/// Starts or stops a private broker on `port` with the project's script, keeping its
+/// topics in a SQLite file so that they survive a restart.
+fn private_broker(cmd: &str, port: u16, state: &std::path::Path) {
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka.sh");
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .args([cmd, &port.to_string()])
+        .env("SLUICE_KAFKA_STATE", state)
+        .env("SLUICE_KAFKA_STORAGE", "sqlite://tansu.db")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "scripts/kafka.sh {cmd} {port}");
+}
+
+fn produce_to(brokers: &str, topic: &str, from: i64, n: i64) {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    for i in from..from + n {
+        let v = format!(
+            "{{\"id\":\"r{i}\",\"ts\":{}}}",
+            1_714_521_600_000 + i * 1000
+        );
+        p.send(BaseRecord::<(), str>::to(topic).payload(&v).partition(0))
+            .unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+#[test]
+fn a_broker_outage_makes_the_job_wait_and_go_on_when_it_returns() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let state = tempfile::tempdir().unwrap();
+    let brokers = format!("127.0.0.1:{port}");
+    private_broker("start", port, state.path());
+    let t = topic("outage");
+    sluice::generate::ensure_topic(&brokers, &t, 1).unwrap();
+    produce_to(&brokers, &t, 0, 100);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let sql = "CREATE TABLE r (id TEXT NOT NULL, ts TIMESTAMP NOT NULL)
+         WITH (connector = 'kafka', topic = '${TOPIC}', 'bootstrap.servers' = '${BROKERS}');
+         CREATE TABLE out WITH (connector = 'file', path = '${OUT}');
+         INSERT INTO out SELECT id FROM r;";
+    let vars: HashMap<String, String> = [
+        ("TOPIC", t.clone()),
+        ("BROKERS", brokers.clone()),
+        ("OUT", out.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let graph = sluice::plan_with_env(sql, &move |k| vars.get(k).cloned()).unwrap();
+    let run = JobRun::build(
+        &graph,
+        &RunOptions {
+            parallelism: 1,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    let handle = run.handle.clone();
+    let job = std::thread::spawn(move || run.run());
+    let wait_for = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while handle.metrics.snapshot().events_in < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        handle.metrics.snapshot().events_in
+    };
+    assert_eq!(wait_for(100), 100);
+
+    // The broker goes away: the job waits instead of failing.
+    private_broker("stop", port, state.path());
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        !job.is_finished(),
+        "the job must wait for the broker, not stop"
+    );
+
+    // It comes back with its topics; new records flow on from where the job was.
+    private_broker("start", port, state.path());
+    produce_to(&brokers, &t, 100, 50);
+    assert_eq!(
+        wait_for(150),
+        150,
+        "the job goes on when the broker returns"
+    );
+    handle.stop();
+    job.join().unwrap().unwrap();
+    private_broker("stop", port, state.path());
+    let ids: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ids.len(), 150, "nothing lost, nothing doubled");
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), 150);
+}
