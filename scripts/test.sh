@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every test. Installs what the build
 # needs first and starts the services the tests use (a Kafka-protocol broker on
-# loopback; PostgreSQL joins when tests need it).
+# loopback, and PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -14,5 +14,8 @@ echo "== starting the test broker" >&2
 SLUICE_KAFKA_BROKERS=$(scripts/kafka.sh start)
 export SLUICE_KAFKA_BROKERS
 trap 'scripts/kafka.sh stop' EXIT
+echo "== PostgreSQL" >&2
+SLUICE_TEST_DATABASE_URL=$(scripts/postgres.sh)
+export SLUICE_TEST_DATABASE_URL
 echo "== tests" >&2
 cargo nextest run --workspace --no-fail-fast

@@ -44,6 +44,11 @@ const CONNECTORS: &[Spec] = &[
         sink_options: None,
     },
     Spec {
+        name: "postgres",
+        source_options: None,
+        sink_options: Some(crate::postgres::SINK_OPTIONS),
+    },
+    Spec {
         name: "console",
         source_options: None,
         sink_options: Some(&[]),
@@ -129,6 +134,9 @@ impl ConnectorCatalog for Catalog {
                     format!("format '{f}' is not supported for kafka (use 'json')"),
                 ));
             }
+        }
+        if name == "postgres" {
+            crate::postgres::check_sink(options)?;
         }
         if name == "generator" {
             if !has_columns {
@@ -224,6 +232,9 @@ pub fn build_sink(
         Some("console") => Ok(Box::new(ConsoleSink::new(table))),
         Some("kafka") => Ok(Box::new(KafkaSink::open(table, options)?)),
         Some("blackhole") => Ok(Box::new(BlackholeSink)),
+        Some("postgres") => Ok(Box::new(crate::postgres::PostgresSink::open(
+            table, options, schema,
+        )?)),
         other => Err(ConnectorError::Config(format!(
             "table {table}: connector '{}' cannot be written",
             other.unwrap_or_default()

@@ -2,12 +2,12 @@
 //! table's `bad_data` policy (`fail` by default, or `drop`, counted).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use sluice_runtime::{JobMetrics, Result, RuntimeError, Source};
+use sluice_runtime::{JobMetrics, Positions, Result, RuntimeError, Source};
 use sluice_types::{ConnectorOptions, OptionProblem};
 
 use crate::dead_letter::DeadLetters;
@@ -84,6 +84,8 @@ pub struct FileSource {
     bad_data: BadData,
     dead_letters: Option<DeadLetters>,
     line_no: u64,
+    /// Bytes read into returned batches (and skipped blank or bad lines).
+    offset: u64,
     metrics: Arc<JobMetrics>,
     buf: Vec<u8>,
     ends: Vec<usize>,
@@ -118,6 +120,7 @@ impl FileSource {
             bad_data,
             dead_letters,
             line_no: 0,
+            offset: 0,
             metrics,
             buf: Vec::new(),
             ends: Vec::new(),
@@ -129,6 +132,25 @@ impl FileSource {
 impl Source for FileSource {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    fn position(&self) -> Positions {
+        Positions::from([
+            ("bytes".to_string(), self.offset as i64),
+            ("line".to_string(), self.line_no as i64),
+        ])
+    }
+
+    fn seek(&mut self, position: &Positions) -> Result<()> {
+        let Some(&bytes) = position.get("bytes") else {
+            return Ok(());
+        };
+        self.reader
+            .seek(SeekFrom::Start(bytes.max(0) as u64))
+            .map_err(|e| RuntimeError::External(format!("reading {}: {e}", self.path)))?;
+        self.offset = bytes.max(0) as u64;
+        self.line_no = position.get("line").copied().unwrap_or(0).max(0) as u64;
+        Ok(())
     }
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
@@ -145,6 +167,7 @@ impl Source for FileSource {
                 if n == 0 {
                     break;
                 }
+                self.offset += n as u64;
                 self.line_no += 1;
                 let line = &self.buf[start..];
                 if line.iter().all(|b| b.is_ascii_whitespace()) {

@@ -20,7 +20,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArr
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
-use sluice_runtime::{Result, RuntimeError, Source};
+use sluice_runtime::{Positions, Result, RuntimeError, Source};
 use sluice_types::{ConnectorOptions, OptionProblem};
 
 use iot::IotModel;
@@ -214,8 +214,14 @@ pub struct GeneratorSource {
     opts: GeneratorOptions,
     model: Model,
     rng: Rng,
+    /// Disorder and lateness draw from their own stream, so that the events do not
+    /// depend on how they were cut into batches (pacing and restores cut differently).
+    perturb_rng: Rng,
     produced: u64,
     wall_start: Option<Instant>,
+    /// Pacing restarts from here after a restore: events already out, and event time.
+    pace_events0: u64,
+    pace_time0: i64,
     schema: SchemaRef,
     /// For each declared column, its index among the profile's columns.
     columns: Vec<usize>,
@@ -247,12 +253,16 @@ impl GeneratorSource {
                 Model::Users(UserModel::new(opts.keys, opts.seed, opts.start_ms))
             }
         };
+        let start_ms = opts.start_ms;
         Ok(GeneratorSource {
             rng: Rng::new(opts.seed.wrapping_add(1)),
+            perturb_rng: Rng::new(opts.seed.wrapping_add(2)),
             opts,
             model,
             produced: 0,
             wall_start: None,
+            pace_events0: 0,
+            pace_time0: start_ms,
             schema,
             columns,
         })
@@ -267,12 +277,11 @@ impl GeneratorSource {
         loop {
             let elapsed = start.elapsed().as_secs_f64();
             let due = match &self.model {
-                Model::Iot(_) => {
-                    ((elapsed * self.opts.rate) as u64).saturating_sub(self.produced) as usize
-                }
+                Model::Iot(_) => ((elapsed * self.opts.rate) as u64)
+                    .saturating_sub(self.produced - self.pace_events0)
+                    as usize,
                 Model::Users(m) => {
-                    let now_event =
-                        self.opts.start_ms + (elapsed * 1000.0 * self.opts.speedup) as i64;
+                    let now_event = self.pace_time0 + (elapsed * 1000.0 * self.opts.speedup) as i64;
                     if m.peek_time() <= now_event { n } else { 0 }
                 }
             };
@@ -280,10 +289,11 @@ impl GeneratorSource {
                 return due.min(n);
             }
             let wait = match &self.model {
-                Model::Iot(_) => (self.produced + 1) as f64 / self.opts.rate - elapsed,
+                Model::Iot(_) => {
+                    (self.produced - self.pace_events0 + 1) as f64 / self.opts.rate - elapsed
+                }
                 Model::Users(m) => {
-                    (m.peek_time() - self.opts.start_ms) as f64 / 1000.0 / self.opts.speedup
-                        - elapsed
+                    (m.peek_time() - self.pace_time0) as f64 / 1000.0 / self.opts.speedup - elapsed
                 }
             };
             std::thread::sleep(Duration::from_secs_f64(wait.clamp(0.001, 0.1)));
@@ -294,11 +304,11 @@ impl GeneratorSource {
     fn perturb(&mut self, times: &mut [i64]) {
         let d = self.opts.disorder_ms.max(0) as u64;
         for t in times.iter_mut() {
-            if self.opts.late_fraction > 0.0 && self.rng.chance(self.opts.late_fraction) {
+            if self.opts.late_fraction > 0.0 && self.perturb_rng.chance(self.opts.late_fraction) {
                 let by = self.opts.late_by_ms.max(1);
-                *t -= by + self.rng.below(by as u64) as i64;
+                *t -= by + self.perturb_rng.below(by as u64) as i64;
             } else if d > 0 {
-                *t -= self.rng.below(d + 1) as i64;
+                *t -= self.perturb_rng.below(d + 1) as i64;
             }
         }
     }
@@ -307,6 +317,36 @@ impl GeneratorSource {
 impl Source for GeneratorSource {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    fn position(&self) -> Positions {
+        Positions::from([("events".to_string(), self.produced as i64)])
+    }
+
+    /// Generates and discards events up to the position (the same seed and start give
+    /// the same events), then paces on from there.
+    fn seek(&mut self, position: &Positions) -> Result<()> {
+        let Some(&target) = position.get("events") else {
+            return Ok(());
+        };
+        let target = target.max(0) as u64;
+        let (rate, batch) = (self.opts.rate, self.opts.batch_size);
+        self.opts.rate = 0.0;
+        while self.produced < target {
+            self.opts.batch_size = ((target - self.produced) as usize).min(8192);
+            if self.next_batch()?.is_none() {
+                break;
+            }
+        }
+        self.opts.rate = rate;
+        self.opts.batch_size = batch;
+        self.pace_events0 = self.produced;
+        self.pace_time0 = match &self.model {
+            Model::Users(m) => m.peek_time(),
+            Model::Iot(_) => self.opts.start_ms,
+        };
+        self.wall_start = None;
+        Ok(())
     }
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
@@ -404,6 +444,39 @@ mod tests {
         ("limit", "20000"),
         ("start_time", "2024-05-01T00:00:00Z"),
     ];
+
+    #[test]
+    fn seeking_gives_the_events_a_straight_run_gives() {
+        for profile in ["iot", "user_activity"] {
+            let pairs = [
+                ("profile", profile),
+                ("rate", "0"),
+                ("seed", "7"),
+                ("batch_size", "700"),
+                ("disorder", "20s"),
+                ("late_fraction", "0.05"),
+                ("start_time", "2024-05-01T00:00:00Z"),
+            ];
+            let opts = GeneratorOptions::parse(&options(&pairs)).unwrap();
+            let schema = opts.profile.schema();
+            let mut straight = GeneratorSource::new("t", opts.clone(), schema.clone()).unwrap();
+            for _ in 0..5 {
+                straight.next_batch().unwrap();
+            }
+            let expected = straight.next_batch().unwrap().unwrap();
+            let mut resumed = GeneratorSource::new("t", opts, schema).unwrap();
+            resumed.seek(&straight_position(3500)).unwrap();
+            assert_eq!(
+                resumed.next_batch().unwrap().unwrap(),
+                expected,
+                "{profile}"
+            );
+        }
+    }
+
+    fn straight_position(events: i64) -> Positions {
+        Positions::from([("events".to_string(), events)])
+    }
 
     #[test]
     fn same_seed_same_events_other_seed_other_events() {

@@ -14,7 +14,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use sluice_runtime::{JobMetrics, Result, RuntimeError, Source, SourcePoll};
+use sluice_runtime::{JobMetrics, Positions, Result, RuntimeError, Source, SourcePoll};
 use sluice_types::{ConnectorOptions, OptionProblem};
 
 use crate::dead_letter::DeadLetters;
@@ -119,6 +119,8 @@ pub struct KafkaSource {
     at_eof: Vec<bool>,
     /// Next offset to read, per partition.
     next: Vec<i64>,
+    /// Offset after the last record returned in a batch, per partition.
+    emitted: Vec<i64>,
     pending: Vec<Vec<(i64, Vec<u8>)>>,
     last_error: Option<Instant>,
 }
@@ -246,6 +248,7 @@ impl KafkaSource {
             metrics,
             end: bounded.then_some(end),
             at_eof: vec![false; n],
+            emitted: next.clone(),
             next,
             pending: vec![Vec::new(); n],
             last_error: None,
@@ -267,6 +270,9 @@ impl KafkaSource {
     /// Decodes a partition's pending records into one batch.
     fn decode(&mut self, slot: usize) -> Result<Option<RecordBatch>> {
         let records = std::mem::take(&mut self.pending[slot]);
+        if let Some((last, _)) = records.last() {
+            self.emitted[slot] = last + 1;
+        }
         let slices: Vec<&[u8]> = records.iter().map(|(_, v)| v.as_slice()).collect();
         let (batch, bad) = self
             .decoder
@@ -304,6 +310,51 @@ impl Source for KafkaSource {
 
     fn partitions(&self) -> usize {
         self.partitions.len()
+    }
+
+    fn position(&self) -> Positions {
+        self.partitions
+            .iter()
+            .zip(&self.emitted)
+            .map(|(p, o)| (p.to_string(), *o))
+            .collect()
+    }
+
+    fn seek(&mut self, position: &Positions) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for (slot, &p) in self.partitions.iter().enumerate() {
+            let Some(&offset) = position.get(&p.to_string()) else {
+                tpl.add_partition_offset(&self.topic, p, Offset::Offset(self.next[slot]))
+                    .map_err(|e| RuntimeError::External(kafka_err(&self.topic, e).to_string()))?;
+                continue;
+            };
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(offset))
+                .map_err(|e| RuntimeError::External(kafka_err(&self.topic, e).to_string()))?;
+            self.next[slot] = offset;
+            self.emitted[slot] = offset;
+            self.pending[slot].clear();
+            self.at_eof[slot] = false;
+        }
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| RuntimeError::External(kafka_err(&self.topic, e).to_string()))?;
+        tracing::debug!(table = %self.table, ?position, "kafka source resumed");
+        Ok(())
+    }
+
+    /// Commits the checkpoint's offsets to the consumer group, so that the usual Kafka
+    /// tools show this job's lag. Sluice itself restores from its checkpoints.
+    fn checkpointed(&mut self, position: &Positions) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in position {
+            if let Ok(p) = p.parse::<i32>() {
+                tpl.add_partition_offset(&self.topic, p, Offset::Offset(*o))
+                    .map_err(|e| RuntimeError::External(kafka_err(&self.topic, e).to_string()))?;
+            }
+        }
+        self.consumer
+            .commit(&tpl, rdkafka::consumer::CommitMode::Async)
+            .map_err(|e| RuntimeError::External(kafka_err(&self.topic, e).to_string()))
     }
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {

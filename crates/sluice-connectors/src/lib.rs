@@ -13,6 +13,7 @@ pub mod generator;
 mod json;
 pub mod kafka;
 pub mod kafka_sink;
+pub mod postgres;
 
 pub use catalog::{Catalog, build_sink, build_source};
 pub use error::ConnectorError;

@@ -1,40 +1,45 @@
 //! Runs a job: one thread per task, joined by bounded channels (so a slow sink slows
 //! the sources). Sources run their pipelines' stateless heads; windowed aggregates are
 //! split over `parallelism` tasks by a hash of the group key; each sink merges its
-//! inputs by watermark so that its output is the same for every parallelism.
+//! inputs by watermark so that its output is the same for every parallelism. A
+//! coordinator takes checkpoints with aligned barriers.
 
-use std::collections::BTreeMap;
+mod control;
+mod sink_task;
+mod tasks;
+
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use datafusion::arrow::array::UInt32Array;
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::physical_plan::PhysicalExpr;
-use sluice_types::{Message, Watermark};
+use sluice_state::StoredCheckpoint;
+use sluice_types::Message;
 
 use crate::error::{Result, RuntimeError};
 use crate::metrics::JobMetrics;
-use crate::operator::{Chain, Operator};
+use crate::operator::{Chain, Operator, Snapshot};
 use crate::operators::assign::AssignWindows;
 use crate::operators::filter::Filter;
 use crate::operators::project::Project;
 use crate::operators::session_aggregate::SessionAggregate;
-use crate::operators::sort::sort_all_columns;
 use crate::operators::window_aggregate::WindowAggregate;
 use crate::plan::{JobSpec, PipelineSpec, Step, WindowKind};
-use crate::sink::Sink;
-use crate::source::{Source, SourcePoll, SourceWatermarks};
+use crate::source::SourceWatermarks;
+use control::{Ack, Control, Coordinator, SinkMsg, plan_lines};
+use sink_task::SinkTask;
+use tasks::{Head, SourceTask, run_task};
 
 /// Controls a running job from outside.
 #[derive(Clone, Default)]
 pub struct JobHandle {
     stop: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
     pub metrics: Arc<JobMetrics>,
 }
 
@@ -43,7 +48,8 @@ impl JobHandle {
         JobHandle::default()
     }
 
-    /// Asks the sources to stop reading; open windows are not emitted.
+    /// Asks the sources to stop reading; a final checkpoint keeps the open windows
+    /// (they are not emitted), then the job ends.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
     }
@@ -51,12 +57,22 @@ impl JobHandle {
     pub fn is_stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
+
+    /// Ends every task at once, without a final checkpoint (after a failure).
+    pub fn abort(&self) {
+        self.abort.store(true, Ordering::SeqCst);
+        self.stop();
+    }
+
+    pub fn is_aborted(&self) -> bool {
+        self.abort.load(Ordering::SeqCst)
+    }
 }
 
-type SinkTx = SyncSender<(usize, Message)>;
+type SinkTx = SyncSender<SinkMsg>;
 
 /// Where a pipeline's head sends its output.
-enum Route {
+pub(crate) enum Route {
     Sink {
         tx: SinkTx,
         input: usize,
@@ -71,7 +87,7 @@ enum Route {
 impl Route {
     fn send(&mut self, msg: Message) -> Result<()> {
         match self {
-            Route::Sink { tx, input } => tx.send((*input, msg)).map_err(|_| closed()),
+            Route::Sink { tx, input } => tx.send(SinkMsg::Data(*input, msg)).map_err(|_| closed()),
             Route::Partitioned { txs, keys, hashes } => match msg {
                 Message::Batch(b) => {
                     if txs.len() == 1 || keys.is_empty() {
@@ -135,30 +151,99 @@ impl Failure {
             // The first real error wins; "downstream stopped" follows from it.
             let replace = match slot.as_ref() {
                 None => true,
-                Some(RuntimeError::Internal(m)) => m == "a downstream task has stopped",
+                Some(RuntimeError::Internal(m)) => {
+                    m == "a downstream task has stopped"
+                        || m == "the checkpoint coordinator has stopped"
+                }
                 _ => false,
             };
             if replace {
                 *slot = Some(e);
             }
         }
-        handle.stop();
+        handle.abort();
     }
 }
 
-/// Runs the job to its end (every source ended, or [`JobHandle::stop`]).
+/// The saved snapshots of one task, read from the checkpoint's files.
+fn restored(stored: Option<&StoredCheckpoint>, id: &str) -> Result<Option<Vec<Snapshot>>> {
+    let Some(c) = stored else {
+        return Ok(None);
+    };
+    let Some(task) = c.manifest.tasks.get(id) else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for op in &task.operators {
+        let batches = match &op.file {
+            Some(f) => c
+                .read(f)
+                .map_err(|e| RuntimeError::External(format!("reading checkpoint: {e}")))?,
+            None => Vec::new(),
+        };
+        out.push(Snapshot {
+            values: op.values.clone(),
+            batches,
+        });
+    }
+    Ok(Some(out))
+}
+
+/// Runs the job to its end: every source ended (then every window closes), or
+/// [`JobHandle::stop`] (then a final checkpoint keeps what is open).
 pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
+    let plan = plan_lines(&spec);
     let JobSpec {
+        name: job_name,
         sources,
-        sinks,
+        mut sinks,
         pipelines,
         parallelism,
         channel_capacity,
+        mut checkpoint,
     } = spec;
     let parallelism = parallelism.max(1);
     let cap = channel_capacity.max(1);
+    let stored = checkpoint.restore.take();
+    if let Some(c) = &stored
+        && let Some(why) = sluice_state::is_incompatible(&c.manifest.plan, &plan)
+    {
+        return Err(RuntimeError::User(format!(
+            "cannot restore checkpoint {} of job {job_name} ({}): {why}. Start without it with --fresh, or restore a checkpoint taken with this plan",
+            c.manifest.epoch,
+            c.dir.display()
+        )));
+    }
+    let stored = stored.as_ref();
+
+    // Sinks say what they have committed before; epochs continue above all of it.
+    let mut last_epoch = checkpoint
+        .after_epoch
+        .max(stored.map_or(0, |c| c.manifest.epoch));
+    for s in sinks.iter_mut() {
+        if let Some(e) = s.sink.open(&job_name, &s.name)? {
+            if let Some(c) = stored
+                && c.manifest.epoch < e.0
+            {
+                tracing::warn!(
+                    "sink {} has committed epoch {e}, newer than checkpoint {} being restored: rows of the epochs between are written again to tables without a key (keyed tables are upserts and stay right)",
+                    s.name,
+                    c.manifest.epoch
+                );
+            }
+            last_epoch = last_epoch.max(e.0);
+        }
+    }
+
     let failure = Arc::new(Failure(Mutex::new(None)));
+    let ctl = Arc::new(Control::default());
+    ctl.requested.store(last_epoch, Ordering::SeqCst);
+    if let Ok(mut d) = ctl.durable.lock() {
+        *d = vec![None; sources.len()];
+    }
+    let (ack_tx, ack_rx) = channel::<Ack>();
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let mut expected_acks = sources.len();
 
     // Sinks: count inputs first.
     let mut sink_inputs: Vec<Vec<bool>> = vec![Vec::new(); sinks.len()]; // per input: stateless?
@@ -176,26 +261,39 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
         }
         pipeline_inputs.push(ids);
     }
-    let mut sink_txs: Vec<SinkTx> = Vec::new();
+    let mut sink_txs: Vec<Option<SinkTx>> = Vec::new();
     for (i, s) in sinks.into_iter().enumerate() {
-        let (tx, rx) = sync_channel::<(usize, Message)>(cap);
-        sink_txs.push(tx);
-        let inputs = sink_inputs[i].clone();
-        let schema = pipelines.iter().find(|p| p.sink == i).map(output_schema);
+        let Some(schema) = pipelines.iter().find(|p| p.sink == i).map(output_schema) else {
+            sink_txs.push(None); // a table nothing is inserted into
+            continue;
+        };
+        let (tx, rx) = sync_channel::<SinkMsg>(cap);
+        sink_txs.push(Some(tx));
+        expected_acks += 1;
+        let id = format!("sink {i}");
+        let restore = restored(stored, &id)?;
+        let task = SinkTask {
+            id,
+            inputs: sink_inputs[i].clone(),
+            schema,
+            acks: ack_tx.clone(),
+        };
         let (h, f) = (handle.clone(), failure.clone());
         let mut sink = s.sink;
         threads.push(spawn(format!("sink {}", s.name), move || {
-            let Some(schema) = schema else {
-                return;
-            };
-            if let Err(e) = run_sink(rx, inputs, schema, sink.as_mut(), &h) {
+            if let Err(e) = task.run(rx, sink.as_mut(), restore, &h) {
                 f.record(e, &h);
             }
         })?);
     }
+    let sink_tx = |i: usize| {
+        sink_txs[i]
+            .clone()
+            .ok_or_else(|| RuntimeError::Internal("a pipeline writes to no sink".into()))
+    };
 
     // Aggregators and pipeline heads.
-    let mut heads: Vec<Vec<(Chain, Route)>> = (0..sources.len()).map(|_| Vec::new()).collect();
+    let mut heads: Vec<Vec<Head>> = (0..sources.len()).map(|_| Vec::new()).collect();
     for (pi, p) in pipelines.iter().enumerate() {
         let late = handle.metrics.late_counter();
         let mut head_ops: Vec<Box<dyn Operator>> =
@@ -203,7 +301,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
         head_ops.extend(steps(&p.pre));
         let route = match &p.aggregate {
             None => Route::Sink {
-                tx: sink_txs[p.sink].clone(),
+                tx: sink_tx(p.sink)?,
                 input: pipeline_inputs[pi][0],
             },
             Some(agg) => {
@@ -219,14 +317,19 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
                     };
                     let mut ops = vec![window_op];
                     ops.extend(steps(&p.post));
-                    let chain = Chain::new(ops);
+                    let mut chain = Chain::new(ops);
+                    let id = format!("{} aggregate {part}", p.name);
+                    if let Some(states) = restored(stored, &id)? {
+                        chain.restore(states)?;
+                    }
                     let out = Route::Sink {
-                        tx: sink_txs[p.sink].clone(),
+                        tx: sink_tx(p.sink)?,
                         input,
                     };
-                    let (h, f) = (handle.clone(), failure.clone());
-                    threads.push(spawn(format!("{} aggregate {part}", p.name), move || {
-                        if let Err(e) = run_task(rx, chain, out) {
+                    expected_acks += 1;
+                    let (h, f, acks) = (handle.clone(), failure.clone(), ack_tx.clone());
+                    threads.push(spawn(id.clone(), move || {
+                        if let Err(e) = run_task(id, rx, chain, out, acks) {
                             f.record(e, &h);
                         }
                     })?);
@@ -238,23 +341,61 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
                 }
             }
         };
-        heads[p.source].push((Chain::new(head_ops), route));
+        let mut chain = Chain::new(head_ops);
+        let id = format!("{} head", p.name);
+        if let Some(states) = restored(stored, &id)? {
+            chain.restore(states)?;
+        }
+        heads[p.source].push(Head { id, chain, route });
     }
-    drop(sink_txs);
 
+    let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
     for (si, s) in sources.into_iter().enumerate() {
-        let outs = std::mem::take(&mut heads[si]);
-        let (h, f) = (handle.clone(), failure.clone());
-        let name = s.name.clone();
-        let wm = s
+        let mut watermarks = s
             .event_time
             .map(|(c, d)| SourceWatermarks::new(c, d, s.source.partitions(), s.idle_timeout));
         let mut source = s.source;
-        threads.push(spawn(format!("source {name}"), move || {
-            if let Err(e) = run_source(source.as_mut(), wm, outs, &h) {
+        if let Some(saved) = stored.and_then(|c| c.manifest.sources.get(si)) {
+            source.seek(&saved.offsets)?;
+            if let Some(w) = watermarks.as_mut() {
+                w.restore(&saved.max_event_times, saved.watermark);
+                if let Some(wm) = saved.watermark {
+                    handle
+                        .metrics
+                        .observe_watermark(sluice_types::Watermark::from_millis(wm));
+                }
+            }
+        }
+        let task = SourceTask {
+            index: si,
+            name: s.name.clone(),
+            source,
+            watermarks,
+            heads: std::mem::take(&mut heads[si]),
+            ctl: ctl.clone(),
+            acks: ack_tx.clone(),
+            injected: last_epoch,
+        };
+        let (h, f) = (handle.clone(), failure.clone());
+        threads.push(spawn(format!("source {}", s.name), move || {
+            if let Err(e) = task.run(&h) {
                 f.record(e, &h);
             }
         })?);
+    }
+    drop(ack_tx);
+
+    let coordinator = Coordinator {
+        job: job_name,
+        settings: checkpoint,
+        plan,
+        source_names,
+        expected_acks,
+        first_epoch: last_epoch + 1,
+        sinks: sink_txs.into_iter().flatten().collect(),
+    };
+    if let Err(e) = coordinator.run(&ctl, ack_rx, handle) {
+        failure.record(e, handle);
     }
 
     for t in threads {
@@ -272,8 +413,8 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
 fn output_schema(p: &PipelineSpec) -> SchemaRef {
     let last = |steps: &[Step]| {
         steps.iter().rev().find_map(|s| match s {
-            Step::Project { schema, .. } => Some(schema.clone()),
             Step::Filter(_) => None,
+            Step::Project { schema, .. } => Some(schema.clone()),
         })
     };
     match &p.aggregate {
@@ -287,125 +428,4 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<(
         .name(name)
         .spawn(f)
         .map_err(|e| RuntimeError::External(format!("cannot start a thread: {e}")))
-}
-
-fn run_source(
-    source: &mut dyn Source,
-    mut wm: Option<SourceWatermarks>,
-    mut outs: Vec<(Chain, Route)>,
-    handle: &JobHandle,
-) -> Result<()> {
-    let deliver = |msg: Message, outs: &mut Vec<(Chain, Route)>| -> Result<()> {
-        for (chain, route) in outs.iter_mut() {
-            for m in chain.push(msg.clone())? {
-                route.send(m)?;
-            }
-        }
-        Ok(())
-    };
-    let mut ended = false;
-    while !handle.is_stopping() {
-        match source.poll()? {
-            SourcePoll::End => {
-                ended = true;
-                break;
-            }
-            SourcePoll::Idle => {}
-            SourcePoll::Batch { partition, batch } => {
-                handle.metrics.add_events_in(batch.num_rows() as u64);
-                if let Some(g) = wm.as_mut() {
-                    g.observe(partition, &batch)?;
-                }
-                deliver(Message::Batch(batch), &mut outs)?;
-            }
-        }
-        if let Some(w) = wm.as_mut().and_then(|g| g.advance(Instant::now())) {
-            handle.metrics.observe_watermark(w);
-            deliver(Message::Watermark(w), &mut outs)?;
-        }
-    }
-    if ended {
-        deliver(Message::Watermark(Watermark::MAX), &mut outs)?;
-    }
-    deliver(Message::EndOfStream, &mut outs)
-}
-
-fn run_task(rx: Receiver<Message>, mut chain: Chain, mut out: Route) -> Result<()> {
-    while let Ok(msg) = rx.recv() {
-        let end = matches!(msg, Message::EndOfStream);
-        for m in chain.push(msg)? {
-            out.send(m)?;
-        }
-        if end {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// Merges a sink's inputs: rows are released in watermark order, each watermark's rows
-/// sorted, so the output does not depend on how work was split.
-fn run_sink(
-    rx: Receiver<(usize, Message)>,
-    inputs: Vec<bool>,
-    schema: SchemaRef,
-    sink: &mut dyn Sink,
-    handle: &JobHandle,
-) -> Result<()> {
-    let n = inputs.len();
-    let passthrough = n == 1 && inputs[0];
-    let mut wms = vec![Watermark::MIN; n];
-    let mut ended = vec![false; n];
-    let mut open: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
-    let mut segments: BTreeMap<Watermark, Vec<RecordBatch>> = BTreeMap::new();
-    let mut released = Watermark::MIN;
-    let write = |batch: &RecordBatch, sink: &mut dyn Sink| -> Result<()> {
-        if batch.num_rows() > 0 {
-            handle.metrics.add_rows_out(batch.num_rows() as u64);
-            sink.write_batch(batch)?;
-        }
-        Ok(())
-    };
-    while ended.iter().any(|e| !e) {
-        let Ok((i, msg)) = rx.recv() else {
-            break;
-        };
-        match msg {
-            Message::Batch(b) if passthrough => write(&b, sink)?,
-            Message::Batch(b) => open[i].push(b),
-            Message::Watermark(w) => {
-                let seg = std::mem::take(&mut open[i]);
-                segments.entry(w).or_default().extend(seg);
-                wms[i] = wms[i].max(w);
-            }
-            Message::Barrier(_) => {}
-            Message::EndOfStream => {
-                ended[i] = true;
-                let seg = std::mem::take(&mut open[i]);
-                segments.entry(Watermark::MAX).or_default().extend(seg);
-            }
-        }
-        let min = (0..n)
-            .filter(|&i| !ended[i])
-            .map(|i| wms[i])
-            .min()
-            .unwrap_or(Watermark::MAX);
-        if min > released || ended.iter().all(|e| *e) {
-            while let Some(entry) = segments.first_entry() {
-                if *entry.key() > min {
-                    break;
-                }
-                let batches = entry.remove();
-                if !batches.is_empty() {
-                    let sorted = sort_all_columns(&schema, &batches)?;
-                    write(&sorted, sink)?;
-                }
-            }
-            if min > released {
-                released = min;
-                sink.on_watermark(min)?;
-            }
-        }
-    }
-    sink.finish()
 }

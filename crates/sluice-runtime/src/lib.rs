@@ -12,10 +12,11 @@ mod source;
 
 pub use error::{Result, RuntimeError};
 pub use job::{JobHandle, run_job};
-pub use metrics::{JobMetrics, MetricsSnapshot};
-pub use operator::{Chain, Collector, Operator};
+pub use metrics::{CheckpointStats, JobMetrics, MetricsSnapshot};
+pub use operator::{Chain, Collector, Operator, Snapshot};
 pub use plan::{
-    AggregatePlan, AssignSpec, JobSpec, PipelineSpec, SinkSpec, SourceSpec, Step, WindowKind,
+    AggregatePlan, AssignSpec, CheckpointSettings, JobSpec, PipelineSpec, SinkSpec, SourceSpec,
+    Step, WindowKind,
 };
-pub use sink::Sink;
-pub use source::{Source, SourcePoll, SourceWatermarks, WatermarkGenerator};
+pub use sink::{PendingEpochs, Sink};
+pub use source::{Positions, Source, SourcePoll, SourceWatermarks, WatermarkGenerator};

@@ -16,6 +16,18 @@ pub struct JobMetrics {
     late: Mutex<Vec<Arc<AtomicU64>>>,
     bad: AtomicU64,
     watermark: AtomicI64,
+    checkpoint: Mutex<Option<CheckpointStats>>,
+}
+
+/// The last completed checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointStats {
+    pub epoch: u64,
+    /// When it completed, ms since the Unix epoch.
+    pub at_ms: i64,
+    pub bytes: u64,
+    /// From the barrier's injection to the manifest on disk.
+    pub duration_ms: u64,
 }
 
 impl Default for JobMetrics {
@@ -27,6 +39,7 @@ impl Default for JobMetrics {
             late: Mutex::new(Vec::new()),
             bad: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
+            checkpoint: Mutex::new(None),
         }
     }
 }
@@ -39,6 +52,7 @@ pub struct MetricsSnapshot {
     pub late: u64,
     pub bad: u64,
     pub watermark: Watermark,
+    pub checkpoint: Option<CheckpointStats>,
 }
 
 impl JobMetrics {
@@ -64,6 +78,11 @@ impl JobMetrics {
             self.watermark.fetch_max(wm.millis(), Ordering::Relaxed);
         }
     }
+    pub fn record_checkpoint(&self, stats: CheckpointStats) {
+        if let Ok(mut c) = self.checkpoint.lock() {
+            *c = Some(stats);
+        }
+    }
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             events_in: self.events_in.load(Ordering::Relaxed),
@@ -78,6 +97,7 @@ impl JobMetrics {
             }),
             bad: self.bad.load(Ordering::Relaxed),
             watermark: Watermark::from_millis(self.watermark.load(Ordering::Relaxed)),
+            checkpoint: self.checkpoint.lock().ok().and_then(|c| *c),
         }
     }
 }

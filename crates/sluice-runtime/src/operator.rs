@@ -6,6 +6,14 @@ use sluice_types::{Epoch, Message, Watermark};
 
 use crate::error::Result;
 
+/// A piece of state saved in a checkpoint: scalars as JSON, rows as Arrow batches (all
+/// of one schema).
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    pub values: serde_json::Value,
+    pub batches: Vec<RecordBatch>,
+}
+
 /// Where an operator puts what it produces.
 #[derive(Default, Debug)]
 pub struct Collector {
@@ -44,6 +52,17 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// The operator's state at a barrier: small values and Arrow rows. Stateless
+    /// operators keep the default (nothing).
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        Ok(Snapshot::default())
+    }
+
+    /// Puts back state saved by [`Operator::snapshot`], before any input arrives.
+    fn restore(&mut self, _state: Snapshot) -> Result<()> {
+        Ok(())
+    }
+
     /// Called once when the input has ended.
     fn on_end(&mut self, out: &mut Collector) -> Result<()> {
         out.message(Message::EndOfStream);
@@ -64,6 +83,19 @@ impl Chain {
 
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// Every operator's snapshot, in order.
+    pub fn snapshot(&mut self) -> Result<Vec<Snapshot>> {
+        self.ops.iter_mut().map(|op| op.snapshot()).collect()
+    }
+
+    /// Restores every operator from snapshots taken of the same chain.
+    pub fn restore(&mut self, states: Vec<Snapshot>) -> Result<()> {
+        for (op, state) in self.ops.iter_mut().zip(states) {
+            op.restore(state)?;
+        }
+        Ok(())
     }
 
     /// Pushes one message through every operator; returns what comes out of the last.

@@ -113,12 +113,45 @@ pub struct SinkSpec {
     pub sink: Box<dyn Sink>,
 }
 
+/// How a job checkpoints. Barriers run even without a store: transactional sinks
+/// commit at each one (at least once, then, across restarts).
+pub struct CheckpointSettings {
+    pub store: Option<sluice_state::CheckpointStore>,
+    pub interval: std::time::Duration,
+    /// How many checkpoints to keep.
+    pub keep: usize,
+    /// The job's SQL, kept in each manifest.
+    pub sql: String,
+    pub restore: Option<sluice_state::StoredCheckpoint>,
+    /// The first epoch is above this (a fresh run numbers on after old checkpoints).
+    pub after_epoch: u64,
+    /// Fault injection for tests: abort the process once this epoch's checkpoint is
+    /// durable, before any sink commits it.
+    pub abort_after: Option<u64>,
+}
+
+impl Default for CheckpointSettings {
+    fn default() -> Self {
+        CheckpointSettings {
+            store: None,
+            interval: std::time::Duration::from_secs(10),
+            keep: 3,
+            sql: String::new(),
+            restore: None,
+            after_epoch: 0,
+            abort_after: None,
+        }
+    }
+}
+
 /// Everything a job needs to run.
 pub struct JobSpec {
+    pub name: String,
     pub sources: Vec<SourceSpec>,
     pub sinks: Vec<SinkSpec>,
     pub pipelines: Vec<PipelineSpec>,
     pub parallelism: usize,
     /// Capacity of each channel between tasks, in messages.
     pub channel_capacity: usize,
+    pub checkpoint: CheckpointSettings,
 }

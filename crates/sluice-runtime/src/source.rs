@@ -10,6 +10,9 @@ use sluice_types::Watermark;
 
 use crate::error::{Result, RuntimeError};
 
+/// A source's position: next offset by partition name.
+pub type Positions = std::collections::BTreeMap<String, i64>;
+
 /// What a source has now.
 #[derive(Debug)]
 pub enum SourcePoll {
@@ -34,6 +37,29 @@ pub trait Source: Send {
     /// How many partitions the source reads (each has its own watermark).
     fn partitions(&self) -> usize {
         1
+    }
+
+    /// Where the source is: per partition, the position of the next record to read
+    /// (after every record already returned). Saved in checkpoints.
+    fn position(&self) -> Positions {
+        Positions::new()
+    }
+
+    /// Moves to a position saved by [`Source::position`], before the first poll.
+    fn seek(&mut self, position: &Positions) -> Result<()> {
+        if position.is_empty() {
+            Ok(())
+        } else {
+            Err(RuntimeError::Internal(
+                "this source cannot resume from a checkpoint".into(),
+            ))
+        }
+    }
+
+    /// A checkpoint holding `position` is durable (Kafka commits it to its group, for
+    /// lag monitoring).
+    fn checkpointed(&mut self, _position: &Positions) -> Result<()> {
+        Ok(())
     }
 
     /// The next batch with its partition; sources with partitions override this.
@@ -68,6 +94,32 @@ impl SourceWatermarks {
             last_active: vec![now; n],
             idle_timeout,
             current: Watermark::MIN,
+        }
+    }
+
+    /// Per partition, the largest event time seen; and the source's watermark.
+    pub fn state(&self) -> (Vec<Option<i64>>, Option<i64>) {
+        (
+            self.partitions.iter().map(|g| g.max_event).collect(),
+            (self.current != Watermark::MIN).then(|| self.current.millis()),
+        )
+    }
+
+    /// Puts back what [`SourceWatermarks::state`] returned.
+    pub fn restore(&mut self, max_events: &[Option<i64>], current: Option<i64>) {
+        if max_events.len() > self.partitions.len() {
+            let g = self.partitions[0].fresh();
+            self.partitions.resize(max_events.len(), g);
+            self.last_active.resize(max_events.len(), Instant::now());
+        }
+        for (g, m) in self.partitions.iter_mut().zip(max_events) {
+            g.max_event = *m;
+            if let Some(m) = m {
+                g.current = Watermark::from_max_event_time(*m, g.delay_ms);
+            }
+        }
+        if let Some(c) = current {
+            self.current = Watermark::from_millis(c);
         }
     }
 

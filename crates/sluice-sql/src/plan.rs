@@ -404,7 +404,13 @@ impl<'a> Planner<'a> {
 }
 
 /// The job settings a `SET` may give, and what each accepts.
-pub const SETTINGS: &[(&str, &str)] = &[("parallelism", "a whole number of at least 1")];
+pub const SETTINGS: &[(&str, &str)] = &[
+    ("parallelism", "a whole number of at least 1"),
+    (
+        "checkpoint_interval",
+        "a duration of at least 10 ms, such as '2s' or '1 minute'",
+    ),
+];
 
 fn check_setting(set: SetDef) -> Result<SetDef> {
     let Some((_, what)) = SETTINGS.iter().find(|(k, _)| *k == set.key) else {
@@ -420,6 +426,7 @@ fn check_setting(set: SetDef) -> Result<SetDef> {
     };
     let ok = match set.key.as_str() {
         "parallelism" => set.value.parse::<usize>().is_ok_and(|n| n >= 1),
+        "checkpoint_interval" => crate::parse_interval_text(&set.value).is_ok_and(|ms| ms >= 10),
         _ => true,
     };
     if !ok {

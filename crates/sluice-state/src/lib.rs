@@ -9,7 +9,7 @@ mod retention;
 mod store;
 
 pub use error::{Result, StateError};
+pub use manifest::fingerprint;
 pub use manifest::{FileEntry, Manifest, OperatorState, SourceState, TaskState};
 pub use retention::{is_incompatible, prune_plan};
-pub use manifest::fingerprint;
 pub use store::{CheckpointStore, StoredCheckpoint, load_dir, read_state_file};

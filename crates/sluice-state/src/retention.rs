@@ -48,7 +48,10 @@ mod tests {
     #[test]
     fn names_the_part_that_changed() {
         let a = vec!["source x".to_string(), "tumble 300000 by [a]".to_string()];
-        let b = vec!["source x".to_string(), "tumble 300000 by [a, b]".to_string()];
+        let b = vec![
+            "source x".to_string(),
+            "tumble 300000 by [a, b]".to_string(),
+        ];
         assert_eq!(is_incompatible(&a, &a), None);
         let why = is_incompatible(&a, &b).unwrap();
         assert!(why.contains("part 2") && why.contains("[a, b]"), "{why}");

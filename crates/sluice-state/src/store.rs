@@ -288,7 +288,10 @@ mod tests {
         assert!(store.newest().unwrap().is_none());
         for e in 1..=3 {
             store
-                .write(manifest(e), vec![("t-0.arrow".into(), vec![batch(e as i64)])])
+                .write(
+                    manifest(e),
+                    vec![("t-0.arrow".into(), vec![batch(e as i64)])],
+                )
                 .unwrap();
         }
         assert_eq!(store.epochs().unwrap(), vec![1, 2, 3]);
@@ -321,6 +324,9 @@ mod tests {
         let store = CheckpointStore::new(root.path(), "j");
         store.write(manifest(7), Vec::new()).unwrap();
         let e = store.load(9).unwrap_err().to_string();
-        assert!(e.contains("no checkpoint 9") && e.contains("it has: 7"), "{e}");
+        assert!(
+            e.contains("no checkpoint 9") && e.contains("it has: 7"),
+            "{e}"
+        );
     }
 }

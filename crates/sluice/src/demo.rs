@@ -144,6 +144,7 @@ fn status(handles: &[JobHandle], since: &mut (Instant, u64)) -> String {
             .filter(|w| w.is_known())
             .min()
             .unwrap_or(Watermark::MIN),
+        checkpoint: None,
     };
     let dt = since.0.elapsed().as_secs_f64().max(1e-9);
     let rate = (total.events_in - since.1) as f64 / dt;

@@ -2,6 +2,9 @@
 //! real connectors, and runs.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use crate::checkpoints::CheckpointOptions;
 
 use anyhow::{Context, Result, anyhow};
 use sluice_connectors::{Catalog, build_sink, build_source};
@@ -16,6 +19,13 @@ use sluice_sql::{JobGraph, SinkTable, SqlError, Stage, WindowSpec};
 pub struct RunOptions {
     pub parallelism: usize,
     pub channel_capacity: usize,
+    /// How often barriers run (sinks commit at each; checkpoints are written when
+    /// `checkpoints` is set). `SET checkpoint_interval` in the job overrides the default.
+    pub checkpoint_interval: Option<Duration>,
+    /// Where checkpoints go and which one to restore; `None` keeps none.
+    pub checkpoints: Option<CheckpointOptions>,
+    /// The job's name (for checkpoints and sinks' progress rows).
+    pub name: String,
 }
 
 impl Default for RunOptions {
@@ -23,9 +33,15 @@ impl Default for RunOptions {
         RunOptions {
             parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
             channel_capacity: 16,
+            checkpoint_interval: None,
+            checkpoints: None,
+            name: "job".to_string(),
         }
     }
 }
+
+/// The default time between checkpoints.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Plans a job's SQL with this build's connectors and the process environment.
 pub fn plan(sql: &str) -> Result<JobGraph, SqlError> {
@@ -127,13 +143,32 @@ impl JobRun {
                 post: p.post.iter().map(step).collect(),
             });
         }
+        let from_job = match graph.setting("checkpoint_interval") {
+            Some(v) => Some(Duration::from_millis(
+                sluice_sql::parse_interval_text(v)
+                    .map_err(|e| anyhow!("checkpoint_interval: {e}"))?
+                    .max(10) as u64,
+            )),
+            None => None,
+        };
+        let interval = options
+            .checkpoint_interval
+            .or(from_job)
+            .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL);
+        let checkpoint =
+            crate::checkpoints::settings(options.checkpoints.as_ref(), interval, &graph.sql)?;
         Ok(JobRun {
             spec: JobSpec {
+                name: options
+                    .checkpoints
+                    .as_ref()
+                    .map_or_else(|| options.name.clone(), |c| c.job.clone()),
                 sources,
                 sinks,
                 pipelines,
                 parallelism: options.parallelism,
                 channel_capacity: options.channel_capacity,
+                checkpoint,
             },
             handle,
         })

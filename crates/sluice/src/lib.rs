@@ -1,6 +1,7 @@
 //! The `sluice` binary's library: turning a planned job into a running one, and the
 //! progress display. The CLI in `main.rs` is a thin shell over this.
 
+pub mod checkpoints;
 pub mod demo;
 pub mod engine;
 pub mod generate;

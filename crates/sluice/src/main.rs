@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use sluice::checkpoints::{CheckpointOptions, Restore, job_name};
 use sluice::engine::{JobRun, RunOptions};
 use sluice::progress::Progress;
 use sluice_sql::SqlError;
@@ -27,6 +28,24 @@ enum Command {
         /// number of cores).
         #[arg(long)]
         parallelism: Option<usize>,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
+        /// Time between checkpoints, e.g. 2s (default: `SET checkpoint_interval` in the
+        /// job, else 10s).
+        #[arg(long)]
+        checkpoint_interval: Option<String>,
+        /// Restore this checkpoint (an epoch number, or a checkpoint directory) instead of
+        /// the newest.
+        #[arg(long, conflicts_with = "fresh")]
+        from_checkpoint: Option<String>,
+        /// Ignore existing checkpoints and start over.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// List or inspect a job's checkpoints.
+    Checkpoints {
+        #[command(subcommand)]
+        command: CheckpointsCmd,
     },
     /// Run the four reference jobs on generated data, showing results live (no Kafka,
     /// no database).
@@ -44,6 +63,41 @@ enum Command {
     Explain {
         /// The job's SQL file.
         file: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct CheckpointArgs {
+    /// The job's name (default: the file's stem); its checkpoints are in DIR/NAME.
+    #[arg(long)]
+    name: Option<String>,
+    /// Where checkpoints live.
+    #[arg(long, default_value = "checkpoints", env = "SLUICE_CHECKPOINT_DIR")]
+    checkpoint_dir: PathBuf,
+}
+
+impl CheckpointArgs {
+    fn options(&self, file: &Path) -> CheckpointOptions {
+        let job = self.name.clone().unwrap_or_else(|| job_name(file));
+        CheckpointOptions::new(&self.checkpoint_dir, &job)
+    }
+}
+
+#[derive(Subcommand)]
+enum CheckpointsCmd {
+    /// Epochs, time, size, watermark and offsets of each checkpoint.
+    List {
+        file: PathBuf,
+        #[command(flatten)]
+        args: CheckpointArgs,
+    },
+    /// One checkpoint's manifest and files.
+    Inspect {
+        file: PathBuf,
+        /// An epoch number or a checkpoint directory.
+        epoch: String,
+        #[command(flatten)]
+        args: CheckpointArgs,
     },
 }
 
@@ -104,7 +158,14 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { file, parallelism } => {
+        Command::Run {
+            file,
+            parallelism,
+            checkpoints,
+            checkpoint_interval,
+            from_checkpoint,
+            fresh,
+        } => {
             let sql = read(&file)?;
             let graph = match sluice::plan(&sql) {
                 Ok(g) => g,
@@ -117,11 +178,34 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             if let Some(p) = parallelism.or(from_job) {
                 options.parallelism = p.max(1);
             }
+            if let Some(i) = checkpoint_interval {
+                let ms = sluice_sql::parse_interval_text(&i)
+                    .map_err(|e| anyhow::anyhow!("--checkpoint-interval {i}: {e}"))?;
+                options.checkpoint_interval =
+                    Some(std::time::Duration::from_millis(ms.max(10) as u64));
+            }
+            let mut cp = checkpoints.options(&file);
+            cp.restore = match (fresh, from_checkpoint) {
+                (true, _) => Restore::Fresh,
+                (false, Some(c)) => Restore::Chosen(c),
+                (false, None) => Restore::Newest,
+            };
+            cp.abort_after = std::env::var("SLUICE_ABORT_AFTER_CHECKPOINT")
+                .ok()
+                .and_then(|v| v.parse().ok());
+            options.name = cp.job.clone();
+            options.checkpoints = Some(cp);
             let run = JobRun::build(&graph, &options)?;
             let handle = run.handle.clone();
             let stopper = handle.clone();
             let _ = ctrlc::set_handler(move || {
-                eprintln!("\nstopping (Ctrl-C)…");
+                if stopper.is_stopping() {
+                    eprintln!("\nstopping now, without a final checkpoint");
+                    std::process::exit(130);
+                }
+                eprintln!(
+                    "\nstopping (Ctrl-C): taking a final checkpoint; Ctrl-C again to quit at once"
+                );
                 stopper.stop();
             });
             let progress = Progress::start(Arc::clone(&handle.metrics));
@@ -196,6 +280,20 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let _ =
                 ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
             sluice::generate::run(&args, stop)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Checkpoints { command } => {
+            match command {
+                CheckpointsCmd::List { file, args } => {
+                    print!("{}", sluice::checkpoints::list(&args.options(&file))?)
+                }
+                CheckpointsCmd::Inspect { file, epoch, args } => {
+                    print!(
+                        "{}",
+                        sluice::checkpoints::inspect(&args.options(&file), &epoch)?
+                    )
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain { file } => {

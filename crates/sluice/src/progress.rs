@@ -10,7 +10,7 @@ use sluice_runtime::{JobMetrics, MetricsSnapshot};
 
 /// One line: events in, rate, watermark, late and bad counts.
 pub fn line(s: &MetricsSnapshot, rate: f64) -> String {
-    format!(
+    let mut l = format!(
         "events {} | {}/s | watermark {} | out {} | late {} | bad {}",
         group(s.events_in),
         human(rate),
@@ -18,7 +18,30 @@ pub fn line(s: &MetricsSnapshot, rate: f64) -> String {
         group(s.rows_out),
         group(s.late),
         group(s.bad)
-    )
+    );
+    if let Some(c) = s.checkpoint {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        l.push_str(&format!(
+            " | checkpoint {} ({:.0}s ago, {} ms, {})",
+            c.epoch,
+            ((now - c.at_ms).max(0) as f64) / 1000.0,
+            c.duration_ms,
+            bytes(c.bytes)
+        ));
+    }
+    l
+}
+
+fn bytes(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
+    } else if n >= 1 << 10 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{n} B")
+    }
 }
 
 fn group(n: u64) -> String {

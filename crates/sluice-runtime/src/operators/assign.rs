@@ -16,7 +16,7 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use sluice_types::Watermark;
 
 use crate::error::{Result, RuntimeError};
-use crate::operator::{Collector, Operator};
+use crate::operator::{Collector, Operator, Snapshot};
 use crate::plan::{AssignSpec, WindowKind};
 
 pub struct AssignWindows {
@@ -144,6 +144,20 @@ impl Operator for AssignWindows {
         columns.push(Arc::new(TimestampMillisecondArray::from(starts)));
         columns.push(Arc::new(TimestampMillisecondArray::from(ends)));
         out.batch(self.project(&columns, n)?);
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        Ok(Snapshot {
+            values: serde_json::json!({ "max_event": self.max_event, "watermark": self.watermark }),
+            batches: Vec::new(),
+        })
+    }
+
+    fn restore(&mut self, state: Snapshot) -> Result<()> {
+        let get = |k: &str| state.values.get(k).and_then(serde_json::Value::as_i64);
+        self.max_event = get("max_event").unwrap_or(i64::MIN);
+        self.watermark = get("watermark").unwrap_or(i64::MIN);
         Ok(())
     }
 

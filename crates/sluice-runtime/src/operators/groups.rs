@@ -158,6 +158,60 @@ impl GroupedAggregation {
         Ok(())
     }
 
+    /// The state as rows: group columns `g0…`, then each accumulator's state columns
+    /// `a{i}_{j}`. The groups stay in place (they are rebuilt from the same rows).
+    pub fn snapshot(
+        &mut self,
+        plan: &AggregatePlan,
+        group_schema: &SchemaRef,
+    ) -> Result<RecordBatch> {
+        let mut columns = self.group_values.emit(EmitTo::All)?;
+        let mut fields: Vec<Field> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Field::new(format!("g{i}"), c.data_type().clone(), true))
+            .collect();
+        for (i, acc) in self.accumulators.iter_mut().enumerate() {
+            for (j, c) in acc.state(EmitTo::All)?.into_iter().enumerate() {
+                fields.push(Field::new(format!("a{i}_{j}"), c.data_type().clone(), true));
+                columns.push(c);
+            }
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        *self = Self::restore(plan, group_schema, &batch)?;
+        Ok(batch)
+    }
+
+    /// Rebuilds groups and accumulators from rows made by [`GroupedAggregation::snapshot`].
+    pub fn restore(
+        plan: &AggregatePlan,
+        group_schema: &SchemaRef,
+        batch: &RecordBatch,
+    ) -> Result<Self> {
+        let mut g = GroupedAggregation::new(plan, group_schema)?;
+        let k = group_schema.fields().len();
+        if batch.num_columns() < k {
+            return Err(RuntimeError::Internal(
+                "window state has too few columns".into(),
+            ));
+        }
+        let keys: Vec<ArrayRef> = batch.columns()[..k].to_vec();
+        g.group_values.intern(&keys, &mut g.group_indices)?;
+        let total = g.group_values.len();
+        let mut col = k;
+        for (acc, a) in g.accumulators.iter_mut().zip(&plan.aggregates) {
+            let n = a.state_fields()?.len();
+            let Some(state) = batch.columns().get(col..col + n) else {
+                return Err(RuntimeError::Internal(
+                    "window state has too few columns".into(),
+                ));
+            };
+            acc.merge_batch(state, &g.group_indices, total)?;
+            col += n;
+        }
+        Ok(g)
+    }
+
     pub fn num_groups(&self) -> usize {
         self.group_values.len()
     }

@@ -16,7 +16,7 @@ use datafusion::physical_plan::PhysicalExpr;
 use sluice_types::{Message, Watermark};
 
 use crate::error::{Result, RuntimeError};
-use crate::operator::{Collector, Operator};
+use crate::operator::{Collector, Operator, Snapshot};
 use crate::operators::groups::{AggregateInput, GroupedAggregation, group_schema};
 use crate::plan::{AggregatePlan, WindowKind};
 
@@ -154,15 +154,12 @@ impl SessionAggregate {
     pub fn buffered_rows(&self) -> usize {
         self.live_rows
     }
-}
 
-impl Operator for SessionAggregate {
-    fn name(&self) -> &str {
-        "session aggregate"
-    }
-
-    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Collector) -> Result<()> {
+    /// Keeps a batch's rows under their keys; with `check_late`, rows of sessions that
+    /// may already have closed are dropped and counted.
+    fn insert(&mut self, batch: RecordBatch, check_late: bool) -> Result<()> {
         let n = batch.num_rows();
+
         if n == 0 {
             return Ok(());
         }
@@ -190,10 +187,11 @@ impl Operator for SessionAggregate {
             if self.plan.window_key_is_end {
                 t -= self.gap_ms;
             }
-            if (WindowKind::Session {
-                gap_ms: self.gap_ms,
-            })
-            .is_late(t, self.watermark.millis())
+            if check_late
+                && (WindowKind::Session {
+                    gap_ms: self.gap_ms,
+                })
+                .is_late(t, self.watermark.millis())
             {
                 late += 1;
                 continue;
@@ -218,6 +216,47 @@ impl Operator for SessionAggregate {
         self.pending.push(batch);
         self.live_rows += kept;
         self.total_rows += n;
+        Ok(())
+    }
+}
+
+impl Operator for SessionAggregate {
+    fn name(&self) -> &str {
+        "session aggregate"
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Collector) -> Result<()> {
+        self.insert(batch, true)
+    }
+
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        let mut order: Vec<(usize, usize)> = Vec::with_capacity(self.live_rows);
+        for entries in self.keys.values() {
+            order.extend(entries.iter().map(|e| (e.batch as usize, e.row as usize)));
+        }
+        let batches = if order.is_empty() {
+            Vec::new()
+        } else {
+            let refs: Vec<&RecordBatch> = self.pending.iter().collect();
+            vec![interleave_record_batch(&refs, &order)?]
+        };
+        Ok(Snapshot {
+            values: serde_json::json!({ "watermark": self.watermark.millis() }),
+            batches,
+        })
+    }
+
+    fn restore(&mut self, state: Snapshot) -> Result<()> {
+        for b in state.batches {
+            self.insert(b, false)?;
+        }
+        if let Some(wm) = state
+            .values
+            .get("watermark")
+            .and_then(serde_json::Value::as_i64)
+        {
+            self.watermark = Watermark::from_millis(wm);
+        }
         Ok(())
     }
 

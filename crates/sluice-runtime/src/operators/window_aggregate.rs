@@ -11,7 +11,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use sluice_types::{Message, Watermark};
 
 use crate::error::{Result, RuntimeError};
-use crate::operator::{Collector, Operator};
+use crate::operator::{Collector, Operator, Snapshot};
 use crate::operators::groups::{AggregateInput, GroupedAggregation, group_schema};
 use crate::plan::{AggregatePlan, WindowKind};
 
@@ -135,6 +135,44 @@ impl Operator for WindowAggregate {
             self.close_until(watermark, out)?;
         }
         out.message(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        let mut starts = Vec::new();
+        let mut batches = Vec::new();
+        for (start, g) in self.windows.iter_mut() {
+            starts.push(*start);
+            batches.push(g.snapshot(&self.plan, &self.group_schema)?);
+        }
+        Ok(Snapshot {
+            values: serde_json::json!({ "watermark": self.watermark.millis(), "windows": starts }),
+            batches,
+        })
+    }
+
+    fn restore(&mut self, state: Snapshot) -> Result<()> {
+        let wm = state
+            .values
+            .get("watermark")
+            .and_then(serde_json::Value::as_i64);
+        let starts: Vec<i64> = state
+            .values
+            .get("windows")
+            .and_then(|w| serde_json::from_value(w.clone()).ok())
+            .unwrap_or_default();
+        if starts.len() != state.batches.len() {
+            return Err(RuntimeError::Internal(format!(
+                "window state lists {} windows but holds {}",
+                starts.len(),
+                state.batches.len()
+            )));
+        }
+        self.watermark = wm.map_or(Watermark::MIN, Watermark::from_millis);
+        for (start, batch) in starts.into_iter().zip(&state.batches) {
+            let g = GroupedAggregation::restore(&self.plan, &self.group_schema, batch)?;
+            self.windows.insert(start, g);
+        }
         Ok(())
     }
 

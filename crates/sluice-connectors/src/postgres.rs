@@ -1,0 +1,440 @@
+//! PostgreSQL sink: rows are held per epoch and written only when the runtime says the
+//! epoch's checkpoint is durable, in one transaction that also advances this sink's row
+//! in `sluice_sink_progress` (only forwards), so each epoch lands exactly once. Keyed
+//! tables are upserts (COPY into a session temp table, then `INSERT … ON CONFLICT`);
+//! tables without a key are appends (COPY straight in), fenced by the same epoch row.
+//! A server that goes away is waited for with backoff; rows are never dropped.
+
+mod encode;
+
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use sluice_runtime::{PendingEpochs, Result, RuntimeError, Sink};
+use sluice_types::{ConnectorOptions, Epoch, OptionProblem};
+use sqlx::{Connection, PgConnection, Row};
+
+use crate::error::ConnectorError;
+pub use encode::{copy_text, pg_type, quote_ident, quote_table};
+
+/// Options of a PostgreSQL sink table.
+pub const SINK_OPTIONS: &[&str] = &["url", "table", "primary_key", "create_table"];
+
+/// The table that records, per job and sink, the newest epoch committed.
+pub const PROGRESS_TABLE: &str = "sluice_sink_progress";
+
+/// Checks what the catalog cannot see from the option names alone.
+pub fn check_sink(options: &ConnectorOptions) -> Result<(), OptionProblem> {
+    if options.get("url").is_none_or(str::is_empty) {
+        return Err(OptionProblem::new(
+            Some("connector"),
+            "a postgres table needs url = 'postgres://user@host:port/db'",
+        ));
+    }
+    if let Some(c) = options.get("create_table")
+        && !matches!(c, "true" | "false")
+    {
+        return Err(OptionProblem::new(
+            Some("create_table"),
+            format!("create_table must be 'true' or 'false', not '{c}'"),
+        ));
+    }
+    Ok(())
+}
+
+type PgFuture<'c, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<T, sqlx::Error>> + 'c>>;
+
+pub struct PostgresSink {
+    url: String,
+    table: String,
+    columns: Vec<String>,
+    key: Vec<String>,
+    create: bool,
+    schema: SchemaRef,
+    rt: tokio::runtime::Runtime,
+    conn: Option<PgConnection>,
+    job: String,
+    sink: String,
+    committed: Option<u64>,
+    /// Rows since the last barrier.
+    current: Vec<RecordBatch>,
+    /// Sealed epochs not yet committed, oldest first.
+    pending: PendingEpochs,
+}
+
+/// Whether an error is the server or the network going away (wait and retry) rather
+/// than something retrying cannot fix.
+fn transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c.starts_with("08")
+                || matches!(
+                    c.as_ref(),
+                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+                )
+        }),
+        _ => false,
+    }
+}
+
+impl PostgresSink {
+    pub fn open(
+        table: &str,
+        options: &ConnectorOptions,
+        schema: SchemaRef,
+    ) -> Result<Self, ConnectorError> {
+        check_sink(options)
+            .map_err(|p| ConnectorError::Config(format!("table {table}: {}", p.message)))?;
+        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let key: Vec<String> = options
+            .get("primary_key")
+            .unwrap_or_default()
+            .split(',')
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .collect();
+        for k in &key {
+            if !columns.contains(k) {
+                return Err(ConnectorError::Config(format!(
+                    "table {table}: primary_key column {k} is not one of the columns written ({})",
+                    columns.join(", ")
+                )));
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ConnectorError::Io(format!("table {table}: {e}")))?;
+        Ok(PostgresSink {
+            url: options.get("url").unwrap_or_default().to_string(),
+            table: options.get("table").unwrap_or(table).to_string(),
+            columns,
+            key,
+            create: options.get("create_table") != Some("false"),
+            schema,
+            rt,
+            conn: None,
+            job: String::new(),
+            sink: table.to_string(),
+            committed: None,
+            current: Vec::new(),
+            pending: Vec::new(),
+        })
+    }
+
+    fn describe(&self, e: &sqlx::Error) -> String {
+        format!("postgres table {}: {e}", self.table)
+    }
+
+    /// Runs `f` on a connection, reconnecting and retrying with backoff (0.2 s doubling
+    /// to 5 s) while the server is away; other errors are returned.
+    fn with_retry<T>(
+        &mut self,
+        what: &str,
+        mut f: impl for<'c> FnMut(&'c mut PgConnection) -> PgFuture<'c, T>,
+    ) -> Result<T> {
+        let mut wait = Duration::from_millis(200);
+        let mut since: Option<Instant> = None;
+        loop {
+            let mut slot = self.conn.take();
+            let url = &self.url;
+            let attempt = self.rt.block_on(async {
+                let mut conn = match slot.take() {
+                    Some(c) => c,
+                    None => PgConnection::connect(url).await?,
+                };
+                let r = f(&mut conn).await;
+                Ok::<_, sqlx::Error>((conn, r))
+            });
+            let err = match attempt {
+                Ok((conn, Ok(v))) => {
+                    self.conn = Some(conn);
+                    if let Some(t) = since {
+                        tracing::info!(
+                            "postgres table {}: back after {:.1}s",
+                            self.table,
+                            t.elapsed().as_secs_f64()
+                        );
+                    }
+                    return Ok(v);
+                }
+                Ok((conn, Err(e))) => {
+                    if !transient(&e) {
+                        self.conn = Some(conn);
+                    }
+                    e
+                }
+                Err(e) => e,
+            };
+            if !transient(&err) {
+                return Err(RuntimeError::External(format!(
+                    "{what}: {}",
+                    self.describe(&err)
+                )));
+            }
+            since.get_or_insert_with(Instant::now);
+            tracing::warn!(
+                "{what}: {}; retrying in {:.1}s",
+                self.describe(&err),
+                wait.as_secs_f64()
+            );
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    fn create_sql(&self) -> String {
+        let mut cols: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let not_null = if self.key.contains(f.name()) {
+                    " NOT NULL"
+                } else {
+                    ""
+                };
+                format!(
+                    "{} {}{not_null}",
+                    quote_ident(f.name()),
+                    pg_type(f.data_type())
+                )
+            })
+            .collect();
+        if !self.key.is_empty() {
+            let key: Vec<String> = self.key.iter().map(|k| quote_ident(k)).collect();
+            cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
+        }
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({})",
+            quote_table(&self.table),
+            cols.join(", ")
+        )
+    }
+
+    /// Writes one epoch's rows and advances the progress row, in one transaction; an
+    /// epoch already committed is skipped.
+    fn commit_epoch(&mut self, epoch: Epoch, batches: &[RecordBatch]) -> Result<()> {
+        let mut data = Vec::new();
+        for b in batches {
+            copy_text(b, &mut data).map_err(|e| {
+                RuntimeError::Internal(format!("postgres table {}: {e}", self.table))
+            })?;
+        }
+        let target = quote_table(&self.table);
+        let cols: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
+        let col_list = cols.join(", ");
+        let statements: (String, Option<String>) = if self.key.is_empty() {
+            (format!("COPY {target} ({col_list}) FROM STDIN"), None)
+        } else {
+            let key: Vec<String> = self.key.iter().map(|k| quote_ident(k)).collect();
+            let key_list = key.join(", ");
+            let updates: Vec<String> = cols
+                .iter()
+                .filter(|c| !key.contains(c))
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect();
+            let on_conflict = if updates.is_empty() {
+                "DO NOTHING".to_string()
+            } else {
+                format!("DO UPDATE SET {}", updates.join(", "))
+            };
+            (
+                format!("COPY pg_temp.sluice_stage ({col_list}) FROM STDIN"),
+                // The last row per key wins within an epoch (COPY keeps input order).
+                Some(format!(
+                    "INSERT INTO {target} ({col_list}) SELECT DISTINCT ON ({key_list}) {col_list} \
+                     FROM pg_temp.sluice_stage ORDER BY {key_list}, ctid DESC \
+                     ON CONFLICT ({key_list}) {on_conflict}"
+                )),
+            )
+        };
+        let stage = (!self.key.is_empty()).then(|| {
+            format!(
+                "CREATE TEMP TABLE IF NOT EXISTS sluice_stage (LIKE {target}) ON COMMIT DELETE ROWS"
+            )
+        });
+        let started = Instant::now();
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let data = std::sync::Arc::new(data);
+        let (job, sink) = (self.job.clone(), self.sink.clone());
+        let applied = self.with_retry(&format!("committing epoch {epoch}"), |conn| {
+            let (copy, upsert) = statements.clone();
+            let stage = stage.clone();
+            let data = data.clone();
+            let (job, sink) = (job.clone(), sink.clone());
+            Box::pin(async move {
+                let mut tx = conn.begin().await?;
+                let fresh = sqlx::query(&format!(
+                    "INSERT INTO {PROGRESS_TABLE} (job, sink, epoch) VALUES ($1, $2, $3) \
+                     ON CONFLICT (job, sink) DO UPDATE SET epoch = EXCLUDED.epoch, updated_at = now() \
+                     WHERE {PROGRESS_TABLE}.epoch < EXCLUDED.epoch RETURNING epoch"
+                ))
+                .bind(job)
+                .bind(sink)
+                .bind(epoch.0 as i64)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if fresh.is_none() {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                if let Some(stage) = stage {
+                    sqlx::raw_sql(&stage).execute(&mut *tx).await?;
+                }
+                if !data.is_empty() {
+                    let mut c = tx.copy_in_raw(&copy).await?;
+                    c.send(data.as_slice()).await?;
+                    c.finish().await?;
+                }
+                if let Some(upsert) = upsert {
+                    sqlx::raw_sql(&upsert).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            })
+        })?;
+        self.committed = Some(self.committed.map_or(epoch.0, |c| c.max(epoch.0)));
+        if applied {
+            tracing::debug!(
+                table = %self.table,
+                %epoch,
+                rows,
+                ms = started.elapsed().as_millis() as u64,
+                "postgres commit"
+            );
+        } else {
+            tracing::debug!(table = %self.table, %epoch, "epoch committed before; skipped");
+        }
+        Ok(())
+    }
+}
+
+impl Sink for PostgresSink {
+    fn open(&mut self, job: &str, _table: &str) -> Result<Option<Epoch>> {
+        self.job = job.to_string();
+        let create = self.create.then(|| self.create_sql());
+        let (job, sink) = (self.job.clone(), self.sink.clone());
+        let last = self.with_retry("opening", |conn| {
+            let create = create.clone();
+            let (job, sink) = (job.clone(), sink.clone());
+            Box::pin(async move {
+                // Jobs starting together must not race to create the same tables.
+                let mut tx = conn.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(5151)")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::raw_sql(&format!(
+                    "CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (job text NOT NULL, sink text NOT NULL, \
+                     epoch bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), \
+                     PRIMARY KEY (job, sink))"
+                ))
+                .execute(&mut *tx)
+                .await?;
+                if let Some(create) = create {
+                    sqlx::raw_sql(&create).execute(&mut *tx).await?;
+                }
+                let row = sqlx::query(&format!(
+                    "SELECT epoch FROM {PROGRESS_TABLE} WHERE job = $1 AND sink = $2"
+                ))
+                .bind(job)
+                .bind(sink)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(row.map(|r| r.get::<i64, _>(0)))
+            })
+        })?;
+        // The table must have the columns written.
+        let table = self.table.clone();
+        let (schema_name, table_name) = match table.rsplit_once('.') {
+            Some((s, t)) => (Some(s.to_string()), t.to_string()),
+            None => (None, table.clone()),
+        };
+        let existing: Vec<String> = self.with_retry("reading the table's columns", |conn| {
+            let (schema_name, table_name) = (schema_name.clone(), table_name.clone());
+            Box::pin(async move {
+                let rows = sqlx::query(
+                    "SELECT column_name::text FROM information_schema.columns \
+                     WHERE table_name = $1 AND ($2::text IS NULL OR table_schema = $2) \
+                     AND ($2::text IS NOT NULL OR table_schema = ANY (current_schemas(false)))",
+                )
+                .bind(&table_name)
+                .bind(&schema_name)
+                .fetch_all(&mut *conn)
+                .await?;
+                Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+            })
+        })?;
+        if existing.is_empty() {
+            return Err(RuntimeError::User(format!(
+                "postgres table {table} does not exist (set create_table = 'true' to create it)"
+            )));
+        }
+        let missing: Vec<&String> = self
+            .columns
+            .iter()
+            .filter(|c| !existing.contains(c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(RuntimeError::User(format!(
+                "postgres table {table} has no column {} (it has: {})",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                existing.join(", ")
+            )));
+        }
+        self.committed = last.map(|e| e.max(0) as u64);
+        Ok(self.committed.map(Epoch))
+    }
+
+    fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.current.push(batch.clone());
+        Ok(())
+    }
+
+    fn pre_commit(&mut self, epoch: Epoch) -> Result<PendingEpochs> {
+        if !self.current.is_empty() {
+            self.pending
+                .push((epoch, std::mem::take(&mut self.current)));
+        }
+        Ok(self.pending.clone())
+    }
+
+    fn commit(&mut self, epoch: Epoch) -> Result<()> {
+        while self.pending.first().is_some_and(|(e, _)| *e <= epoch) {
+            let (e, batches) = self.pending.remove(0);
+            self.commit_epoch(e, &batches)?;
+        }
+        Ok(())
+    }
+
+    fn recover(&mut self, pending: PendingEpochs) -> Result<()> {
+        for (e, batches) in pending {
+            if self.committed.is_none_or(|c| e.0 > c) {
+                tracing::info!(table = %self.table, epoch = %e, "committing rows a checkpoint held");
+                self.commit_epoch(e, &batches)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        // Rows not committed belong to no durable checkpoint: a restart replays them.
+        if let Some(conn) = self.conn.take() {
+            let _ = self.rt.block_on(conn.close());
+        }
+        Ok(())
+    }
+}

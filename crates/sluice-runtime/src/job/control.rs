@@ -1,0 +1,268 @@
+//! Checkpoint coordination: the coordinator asks every source for a barrier each
+//! interval, gathers every task's snapshot for that epoch, writes the checkpoint, and
+//! only then tells the sinks to commit the epoch. When every source has ended (or the
+//! job is stopping) it takes a final checkpoint and lets the tasks finish.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+use sluice_state::{Manifest, OperatorState, SourceState, TaskState};
+use sluice_types::{Epoch, Message};
+
+use crate::error::{Result, RuntimeError};
+use crate::metrics::CheckpointStats;
+use crate::operator::Snapshot;
+use crate::plan::{CheckpointSettings, JobSpec};
+use crate::source::Positions;
+
+use super::JobHandle;
+
+/// What tasks and the coordinator share.
+#[derive(Default)]
+pub(crate) struct Control {
+    /// The highest epoch the coordinator has asked the sources to inject.
+    pub requested: AtomicU64,
+    /// Sources that have ended (or stopped reading).
+    pub ended_sources: AtomicUsize,
+    /// The final checkpoint is committed: tasks may send their end of stream.
+    pub finish: AtomicBool,
+    /// Per source, positions of the newest durable checkpoint, for the source to hear.
+    pub durable: Mutex<Vec<Option<Positions>>>,
+}
+
+impl Control {
+    pub fn requested(&self) -> u64 {
+        self.requested.load(Ordering::SeqCst)
+    }
+    pub fn finishing(&self) -> bool {
+        self.finish.load(Ordering::SeqCst)
+    }
+    pub fn take_durable(&self, source: usize) -> Option<Positions> {
+        self.durable
+            .lock()
+            .ok()
+            .and_then(|mut d| d.get_mut(source).and_then(Option::take))
+    }
+}
+
+/// One task's contribution to a checkpoint.
+pub(crate) enum Part {
+    Source {
+        index: usize,
+        state: SourceState,
+    },
+    Task {
+        id: String,
+        snapshots: Vec<Snapshot>,
+    },
+}
+
+pub(crate) struct Ack {
+    pub epoch: Epoch,
+    pub parts: Vec<Part>,
+}
+
+/// What a sink task receives.
+pub(crate) enum SinkMsg {
+    Data(usize, Message),
+    Commit(Epoch),
+}
+
+/// One line per part of the plan whose state a checkpoint holds; a restore compares them.
+pub(crate) fn plan_lines(spec: &JobSpec) -> Vec<String> {
+    let fields = |s: &datafusion::arrow::datatypes::Schema| {
+        s.fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut lines = vec![format!("parallelism {}", spec.parallelism.max(1))];
+    for s in &spec.sources {
+        lines.push(format!(
+            "source {} ({}) event time {:?}",
+            s.name,
+            fields(&s.source.schema()),
+            s.event_time
+        ));
+    }
+    for p in &spec.pipelines {
+        let mut line = format!(
+            "{}: source {} into sink {}, window {:?}",
+            p.name, p.source, p.sink, p.assign.window
+        );
+        if let Some(a) = &p.aggregate {
+            let groups: Vec<String> = a.group_exprs.iter().map(|e| e.to_string()).collect();
+            let aggs: Vec<String> = a.aggregates.iter().map(|e| e.name().to_string()).collect();
+            line.push_str(&format!(
+                ", group by [{}], aggregates [{}] from ({}) to ({})",
+                groups.join(", "),
+                aggs.join(", "),
+                fields(&a.input_schema),
+                fields(&a.output_schema)
+            ));
+        }
+        lines.push(line);
+    }
+    for s in &spec.sinks {
+        lines.push(format!("sink {}", s.name));
+    }
+    lines
+}
+
+struct Inflight {
+    epoch: u64,
+    last: bool,
+    started: Instant,
+    acks: usize,
+    parts: Vec<Part>,
+}
+
+pub(crate) struct Coordinator {
+    pub job: String,
+    pub settings: CheckpointSettings,
+    pub plan: Vec<String>,
+    pub source_names: Vec<String>,
+    pub expected_acks: usize,
+    pub first_epoch: u64,
+    pub sinks: Vec<SyncSender<SinkMsg>>,
+}
+
+impl Coordinator {
+    pub fn run(self, ctl: &Control, acks: Receiver<Ack>, handle: &JobHandle) -> Result<()> {
+        let interval = self.settings.interval.max(Duration::from_millis(10));
+        let mut next_epoch = self.first_epoch;
+        let mut next_at = Instant::now() + interval;
+        let mut inflight: Option<Inflight> = None;
+        loop {
+            if handle.is_aborted() {
+                return Ok(());
+            }
+            if inflight.is_none() {
+                let all_ended = ctl.ended_sources.load(Ordering::SeqCst) >= self.source_names.len();
+                if all_ended || Instant::now() >= next_at {
+                    inflight = Some(Inflight {
+                        epoch: next_epoch,
+                        last: all_ended,
+                        started: Instant::now(),
+                        acks: 0,
+                        parts: Vec::new(),
+                    });
+                    ctl.requested.store(next_epoch, Ordering::SeqCst);
+                    next_epoch += 1;
+                }
+            }
+            match acks.recv_timeout(Duration::from_millis(20)) {
+                Ok(ack) => {
+                    let Some(f) = inflight.as_mut().filter(|f| f.epoch == ack.epoch.0) else {
+                        return Err(RuntimeError::Internal(format!(
+                            "a task acknowledged epoch {} out of turn",
+                            ack.epoch
+                        )));
+                    };
+                    f.parts.extend(ack.parts);
+                    f.acks += 1;
+                    if f.acks == self.expected_acks
+                        && let Some(done) = inflight.take()
+                    {
+                        let last = done.last;
+                        self.complete(done, ctl, handle)?;
+                        if last {
+                            ctl.finish.store(true, Ordering::SeqCst);
+                            return Ok(());
+                        }
+                        next_at = Instant::now() + interval;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        }
+    }
+
+    fn complete(&self, f: Inflight, ctl: &Control, handle: &JobHandle) -> Result<()> {
+        let epoch = Epoch(f.epoch);
+        let mut sources = vec![SourceState::default(); self.source_names.len()];
+        let mut tasks = BTreeMap::new();
+        let mut files = Vec::new();
+        for part in f.parts {
+            match part {
+                Part::Source { index, state } => {
+                    if let Some(slot) = sources.get_mut(index) {
+                        *slot = state;
+                    }
+                }
+                Part::Task { id, snapshots } => {
+                    let mut ops = Vec::new();
+                    for (j, s) in snapshots.into_iter().enumerate() {
+                        let batches: Vec<_> =
+                            s.batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+                        let file = (!batches.is_empty()).then(|| {
+                            let name = format!("{}-{j}.arrow", id.replace(' ', "-"));
+                            files.push((name.clone(), batches));
+                            name
+                        });
+                        ops.push(OperatorState {
+                            values: s.values,
+                            file,
+                        });
+                    }
+                    tasks.insert(id, TaskState { operators: ops });
+                }
+            }
+        }
+        let watermark = sources.iter().filter_map(|s| s.watermark).min();
+        let mut bytes = 0;
+        if let Some(store) = &self.settings.store {
+            let manifest = Manifest {
+                format: 0,
+                job: self.job.clone(),
+                epoch: epoch.0,
+                created_ms: now_ms(),
+                sql: self.settings.sql.clone(),
+                fingerprint: sluice_state::fingerprint(&self.plan),
+                plan: self.plan.clone(),
+                finished: f.last && !handle.is_stopping(),
+                watermark,
+                sources: sources.clone(),
+                tasks,
+                files: Vec::new(),
+            };
+            let written = store
+                .write(manifest, files)
+                .map_err(|e| RuntimeError::External(format!("writing checkpoint {epoch}: {e}")))?;
+            bytes = written.total_bytes();
+            if let Err(e) = store.prune(self.settings.keep, Some(epoch.0)) {
+                tracing::warn!("pruning old checkpoints: {e}");
+            }
+            tracing::debug!(%epoch, bytes, "checkpoint written");
+        }
+        handle.metrics.record_checkpoint(CheckpointStats {
+            epoch: epoch.0,
+            at_ms: now_ms(),
+            bytes,
+            duration_ms: f.started.elapsed().as_millis() as u64,
+        });
+        if self.settings.abort_after == Some(epoch.0) {
+            eprintln!("fault injection: aborting after checkpoint {epoch}, before its commit");
+            std::process::abort();
+        }
+        for tx in &self.sinks {
+            // A sink that has stopped has failed; its error is reported elsewhere.
+            let _ = tx.send(SinkMsg::Commit(epoch));
+        }
+        if let Ok(mut d) = ctl.durable.lock() {
+            *d = sources.into_iter().map(|s| Some(s.offsets)).collect();
+        }
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

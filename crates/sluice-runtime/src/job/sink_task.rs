@@ -1,0 +1,237 @@
+//! A sink task merges its inputs by watermark (rows are released one watermark step at
+//! a time, each step's rows sorted, so the output does not depend on how work was
+//! split), aligns barriers across its inputs, keeps a transactional sink's uncommitted
+//! epochs in the checkpoint, and commits an epoch when the coordinator says it is
+//! durable.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::mpsc::{Receiver, Sender};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use serde_json::json;
+use sluice_types::{Epoch, Message, Watermark};
+
+use crate::error::{Result, RuntimeError};
+use crate::operator::Snapshot;
+use crate::operators::sort::sort_all_columns;
+use crate::sink::{PendingEpochs, Sink};
+
+use super::JobHandle;
+use super::control::{Ack, Part, SinkMsg};
+
+pub(crate) struct SinkTask {
+    pub id: String,
+    /// Per input: whether it comes straight from a stateless pipeline.
+    pub inputs: Vec<bool>,
+    pub schema: SchemaRef,
+    pub acks: Sender<Ack>,
+}
+
+struct Merge {
+    wms: Vec<Watermark>,
+    ended: Vec<bool>,
+    open: Vec<Vec<RecordBatch>>,
+    segments: BTreeMap<Watermark, Vec<RecordBatch>>,
+    released: Watermark,
+}
+
+impl Merge {
+    fn snapshot(&self) -> Snapshot {
+        let mut batches = Vec::new();
+        let mut segments = Vec::new();
+        for (w, bs) in &self.segments {
+            segments.push((w.millis(), bs.len()));
+            batches.extend(bs.iter().cloned());
+        }
+        let open: Vec<usize> = self.open.iter().map(Vec::len).collect();
+        for bs in &self.open {
+            batches.extend(bs.iter().cloned());
+        }
+        Snapshot {
+            values: json!({
+                "watermarks": self.wms.iter().map(|w| w.millis()).collect::<Vec<_>>(),
+                "released": self.released.millis(),
+                "segments": segments,
+                "open": open,
+            }),
+            batches,
+        }
+    }
+
+    fn restore(&mut self, s: Snapshot) -> Result<()> {
+        let bad = || RuntimeError::Internal("a sink's saved state does not fit this job".into());
+        let wms: Vec<i64> =
+            serde_json::from_value(s.values["watermarks"].clone()).map_err(|_| bad())?;
+        let segments: Vec<(i64, usize)> =
+            serde_json::from_value(s.values["segments"].clone()).map_err(|_| bad())?;
+        let open: Vec<usize> =
+            serde_json::from_value(s.values["open"].clone()).map_err(|_| bad())?;
+        if wms.len() != self.wms.len() || open.len() != self.open.len() {
+            return Err(bad());
+        }
+        self.wms = wms.into_iter().map(Watermark::from_millis).collect();
+        self.released = Watermark::from_millis(s.values["released"].as_i64().ok_or_else(bad)?);
+        let mut it = s.batches.into_iter();
+        for (w, n) in segments {
+            let seg = self.segments.entry(Watermark::from_millis(w)).or_default();
+            seg.extend(it.by_ref().take(n));
+        }
+        for (i, n) in open.into_iter().enumerate() {
+            self.open[i].extend(it.by_ref().take(n));
+        }
+        Ok(())
+    }
+}
+
+fn pending_snapshot(pending: PendingEpochs) -> Snapshot {
+    let mut epochs = Vec::new();
+    let mut batches = Vec::new();
+    for (e, bs) in pending {
+        let bs: Vec<RecordBatch> = bs.into_iter().filter(|b| b.num_rows() > 0).collect();
+        epochs.push((e.0, bs.len()));
+        batches.extend(bs);
+    }
+    Snapshot {
+        values: json!({ "epochs": epochs }),
+        batches,
+    }
+}
+
+/// The uncommitted epochs saved by a sink task's snapshot.
+fn pending_from(s: Snapshot) -> Result<PendingEpochs> {
+    let epochs: Vec<(u64, usize)> = serde_json::from_value(s.values["epochs"].clone())
+        .map_err(|_| RuntimeError::Internal("a sink's saved epochs are unreadable".into()))?;
+    let mut it = s.batches.into_iter();
+    Ok(epochs
+        .into_iter()
+        .map(|(e, n)| (Epoch(e), it.by_ref().take(n).collect()))
+        .collect())
+}
+
+impl SinkTask {
+    pub fn run(
+        self,
+        rx: Receiver<SinkMsg>,
+        sink: &mut dyn Sink,
+        restore: Option<Vec<Snapshot>>,
+        handle: &JobHandle,
+    ) -> Result<()> {
+        let n = self.inputs.len();
+        let passthrough = n == 1 && self.inputs[0];
+        let mut m = Merge {
+            wms: vec![Watermark::MIN; n],
+            ended: vec![false; n],
+            open: vec![Vec::new(); n],
+            segments: BTreeMap::new(),
+            released: Watermark::MIN,
+        };
+        if let Some(mut states) = restore {
+            let pending = if states.len() > 1 { states.pop() } else { None };
+            if let Some(merge) = states.pop() {
+                m.restore(merge)?;
+            }
+            if let Some(p) = pending {
+                sink.recover(pending_from(p)?)?;
+            }
+        }
+        // Barrier alignment: inputs that delivered the barrier wait, their messages queued.
+        let mut at_barrier: Vec<Option<Epoch>> = vec![None; n];
+        let mut queued: Vec<VecDeque<Message>> = vec![VecDeque::new(); n];
+        let write = |batch: &RecordBatch, sink: &mut dyn Sink| -> Result<()> {
+            if batch.num_rows() > 0 {
+                handle.metrics.add_rows_out(batch.num_rows() as u64);
+                sink.write_batch(batch)?;
+            }
+            Ok(())
+        };
+        while m.ended.iter().any(|e| !e) {
+            if handle.is_aborted() {
+                return Ok(());
+            }
+            let ready = (0..n).find(|&i| at_barrier[i].is_none() && !queued[i].is_empty());
+            let (i, msg) = match ready.and_then(|i| queued[i].pop_front().map(|msg| (i, msg))) {
+                Some(x) => x,
+                None => match rx.recv() {
+                    Ok(SinkMsg::Commit(e)) => {
+                        sink.commit(e)?;
+                        continue;
+                    }
+                    Ok(SinkMsg::Data(i, msg)) => {
+                        if at_barrier[i].is_some() {
+                            queued[i].push_back(msg);
+                            continue;
+                        }
+                        (i, msg)
+                    }
+                    Err(_) => break,
+                },
+            };
+            match msg {
+                Message::Batch(b) if passthrough => write(&b, sink)?,
+                Message::Batch(b) => m.open[i].push(b),
+                Message::Watermark(w) => {
+                    let seg = std::mem::take(&mut m.open[i]);
+                    m.segments.entry(w).or_default().extend(seg);
+                    m.wms[i] = m.wms[i].max(w);
+                }
+                Message::Barrier(e) => {
+                    at_barrier[i] = Some(e);
+                    let aligned = (0..n).all(|j| m.ended[j] || at_barrier[j] == Some(e));
+                    if aligned {
+                        let pending = sink.pre_commit(e)?;
+                        let snapshots = vec![m.snapshot(), pending_snapshot(pending)];
+                        self.acks
+                            .send(Ack {
+                                epoch: e,
+                                parts: vec![Part::Task {
+                                    id: self.id.clone(),
+                                    snapshots,
+                                }],
+                            })
+                            .map_err(|_| {
+                                RuntimeError::Internal(
+                                    "the checkpoint coordinator has stopped".into(),
+                                )
+                            })?;
+                        at_barrier.iter_mut().for_each(|b| *b = None);
+                    }
+                    continue;
+                }
+                Message::EndOfStream => {
+                    m.ended[i] = true;
+                    let seg = std::mem::take(&mut m.open[i]);
+                    m.segments.entry(Watermark::MAX).or_default().extend(seg);
+                }
+            }
+            let min = (0..n)
+                .filter(|&i| !m.ended[i])
+                .map(|i| m.wms[i])
+                .min()
+                .unwrap_or(Watermark::MAX);
+            if min > m.released || m.ended.iter().all(|e| *e) {
+                while let Some(entry) = m.segments.first_entry() {
+                    if *entry.key() > min {
+                        break;
+                    }
+                    let batches = entry.remove();
+                    if !batches.is_empty() {
+                        let sorted = sort_all_columns(&self.schema, &batches)?;
+                        write(&sorted, sink)?;
+                    }
+                }
+                if min > m.released {
+                    m.released = min;
+                    sink.on_watermark(min)?;
+                }
+            }
+        }
+        // A commit for the final checkpoint may still be queued behind the last data.
+        while let Ok(msg) = rx.try_recv() {
+            if let SinkMsg::Commit(e) = msg {
+                sink.commit(e)?;
+            }
+        }
+        sink.finish()
+    }
+}

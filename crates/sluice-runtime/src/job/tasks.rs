@@ -1,0 +1,166 @@
+//! The loops of source tasks (read, stamp watermarks, run the pipelines' heads, inject
+//! barriers) and of aggregate tasks (run a chain, snapshot it at each barrier).
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use sluice_state::SourceState;
+use sluice_types::{Epoch, Message, Watermark};
+
+use crate::error::{Result, RuntimeError};
+use crate::operator::Chain;
+use crate::source::{Source, SourcePoll, SourceWatermarks};
+
+use super::control::{Ack, Control, Part};
+use super::{JobHandle, Route};
+
+/// A pipeline head run by a source task.
+pub(crate) struct Head {
+    pub id: String,
+    pub chain: Chain,
+    pub route: Route,
+}
+
+pub(crate) struct SourceTask {
+    pub index: usize,
+    pub name: String,
+    pub source: Box<dyn Source>,
+    pub watermarks: Option<SourceWatermarks>,
+    pub heads: Vec<Head>,
+    pub ctl: Arc<Control>,
+    pub acks: Sender<Ack>,
+    /// The last epoch injected.
+    pub injected: u64,
+}
+
+fn ack_failed() -> RuntimeError {
+    RuntimeError::Internal("the checkpoint coordinator has stopped".into())
+}
+
+impl SourceTask {
+    fn deliver(&mut self, msg: Message) -> Result<()> {
+        for h in self.heads.iter_mut() {
+            for m in h.chain.push(msg.clone())? {
+                h.route.send(m)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn inject(&mut self, epoch: Epoch) -> Result<()> {
+        let (max_event_times, watermark) = self
+            .watermarks
+            .as_ref()
+            .map_or((Vec::new(), None), SourceWatermarks::state);
+        let mut parts = vec![Part::Source {
+            index: self.index,
+            state: SourceState {
+                name: self.name.clone(),
+                offsets: self.source.position(),
+                max_event_times,
+                watermark,
+            },
+        }];
+        for h in self.heads.iter_mut() {
+            parts.push(Part::Task {
+                id: h.id.clone(),
+                snapshots: h.chain.snapshot()?,
+            });
+        }
+        self.acks
+            .send(Ack { epoch, parts })
+            .map_err(|_| ack_failed())?;
+        self.deliver(Message::Barrier(epoch))
+    }
+
+    pub fn run(mut self, handle: &JobHandle) -> Result<()> {
+        let mut ended = false;
+        loop {
+            if handle.is_aborted() {
+                break;
+            }
+            while self.injected < self.ctl.requested() {
+                self.injected += 1;
+                self.inject(Epoch(self.injected))?;
+            }
+            if let Some(p) = self.ctl.take_durable(self.index)
+                && let Err(e) = self.source.checkpointed(&p)
+            {
+                tracing::warn!("source {}: {e}", self.name);
+            }
+            if ended {
+                if self.ctl.finishing() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            if handle.is_stopping() {
+                ended = true;
+                self.ctl
+                    .ended_sources
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                continue;
+            }
+            match self.source.poll()? {
+                SourcePoll::End => {
+                    self.deliver(Message::Watermark(Watermark::MAX))?;
+                    ended = true;
+                    self.ctl
+                        .ended_sources
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    continue;
+                }
+                SourcePoll::Idle => {}
+                SourcePoll::Batch { partition, batch } => {
+                    handle.metrics.add_events_in(batch.num_rows() as u64);
+                    if let Some(g) = self.watermarks.as_mut() {
+                        g.observe(partition, &batch)?;
+                    }
+                    self.deliver(Message::Batch(batch))?;
+                }
+            }
+            if let Some(w) = self
+                .watermarks
+                .as_mut()
+                .and_then(|g| g.advance(Instant::now()))
+            {
+                handle.metrics.observe_watermark(w);
+                self.deliver(Message::Watermark(w))?;
+            }
+        }
+        self.deliver(Message::EndOfStream)
+    }
+}
+
+/// An aggregate task: one input, one chain, snapshots at barriers.
+pub(crate) fn run_task(
+    id: String,
+    rx: Receiver<Message>,
+    mut chain: Chain,
+    mut out: Route,
+    acks: Sender<Ack>,
+) -> Result<()> {
+    while let Ok(msg) = rx.recv() {
+        let end = matches!(msg, Message::EndOfStream);
+        if let Message::Barrier(epoch) = msg {
+            let snapshots = chain.snapshot()?;
+            acks.send(Ack {
+                epoch,
+                parts: vec![Part::Task {
+                    id: id.clone(),
+                    snapshots,
+                }],
+            })
+            .map_err(|_| ack_failed())?;
+        }
+        for m in chain.push(msg)? {
+            out.send(m)?;
+        }
+        if end {
+            break;
+        }
+    }
+    Ok(())
+}
