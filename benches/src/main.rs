@@ -10,6 +10,13 @@
 //!   fetch rate to one plain consumer, then the job (TUMBLE 5 min per location, blackhole)
 //!   reading the topic bounded.
 //!
+//! - `postgres` (a PostgreSQL server in SLUICE_BENCH_DATABASE_URL, default the local
+//!   one): the PostgreSQL sink, append and upsert, beside `COPY` from a file (default
+//!   1 M rows);
+//!
+//! - `checkpoint`: the final checkpoint of 1 M keys of open window state (time, size),
+//!   and the time from restarting the job on it to its first processed event;
+//!
 //! Prints one JSON object per scenario: events, wall seconds, CPU seconds, events per
 //! second per core (events / CPU seconds), and peak RSS.
 //!
@@ -25,6 +32,9 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use sluice::engine::{JobRun, RunOptions};
 use sluice_runtime::Source;
+
+mod checkpoint;
+mod postgres;
 
 const JOB: &str = "CREATE TABLE iot (
     sensor_id TEXT NOT NULL,
@@ -316,12 +326,12 @@ fn run_kafka(events: usize) -> Result<()> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut scenario = "all".to_string();
-    let mut events = 10_000_000usize;
+    let mut events: Option<usize> = None;
     let mut parallelism = 1usize;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--events" => events = it.next().context("--events N")?.parse()?,
+            "--events" => events = Some(it.next().context("--events N")?.parse()?),
             "--parallelism" => parallelism = it.next().context("--parallelism P")?.parse()?,
             s => scenario = s.to_string(),
         }
@@ -331,6 +341,18 @@ fn main() -> Result<()> {
         s => vec![s],
     };
     for s in scenarios {
+        match s {
+            "postgres" => {
+                postgres::run_postgres(events.unwrap_or(1_000_000))?;
+                continue;
+            }
+            "checkpoint" => {
+                checkpoint::run_checkpoint(events.unwrap_or(1_000_000))?;
+                continue;
+            }
+            _ => {}
+        }
+        let events = events.unwrap_or(10_000_000);
         match s.strip_prefix("generator-") {
             Some(profile) => run_generator(profile, events)?,
             None if s == "kafka" => run_kafka(events)?,

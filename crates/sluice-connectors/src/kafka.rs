@@ -92,7 +92,12 @@ pub struct SourceContext;
 
 impl rdkafka::ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let eof = matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        );
+        if !eof {
             tracing::warn!("kafka: {error}: {reason}");
         }
     }
@@ -123,7 +128,23 @@ pub struct KafkaSource {
     emitted: Vec<i64>,
     pending: Vec<Vec<(i64, Vec<u8>)>>,
     last_error: Option<Instant>,
+    /// First offset per partition, as listed at start.
+    low: Vec<i64>,
+    /// Per partition, a resume in progress: read from `from`, drop records before
+    /// `target` (see [`KafkaSource::seek`]).
+    resume: Vec<Option<Resume>>,
 }
+
+#[derive(Debug, Clone, Copy)]
+struct Resume {
+    target: i64,
+    from: i64,
+}
+
+/// How far before a saved offset a resume starts reading (records, per partition).
+const RESUME_LOOKBACK: i64 = 10_000;
+/// How far it may widen when the broker still skips the saved offset.
+const RESUME_LOOKBACK_MAX: i64 = 1_000_000;
 
 fn kafka_err(topic: &str, e: KafkaError) -> ConnectorError {
     ConnectorError::Io(format!("kafka topic {topic}: {e}"))
@@ -204,6 +225,7 @@ impl KafkaSource {
         let mut tpl = TopicPartitionList::new();
         let mut next = Vec::new();
         let mut end = Vec::new();
+        let mut lows = Vec::new();
         for &p in &partitions {
             let (low, high) = with_retry("kafka: reading offsets", Duration::from_secs(60), || {
                 consumer.fetch_watermarks(&topic, p, timeout)
@@ -218,6 +240,7 @@ impl KafkaSource {
                 .map_err(|e| kafka_err(&topic, e))?;
             next.push(if startup == "latest" { high } else { low });
             end.push(high);
+            lows.push(low);
         }
         tracing::debug!(table, ?partitions, ?next, ?end, "kafka source assignment");
         consumer.assign(&tpl).map_err(|e| kafka_err(&topic, e))?;
@@ -252,6 +275,8 @@ impl KafkaSource {
             next,
             pending: vec![Vec::new(); n],
             last_error: None,
+            low: lows,
+            resume: vec![None; n],
         })
     }
 
@@ -265,6 +290,42 @@ impl KafkaSource {
                 .all(|i| self.next[i] >= end[i] && self.at_eof[i] && self.pending[i].is_empty()),
             None => false,
         }
+    }
+
+    /// During a resume, whether the first record at or after the saved offset is one to
+    /// keep; widens the lookback (and drops it) when the broker skipped past the offset.
+    fn resumed(&mut self, slot: usize, offset: i64) -> Result<bool> {
+        let Some(r) = self.resume[slot] else {
+            return Ok(true);
+        };
+        let low = self.low[slot];
+        if offset > r.target && r.from > low && r.target - r.from < RESUME_LOOKBACK_MAX {
+            let from = (r.target - 2 * (r.target - r.from)).max(low);
+            self.consumer
+                .seek(
+                    &self.topic,
+                    self.partitions[slot],
+                    Offset::Offset(from),
+                    Duration::from_secs(10),
+                )
+                .map_err(|e| RuntimeError::External(kafka_err(&self.topic, e).to_string()))?;
+            self.resume[slot] = Some(Resume {
+                target: r.target,
+                from,
+            });
+            return Ok(false);
+        }
+        if offset > r.target {
+            tracing::warn!(
+                table = %self.table,
+                "kafka topic {} partition {}: resuming at offset {}, the first record is at {offset}: offsets between hold no records (compacted or deleted)",
+                self.topic,
+                self.partitions[slot],
+                r.target
+            );
+        }
+        self.resume[slot] = None;
+        Ok(true)
     }
 
     /// Decodes a partition's pending records into one batch.
@@ -320,6 +381,13 @@ impl Source for KafkaSource {
             .collect()
     }
 
+    /// Resumes each partition at its saved offset. Reading starts up to
+    /// [`RESUME_LOOKBACK`] records earlier and drops what comes before the offset:
+    /// Kafka answers a fetch in the middle of a record batch with the whole batch, but
+    /// some Kafka-protocol brokers (tansu 0.6) answer it with the next batch, which would
+    /// silently skip the rest of the batch holding the saved offset. If the first record
+    /// read is still past the offset, the lookback widens; a gap that remains (a
+    /// compacted topic) is reported.
     fn seek(&mut self, position: &Positions) -> Result<()> {
         let mut tpl = TopicPartitionList::new();
         for (slot, &p) in self.partitions.iter().enumerate() {
@@ -328,8 +396,13 @@ impl Source for KafkaSource {
                     .map_err(|e| RuntimeError::External(kafka_err(&self.topic, e).to_string()))?;
                 continue;
             };
-            tpl.add_partition_offset(&self.topic, p, Offset::Offset(offset))
+            let from = (offset - RESUME_LOOKBACK).max(self.low[slot]).min(offset);
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(from))
                 .map_err(|e| RuntimeError::External(kafka_err(&self.topic, e).to_string()))?;
+            self.resume[slot] = (from < offset).then_some(Resume {
+                target: offset,
+                from,
+            });
             self.next[slot] = offset;
             self.emitted[slot] = offset;
             self.pending[slot].clear();
@@ -395,10 +468,19 @@ impl Source for KafkaSource {
                     let Some(&slot) = self.index.get(&msg.partition()) else {
                         continue;
                     };
-                    self.at_eof[slot] = false;
-                    self.next[slot] = msg.offset() + 1;
+                    let offset = msg.offset();
                     let payload = msg.payload().unwrap_or_default().to_vec();
-                    self.pending[slot].push((msg.offset(), payload));
+                    drop(msg);
+                    // A record before the next offset was read already, or precedes a
+                    // resume's offset: some brokers send a record batch again (tansu
+                    // 0.6 repeats the last batch of a partition), and a replayed record
+                    // would be counted twice.
+                    if offset < self.next[slot] || !self.resumed(slot, offset)? {
+                        continue;
+                    }
+                    self.at_eof[slot] = false;
+                    self.next[slot] = offset + 1;
+                    self.pending[slot].push((offset, payload));
                     if self.pending[slot].len() >= self.batch_size
                         && let Some(batch) = self.decode(slot)?
                     {

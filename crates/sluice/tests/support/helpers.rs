@@ -85,3 +85,93 @@ pub async fn batch_rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
     }
     sorted_rows(&String::from_utf8(buf).unwrap())
 }
+
+/// One normalized row split into its text fields (the match key) and its numbers.
+fn split_row(row: &str) -> (Vec<String>, Vec<f64>) {
+    let mut text = Vec::new();
+    let mut numbers = Vec::new();
+    let mut field = String::new();
+    // Fields are `k=v` joined by commas; a comma inside a quoted value is not a split.
+    let mut quoted = false;
+    let mut fields = Vec::new();
+    for c in row.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                field.push(c);
+            }
+            ',' if !quoted => fields.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    fields.push(field);
+    for f in fields {
+        let v = f.split_once('=').map_or("", |(_, v)| v);
+        match v.parse::<f64>() {
+            Ok(n) if !v.starts_with('"') => numbers.push(n),
+            _ => text.push(f),
+        }
+    }
+    (text, numbers)
+}
+
+/// Asserts that two sets of normalized rows are the same: text fields exactly, numbers
+/// within a relative 1e-5 (averages summed in another order differ in the last digit).
+/// On failure it says how many rows differ and shows a few from each side.
+pub fn assert_rows_match(table: &str, got: &[String], want: &[String]) {
+    use std::collections::BTreeMap;
+    let group = |rows: &[String]| {
+        let mut m: BTreeMap<Vec<String>, Vec<(Vec<f64>, String)>> = BTreeMap::new();
+        for r in rows {
+            let (k, n) = split_row(r);
+            m.entry(k).or_default().push((n, r.clone()));
+        }
+        for v in m.values_mut() {
+            v.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+        }
+        m
+    };
+    let close = |a: &[f64], b: &[f64]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= 1e-5 * x.abs().max(y.abs()).max(1e-3))
+    };
+    let (g, w) = (group(got), group(want));
+    let mut missing = Vec::new();
+    let mut extra = Vec::new();
+    for (k, want_rows) in &w {
+        let got_rows = g.get(k).map_or(&[][..], Vec::as_slice);
+        for (i, (n, r)) in want_rows.iter().enumerate() {
+            match got_rows.get(i) {
+                Some((m, _)) if close(n, m) => {}
+                Some((_, other)) => {
+                    missing.push(r.clone());
+                    extra.push(other.clone());
+                }
+                None => missing.push(r.clone()),
+            }
+        }
+        extra.extend(
+            got_rows
+                .iter()
+                .skip(want_rows.len())
+                .map(|(_, r)| r.clone()),
+        );
+    }
+    for (k, got_rows) in &g {
+        if !w.contains_key(k) {
+            extra.extend(got_rows.iter().map(|(_, r)| r.clone()));
+        }
+    }
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{table}: {} rows, the expected {}; {} missing or different, e.g. {:#?}; {} unexpected, e.g. {:#?}",
+        got.len(),
+        want.len(),
+        missing.len(),
+        &missing[..missing.len().min(4)],
+        extra.len(),
+        &extra[..extra.len().min(4)]
+    );
+}
