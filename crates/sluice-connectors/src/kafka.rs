@@ -88,9 +88,23 @@ pub fn client_config(options: &ConnectorOptions) -> ClientConfig {
 }
 
 /// librdkafka reports reaching a partition's end as an error; that is expected here.
-pub struct SourceContext;
+/// Logs librdkafka's errors and reports consumer lag from its statistics.
+pub struct SourceContext {
+    table: String,
+    metrics: Arc<JobMetrics>,
+}
 
 impl rdkafka::ClientContext for SourceContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for topic in statistics.topics.values() {
+            for (&p, part) in &topic.partitions {
+                if p >= 0 && part.consumer_lag >= 0 {
+                    self.metrics.set_lag(&self.table, p, part.consumer_lag);
+                }
+            }
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         let eof = matches!(
             error,
@@ -191,11 +205,16 @@ impl KafkaSource {
             )
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
+            // Statistics carry each partition's consumer lag, for /metrics.
+            .set("statistics.interval.ms", "2000")
             // An offset that no longer exists (retention, a broker that lost its data)
             // resumes from the earliest record rather than skipping to the end.
             .set("auto.offset.reset", "earliest");
         let consumer: BaseConsumer<SourceContext> = config
-            .create_with_context(SourceContext)
+            .create_with_context(SourceContext {
+                table: table.to_string(),
+                metrics: metrics.clone(),
+            })
             .map_err(|e| kafka_err(&topic, e))?;
         let timeout = Duration::from_secs(10);
         let metadata = with_retry(

@@ -274,6 +274,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
         let restore = restored(stored, &id)?;
         let task = SinkTask {
             id,
+            table: s.name.clone(),
             inputs: sink_inputs[i].clone(),
             schema,
             acks: ack_tx.clone(),
@@ -328,8 +329,9 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
                     };
                     expected_acks += 1;
                     let (h, f, acks) = (handle.clone(), failure.clone(), ack_tx.clone());
+                    let counters = handle.metrics.task(&id);
                     threads.push(spawn(id.clone(), move || {
-                        if let Err(e) = run_task(id, rx, chain, out, acks) {
+                        if let Err(e) = run_task(id, rx, chain, out, acks, &counters) {
                             f.record(e, &h);
                         }
                     })?);

@@ -12,7 +12,10 @@ mod source;
 
 pub use error::{Result, RuntimeError};
 pub use job::{JobHandle, run_job};
-pub use metrics::{CheckpointStats, JobMetrics, MetricsSnapshot};
+pub use metrics::{
+    CheckpointStats, CommitStats, JobMetrics, MetricsDetail, MetricsSnapshot, TaskCounters,
+    TaskFigures,
+};
 pub use operator::{Chain, Collector, Operator, Snapshot};
 pub use plan::{
     AggregatePlan, AssignSpec, CheckpointSettings, JobSpec, PipelineSpec, SinkSpec, SourceSpec,

@@ -1,5 +1,6 @@
 //! Counters a running job shares with whoever watches it (the progress line, later /metrics).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -17,6 +18,67 @@ pub struct JobMetrics {
     bad: AtomicU64,
     watermark: AtomicI64,
     checkpoint: Mutex<Option<CheckpointStats>>,
+    bytes_in: AtomicU64,
+    batches_in: AtomicU64,
+    tasks: Mutex<Vec<(String, Arc<TaskCounters>)>>,
+    commits: Mutex<BTreeMap<String, CommitStats>>,
+    lag: Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+/// Rows, bytes and batches through one task (a chain of operators run together).
+#[derive(Debug, Default)]
+pub struct TaskCounters {
+    pub rows_in: AtomicU64,
+    pub rows_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub batches_in: AtomicU64,
+}
+
+impl TaskCounters {
+    pub fn input(&self, batch: &datafusion::arrow::record_batch::RecordBatch) {
+        self.rows_in
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.bytes_in
+            .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+        self.batches_in.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn output(&self, batch: &datafusion::arrow::record_batch::RecordBatch) {
+        self.rows_out
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.bytes_out
+            .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+    }
+}
+
+/// One task's counters at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TaskFigures {
+    pub task: String,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub batches_in: u64,
+}
+
+/// A sink's commits so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CommitStats {
+    pub commits: u64,
+    pub total_ms: u64,
+    pub last_ms: u64,
+}
+
+/// Everything beyond [`MetricsSnapshot`]: per task, per sink, per Kafka partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MetricsDetail {
+    pub bytes_in: u64,
+    pub batches_in: u64,
+    pub tasks: Vec<TaskFigures>,
+    pub commits: BTreeMap<String, CommitStats>,
+    /// Records behind the partition's end, by (source, partition).
+    pub kafka_lag: Vec<(String, i32, i64)>,
 }
 
 /// The last completed checkpoint.
@@ -40,6 +102,11 @@ impl Default for JobMetrics {
             bad: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             checkpoint: Mutex::new(None),
+            bytes_in: AtomicU64::new(0),
+            batches_in: AtomicU64::new(0),
+            tasks: Mutex::new(Vec::new()),
+            commits: Mutex::new(BTreeMap::new()),
+            lag: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -58,6 +125,63 @@ pub struct MetricsSnapshot {
 impl JobMetrics {
     pub fn add_events_in(&self, n: u64) {
         self.events_in.fetch_add(n, Ordering::Relaxed);
+    }
+    /// A source's batch: events, bytes (Arrow memory) and one batch.
+    pub fn add_source_batch(&self, batch: &datafusion::arrow::record_batch::RecordBatch) {
+        self.add_events_in(batch.num_rows() as u64);
+        self.bytes_in
+            .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+        self.batches_in.fetch_add(1, Ordering::Relaxed);
+    }
+    /// The counters of the task `name` (made on first use).
+    pub fn task(&self, name: &str) -> Arc<TaskCounters> {
+        let Ok(mut tasks) = self.tasks.lock() else {
+            return Arc::default();
+        };
+        if let Some((_, c)) = tasks.iter().find(|(n, _)| n == name) {
+            return c.clone();
+        }
+        let c = Arc::new(TaskCounters::default());
+        tasks.push((name.to_string(), c.clone()));
+        c
+    }
+    /// A sink committed an epoch in `ms`.
+    pub fn record_commit(&self, sink: &str, ms: u64) {
+        if let Ok(mut c) = self.commits.lock() {
+            let s = c.entry(sink.to_string()).or_default();
+            s.commits += 1;
+            s.total_ms += ms;
+            s.last_ms = ms;
+        }
+    }
+    /// How far a Kafka partition's reader is behind its end.
+    pub fn set_lag(&self, source: &str, partition: i32, lag: i64) {
+        if let Ok(mut l) = self.lag.lock() {
+            l.insert((source.to_string(), partition), lag.max(0));
+        }
+    }
+    pub fn detail(&self) -> MetricsDetail {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MetricsDetail {
+            bytes_in: load(&self.bytes_in),
+            batches_in: load(&self.batches_in),
+            tasks: self.tasks.lock().map_or(Vec::new(), |t| {
+                t.iter()
+                    .map(|(name, c)| TaskFigures {
+                        task: name.clone(),
+                        rows_in: load(&c.rows_in),
+                        rows_out: load(&c.rows_out),
+                        bytes_in: load(&c.bytes_in),
+                        bytes_out: load(&c.bytes_out),
+                        batches_in: load(&c.batches_in),
+                    })
+                    .collect()
+            }),
+            commits: self.commits.lock().map_or(BTreeMap::new(), |c| c.clone()),
+            kafka_lag: self.lag.lock().map_or(Vec::new(), |l| {
+                l.iter().map(|((s, p), v)| (s.clone(), *p, *v)).collect()
+            }),
+        }
     }
     pub fn add_rows_out(&self, n: u64) {
         self.rows_out.fetch_add(n, Ordering::Relaxed);

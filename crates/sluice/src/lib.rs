@@ -2,9 +2,11 @@
 //! progress display. The CLI in `main.rs` is a thin shell over this.
 
 pub mod checkpoints;
+pub mod client;
 pub mod demo;
 pub mod engine;
 pub mod generate;
 pub mod progress;
+pub mod server;
 
 pub use engine::{JobRun, RunOptions, plan, plan_with_env, run_sql};

@@ -64,6 +64,104 @@ enum Command {
         /// The job's SQL file.
         file: PathBuf,
     },
+    /// Run the job server: jobs submitted over HTTP, a REST API, Prometheus metrics.
+    Serve(Box<ServeCmd>),
+    /// Submit a job to the server; prints its id.
+    Submit {
+        /// The job's SQL file.
+        file: PathBuf,
+        /// The job's name (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+        /// Start from a checkpoint of a job of this name: newest, an epoch, or a
+        /// directory (default: start fresh).
+        #[arg(long)]
+        from_checkpoint: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List the server's jobs.
+    Jobs {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// One job in detail: per-task, per-sink and per-partition figures.
+    Job {
+        /// The job's name or id.
+        job: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop a job after a final checkpoint.
+    Stop {
+        job: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Start a stopped, failed or cancelled job again.
+    Resume {
+        job: String,
+        /// newest (the default), an epoch, a checkpoint directory, or fresh.
+        #[arg(long)]
+        from_checkpoint: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop a job at once, without a final checkpoint.
+    Cancel {
+        job: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Remove a job that is not running (its checkpoints stay on disk).
+    Delete {
+        job: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// The Sluice server.
+    #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Bearer token, when the server wants one.
+    #[arg(long, env = "SLUICE_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+}
+
+impl ServerArgs {
+    fn client(&self) -> sluice::client::Client {
+        sluice::client::Client::new(&self.server, self.auth_token.clone())
+    }
+}
+
+#[derive(clap::Args)]
+struct ServeCmd {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "SLUICE_LISTEN")]
+    listen: String,
+    /// Where jobs' checkpoints and the job catalog live.
+    #[arg(long, default_value = "checkpoints", env = "SLUICE_CHECKPOINT_DIR")]
+    checkpoint_dir: PathBuf,
+    /// Require this bearer token on every request.
+    #[arg(long, env = "SLUICE_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+    /// Restarts in a row after failures before a job is marked failed.
+    #[arg(long, default_value_t = 5)]
+    max_restarts: u32,
+    /// Pause before the first restart; doubles each time, up to a minute.
+    #[arg(long, default_value = "1s")]
+    restart_backoff: String,
+    /// Tasks per windowed aggregate for every job (default: the job's SET parallelism,
+    /// else the number of cores).
+    #[arg(long)]
+    parallelism: Option<usize>,
+    /// Time between checkpoints for every job (default: the job's SET
+    /// checkpoint_interval, else 10s).
+    #[arg(long)]
+    checkpoint_interval: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -296,6 +394,69 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(cmd) => serve(*cmd),
+        Command::Submit {
+            file,
+            name,
+            from_checkpoint,
+            server,
+        } => {
+            let sql = read(&file)?;
+            let name = name.unwrap_or_else(|| job_name(&file));
+            let mut body = serde_json::json!({ "name": name, "sql": sql });
+            if let Some(c) = from_checkpoint {
+                body["from_checkpoint"] = c.into();
+            }
+            match server.client().call("POST", "/api/v1/jobs", Some(&body)) {
+                Ok(job) => {
+                    println!("{}", job["id"].as_str().unwrap_or_default());
+                    eprintln!("submitted {name}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => refused(e, Some((&file, &sql))),
+            }
+        }
+        Command::Jobs { server } => match server.client().call("GET", "/api/v1/jobs", None) {
+            Ok(jobs) => {
+                print!("{}", sluice::client::jobs_table(&jobs));
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => refused(e, None),
+        },
+        Command::Job { job, server } => {
+            match server
+                .client()
+                .call("GET", &format!("/api/v1/jobs/{job}"), None)
+            {
+                Ok(j) => {
+                    print!("{}", sluice::client::job_detail(&j));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => refused(e, None),
+            }
+        }
+        Command::Stop { job, server } => lifecycle(&server, &job, "stop", None),
+        Command::Cancel { job, server } => lifecycle(&server, &job, "cancel", None),
+        Command::Resume {
+            job,
+            from_checkpoint,
+            server,
+        } => {
+            let body = from_checkpoint.map(|c| serde_json::json!({ "from_checkpoint": c }));
+            lifecycle(&server, &job, "resume", body)
+        }
+        Command::Delete { job, server } => {
+            match server
+                .client()
+                .call("DELETE", &format!("/api/v1/jobs/{job}"), None)
+            {
+                Ok(_) => {
+                    eprintln!("deleted {job}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => refused(e, None),
+            }
+        }
         Command::Explain { file } => {
             let sql = read(&file)?;
             match sluice::plan(&sql) {
@@ -307,6 +468,115 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// stop, cancel, resume: prints the job's new state.
+fn lifecycle(
+    server: &ServerArgs,
+    job: &str,
+    verb: &str,
+    body: Option<serde_json::Value>,
+) -> Result<ExitCode> {
+    match server
+        .client()
+        .call("POST", &format!("/api/v1/jobs/{job}/{verb}"), body.as_ref())
+    {
+        Ok(j) => {
+            eprintln!("{job}: {}", j["state"].as_str().unwrap_or("-"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => refused(e, None),
+    }
+}
+
+/// A refusal from the server (SQL errors shown against the file), or an error reaching it.
+fn refused(e: anyhow::Error, file: Option<(&Path, &str)>) -> Result<ExitCode> {
+    let Some(r) = e.downcast_ref::<sluice::client::Refusal>() else {
+        return Err(e);
+    };
+    let msg = r.body["error"].as_str().unwrap_or("no message");
+    match (file, r.body["line"].as_u64(), r.body["column"].as_u64()) {
+        (Some((file, sql)), Some(line), Some(col)) => {
+            eprintln!("error: {}:{line}:{col}: {msg}", file.display());
+            if let Some(text) = sql.lines().nth(line.saturating_sub(1) as usize) {
+                eprintln!("  {text}");
+                eprintln!("  {}^", " ".repeat(col.saturating_sub(1) as usize));
+            }
+            Ok(ExitCode::from(2))
+        }
+        _ => {
+            eprintln!("error: {msg} ({})", r.status);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn serve(cmd: ServeCmd) -> Result<ExitCode> {
+    let backoff = sluice_sql::parse_interval_text(&cmd.restart_backoff)
+        .map_err(|e| anyhow::anyhow!("--restart-backoff {}: {e}", cmd.restart_backoff))?;
+    let checkpoint_interval = match &cmd.checkpoint_interval {
+        Some(i) => Some(std::time::Duration::from_millis(
+            sluice_sql::parse_interval_text(i)
+                .map_err(|e| anyhow::anyhow!("--checkpoint-interval {i}: {e}"))?
+                .max(10) as u64,
+        )),
+        None => None,
+    };
+    let launcher = sluice::server::EngineLauncher {
+        parallelism: cmd.parallelism,
+        checkpoint_interval,
+    };
+    let policy = sluice_server::RestartPolicy {
+        max_restarts: cmd.max_restarts,
+        first_backoff: std::time::Duration::from_millis(backoff.max(1) as u64),
+        max_backoff: std::time::Duration::from_secs(60),
+    };
+    let manager = sluice_server::Manager::open(Box::new(launcher), &cmd.checkpoint_dir, policy)?;
+    let config = sluice_server::ServerConfig {
+        manager: manager.clone(),
+        token: cmd.auth_token.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the server's runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&cmd.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cmd.listen))?;
+        eprintln!(
+            "sluice server on http://{} (jobs and checkpoints in {}{})",
+            listener.local_addr()?,
+            cmd.checkpoint_dir.display(),
+            if cmd.auth_token.is_some() {
+                "; a bearer token is required"
+            } else {
+                ""
+            }
+        );
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async {
+                    match term.as_mut() {
+                        Some(t) => { t.recv().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {}
+            }
+        };
+        sluice_server::serve(listener, config, shutdown)
+            .await
+            .context("serving")
+    })?;
+    eprintln!(
+        "stopping the jobs with a final checkpoint; they resume when the server starts again"
+    );
+    manager.shutdown(std::time::Duration::from_secs(60));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read(file: &Path) -> Result<String> {
@@ -335,9 +605,5 @@ fn sql_error(file: &Path, sql: &str, e: &SqlError) -> ExitCode {
 }
 
 fn message(e: &SqlError) -> String {
-    match e {
-        SqlError::Syntax { message, .. } => format!("syntax error: {message}"),
-        SqlError::Refused { message, .. } => message.clone(),
-        SqlError::Internal(m) => format!("internal planner error: {m}"),
-    }
+    sluice::server::sql_message(e)
 }

@@ -10,6 +10,9 @@
 #[path = "support/helpers.rs"]
 mod support;
 
+#[path = "support/pg.rs"]
+mod pg;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use pg::{fresh_database, pg_rows, rt, unique};
 use sluice::checkpoints::{CheckpointOptions, Restore};
 use sluice::engine::{JobRun, RunOptions};
 use sluice_runtime::Source;
@@ -27,56 +31,6 @@ use sqlx::{Connection, PgConnection, Row};
 fn brokers() -> String {
     std::env::var("SLUICE_KAFKA_BROKERS")
         .expect("SLUICE_KAFKA_BROKERS is not set: run scripts/test.sh")
-}
-
-fn admin_url() -> String {
-    std::env::var("SLUICE_TEST_DATABASE_URL")
-        .expect("SLUICE_TEST_DATABASE_URL is not set: run scripts/test.sh")
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{name}_{}_{}", std::process::id(), nanos % 1_000_000_000)
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A new, empty database; returns its URL.
-fn fresh_database(name: &str) -> String {
-    let db = unique(name);
-    rt().block_on(async {
-        let mut c = PgConnection::connect(&admin_url()).await.unwrap();
-        sqlx::raw_sql(&format!("CREATE DATABASE {db}"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-    });
-    let admin = admin_url();
-    let base = admin.rsplit_once('/').unwrap().0;
-    format!("{base}/{db}")
-}
-
-/// A table's rows as normalized JSON lines, sorted (timestamps as the oracle prints them).
-fn pg_rows(url: &str, select: &str) -> Vec<String> {
-    let rows: Vec<String> = rt().block_on(async {
-        let mut c = PgConnection::connect(url).await.unwrap();
-        sqlx::query(&format!("SELECT row_to_json(t)::text FROM ({select}) t"))
-            .fetch_all(&mut c)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<String, _>(0))
-            .collect()
-    });
-    support::sorted_rows(&rows.join("\n"))
 }
 
 fn ts(col: &str) -> String {

@@ -22,6 +22,8 @@ use super::control::{Ack, Part, SinkMsg};
 
 pub(crate) struct SinkTask {
     pub id: String,
+    /// The sink table's name (for metrics).
+    pub table: String,
     /// Per input: whether it comes straight from a stateless pipeline.
     pub inputs: Vec<bool>,
     pub schema: SchemaRef,
@@ -117,6 +119,15 @@ impl SinkTask {
         restore: Option<Vec<Snapshot>>,
         handle: &JobHandle,
     ) -> Result<()> {
+        let counters = handle.metrics.task(&format!("sink {}", self.table));
+        let commit = |sink: &mut dyn Sink, e: Epoch| -> Result<()> {
+            let t = std::time::Instant::now();
+            sink.commit(e)?;
+            handle
+                .metrics
+                .record_commit(&self.table, t.elapsed().as_millis() as u64);
+            Ok(())
+        };
         let n = self.inputs.len();
         let passthrough = n == 1 && self.inputs[0];
         let mut m = Merge {
@@ -141,6 +152,7 @@ impl SinkTask {
         let write = |batch: &RecordBatch, sink: &mut dyn Sink| -> Result<()> {
             if batch.num_rows() > 0 {
                 handle.metrics.add_rows_out(batch.num_rows() as u64);
+                counters.output(batch);
                 sink.write_batch(batch)?;
             }
             Ok(())
@@ -154,7 +166,7 @@ impl SinkTask {
                 Some(x) => x,
                 None => match rx.recv() {
                     Ok(SinkMsg::Commit(e)) => {
-                        sink.commit(e)?;
+                        commit(sink, e)?;
                         continue;
                     }
                     Ok(SinkMsg::Data(i, msg)) => {
@@ -167,6 +179,9 @@ impl SinkTask {
                     Err(_) => break,
                 },
             };
+            if let Message::Batch(b) = &msg {
+                counters.input(b);
+            }
             match msg {
                 Message::Batch(b) if passthrough => write(&b, sink)?,
                 Message::Batch(b) => m.open[i].push(b),
@@ -229,7 +244,7 @@ impl SinkTask {
         // A commit for the final checkpoint may still be queued behind the last data.
         while let Ok(msg) = rx.try_recv() {
             if let SinkMsg::Commit(e) = msg {
-                sink.commit(e)?;
+                commit(sink, e)?;
             }
         }
         sink.finish()

@@ -76,6 +76,7 @@ impl SourceTask {
 
     pub fn run(mut self, handle: &JobHandle) -> Result<()> {
         let mut ended = false;
+        let counters = handle.metrics.task(&format!("source {}", self.name));
         loop {
             if handle.is_aborted() {
                 break;
@@ -114,7 +115,8 @@ impl SourceTask {
                 }
                 SourcePoll::Idle => {}
                 SourcePoll::Batch { partition, batch } => {
-                    handle.metrics.add_events_in(batch.num_rows() as u64);
+                    handle.metrics.add_source_batch(&batch);
+                    counters.input(&batch);
                     if let Some(g) = self.watermarks.as_mut() {
                         g.observe(partition, &batch)?;
                     }
@@ -141,8 +143,12 @@ pub(crate) fn run_task(
     mut chain: Chain,
     mut out: Route,
     acks: Sender<Ack>,
+    counters: &crate::metrics::TaskCounters,
 ) -> Result<()> {
     while let Ok(msg) = rx.recv() {
+        if let Message::Batch(b) = &msg {
+            counters.input(b);
+        }
         let end = matches!(msg, Message::EndOfStream);
         if let Message::Barrier(epoch) = msg {
             let snapshots = chain.snapshot()?;
@@ -156,6 +162,9 @@ pub(crate) fn run_task(
             .map_err(|_| ack_failed())?;
         }
         for m in chain.push(msg)? {
+            if let Message::Batch(b) = &m {
+                counters.output(b);
+            }
             out.send(m)?;
         }
         if end {

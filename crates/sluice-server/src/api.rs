@@ -1,0 +1,199 @@
+//! The HTTP API: JSON under `/api/v1`, Prometheus text at `/metrics`, an optional bearer
+//! token on everything. A refusal is JSON `{"error": ...}` with the status that says
+//! whose fault it is (400, 401, 404, 409); 500 only for the server's own failures.
+
+use std::future::Future;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::error::ServerError;
+use crate::manager::{Manager, Restore};
+
+/// How the server answers.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub manager: Manager,
+    /// With a token, every request must carry `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+impl IntoResponse for ServerError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(self.body())).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ServerError>;
+
+fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> ApiResult {
+    Ok((status, axum::Json(v)).into_response())
+}
+
+/// A JSON body, or a 400 that says what is wrong with it.
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ServerError> {
+    if body.is_empty() {
+        return serde_json::from_slice(b"{}")
+            .map_err(|e| ServerError::BadRequest(format!("the request needs a JSON body: {e}")));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ServerError::BadRequest(format!("the request body is not valid: {e}")))
+}
+
+fn restore(from: Option<String>, default: Restore) -> Restore {
+    match from.as_deref() {
+        None => default,
+        Some("newest") => Restore::Newest,
+        Some("fresh") => Restore::Fresh,
+        Some(c) => Restore::Chosen(c.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidateBody {
+    sql: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    name: String,
+    sql: String,
+    /// "fresh" (the default), "newest", an epoch, or a checkpoint directory.
+    from_checkpoint: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResumeBody {
+    /// "newest" (the default), "fresh", an epoch, or a checkpoint directory.
+    from_checkpoint: Option<String>,
+}
+
+async fn validate(State(c): State<ServerConfig>, body: Bytes) -> ApiResult {
+    let b: ValidateBody = parse(&body)?;
+    let plan = c.manager.validate(&b.sql)?;
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "valid": true, "plan": plan }),
+    )
+}
+
+async fn submit(State(c): State<ServerConfig>, body: Bytes) -> ApiResult {
+    let b: SubmitBody = parse(&body)?;
+    let job = c
+        .manager
+        .submit(&b.name, &b.sql, restore(b.from_checkpoint, Restore::Fresh))?;
+    json(StatusCode::CREATED, &job)
+}
+
+async fn list(State(c): State<ServerConfig>) -> ApiResult {
+    json(StatusCode::OK, &c.manager.list()?)
+}
+
+async fn get_job(State(c): State<ServerConfig>, Path(job): Path<String>) -> ApiResult {
+    json(StatusCode::OK, &c.manager.get(&job, true)?)
+}
+
+async fn stop(State(c): State<ServerConfig>, Path(job): Path<String>) -> ApiResult {
+    json(StatusCode::ACCEPTED, &c.manager.stop(&job)?)
+}
+
+async fn cancel(State(c): State<ServerConfig>, Path(job): Path<String>) -> ApiResult {
+    json(StatusCode::ACCEPTED, &c.manager.cancel(&job)?)
+}
+
+async fn resume(State(c): State<ServerConfig>, Path(job): Path<String>, body: Bytes) -> ApiResult {
+    let b: ResumeBody = parse(&body)?;
+    let job = c
+        .manager
+        .resume(&job, restore(b.from_checkpoint, Restore::Newest))?;
+    json(StatusCode::ACCEPTED, &job)
+}
+
+async fn delete(State(c): State<ServerConfig>, Path(job): Path<String>) -> ApiResult {
+    c.manager.delete(&job)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn metrics(State(c): State<ServerConfig>) -> ApiResult {
+    let text = crate::prometheus::render(&c.manager.figures()?);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::DOCUMENT,
+    )
+        .into_response()
+}
+
+async fn health() -> ApiResult {
+    json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+}
+
+async fn not_found(req: Request) -> ServerError {
+    ServerError::NotFound(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn auth(
+    State(c): State<ServerConfig>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &c.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return ServerError::Unauthorized(
+                "this server needs a token: send Authorization: Bearer <token> (sluice commands take --auth-token or SLUICE_AUTH_TOKEN)".into(),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+pub fn router(config: ServerConfig) -> Router {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/validate", post(validate))
+        .route("/api/v1/jobs", get(list).post(submit))
+        .route("/api/v1/jobs/{job}", get(get_job).delete(delete))
+        .route("/api/v1/jobs/{job}/stop", post(stop))
+        .route("/api/v1/jobs/{job}/cancel", post(cancel))
+        .route("/api/v1/jobs/{job}/resume", post(resume))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(config.clone(), auth))
+        .with_state(config)
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(config))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,754 @@
+//! The job manager: jobs by name, each run by a supervisor thread that starts it, waits
+//! for it, and after a failure restarts it from its newest checkpoint with a growing
+//! pause, up to a limit. Stop takes a final checkpoint; cancel does not. Every change of
+//! state is written to the catalog.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sluice_runtime::{CheckpointStats, JobHandle, MetricsDetail, MetricsSnapshot};
+use sluice_types::Watermark;
+
+use crate::catalog::{self, CatalogEntry};
+use crate::error::ServerError;
+
+/// Which checkpoint a start restores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restore {
+    /// The job's newest checkpoint, if it has one.
+    Newest,
+    /// None: start over.
+    Fresh,
+    /// An epoch number or a checkpoint directory.
+    Chosen(String),
+}
+
+/// SQL the engine cannot run, with where.
+#[derive(Debug, Clone)]
+pub struct SqlProblem {
+    pub message: String,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+}
+
+/// What a [`Launcher`] is asked to start.
+pub struct StartRequest<'a> {
+    pub name: &'a str,
+    pub sql: &'a str,
+    pub checkpoint_dir: &'a Path,
+    pub restore: &'a Restore,
+}
+
+/// A started job: its handle, and the call that runs it to its end.
+pub struct Running {
+    pub handle: JobHandle,
+    pub run: Box<dyn FnOnce() -> Result<(), String> + Send>,
+}
+
+/// Plans and starts jobs; the binary implements it with the real connectors.
+pub trait Launcher: Send + Sync + 'static {
+    /// Checks a job's SQL without running it; returns its plan as text.
+    fn validate(&self, sql: &str) -> Result<String, SqlProblem>;
+    /// Opens a job's sources and sinks and restores its checkpoint.
+    fn start(&self, request: StartRequest<'_>) -> Result<Running, String>;
+}
+
+/// Restarts after failures: at most `max_restarts` in a row, pausing `first_backoff`,
+/// doubling up to `max_backoff`.
+#[derive(Debug, Clone, Copy)]
+pub struct RestartPolicy {
+    pub max_restarts: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            max_restarts: 5,
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Starting,
+    Running,
+    Restarting,
+    Stopping,
+    Stopped,
+    Cancelling,
+    Cancelled,
+    Finished,
+    Failed,
+}
+
+impl JobState {
+    /// Whether a supervisor is running the job.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            JobState::Starting
+                | JobState::Running
+                | JobState::Restarting
+                | JobState::Stopping
+                | JobState::Cancelling
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Desired {
+    Run,
+    Stop,
+    Cancel,
+}
+
+struct Job {
+    id: String,
+    name: String,
+    sql: String,
+    created_ms: i64,
+    state: JobState,
+    desired: Desired,
+    started: Option<Instant>,
+    restarts: u32,
+    last_error: Option<String>,
+    handle: Option<JobHandle>,
+    /// The metrics of the last run, kept after it ends.
+    last_metrics: Option<JobHandle>,
+    /// Events per second over the last sampling interval.
+    rate: f64,
+    sample: Option<(Instant, u64)>,
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobInfo {
+    pub id: String,
+    pub name: String,
+    pub state: JobState,
+    pub created_ms: i64,
+    pub uptime_s: Option<f64>,
+    pub restarts: u32,
+    pub last_error: Option<String>,
+    pub events_in: u64,
+    pub events_per_s: f64,
+    pub rows_out: u64,
+    pub late: u64,
+    pub bad: u64,
+    /// The watermark (ms since the Unix epoch), once there is one.
+    pub watermark_ms: Option<i64>,
+    /// Wall clock minus watermark.
+    pub watermark_lag_ms: Option<i64>,
+    pub last_checkpoint: Option<CheckpointInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<MetricsDetail>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointInfo {
+    pub epoch: u64,
+    pub at_ms: i64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+}
+
+impl From<CheckpointStats> for CheckpointInfo {
+    fn from(c: CheckpointStats) -> Self {
+        CheckpointInfo {
+            epoch: c.epoch,
+            at_ms: c.at_ms,
+            bytes: c.bytes,
+            duration_ms: c.duration_ms,
+        }
+    }
+}
+
+/// A job's figures for `/metrics`.
+pub struct JobFigures {
+    pub name: String,
+    pub state: JobState,
+    pub restarts: u32,
+    pub snapshot: MetricsSnapshot,
+    pub detail: MetricsDetail,
+}
+
+struct Inner {
+    launcher: Box<dyn Launcher>,
+    dir: PathBuf,
+    policy: RestartPolicy,
+    jobs: Mutex<BTreeMap<String, Job>>,
+}
+
+/// Runs and keeps track of jobs. Cheap to clone.
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn job_id(name: &str, created_ms: i64) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes().chain(created_ms.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:08x}", h as u32)
+}
+
+/// Names become directory names and URL path segments: keep them plain.
+fn check_name(name: &str) -> Result<(), ServerError> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ServerError::BadRequest(format!(
+            "job name {name:?}: use 1 to 100 letters, digits, '-', '_' or '.', not starting with '.'"
+        )))
+    }
+}
+
+impl Manager {
+    /// A manager keeping checkpoints and its catalog under `dir`. Jobs the catalog lists
+    /// as active are started again, from their newest checkpoints.
+    pub fn open(
+        launcher: Box<dyn Launcher>,
+        dir: impl Into<PathBuf>,
+        policy: RestartPolicy,
+    ) -> Result<Self, ServerError> {
+        let dir = dir.into();
+        let entries = catalog::load(&dir)?;
+        let m = Manager {
+            inner: Arc::new(Inner {
+                launcher,
+                dir,
+                policy,
+                jobs: Mutex::new(BTreeMap::new()),
+            }),
+        };
+        let mut resume = Vec::new();
+        {
+            let mut jobs = m.lock()?;
+            for e in entries {
+                let active = e.state.is_active();
+                jobs.insert(
+                    e.name.clone(),
+                    Job {
+                        id: e.id,
+                        name: e.name.clone(),
+                        sql: e.sql,
+                        created_ms: e.created_ms,
+                        state: if active { JobState::Starting } else { e.state },
+                        desired: Desired::Run,
+                        started: None,
+                        restarts: 0,
+                        last_error: e.last_error,
+                        handle: None,
+                        last_metrics: None,
+                        rate: 0.0,
+                        sample: None,
+                    },
+                );
+                if active {
+                    resume.push(e.name);
+                }
+            }
+        }
+        for name in resume {
+            tracing::info!("resuming job {name} from its newest checkpoint");
+            m.spawn(&name, Restore::Newest)?;
+        }
+        let sampler = m.clone();
+        std::thread::Builder::new()
+            .name("job rates".into())
+            .spawn(move || sampler.sample_rates())
+            .map_err(|e| ServerError::Internal(format!("cannot start a thread: {e}")))?;
+        Ok(m)
+    }
+
+    pub fn checkpoint_dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, BTreeMap<String, Job>>, ServerError> {
+        self.inner
+            .jobs
+            .lock()
+            .map_err(|_| ServerError::Internal("the job table is poisoned".into()))
+    }
+
+    fn save(&self, jobs: &BTreeMap<String, Job>) {
+        let entries: Vec<CatalogEntry> = jobs
+            .values()
+            .map(|j| CatalogEntry {
+                id: j.id.clone(),
+                name: j.name.clone(),
+                sql: j.sql.clone(),
+                created_ms: j.created_ms,
+                state: j.state,
+                last_error: j.last_error.clone(),
+            })
+            .collect();
+        if let Err(e) = catalog::save(&self.inner.dir, &entries) {
+            tracing::error!("{e}");
+        }
+    }
+
+    /// The job's key (its name) from a name or an id.
+    fn key(jobs: &BTreeMap<String, Job>, name_or_id: &str) -> Result<String, ServerError> {
+        if jobs.contains_key(name_or_id) {
+            return Ok(name_or_id.to_string());
+        }
+        jobs.values()
+            .find(|j| j.id == name_or_id)
+            .map(|j| j.name.clone())
+            .ok_or_else(|| ServerError::NotFound(format!("no job named {name_or_id}")))
+    }
+
+    /// Checks SQL; the plan as text.
+    pub fn validate(&self, sql: &str) -> Result<String, ServerError> {
+        self.inner
+            .launcher
+            .validate(sql)
+            .map_err(|p| ServerError::InvalidSql {
+                message: p.message,
+                line: p.line,
+                column: p.column,
+            })
+    }
+
+    /// Adds a job and starts it.
+    pub fn submit(&self, name: &str, sql: &str, restore: Restore) -> Result<JobInfo, ServerError> {
+        check_name(name)?;
+        self.validate(sql)?;
+        {
+            let mut jobs = self.lock()?;
+            if jobs.contains_key(name) {
+                return Err(ServerError::Conflict(format!(
+                    "a job named {name} exists; stop and delete it first, or choose another name"
+                )));
+            }
+            let created_ms = now_ms();
+            jobs.insert(
+                name.to_string(),
+                Job {
+                    id: job_id(name, created_ms),
+                    name: name.to_string(),
+                    sql: sql.to_string(),
+                    created_ms,
+                    state: JobState::Starting,
+                    desired: Desired::Run,
+                    started: None,
+                    restarts: 0,
+                    last_error: None,
+                    handle: None,
+                    last_metrics: None,
+                    rate: 0.0,
+                    sample: None,
+                },
+            );
+            self.save(&jobs);
+        }
+        self.spawn(name, restore)?;
+        self.get(name, false)
+    }
+
+    pub fn list(&self) -> Result<Vec<JobInfo>, ServerError> {
+        let jobs = self.lock()?;
+        Ok(jobs.values().map(|j| info(j, false)).collect())
+    }
+
+    pub fn get(&self, name_or_id: &str, detail: bool) -> Result<JobInfo, ServerError> {
+        let jobs = self.lock()?;
+        let key = Self::key(&jobs, name_or_id)?;
+        jobs.get(&key)
+            .map(|j| info(j, detail))
+            .ok_or_else(|| ServerError::NotFound(format!("no job named {name_or_id}")))
+    }
+
+    /// Stops a job after a final checkpoint.
+    pub fn stop(&self, name_or_id: &str) -> Result<JobInfo, ServerError> {
+        self.end(name_or_id, Desired::Stop)
+    }
+
+    /// Ends a job at once, without a final checkpoint.
+    pub fn cancel(&self, name_or_id: &str) -> Result<JobInfo, ServerError> {
+        self.end(name_or_id, Desired::Cancel)
+    }
+
+    fn end(&self, name_or_id: &str, how: Desired) -> Result<JobInfo, ServerError> {
+        let key = {
+            let mut jobs = self.lock()?;
+            let key = Self::key(&jobs, name_or_id)?;
+            let Some(j) = jobs.get_mut(&key) else {
+                return Err(ServerError::NotFound(format!("no job named {name_or_id}")));
+            };
+            let verb = if how == Desired::Stop {
+                "stop"
+            } else {
+                "cancel"
+            };
+            if !j.state.is_active() {
+                return Err(ServerError::Conflict(format!(
+                    "job {key} is {}; there is nothing to {verb}",
+                    state_word(j.state)
+                )));
+            }
+            if j.desired == Desired::Cancel || (j.desired == Desired::Stop && how == Desired::Stop)
+            {
+                return Err(ServerError::Conflict(format!(
+                    "job {key} is already {}",
+                    state_word(j.state)
+                )));
+            }
+            j.desired = how;
+            match (&j.handle, how) {
+                (Some(h), Desired::Stop) => {
+                    h.stop();
+                    j.state = JobState::Stopping;
+                }
+                (Some(h), _) => {
+                    h.abort();
+                    j.state = JobState::Cancelling;
+                }
+                // Between restarts: the supervisor ends it when it wakes.
+                (None, Desired::Stop) => j.state = JobState::Stopping,
+                (None, _) => j.state = JobState::Cancelling,
+            }
+            self.save(&jobs);
+            key
+        };
+        self.get(&key, false)
+    }
+
+    /// Starts a stopped, finished, failed or cancelled job again.
+    pub fn resume(&self, name_or_id: &str, restore: Restore) -> Result<JobInfo, ServerError> {
+        let key = {
+            let mut jobs = self.lock()?;
+            let key = Self::key(&jobs, name_or_id)?;
+            let Some(j) = jobs.get_mut(&key) else {
+                return Err(ServerError::NotFound(format!("no job named {name_or_id}")));
+            };
+            if j.state.is_active() {
+                return Err(ServerError::Conflict(format!(
+                    "job {key} is {}; stop it before resuming it",
+                    state_word(j.state)
+                )));
+            }
+            j.state = JobState::Starting;
+            j.desired = Desired::Run;
+            j.restarts = 0;
+            j.last_error = None;
+            self.save(&jobs);
+            key
+        };
+        self.spawn(&key, restore)?;
+        self.get(&key, false)
+    }
+
+    /// Removes a job that is not running (its checkpoints stay on disk).
+    pub fn delete(&self, name_or_id: &str) -> Result<(), ServerError> {
+        let mut jobs = self.lock()?;
+        let key = Self::key(&jobs, name_or_id)?;
+        if let Some(j) = jobs.get(&key)
+            && j.state.is_active()
+        {
+            return Err(ServerError::Conflict(format!(
+                "job {key} is {}; stop or cancel it before deleting it",
+                state_word(j.state)
+            )));
+        }
+        jobs.remove(&key);
+        self.save(&jobs);
+        Ok(())
+    }
+
+    /// Every job's figures, for `/metrics`.
+    pub fn figures(&self) -> Result<Vec<JobFigures>, ServerError> {
+        let jobs = self.lock()?;
+        Ok(jobs
+            .values()
+            .map(|j| {
+                let h = j.handle.as_ref().or(j.last_metrics.as_ref());
+                JobFigures {
+                    name: j.name.clone(),
+                    state: j.state,
+                    restarts: j.restarts,
+                    snapshot: h.map_or_else(empty_snapshot, |h| h.metrics.snapshot()),
+                    detail: h.map(|h| h.metrics.detail()).unwrap_or_default(),
+                }
+            })
+            .collect())
+    }
+
+    /// Stops every running job with a final checkpoint and waits for them, keeping
+    /// them marked active so that the next server start resumes them.
+    pub fn shutdown(&self, wait: Duration) {
+        let handles: Vec<JobHandle> = match self.lock() {
+            Ok(jobs) => jobs.values().filter_map(|j| j.handle.clone()).collect(),
+            Err(_) => return,
+        };
+        if let Ok(mut jobs) = self.lock() {
+            for j in jobs.values_mut() {
+                if j.state.is_active() {
+                    j.desired = Desired::Stop;
+                }
+            }
+            // Saved as they are: active jobs come back on the next start.
+            self.save(&jobs);
+        }
+        for h in &handles {
+            h.stop();
+        }
+        let t0 = Instant::now();
+        while t0.elapsed() < wait {
+            let busy = self
+                .lock()
+                .map(|jobs| jobs.values().any(|j| j.handle.is_some()))
+                .unwrap_or(false);
+            if !busy {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn spawn(&self, name: &str, restore: Restore) -> Result<(), ServerError> {
+        let m = self.clone();
+        let n = name.to_string();
+        std::thread::Builder::new()
+            .name(format!("job {name}"))
+            .spawn(move || m.supervise(&n, restore))
+            .map(|_| ())
+            .map_err(|e| ServerError::Internal(format!("cannot start a thread: {e}")))
+    }
+
+    /// Updates a job under the lock and writes the catalog; false if it is gone.
+    fn update(&self, name: &str, f: impl FnOnce(&mut Job)) -> bool {
+        let Ok(mut jobs) = self.lock() else {
+            return false;
+        };
+        let Some(j) = jobs.get_mut(name) else {
+            return false;
+        };
+        f(j);
+        self.save(&jobs);
+        true
+    }
+
+    fn desired(&self, name: &str) -> Option<Desired> {
+        self.lock().ok()?.get(name).map(|j| j.desired)
+    }
+
+    fn supervise(&self, name: &str, mut restore: Restore) {
+        let policy = self.inner.policy;
+        loop {
+            let Some(sql) = self
+                .lock()
+                .ok()
+                .and_then(|j| j.get(name).map(|j| j.sql.clone()))
+            else {
+                return;
+            };
+            let started = self.inner.launcher.start(StartRequest {
+                name,
+                sql: &sql,
+                checkpoint_dir: &self.inner.dir,
+                restore: &restore,
+            });
+            let outcome = match started {
+                Ok(running) => {
+                    let handle = running.handle.clone();
+                    let mut desired = Desired::Run;
+                    self.update(name, |j| {
+                        desired = j.desired;
+                        j.handle = Some(handle.clone());
+                        j.last_metrics = Some(handle.clone());
+                        j.started = Some(Instant::now());
+                        j.sample = None;
+                        if j.desired == Desired::Run {
+                            j.state = JobState::Running;
+                        }
+                    });
+                    // A stop or cancel that came while the job was starting.
+                    match desired {
+                        Desired::Stop => handle.stop(),
+                        Desired::Cancel => handle.abort(),
+                        Desired::Run => {}
+                    }
+                    let r = (running.run)();
+                    self.update(name, |j| {
+                        j.handle = None;
+                        j.started = None;
+                        j.rate = 0.0;
+                    });
+                    r
+                }
+                // A checkpoint the user chose that cannot be restored: say so, no retries.
+                Err(e) if matches!(restore, Restore::Chosen(_)) => {
+                    self.update(name, |j| {
+                        j.state = JobState::Failed;
+                        j.last_error = Some(e);
+                    });
+                    return;
+                }
+                Err(e) => Err(e),
+            };
+            let desired = self.desired(name).unwrap_or(Desired::Cancel);
+            let error = match (outcome, desired) {
+                (_, Desired::Cancel) => {
+                    self.update(name, |j| j.state = JobState::Cancelled);
+                    return;
+                }
+                (Ok(()), Desired::Stop) => {
+                    self.update(name, |j| j.state = JobState::Stopped);
+                    return;
+                }
+                (Ok(()), Desired::Run) => {
+                    self.update(name, |j| j.state = JobState::Finished);
+                    return;
+                }
+                (Err(e), Desired::Stop) => {
+                    self.update(name, |j| {
+                        j.state = JobState::Failed;
+                        j.last_error = Some(e);
+                    });
+                    return;
+                }
+                (Err(e), Desired::Run) => e,
+            };
+            tracing::warn!("job {name} failed: {error}");
+            let mut restarts = 0;
+            self.update(name, |j| {
+                j.restarts += 1;
+                restarts = j.restarts;
+                j.last_error = Some(error.clone());
+                j.state = if j.restarts > policy.max_restarts {
+                    JobState::Failed
+                } else {
+                    JobState::Restarting
+                };
+            });
+            if restarts > policy.max_restarts {
+                tracing::error!(
+                    "job {name} failed {restarts} times in a row; giving up (resume it when the cause is fixed)"
+                );
+                return;
+            }
+            let factor = 1u32 << (restarts - 1).min(16);
+            let pause = policy
+                .first_backoff
+                .saturating_mul(factor)
+                .min(policy.max_backoff);
+            tracing::info!("restarting job {name} in {pause:?} (restart {restarts})");
+            let t0 = Instant::now();
+            while t0.elapsed() < pause {
+                match self.desired(name) {
+                    Some(Desired::Run) => std::thread::sleep(Duration::from_millis(20)),
+                    Some(Desired::Stop) => {
+                        self.update(name, |j| j.state = JobState::Stopped);
+                        return;
+                    }
+                    _ => {
+                        self.update(name, |j| j.state = JobState::Cancelled);
+                        return;
+                    }
+                }
+            }
+            self.update(name, |j| j.state = JobState::Starting);
+            restore = Restore::Newest;
+        }
+    }
+
+    /// Every second: each running job's events per second.
+    fn sample_rates(&self) {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let Ok(mut jobs) = self.lock() else {
+                return;
+            };
+            for j in jobs.values_mut() {
+                let Some(h) = &j.handle else { continue };
+                let now = (Instant::now(), h.metrics.snapshot().events_in);
+                if let Some((t, n)) = j.sample {
+                    let dt = now.0.duration_since(t).as_secs_f64();
+                    if dt > 0.0 {
+                        j.rate = (now.1.saturating_sub(n)) as f64 / dt;
+                    }
+                }
+                j.sample = Some(now);
+            }
+        }
+    }
+}
+
+fn empty_snapshot() -> MetricsSnapshot {
+    MetricsSnapshot {
+        events_in: 0,
+        rows_out: 0,
+        late: 0,
+        bad: 0,
+        watermark: Watermark::MIN,
+        checkpoint: None,
+    }
+}
+
+fn state_word(s: JobState) -> &'static str {
+    match s {
+        JobState::Starting => "starting",
+        JobState::Running => "running",
+        JobState::Restarting => "restarting",
+        JobState::Stopping => "stopping",
+        JobState::Stopped => "stopped",
+        JobState::Cancelling => "cancelling",
+        JobState::Cancelled => "cancelled",
+        JobState::Finished => "finished",
+        JobState::Failed => "failed",
+    }
+}
+
+fn info(j: &Job, detail: bool) -> JobInfo {
+    let h = j.handle.as_ref().or(j.last_metrics.as_ref());
+    let s = h.map_or_else(empty_snapshot, |h| h.metrics.snapshot());
+    let wm = (s.watermark != Watermark::MIN).then(|| s.watermark.millis());
+    JobInfo {
+        id: j.id.clone(),
+        name: j.name.clone(),
+        state: j.state,
+        created_ms: j.created_ms,
+        uptime_s: j
+            .started
+            .map(|t| (t.elapsed().as_secs_f64() * 10.0).round() / 10.0),
+        restarts: j.restarts,
+        last_error: j.last_error.clone(),
+        events_in: s.events_in,
+        events_per_s: j.rate.round(),
+        rows_out: s.rows_out,
+        late: s.late,
+        bad: s.bad,
+        watermark_ms: wm,
+        watermark_lag_ms: wm.map(|w| now_ms() - w),
+        last_checkpoint: s.checkpoint.map(CheckpointInfo::from),
+        sql: detail.then(|| j.sql.clone()),
+        detail: detail.then(|| h.map(|h| h.metrics.detail()).unwrap_or_default()),
+    }
+}
