@@ -128,6 +128,26 @@ struct Job {
     sample: Option<(Instant, u64)>,
 }
 
+impl Job {
+    fn new(id: String, name: &str, sql: String, created_ms: i64, state: JobState) -> Self {
+        Job {
+            id,
+            name: name.to_string(),
+            sql,
+            created_ms,
+            state,
+            desired: Desired::Run,
+            started: None,
+            restarts: 0,
+            last_error: None,
+            handle: None,
+            last_metrics: None,
+            rate: 0.0,
+            sample: None,
+        }
+    }
+}
+
 /// A job as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobInfo {
@@ -250,24 +270,10 @@ impl Manager {
             let mut jobs = m.lock()?;
             for e in entries {
                 let active = e.state.is_active();
-                jobs.insert(
-                    e.name.clone(),
-                    Job {
-                        id: e.id,
-                        name: e.name.clone(),
-                        sql: e.sql,
-                        created_ms: e.created_ms,
-                        state: if active { JobState::Starting } else { e.state },
-                        desired: Desired::Run,
-                        started: None,
-                        restarts: 0,
-                        last_error: e.last_error,
-                        handle: None,
-                        last_metrics: None,
-                        rate: 0.0,
-                        sample: None,
-                    },
-                );
+                let state = if active { JobState::Starting } else { e.state };
+                let mut job = Job::new(e.id, &e.name, e.sql, e.created_ms, state);
+                job.last_error = e.last_error;
+                jobs.insert(e.name.clone(), job);
                 if active {
                     resume.push(e.name);
                 }
@@ -348,24 +354,14 @@ impl Manager {
                 )));
             }
             let created_ms = now_ms();
-            jobs.insert(
-                name.to_string(),
-                Job {
-                    id: job_id(name, created_ms),
-                    name: name.to_string(),
-                    sql: sql.to_string(),
-                    created_ms,
-                    state: JobState::Starting,
-                    desired: Desired::Run,
-                    started: None,
-                    restarts: 0,
-                    last_error: None,
-                    handle: None,
-                    last_metrics: None,
-                    rate: 0.0,
-                    sample: None,
-                },
+            let job = Job::new(
+                job_id(name, created_ms),
+                name,
+                sql.to_string(),
+                created_ms,
+                JobState::Starting,
             );
+            jobs.insert(name.to_string(), job);
             self.save(&jobs);
         }
         self.spawn(name, restore)?;

@@ -119,28 +119,37 @@ fn run_sql(sql: &str, vars: &[(&str, String)]) -> sluice_runtime::MetricsSnapsho
     metrics.snapshot()
 }
 
+/// A new 3-partition topic holding 30,000 generated IoT events (unpaced).
+fn generated_topic(name: &str, options: &[(&str, &str)]) -> String {
+    let t = topic(name);
+    let mut all = vec![
+        ("rate".to_string(), "0".to_string()),
+        ("limit".into(), "30000".into()),
+    ];
+    all.extend(options.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let args = sluice::generate::GenerateArgs {
+        profile: "iot".into(),
+        brokers: brokers(),
+        topic: t.clone(),
+        partitions: 3,
+        options: all,
+    };
+    assert_eq!(
+        sluice::generate::run(&args, Arc::new(AtomicBool::new(false))).unwrap(),
+        30000
+    );
+    t
+}
+
 const IOT_COLUMNS: &str = "sensor_id TEXT NOT NULL, location TEXT NOT NULL, temperature DOUBLE,
     humidity DOUBLE, pressure DOUBLE, battery_level DOUBLE, event_time TIMESTAMP NOT NULL,
     WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE";
 
 #[test]
 fn generator_to_three_partitions_to_tumble_matches_batch_oracle() {
-    let t = topic("iot");
-    let args = sluice::generate::GenerateArgs {
-        profile: "iot".into(),
-        brokers: brokers(),
-        topic: t.clone(),
-        partitions: 3,
-        options: vec![
-            ("rate".into(), "0".into()),
-            ("limit".into(), "30000".into()),
-            ("speedup".into(), "60".into()),
-            ("start_time".into(), "2024-05-01T00:00:00Z".into()),
-        ],
-    };
-    assert_eq!(
-        sluice::generate::run(&args, Arc::new(AtomicBool::new(false))).unwrap(),
-        30000
+    let t = generated_topic(
+        "iot",
+        &[("speedup", "60"), ("start_time", "2024-05-01T00:00:00Z")],
     );
 
     let records = read_back(&t);
@@ -559,19 +568,7 @@ fn a_resume_in_the_middle_of_a_record_batch_reads_each_later_record_once() {
     // Generated events travel in large record batches, so these offsets fall inside
     // one: the broker must not skip the rest of that batch (tansu does), nor may a
     // record come twice (tansu repeats a partition's last batch on some fetches).
-    let t = topic("resume");
-    let args = sluice::generate::GenerateArgs {
-        profile: "iot".into(),
-        brokers: brokers(),
-        topic: t.clone(),
-        partitions: 3,
-        options: vec![
-            ("rate".into(), "0".into()),
-            ("limit".into(), "30000".into()),
-            ("seed".into(), "5".into()),
-        ],
-    };
-    sluice::generate::run(&args, Arc::new(AtomicBool::new(false))).unwrap();
+    let t = generated_topic("resume", &[("seed", "5")]);
     let records = read_back(&t);
     for partition in [0usize, 2] {
         let all: Vec<(i64, String)> = records
