@@ -1,0 +1,322 @@
+//! The pipeline the dashboards show: generated IoT and user-activity events in Kafka
+//! topics (the test broker, SLUICE_KAFKA_BROKERS), the four jobs of `sql/pipeline/`
+//! writing to PostgreSQL tables made by `sql/schema.sql` (SLUICE_TEST_DATABASE_URL),
+//! then every dashboard panel's query run against what they wrote.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/helpers.rs"]
+mod support;
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use sluice::engine::{JobRun, RunOptions};
+use sqlx::{Connection, PgConnection, Row};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn brokers() -> String {
+    std::env::var("SLUICE_KAFKA_BROKERS")
+        .expect("SLUICE_KAFKA_BROKERS is not set: run scripts/test.sh")
+}
+
+fn generate(profile: &str, topic: &str, limit: u64) {
+    let args = sluice::generate::GenerateArgs {
+        profile: profile.into(),
+        brokers: brokers(),
+        topic: topic.into(),
+        partitions: 2,
+        options: [
+            ("rate", "0"),
+            ("speedup", "60"),
+            ("seed", "7"),
+            ("start_time", "2024-05-01T00:00:00Z"),
+            ("limit", &limit.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    };
+    assert_eq!(
+        sluice::generate::run(&args, Arc::new(AtomicBool::new(false))).unwrap(),
+        limit
+    );
+}
+
+fn run_job(file: &Path, vars: &HashMap<String, String>) {
+    let sql = std::fs::read_to_string(file).unwrap();
+    let vars = vars.clone();
+    let graph = sluice::plan_with_env(&sql, &move |k| vars.get(k).cloned())
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let run = JobRun::build(
+        &graph,
+        &RunOptions {
+            parallelism: 2,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    run.run()
+        .unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
+}
+
+fn count(db: &str, sql: &str) -> i64 {
+    pg::rt().block_on(async {
+        let mut c = PgConnection::connect(db).await.unwrap();
+        sqlx::query(sql)
+            .fetch_one(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get::<i64, _>(0)
+    })
+}
+
+/// A database with the schema, filled by a real run of the four pipeline jobs.
+fn populated() -> String {
+    let db = pg::fresh_database("pipeline");
+    let schema = std::fs::read_to_string(repo().join("sql/schema.sql")).unwrap();
+    pg::rt().block_on(async {
+        let mut c = PgConnection::connect(&db).await.unwrap();
+        sqlx::raw_sql(&schema).execute(&mut c).await.unwrap();
+    });
+    let iot = pg::unique("pipe_iot");
+    let users = pg::unique("pipe_users");
+    generate("iot", &iot, 30_000);
+    generate("user-activity", &users, 30_000);
+    let out = tempfile::tempdir().unwrap();
+    let vars: HashMap<String, String> = [
+        ("KAFKA_BROKERS", brokers()),
+        ("IOT_SENSORS_TOPIC", iot),
+        ("USER_ACTIVITY_TOPIC", users),
+        ("SCAN_BOUNDED", "latest-offset".into()),
+        ("DATABASE_URL", db.clone()),
+        ("OUTPUT_DIR", out.path().display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for job in [
+        "iot_aggregates",
+        "iot_alerts",
+        "user_activity",
+        "long_sessions",
+    ] {
+        run_job(&repo().join(format!("sql/pipeline/{job}.sql")), &vars);
+    }
+    db
+}
+
+#[test]
+fn the_pipeline_jobs_fill_every_table_of_the_schema() {
+    let db = populated();
+    for table in [
+        "sensor_metrics_5m",
+        "sensor_battery_5m",
+        "iot_alerts",
+        "activity_by_browser",
+        "activity_by_event_type",
+        "activity_5m",
+        "sessions",
+        "long_sessions",
+    ] {
+        let n = count(&db, &format!("SELECT count(*) FROM {table}"));
+        assert!(n > 0, "{table} is empty");
+    }
+    for kind in ["high_temperature", "low_battery"] {
+        assert!(
+            count(
+                &db,
+                &format!("SELECT count(*) FROM iot_alerts WHERE kind = '{kind}'")
+            ) > 0,
+            "no {kind} alerts"
+        );
+    }
+    // Keyed tables hold one row per key; readings add up to the events.
+    assert_eq!(
+        count(&db, "SELECT sum(readings)::bigint FROM sensor_metrics_5m"),
+        30_000
+    );
+    assert_eq!(
+        count(&db, "SELECT sum(events)::bigint FROM activity_5m"),
+        30_000
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM long_sessions WHERE duration_seconds <= 300"
+        ),
+        0
+    );
+
+    // Every PostgreSQL panel's query, macros expanded to the data's time range, returns rows.
+    for (file, d) in dashboards() {
+        for p in d["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().unwrap() {
+                let Some(sql) = t["rawSql"].as_str() else {
+                    continue;
+                };
+                let sql = expand_macros(sql);
+                let n = count(&db, &format!("SELECT count(*) FROM ({sql}) q"));
+                assert!(
+                    n > 0,
+                    "{file}: panel {:?} returns no rows:\n{sql}",
+                    p["title"]
+                );
+            }
+        }
+    }
+}
+
+fn dashboards() -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(repo().join("grafana/dashboards")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            out.push((path.display().to_string(), v));
+        }
+    }
+    assert!(
+        out.len() >= 3,
+        "the IoT, user-activity and engine dashboards"
+    );
+    out
+}
+
+/// Grafana's macros over a fixed time range (what the data was generated in); any
+/// other macro or variable fails, so a dashboard cannot use one this test cannot run.
+fn expand_macros(sql: &str) -> String {
+    let (from, to) = (
+        "'2024-04-30T00:00:00Z'::timestamptz",
+        "'2024-05-02T00:00:00Z'::timestamptz",
+    );
+    let mut out = sql.to_string();
+    while let Some(i) = out.find("$__") {
+        let rest = &out[i..];
+        let open = rest
+            .find('(')
+            .unwrap_or_else(|| panic!("macro without arguments: {rest}"));
+        let close = rest.find(')').unwrap();
+        let name = &rest[3..open];
+        let args: Vec<&str> = rest[open + 1..close].split(',').map(str::trim).collect();
+        let replacement = match (name, args.as_slice()) {
+            ("timeFilter", [col]) => format!("{col} BETWEEN {from} AND {to}"),
+            ("timeFrom", [""]) => from.to_string(),
+            ("timeTo", [""]) => to.to_string(),
+            ("timeGroupAlias", [col, step]) => {
+                let secs: i64 = match step.split_at(step.len() - 1) {
+                    (n, "s") => n.parse().unwrap(),
+                    (n, "m") => n.parse::<i64>().unwrap() * 60,
+                    (n, "h") => n.parse::<i64>().unwrap() * 3600,
+                    _ => panic!("interval {step}"),
+                };
+                format!(
+                    "to_timestamp(floor(extract(epoch from {col}) / {secs}) * {secs}) AS \"time\""
+                )
+            }
+            _ => panic!(
+                "a macro this test cannot expand: $__{name}({})",
+                args.join(", ")
+            ),
+        };
+        out.replace_range(i..i + close + 1, &replacement);
+    }
+    assert!(!out.contains('$'), "an unexpanded variable in: {out}");
+    out
+}
+
+#[test]
+fn dashboards_and_provisioning_have_what_grafana_needs() {
+    let ds: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join("grafana/provisioning/datasources/sluice.yml"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ds["apiVersion"], 1);
+    let sources: HashMap<String, String> = ds["datasources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            for k in ["name", "type", "url"] {
+                assert!(d[k].as_str().is_some_and(|v| !v.is_empty()), "{k} in {d:?}");
+            }
+            (
+                d["uid"].as_str().unwrap().to_string(),
+                d["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let providers: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join("grafana/provisioning/dashboards/sluice.yml"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(providers["apiVersion"], 1);
+    assert_eq!(
+        providers["providers"][0]["options"]["path"],
+        "/var/lib/grafana/dashboards"
+    );
+
+    let mut uids = std::collections::HashSet::new();
+    for (file, d) in dashboards() {
+        assert!(
+            uids.insert(d["uid"].as_str().unwrap().to_string()),
+            "{file}: uid"
+        );
+        assert!(
+            d["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{file}: title"
+        );
+        let panels = d["panels"].as_array().unwrap();
+        assert!(panels.len() >= 6, "{file}: panels");
+        let mut ids = std::collections::HashSet::new();
+        for p in panels {
+            let title = p["title"].as_str().unwrap();
+            assert!(
+                ids.insert(p["id"].as_u64().unwrap()),
+                "{file}: panel id of {title}"
+            );
+            assert!(p["type"].as_str().is_some() && p["gridPos"]["w"].as_u64().is_some());
+            let targets = p["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{file}: {title} has no query");
+            for t in targets.iter().chain([p]) {
+                let uid = t["datasource"]["uid"].as_str().unwrap();
+                let ty = t["datasource"]["type"].as_str().unwrap();
+                assert_eq!(
+                    sources.get(uid).map(String::as_str),
+                    Some(ty),
+                    "{file}: {title} uses data source {uid} ({ty}), not provisioned"
+                );
+            }
+            for t in targets {
+                if let Some(expr) = t["expr"].as_str() {
+                    // Every metric name in a PromQL expression is one Sluice exposes.
+                    for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                        if word.starts_with("sluice_") {
+                            assert!(
+                                sluice_server::prometheus::METRIC_NAMES.contains(&word),
+                                "{file}: {title}: /metrics has no {word}"
+                            );
+                        }
+                    }
+                } else {
+                    let sql = t["rawSql"].as_str().unwrap();
+                    assert!(
+                        sql.contains("$__timeFilter("),
+                        "{file}: {title} ignores the time picker"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+-- The PostgreSQL tables the pipeline jobs (sql/pipeline/*.sql) write and the Grafana
+-- dashboards (grafana/dashboards/*.json) read. Window results are keyed by their window
+-- and group (the sink upserts on the key, so a replay after a crash rewrites, never
+-- doubles); alerts are appended, fenced by the sink's epoch. The indexes serve the
+-- dashboards' time-range filters.
+
+CREATE TABLE IF NOT EXISTS sensor_metrics_5m (
+    window_start    timestamptz NOT NULL,
+    window_end      timestamptz NOT NULL,
+    location        text NOT NULL,
+    readings        bigint,
+    avg_temperature double precision,
+    min_temperature double precision,
+    max_temperature double precision,
+    avg_humidity    double precision,
+    avg_pressure    double precision,
+    min_battery     double precision,
+    PRIMARY KEY (window_start, location)
+);
+
+CREATE TABLE IF NOT EXISTS sensor_battery_5m (
+    window_start timestamptz NOT NULL,
+    window_end   timestamptz NOT NULL,
+    sensor_id    text NOT NULL,
+    location     text NOT NULL,
+    min_battery  double precision,
+    PRIMARY KEY (window_start, sensor_id)
+);
+CREATE INDEX IF NOT EXISTS sensor_battery_5m_sensor ON sensor_battery_5m (sensor_id, window_start);
+
+CREATE TABLE IF NOT EXISTS iot_alerts (
+    alert_time timestamptz NOT NULL,
+    kind       text NOT NULL,
+    entity     text NOT NULL,
+    location   text,
+    value      double precision,
+    threshold  double precision
+);
+CREATE INDEX IF NOT EXISTS iot_alerts_time ON iot_alerts (alert_time);
+CREATE INDEX IF NOT EXISTS iot_alerts_kind_time ON iot_alerts (kind, alert_time);
+
+CREATE TABLE IF NOT EXISTS activity_by_browser (
+    window_start timestamptz NOT NULL,
+    window_end   timestamptz NOT NULL,
+    browser      text NOT NULL,
+    events       bigint,
+    users        bigint,
+    purchases    bigint,
+    PRIMARY KEY (window_start, browser)
+);
+
+CREATE TABLE IF NOT EXISTS activity_by_event_type (
+    window_start timestamptz NOT NULL,
+    window_end   timestamptz NOT NULL,
+    event_type   text NOT NULL,
+    events       bigint,
+    users        bigint,
+    PRIMARY KEY (window_start, event_type)
+);
+
+CREATE TABLE IF NOT EXISTS activity_5m (
+    window_start   timestamptz NOT NULL PRIMARY KEY,
+    window_end     timestamptz NOT NULL,
+    events         bigint,
+    distinct_users bigint,
+    sessions       bigint,
+    purchases      bigint
+);
+
+-- Every session (for the duration distribution), keyed by user and start.
+CREATE TABLE IF NOT EXISTS sessions (
+    session_start    timestamptz NOT NULL,
+    session_end      timestamptz NOT NULL,
+    user_id          text NOT NULL,
+    duration_seconds bigint,
+    events           bigint,
+    purchases        bigint,
+    PRIMARY KEY (user_id, session_start)
+);
+CREATE INDEX IF NOT EXISTS sessions_end ON sessions (session_end);
+
+-- Sessions longer than 5 minutes: the alerts.
+CREATE TABLE IF NOT EXISTS long_sessions (
+    session_start    timestamptz NOT NULL,
+    session_end      timestamptz NOT NULL,
+    user_id          text NOT NULL,
+    duration_seconds bigint,
+    events           bigint,
+    purchases        bigint,
+    PRIMARY KEY (user_id, session_start)
+);
+CREATE INDEX IF NOT EXISTS long_sessions_end ON long_sessions (session_end);
+
+-- Written by the sinks themselves (one row per job and sink: the last committed epoch).
+CREATE TABLE IF NOT EXISTS sluice_sink_progress (
+    job        text NOT NULL,
+    sink       text NOT NULL,
+    epoch      bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job, sink)
+);
