@@ -320,3 +320,149 @@ fn dashboards_and_provisioning_have_what_grafana_needs() {
         }
     }
 }
+
+/// What `docker compose config` would check, without a Docker engine: the file parses,
+/// services reference what exists, and ports, credentials and environment agree with
+/// Grafana's provisioning, Prometheus's config and what the jobs and the code read.
+#[test]
+fn docker_compose_agrees_with_the_code_and_the_provisioning() {
+    let read_yaml = |p: &str| -> serde_yaml::Value {
+        let mut v: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(repo().join(p)).unwrap())
+                .unwrap_or_else(|e| panic!("{p}: {e}"));
+        v.apply_merge().unwrap();
+        v
+    };
+    let compose = read_yaml("docker-compose.yml");
+    let services = compose["services"].as_mapping().unwrap();
+    let names: Vec<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
+    for want in [
+        "kafka",
+        "postgres",
+        "sluice",
+        "iot-generator",
+        "activity-generator",
+        "submit-jobs",
+        "prometheus",
+        "grafana",
+    ] {
+        assert!(names.contains(&want), "service {want} missing");
+    }
+    let s = |name: &str| &compose["services"][name];
+    let env = |name: &str, key: &str| s(name)["environment"][key].as_str().map(str::to_string);
+    for (name, svc) in services {
+        let name = name.as_str().unwrap();
+        assert!(
+            svc["image"].is_string() || svc["build"].is_string(),
+            "{name}: no image or build"
+        );
+        let deps: Vec<String> = match &svc["depends_on"] {
+            serde_yaml::Value::Sequence(v) => {
+                v.iter().map(|d| d.as_str().unwrap().into()).collect()
+            }
+            serde_yaml::Value::Mapping(m) => m.keys().map(|d| d.as_str().unwrap().into()).collect(),
+            _ => Vec::new(),
+        };
+        for d in deps {
+            assert!(names.contains(&d.as_str()), "{name} depends on unknown {d}");
+        }
+        for v in svc["volumes"].as_sequence().into_iter().flatten() {
+            let src = v.as_str().unwrap().split(':').next().unwrap();
+            if src.starts_with("./") {
+                assert!(repo().join(src).exists(), "{name} mounts missing {src}");
+            } else {
+                let declared = compose["volumes"].as_mapping().unwrap();
+                assert!(
+                    declared.contains_key(src),
+                    "{name}: volume {src} is not declared"
+                );
+            }
+        }
+    }
+    // Grafana on 3000 with the provisioning where Grafana looks for it.
+    let gvol: Vec<&str> = s("grafana")["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(s("grafana")["ports"][0].as_str() == Some("3000:3000"));
+    assert!(gvol.contains(&"./grafana/provisioning:/etc/grafana/provisioning:ro"));
+    assert!(gvol.contains(&"./grafana/dashboards:/var/lib/grafana/dashboards:ro"));
+    // The PostgreSQL data source is the compose database, with its credentials.
+    let ds = read_yaml("grafana/provisioning/datasources/sluice.yml");
+    let pg = ds["datasources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|d| d["uid"] == "sluice-postgres")
+        .unwrap();
+    assert_eq!(pg["url"], "postgres:5432");
+    assert_eq!(
+        pg["jsonData"]["database"].as_str(),
+        env("postgres", "POSTGRES_DB").as_deref()
+    );
+    assert_eq!(
+        pg["user"].as_str(),
+        env("postgres", "POSTGRES_USER").as_deref()
+    );
+    assert_eq!(
+        pg["secureJsonData"]["password"].as_str(),
+        env("postgres", "POSTGRES_PASSWORD").as_deref()
+    );
+    let prom = ds["datasources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|d| d["uid"] == "sluice-prometheus")
+        .unwrap();
+    assert_eq!(prom["url"], "http://prometheus:9090");
+    // Prometheus scrapes the server's /metrics on the port it listens on.
+    let p = read_yaml("grafana/prometheus.yml");
+    assert_eq!(p["scrape_configs"][0]["metrics_path"], "/metrics");
+    assert_eq!(
+        p["scrape_configs"][0]["static_configs"][0]["targets"][0],
+        "sluice:8080"
+    );
+    let cmd: Vec<&str> = s("sluice")["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(cmd[..3], ["serve", "--listen", "0.0.0.0:8080"]);
+    assert_eq!(s("sluice")["ports"][0], "8080:8080");
+    // The server expands the jobs' ${VARS} from its own environment: every variable the
+    // pipeline jobs use without a default is set, and the database URL is the compose one.
+    let url = env("sluice", "DATABASE_URL").unwrap();
+    assert_eq!(url, "postgres://postgres:sluice@postgres:5432/sluice");
+    assert_eq!(
+        env("sluice", "KAFKA_BROKERS").as_deref(),
+        Some("kafka:9092")
+    );
+    let submit = s("submit-jobs")["command"][0].as_str().unwrap();
+    assert_eq!(
+        env("submit-jobs", "SLUICE_SERVER").as_deref(),
+        Some("http://sluice:8080")
+    );
+    for job in [
+        "iot_aggregates",
+        "iot_alerts",
+        "user_activity",
+        "long_sessions",
+    ] {
+        assert!(repo().join(format!("sql/pipeline/{job}.sql")).exists());
+        assert!(submit.contains(job), "submit-jobs does not submit {job}");
+    }
+    assert!(submit.contains("/sql/pipeline/"));
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("COPY sql /sql") && dockerfile.contains("ENTRYPOINT [\"sluice\"]"));
+    // The generators write the topics the jobs read by default.
+    for (svc, topic) in [
+        ("iot-generator", "iot_sensors"),
+        ("activity-generator", "user_activity"),
+    ] {
+        let c = s(svc)["command"][0].as_str().unwrap();
+        assert!(c.contains(&format!("--topic {topic}")) && c.contains("--brokers kafka:9092"));
+    }
+}
