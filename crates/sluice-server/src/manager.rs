@@ -207,6 +207,8 @@ struct Inner {
     dir: PathBuf,
     policy: RestartPolicy,
     jobs: Mutex<BTreeMap<String, Job>>,
+    /// Set by [`Manager::shutdown`]: jobs ending now stay active in the catalog.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// Runs and keeps track of jobs. Cheap to clone.
@@ -263,6 +265,7 @@ impl Manager {
                 dir,
                 policy,
                 jobs: Mutex::new(BTreeMap::new()),
+                closing: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         let mut resume = Vec::new();
@@ -303,6 +306,9 @@ impl Manager {
     }
 
     fn save(&self, jobs: &BTreeMap<String, Job>) {
+        if self.inner.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let entries: Vec<CatalogEntry> = jobs
             .values()
             .map(|j| CatalogEntry {
@@ -509,8 +515,12 @@ impl Manager {
                     j.desired = Desired::Stop;
                 }
             }
-            // Saved as they are: active jobs come back on the next start.
+            // Saved as they are: active jobs come back on the next start. Nothing is
+            // saved after this, so their ending does not mark them stopped.
             self.save(&jobs);
+            self.inner
+                .closing
+                .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         for h in &handles {
             h.stop();

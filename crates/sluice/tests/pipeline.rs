@@ -466,3 +466,75 @@ fn docker_compose_agrees_with_the_code_and_the_provisioning() {
         assert!(c.contains(&format!("--topic {topic}")) && c.contains("--brokers kafka:9092"));
     }
 }
+
+fn pipeline_script(cmd: &str, env: &[(&str, String)]) -> String {
+    let out = std::process::Command::new("bash")
+        .arg(repo().join("scripts/pipeline.sh"))
+        .arg(cmd)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("SLUICE_BIN", env!("CARGO_BIN_EXE_sluice"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "pipeline.sh {cmd}: {text}");
+    text
+}
+
+#[test]
+fn the_no_docker_script_brings_the_pipeline_up_and_down() {
+    let state = tempfile::tempdir().unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, kafka_port) = (free(), free());
+    let db_name = pg::unique("pipeline_script");
+    let env = [
+        ("SLUICE_PIPELINE_STATE", state.path().display().to_string()),
+        ("SLUICE_PIPELINE_PORT", port.to_string()),
+        ("SLUICE_PIPELINE_KAFKA_PORT", kafka_port.to_string()),
+        ("SLUICE_PIPELINE_DB", db_name.clone()),
+        // Event time 600 times faster: windows close within seconds.
+        ("GEN_SPEEDUP", "600".to_string()),
+    ];
+    let text = pipeline_script("start", &env);
+    assert!(text.contains("The pipeline runs"), "{text}");
+    let admin = pg::admin_url();
+    let db = format!("{}/{db_name}", admin.rsplit_once('/').unwrap().0);
+    let t0 = std::time::Instant::now();
+    while count(&db, "SELECT count(*) FROM sensor_metrics_5m") == 0
+        || count(&db, "SELECT count(*) FROM activity_5m") == 0
+    {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(90),
+            "no window results reached PostgreSQL"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let text = pipeline_script("stop", &env);
+    assert!(text.contains("stopped"), "{text}");
+    let status = pipeline_script("status", &env);
+    assert_eq!(status.matches(": stopped").count(), 3, "{status}");
+    for p in [port, kafka_port] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", p)).is_err(),
+            "port {p} still answers"
+        );
+    }
+    // The server stopped its jobs with a final checkpoint and kept them active in its
+    // catalog, so the next start resumes them.
+    let catalog =
+        std::fs::read_to_string(state.path().join("checkpoints/sluice-jobs.json")).unwrap();
+    assert_eq!(
+        catalog.matches("\"state\": \"running\"").count(),
+        4,
+        "{catalog}"
+    );
+}
