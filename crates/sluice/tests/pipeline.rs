@@ -321,6 +321,100 @@ fn dashboards_and_provisioning_have_what_grafana_needs() {
     }
 }
 
+/// The part of the Compose specification this file uses, checked key by key: a
+/// misspelt key or a value of the wrong kind fails, as `docker compose config` would.
+fn check_compose_shape(compose: &serde_yaml::Value) {
+    use serde_yaml::Value;
+    let keys = |v: &Value| -> Vec<String> {
+        v.as_mapping()
+            .unwrap_or_else(|| panic!("not a mapping: {v:?}"))
+            .keys()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect()
+    };
+    for k in keys(compose) {
+        assert!(
+            ["name", "services", "volumes", "networks"].contains(&k.as_str())
+                || k.starts_with("x-"),
+            "top-level key {k}"
+        );
+    }
+    let duration = |v: &Value| {
+        let t = v.as_str().unwrap_or_default();
+        assert!(
+            t.strip_suffix("ms")
+                .or(t.strip_suffix('s'))
+                .or(t.strip_suffix('m'))
+                .is_some_and(|n| n.parse::<u64>().is_ok()),
+            "a duration: {v:?}"
+        );
+    };
+    let strings = |v: &Value, what: &str| {
+        for item in v.as_sequence().unwrap_or_else(|| panic!("{what}: a list")) {
+            assert!(item.is_string(), "{what}: {item:?} is not a string");
+        }
+    };
+    for (name, svc) in compose["services"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        for k in keys(svc) {
+            let v = &svc[k.as_str()];
+            match k.as_str() {
+                "image" | "build" => assert!(v.is_string(), "{name}.{k}"),
+                "command" | "entrypoint" => strings(v, &format!("{name}.{k}")),
+                "volumes" | "ports" => strings(v, &format!("{name}.{k}")),
+                "environment" => {
+                    for (ek, ev) in v.as_mapping().unwrap() {
+                        assert!(
+                            ek.is_string() && ev.is_string(),
+                            "{name}.environment: {ek:?}"
+                        );
+                    }
+                }
+                "restart" => assert!(
+                    ["no", "always", "on-failure", "unless-stopped"].contains(&v.as_str().unwrap()),
+                    "{name}.restart"
+                ),
+                "depends_on" => match v {
+                    Value::Sequence(_) => strings(v, &format!("{name}.depends_on")),
+                    Value::Mapping(m) => {
+                        for dep in m.values() {
+                            assert_eq!(keys(dep), ["condition"], "{name}.depends_on");
+                            assert!(
+                                [
+                                    "service_started",
+                                    "service_healthy",
+                                    "service_completed_successfully"
+                                ]
+                                .contains(&dep["condition"].as_str().unwrap()),
+                                "{name}.depends_on condition"
+                            );
+                        }
+                    }
+                    _ => panic!("{name}.depends_on"),
+                },
+                "healthcheck" => {
+                    for hk in keys(v) {
+                        match hk.as_str() {
+                            "test" => strings(&v["test"], &format!("{name}.healthcheck.test")),
+                            "interval" | "timeout" | "start_period" => duration(&v[hk.as_str()]),
+                            "retries" => assert!(v["retries"].as_u64().is_some()),
+                            other => panic!("{name}.healthcheck.{other}"),
+                        }
+                    }
+                }
+                other => panic!("{name}: key {other} is not one this file should use"),
+            }
+        }
+        for p in svc["ports"].as_sequence().into_iter().flatten() {
+            let (host, container) = p.as_str().unwrap().split_once(':').unwrap();
+            assert!(
+                host.parse::<u16>().is_ok() && container.parse::<u16>().is_ok(),
+                "{name}: port {p:?}"
+            );
+        }
+    }
+}
+
 /// What `docker compose config` would check, without a Docker engine: the file parses,
 /// services reference what exists, and ports, credentials and environment agree with
 /// Grafana's provisioning, Prometheus's config and what the jobs and the code read.
@@ -334,6 +428,7 @@ fn docker_compose_agrees_with_the_code_and_the_provisioning() {
         v
     };
     let compose = read_yaml("docker-compose.yml");
+    check_compose_shape(&compose);
     let services = compose["services"].as_mapping().unwrap();
     let names: Vec<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
     for want in [
