@@ -157,7 +157,10 @@ fn submit_stop_resume_beside_a_straight_job_gives_the_same_table() {
 
     // Two jobs side by side.
     let a = submit(&c, "straight", &job_sql(&straight_db, EVENTS));
-    assert_eq!(a["state"], "starting", "{a}");
+    assert!(
+        ["starting", "running"].contains(&a["state"].as_str().unwrap()),
+        "{a}"
+    );
     assert!(a["id"].as_str().is_some_and(|id| !id.is_empty()));
     submit(&c, "resumed", &job_sql(&resumed_db, EVENTS));
     wait_state(&c, "resumed", &["running"], Duration::from_secs(30));
