@@ -32,8 +32,11 @@ case "$cmd" in
         exit 1
       }
     fi
-    as_owner "$bin/pg_ctl" -D "$dir" -w -t 30 -l "$dir/server.log" \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+    if ! as_owner "$bin/pg_ctl" -D "$dir" -w -t 30 -l "$dir/server.log" \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null; then
+      tail -20 "$dir/server.log" >&2
+      exit 1
+    fi
     ;;
   stop)
     as_owner "$bin/pg_ctl" -D "$dir" -m fast -w -t 30 stop >/dev/null

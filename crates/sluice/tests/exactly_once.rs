@@ -484,7 +484,12 @@ impl PrivatePostgres {
     }
 
     fn start(dir: &Path) -> Self {
-        let port = 55_400 + (std::process::id() % 500) as u16;
+        // A port nothing listens on now (the kernel's choice).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let pg = PrivatePostgres {
             dir: dir.join("pg"),
             port,
