@@ -440,3 +440,59 @@ fn the_cli_submits_lists_and_stops_jobs_and_shows_sql_errors_against_the_file() 
     assert_ne!(code, 0);
     assert!(err.contains("401"), "{err}");
 }
+
+#[test]
+fn kafka_consumer_lag_is_exposed_per_partition_and_reaches_zero() {
+    let brokers = std::env::var("SLUICE_KAFKA_BROKERS")
+        .expect("SLUICE_KAFKA_BROKERS is not set: run scripts/test.sh");
+    let topic = pg::unique("lag");
+    let args = sluice::generate::GenerateArgs {
+        profile: "iot".into(),
+        brokers: brokers.clone(),
+        topic: topic.clone(),
+        partitions: 3,
+        options: vec![
+            ("rate".into(), "0".into()),
+            ("limit".into(), "20000".into()),
+        ],
+    };
+    sluice::generate::run(
+        &args,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), free_port());
+    let c = server.client();
+    let sql = format!(
+        "CREATE TABLE iot (sensor_id TEXT NOT NULL) WITH (connector = 'kafka', topic = '{topic}',
+             'bootstrap.servers' = '{brokers}');
+         CREATE TABLE out WITH (connector = 'blackhole');
+         INSERT INTO out SELECT sensor_id FROM iot;"
+    );
+    submit(&c, "reader", &sql);
+    // librdkafka reports statistics every 2 s: wait for a report after everything is read.
+    let t0 = Instant::now();
+    loop {
+        let text = c.metrics().unwrap();
+        let lags: Vec<f64> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with(
+                    "sluice_kafka_consumer_lag{job=\"reader\",source=\"iot\",partition=\"",
+                )
+            })
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+            .collect();
+        let read = job(&c, "reader")["events_in"].as_u64().unwrap();
+        if lags.len() == 3 && read == 20_000 && lags.iter().all(|l| *l == 0.0) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "lag per partition {lags:?} after reading {read} of 20000"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.call("POST", "/api/v1/jobs/reader/cancel", None).unwrap();
+}
