@@ -36,12 +36,14 @@ pub struct TaskCounters {
 }
 
 impl TaskCounters {
-    pub fn input(&self, batch: &datafusion::arrow::record_batch::RecordBatch) {
+    /// Counts a batch in; returns its size in bytes (Arrow memory).
+    pub fn input(&self, batch: &datafusion::arrow::record_batch::RecordBatch) -> u64 {
+        let bytes = batch.get_array_memory_size() as u64;
         self.rows_in
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        self.bytes_in
-            .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
         self.batches_in.fetch_add(1, Ordering::Relaxed);
+        bytes
     }
     pub fn output(&self, batch: &datafusion::arrow::record_batch::RecordBatch) {
         self.rows_out
@@ -126,11 +128,10 @@ impl JobMetrics {
     pub fn add_events_in(&self, n: u64) {
         self.events_in.fetch_add(n, Ordering::Relaxed);
     }
-    /// A source's batch: events, bytes (Arrow memory) and one batch.
-    pub fn add_source_batch(&self, batch: &datafusion::arrow::record_batch::RecordBatch) {
-        self.add_events_in(batch.num_rows() as u64);
-        self.bytes_in
-            .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+    /// A source's batch of `rows` events and `bytes` (Arrow memory).
+    pub fn add_source_batch(&self, rows: u64, bytes: u64) {
+        self.add_events_in(rows);
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
         self.batches_in.fetch_add(1, Ordering::Relaxed);
     }
     /// The counters of the task `name` (made on first use).

@@ -123,7 +123,7 @@ struct Job {
     restarts: u32,
     last_error: Option<String>,
     handle: Option<JobHandle>,
-    /// The metrics of the last run, kept after it ends.
+    /// The current or last run (set with `handle`, kept after the run ends): its metrics.
     last_metrics: Option<JobHandle>,
     /// Events per second over the last sampling interval.
     rate: f64,
@@ -492,7 +492,7 @@ impl Manager {
         Ok(jobs
             .values()
             .map(|j| {
-                let h = j.handle.as_ref().or(j.last_metrics.as_ref());
+                let h = j.last_metrics.as_ref();
                 JobFigures {
                     name: j.name.clone(),
                     state: j.state,
@@ -567,7 +567,7 @@ fn state_word(s: JobState) -> &'static str {
 }
 
 fn info(j: &Job, detail: bool) -> JobInfo {
-    let h = j.handle.as_ref().or(j.last_metrics.as_ref());
+    let h = j.last_metrics.as_ref();
     let s = h.map_or_else(empty_snapshot, |h| h.metrics.snapshot());
     let wm = (s.watermark != Watermark::MIN).then(|| s.watermark.millis());
     JobInfo {

@@ -41,32 +41,35 @@ impl Client {
         }
     }
 
-    /// Sends a request; a 2xx answer's JSON (or null), else a [`Refusal`].
-    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+    fn authorized<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => r.header("Authorization", &format!("Bearer {t}")),
+            None => r,
+        }
+    }
+
+    /// Sends a request; the status and body of whatever answer came.
+    fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String)> {
         let url = format!("{}{path}", self.base);
-        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let with_auth = |r: ureq::RequestBuilder<ureq::typestate::WithoutBody>| match &auth {
-            Some(a) => r.header("Authorization", a),
-            None => r,
-        };
-        let with_auth_body = |r: ureq::RequestBuilder<ureq::typestate::WithBody>| match &auth {
-            Some(a) => r.header("Authorization", a),
-            None => r,
-        };
         let sent = match (method, body) {
-            ("GET", _) => with_auth(self.agent.get(&url)).call(),
-            ("DELETE", _) => with_auth(self.agent.delete(&url)).call(),
-            (_, Some(b)) => with_auth_body(self.agent.post(&url)).send_json(b),
-            (_, None) => with_auth_body(self.agent.post(&url)).send_empty(),
+            ("GET", _) => self.authorized(self.agent.get(&url)).call(),
+            ("DELETE", _) => self.authorized(self.agent.delete(&url)).call(),
+            (_, Some(b)) => self.authorized(self.agent.post(&url)).send_json(b),
+            (_, None) => self.authorized(self.agent.post(&url)).send_empty(),
         };
         let mut resp = sent.map_err(|e| {
             anyhow!("cannot reach the Sluice server at {}: {e} (start one with `sluice serve`, or point --server / SLUICE_SERVER at it)", self.base)
         })?;
-        let status = resp.status().as_u16();
         let text = resp
             .body_mut()
             .read_to_string()
             .map_err(|e| anyhow!("reading the server's answer: {e}"))?;
+        Ok((resp.status().as_u16(), text))
+    }
+
+    /// Sends a request; a 2xx answer's JSON (or null), else a [`Refusal`].
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+        let (status, text) = self.send(method, path, body)?;
         let value: Value = if text.trim().is_empty() {
             Value::Null
         } else {
@@ -85,16 +88,9 @@ impl Client {
 
     /// The `/metrics` text.
     pub fn metrics(&self) -> Result<String> {
-        let url = format!("{}/metrics", self.base);
-        let mut r = self.agent.get(&url);
-        if let Some(t) = &self.token {
-            r = r.header("Authorization", &format!("Bearer {t}"));
-        }
-        let mut resp = r.call().map_err(|e| anyhow!("cannot reach {url}: {e}"))?;
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string()?;
+        let (status, text) = self.send("GET", "/metrics", None)?;
         if status != 200 {
-            return Err(anyhow!("{url}: {status}: {text}"));
+            return Err(anyhow!("{}/metrics: {status}: {text}", self.base));
         }
         Ok(text)
     }

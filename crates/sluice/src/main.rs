@@ -277,10 +277,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 options.parallelism = p.max(1);
             }
             if let Some(i) = checkpoint_interval {
-                let ms = sluice_sql::parse_interval_text(&i)
-                    .map_err(|e| anyhow::anyhow!("--checkpoint-interval {i}: {e}"))?;
-                options.checkpoint_interval =
-                    Some(std::time::Duration::from_millis(ms.max(10) as u64));
+                options.checkpoint_interval = Some(checkpoint_interval_flag(&i)?);
             }
             let mut cp = checkpoints.options(&file);
             cp.restore = match (fresh, from_checkpoint) {
@@ -511,15 +508,18 @@ fn refused(e: anyhow::Error, file: Option<(&Path, &str)>) -> Result<ExitCode> {
     }
 }
 
+/// `--checkpoint-interval`: a duration, at least 10 ms.
+fn checkpoint_interval_flag(text: &str) -> Result<std::time::Duration> {
+    let ms = sluice_sql::parse_interval_text(text)
+        .map_err(|e| anyhow::anyhow!("--checkpoint-interval {text}: {e}"))?;
+    Ok(std::time::Duration::from_millis(ms.max(10) as u64))
+}
+
 fn serve(cmd: ServeCmd) -> Result<ExitCode> {
     let backoff = sluice_sql::parse_interval_text(&cmd.restart_backoff)
         .map_err(|e| anyhow::anyhow!("--restart-backoff {}: {e}", cmd.restart_backoff))?;
     let checkpoint_interval = match &cmd.checkpoint_interval {
-        Some(i) => Some(std::time::Duration::from_millis(
-            sluice_sql::parse_interval_text(i)
-                .map_err(|e| anyhow::anyhow!("--checkpoint-interval {i}: {e}"))?
-                .max(10) as u64,
-        )),
+        Some(i) => Some(checkpoint_interval_flag(i)?),
         None => None,
     };
     let launcher = sluice::server::EngineLauncher {

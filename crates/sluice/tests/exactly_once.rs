@@ -16,7 +16,6 @@ mod pg;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::compute::concat_batches;
@@ -27,11 +26,6 @@ use sluice::checkpoints::{CheckpointOptions, Restore};
 use sluice::engine::{JobRun, RunOptions};
 use sluice_runtime::Source;
 use sqlx::{Connection, PgConnection, Row};
-
-fn brokers() -> String {
-    std::env::var("SLUICE_KAFKA_BROKERS")
-        .expect("SLUICE_KAFKA_BROKERS is not set: run scripts/test.sh")
-}
 
 fn ts(col: &str) -> String {
     format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS {col}")
@@ -154,24 +148,9 @@ fn assert_matches_oracle(db: &str, limit: u64, (rate, speedup): (&str, &str)) {
 /// Generated IoT events in a new topic with three partitions.
 fn topic_with_events(limit: u64) -> String {
     let topic = unique("iot");
-    let mut options: Vec<(String, String)> = GENERATOR
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    options.push(("rate".into(), KAFKA_RATE.0.into()));
-    options.push(("speedup".into(), KAFKA_RATE.1.into()));
-    options.push(("limit".into(), limit.to_string()));
-    let args = sluice::generate::GenerateArgs {
-        profile: "iot".into(),
-        brokers: brokers(),
-        topic: topic.clone(),
-        partitions: 3,
-        options,
-    };
-    assert_eq!(
-        sluice::generate::run(&args, Arc::new(AtomicBool::new(false))).unwrap(),
-        limit
-    );
+    let mut options = GENERATOR.to_vec();
+    options.extend([("rate", KAFKA_RATE.0), ("speedup", KAFKA_RATE.1)]);
+    support::generate_topic("iot", &topic, 3, &options, limit);
     topic
 }
 
@@ -179,7 +158,7 @@ fn kafka_source(topic: &str) -> String {
     format!(
         "connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = '{}',
          scan.bounded.mode = 'latest-offset'",
-        brokers()
+        support::brokers()
     )
 }
 
@@ -356,6 +335,22 @@ fn run_generated(
     r
 }
 
+/// A fresh database and checkpoint directory, and a run of `events` stopped after 0.7 s.
+fn stopped_midway(name: &str, events: u64) -> (String, tempfile::TempDir, std::path::PathBuf) {
+    let db = fresh_database(name);
+    let dir = tempfile::tempdir().unwrap();
+    let cps = dir.path().join("checkpoints");
+    run_generated(
+        &db,
+        Some((&cps, Restore::Fresh)),
+        events,
+        Some(Duration::from_millis(700)),
+        "",
+    )
+    .unwrap();
+    (db, dir, cps)
+}
+
 #[test]
 fn stopped_and_restored_from_a_chosen_checkpoint_equals_a_straight_run() {
     const EVENTS: u64 = 90_000;
@@ -363,17 +358,7 @@ fn stopped_and_restored_from_a_chosen_checkpoint_equals_a_straight_run() {
     run_generated(&straight, None, EVENTS, None, "").unwrap();
     assert_matches_oracle(&straight, EVENTS, PACED_RATE);
 
-    let db = fresh_database("resumed");
-    let dir = tempfile::tempdir().unwrap();
-    let cps = dir.path().join("checkpoints");
-    run_generated(
-        &db,
-        Some((&cps, Restore::Fresh)),
-        EVENTS,
-        Some(Duration::from_millis(700)),
-        "",
-    )
-    .unwrap();
+    let (db, _dir, cps) = stopped_midway("resumed", EVENTS);
     let epoch = newest_epoch(&cps);
     assert!(epoch > 0, "the stop took a final checkpoint");
     let half = pg_rows(&db, &metrics_select());
@@ -404,17 +389,7 @@ fn stopped_and_restored_from_a_chosen_checkpoint_equals_a_straight_run() {
 #[test]
 fn a_damaged_newest_checkpoint_is_skipped_and_another_plan_is_refused() {
     const EVENTS: u64 = 90_000;
-    let db = fresh_database("damaged");
-    let dir = tempfile::tempdir().unwrap();
-    let cps = dir.path().join("checkpoints");
-    run_generated(
-        &db,
-        Some((&cps, Restore::Fresh)),
-        EVENTS,
-        Some(Duration::from_millis(700)),
-        "",
-    )
-    .unwrap();
+    let (db, _dir, cps) = stopped_midway("damaged", EVENTS);
     let store = sluice_state::CheckpointStore::new(&cps, "job");
     let epochs = store.epochs().unwrap();
     assert!(epochs.len() >= 2, "{epochs:?}");
@@ -485,12 +460,7 @@ impl PrivatePostgres {
     }
 
     fn start(dir: &Path) -> Self {
-        // A port nothing listens on now (the kernel's choice).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = support::free_port();
         let pg = PrivatePostgres {
             dir: dir.join("pg"),
             port,

@@ -10,7 +10,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::json::ReaderBuilder;
@@ -20,12 +19,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use sluice::engine::{JobRun, RunOptions};
-
-fn brokers() -> String {
-    std::env::var("SLUICE_KAFKA_BROKERS").expect(
-        "SLUICE_KAFKA_BROKERS is not set: run scripts/test.sh, or scripts/kafka.sh start and export it",
-    )
-}
 
 fn topic(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -41,7 +34,7 @@ type Record = (i32, i64, Option<Vec<u8>>, Vec<u8>);
 /// Every record of a topic, per partition in offset order.
 fn read_back(topic: &str) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", support::brokers())
         .set("group.id", format!("reader-{topic}"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
@@ -95,49 +88,22 @@ fn read_back(topic: &str) -> Vec<Record> {
 
 fn producer() -> BaseProducer {
     ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", support::brokers())
         .create()
         .unwrap()
 }
 
+/// Runs a job at parallelism 2.
 fn run_sql(sql: &str, vars: &[(&str, String)]) -> sluice_runtime::MetricsSnapshot {
-    let map: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    let graph = sluice::plan_with_env(sql, &move |k| map.get(k).cloned()).unwrap();
-    let run = JobRun::build(
-        &graph,
-        &RunOptions {
-            parallelism: 2,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
-    let metrics = run.handle.metrics.clone();
-    run.run().unwrap();
-    metrics.snapshot()
+    support::run_job(sql, vars, 2)
 }
 
 /// A new 3-partition topic holding 30,000 generated IoT events (unpaced).
 fn generated_topic(name: &str, options: &[(&str, &str)]) -> String {
     let t = topic(name);
-    let mut all = vec![
-        ("rate".to_string(), "0".to_string()),
-        ("limit".into(), "30000".into()),
-    ];
-    all.extend(options.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let args = sluice::generate::GenerateArgs {
-        profile: "iot".into(),
-        brokers: brokers(),
-        topic: t.clone(),
-        partitions: 3,
-        options: all,
-    };
-    assert_eq!(
-        sluice::generate::run(&args, Arc::new(AtomicBool::new(false))).unwrap(),
-        30000
-    );
+    let mut all = vec![("rate", "0")];
+    all.extend_from_slice(options);
+    support::generate_topic("iot", &t, 3, &all, 30_000);
     t
 }
 
@@ -176,7 +142,7 @@ fn generator_to_three_partitions_to_tumble_matches_batch_oracle() {
         &sql,
         &[
             ("TOPIC", t.clone()),
-            ("BROKERS", brokers()),
+            ("BROKERS", support::brokers()),
             ("OUT", out.display().to_string()),
         ],
     );
@@ -224,7 +190,7 @@ fn generator_to_three_partitions_to_tumble_matches_batch_oracle() {
 #[test]
 fn an_idle_partition_does_not_stop_windows_from_closing() {
     let t = topic("idle");
-    sluice::generate::ensure_topic(&brokers(), &t, 2).unwrap();
+    sluice::generate::ensure_topic(&support::brokers(), &t, 2).unwrap();
     let p = producer();
     // Twenty minutes of event time, all into partition 0; partition 1 stays empty.
     let t0 = 1_714_521_600_000i64;
@@ -252,7 +218,7 @@ fn an_idle_partition_does_not_stop_windows_from_closing() {
          FROM TUMBLE(iot, event_time, INTERVAL '5' MINUTE) GROUP BY window_start;";
     let vars: HashMap<String, String> = [
         ("TOPIC", t.clone()),
-        ("BROKERS", brokers()),
+        ("BROKERS", support::brokers()),
         ("OUT", out.display().to_string()),
     ]
     .into_iter()
@@ -294,7 +260,7 @@ fn an_idle_partition_does_not_stop_windows_from_closing() {
 #[test]
 fn malformed_records_are_counted_and_dead_lettered_with_offsets() {
     let t = topic("bad");
-    sluice::generate::ensure_topic(&brokers(), &t, 1).unwrap();
+    sluice::generate::ensure_topic(&support::brokers(), &t, 1).unwrap();
     let p = producer();
     let good = |i: i64| {
         format!(
@@ -335,7 +301,7 @@ fn malformed_records_are_counted_and_dead_lettered_with_offsets() {
         sql,
         &[
             ("TOPIC", t.clone()),
-            ("BROKERS", brokers()),
+            ("BROKERS", support::brokers()),
             ("OUT", out.display().to_string()),
             ("DEAD", dead.display().to_string()),
         ],
@@ -361,7 +327,7 @@ fn malformed_records_are_counted_and_dead_lettered_with_offsets() {
 #[test]
 fn kafka_sink_output_read_back_by_a_second_client_equals_the_jobs_output() {
     let t = topic("alerts");
-    sluice::generate::ensure_topic(&brokers(), &t, 2).unwrap();
+    sluice::generate::ensure_topic(&support::brokers(), &t, 2).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("alerts.jsonl");
     let sql =
@@ -380,7 +346,7 @@ fn kafka_sink_output_read_back_by_a_second_client_equals_the_jobs_output() {
         sql,
         &[
             ("TOPIC", t.clone()),
-            ("BROKERS", brokers()),
+            ("BROKERS", support::brokers()),
             ("OUT", out.display().to_string()),
         ],
     );
@@ -437,11 +403,7 @@ fn produce_to(brokers: &str, topic: &str, from: i64, n: i64) {
 
 #[test]
 fn a_broker_outage_makes_the_job_wait_and_go_on_when_it_returns() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let state = tempfile::tempdir().unwrap();
     let brokers = format!("127.0.0.1:{port}");
     private_broker("start", port, state.path());
@@ -521,7 +483,7 @@ fn ids_after_resume(topic: &str, partition: usize, offset: i64) -> Vec<String> {
     for (k, v) in [
         ("connector", "kafka".to_string()),
         ("topic", topic.to_string()),
-        ("bootstrap.servers", brokers()),
+        ("bootstrap.servers", support::brokers()),
         ("scan.bounded.mode", "latest-offset".to_string()),
     ] {
         options.insert(k, v, sluice_types::Position::default());

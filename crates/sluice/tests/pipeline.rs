@@ -12,59 +12,16 @@ mod pg;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
-use sluice::engine::{JobRun, RunOptions};
 use sqlx::{Connection, PgConnection, Row};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn brokers() -> String {
-    std::env::var("SLUICE_KAFKA_BROKERS")
-        .expect("SLUICE_KAFKA_BROKERS is not set: run scripts/test.sh")
-}
-
-fn generate(profile: &str, topic: &str, limit: u64) {
-    let args = sluice::generate::GenerateArgs {
-        profile: profile.into(),
-        brokers: brokers(),
-        topic: topic.into(),
-        partitions: 2,
-        options: [
-            ("rate", "0"),
-            ("speedup", "60"),
-            ("seed", "7"),
-            ("start_time", "2024-05-01T00:00:00Z"),
-            ("limit", &limit.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-    };
-    assert_eq!(
-        sluice::generate::run(&args, Arc::new(AtomicBool::new(false))).unwrap(),
-        limit
-    );
-}
-
-fn run_job(file: &Path, vars: &HashMap<String, String>) {
+fn run_job(file: &Path, vars: &[(&str, String)]) {
     let sql = std::fs::read_to_string(file).unwrap();
-    let vars = vars.clone();
-    let graph = sluice::plan_with_env(&sql, &move |k| vars.get(k).cloned())
-        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    let run = JobRun::build(
-        &graph,
-        &RunOptions {
-            parallelism: 2,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
-    run.run()
-        .unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
+    support::run_job(&sql, vars, 2);
 }
 
 fn count(db: &str, sql: &str) -> i64 {
@@ -88,20 +45,23 @@ fn populated() -> String {
     });
     let iot = pg::unique("pipe_iot");
     let users = pg::unique("pipe_users");
-    generate("iot", &iot, 30_000);
-    generate("user-activity", &users, 30_000);
+    let options = [
+        ("rate", "0"),
+        ("speedup", "60"),
+        ("seed", "7"),
+        ("start_time", "2024-05-01T00:00:00Z"),
+    ];
+    support::generate_topic("iot", &iot, 2, &options, 30_000);
+    support::generate_topic("user-activity", &users, 2, &options, 30_000);
     let out = tempfile::tempdir().unwrap();
-    let vars: HashMap<String, String> = [
-        ("KAFKA_BROKERS", brokers()),
+    let vars = [
+        ("KAFKA_BROKERS", support::brokers()),
         ("IOT_SENSORS_TOPIC", iot),
         ("USER_ACTIVITY_TOPIC", users),
         ("SCAN_BOUNDED", "latest-offset".into()),
         ("DATABASE_URL", db.clone()),
         ("OUTPUT_DIR", out.path().display().to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    ];
     for job in [
         "iot_aggregates",
         "iot_alerts",
@@ -582,14 +542,7 @@ fn pipeline_script(cmd: &str, env: &[(&str, String)]) -> String {
 #[test]
 fn the_no_docker_script_brings_the_pipeline_up_and_down() {
     let state = tempfile::tempdir().unwrap();
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (port, kafka_port) = (free(), free());
+    let (port, kafka_port) = (support::free_port(), support::free_port());
     let db_name = pg::unique("pipeline_script");
     let env = [
         ("SLUICE_PIPELINE_STATE", state.path().display().to_string()),

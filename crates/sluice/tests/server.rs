@@ -18,14 +18,6 @@ use sluice::client::{Client, Refusal};
 
 const TOKEN: &str = "s3cret-token";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `sluice serve` on a free port with its catalog and checkpoints in `dir`.
 struct Server {
     child: Child,
@@ -148,7 +140,7 @@ fn submit(c: &Client, name: &str, sql: &str) -> Value {
 fn submit_stop_resume_beside_a_straight_job_gives_the_same_table() {
     const EVENTS: u64 = 150_000;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), free_port());
+    let server = Server::start(dir.path(), support::free_port());
     let c = server.client();
     let (straight_db, resumed_db) = (
         fresh_database("srv_straight"),
@@ -207,7 +199,7 @@ fn submit_stop_resume_beside_a_straight_job_gives_the_same_table() {
 fn a_killed_server_resumes_its_jobs_when_it_comes_back() {
     const EVENTS: u64 = 240_000;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let server = Server::start(dir.path(), port);
     let c = server.client();
     let db = fresh_database("srv_killed");
@@ -246,7 +238,7 @@ fn a_killed_server_resumes_its_jobs_when_it_comes_back() {
 #[test]
 fn refusals_get_their_status_and_metrics_are_prometheus_text_that_moves() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), free_port());
+    let server = Server::start(dir.path(), support::free_port());
     let c = server.client();
 
     // Without the token: 401 everywhere.
@@ -380,7 +372,7 @@ fn refusals_get_their_status_and_metrics_are_prometheus_text_that_moves() {
 #[test]
 fn the_cli_submits_lists_and_stops_jobs_and_shows_sql_errors_against_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), free_port());
+    let server = Server::start(dir.path(), support::free_port());
     let cli = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(args)
@@ -443,26 +435,11 @@ fn the_cli_submits_lists_and_stops_jobs_and_shows_sql_errors_against_the_file() 
 
 #[test]
 fn kafka_consumer_lag_is_exposed_per_partition_and_reaches_zero() {
-    let brokers = std::env::var("SLUICE_KAFKA_BROKERS")
-        .expect("SLUICE_KAFKA_BROKERS is not set: run scripts/test.sh");
+    let brokers = support::brokers();
     let topic = pg::unique("lag");
-    let args = sluice::generate::GenerateArgs {
-        profile: "iot".into(),
-        brokers: brokers.clone(),
-        topic: topic.clone(),
-        partitions: 3,
-        options: vec![
-            ("rate".into(), "0".into()),
-            ("limit".into(), "20000".into()),
-        ],
-    };
-    sluice::generate::run(
-        &args,
-        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-    )
-    .unwrap();
+    support::generate_topic("iot", &topic, 3, &[("rate", "0")], 20_000);
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), free_port());
+    let server = Server::start(dir.path(), support::free_port());
     let c = server.client();
     let sql = format!(
         "CREATE TABLE iot (sensor_id TEXT NOT NULL) WITH (connector = 'kafka', topic = '{topic}',

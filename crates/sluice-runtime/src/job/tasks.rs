@@ -115,8 +115,10 @@ impl SourceTask {
                 }
                 SourcePoll::Idle => {}
                 SourcePoll::Batch { partition, batch } => {
-                    handle.metrics.add_source_batch(&batch);
-                    counters.input(&batch);
+                    let bytes = counters.input(&batch);
+                    handle
+                        .metrics
+                        .add_source_batch(batch.num_rows() as u64, bytes);
                     if let Some(g) = self.watermarks.as_mut() {
                         g.observe(partition, &batch)?;
                     }

@@ -29,6 +29,47 @@ pub fn run_job(sql: &str, vars: &[(&str, String)], parallelism: usize) -> Metric
     metrics.snapshot()
 }
 
+/// The test broker's address (started by scripts/test.sh).
+pub fn brokers() -> String {
+    std::env::var("SLUICE_KAFKA_BROKERS").expect(
+        "SLUICE_KAFKA_BROKERS is not set: run scripts/test.sh, or scripts/kafka.sh start and export it",
+    )
+}
+
+/// A port nothing listens on now (the kernel's choice).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes `limit` generated `profile` events to a new `topic` of `partitions` on the
+/// test broker; `options` are generator options as in SQL.
+pub fn generate_topic(
+    profile: &str,
+    topic: &str,
+    partitions: i32,
+    options: &[(&str, &str)],
+    limit: u64,
+) {
+    let mut all: Vec<(String, String)> = options
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    all.push(("limit".into(), limit.to_string()));
+    let args = sluice::generate::GenerateArgs {
+        profile: profile.into(),
+        brokers: brokers(),
+        topic: topic.into(),
+        partitions,
+        options: all,
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    assert_eq!(sluice::generate::run(&args, stop).unwrap(), limit);
+}
+
 /// Rows of a JSON-lines file, each normalized to a canonical string, sorted.
 pub fn read_rows(path: &Path) -> Vec<String> {
     sorted_rows(&std::fs::read_to_string(path).unwrap_or_default())
