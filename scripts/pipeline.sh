@@ -57,9 +57,10 @@ case "$cmd" in
     psql "$url" -q -v ON_ERROR_STOP=1 -f sql/schema.sql >/dev/null
     if ! alive server; then
       echo "== sluice serve on $server" >&2
-      KAFKA_BROKERS="$brokers" DATABASE_URL="$url" OUTPUT_DIR="$state/out" \
+      KAFKA_BROKERS="$brokers" DATABASE_URL="$url" \
+        SLUICE_ALLOW_ENV=KAFKA_BROKERS,DATABASE_URL,IOT_SENSORS_TOPIC,USER_ACTIVITY_TOPIC,SCAN_BOUNDED \
         nohup "$sluice" serve --listen "127.0.0.1:$port" --checkpoint-dir "$state/checkpoints" \
-        --checkpoint-interval 5s >>"$state/server.log" 2>&1 &
+        --data-dir "$state/files" --checkpoint-interval 5s >>"$state/server.log" 2>&1 &
       echo $! >"$state/server.pid"
     fi
     for _ in $(seq 1 100); do "$sluice" jobs --server "$server" >/dev/null 2>&1 && break; sleep 0.2; done

@@ -4,6 +4,11 @@
 # loopback, and PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# --long: the long drills (many kills, bigger runs) instead of their short versions.
+if [ "${1:-}" = "--long" ]; then
+  export SLUICE_LONG=1
+  shift
+fi
 scripts/setup.sh
 . scripts/env.sh
 echo "== cargo fmt --check" >&2
@@ -18,4 +23,4 @@ echo "== PostgreSQL" >&2
 SLUICE_TEST_DATABASE_URL=$(scripts/postgres.sh)
 export SLUICE_TEST_DATABASE_URL
 echo "== tests" >&2
-cargo nextest run --workspace --no-fail-fast
+cargo nextest run --workspace --no-fail-fast "$@"

@@ -19,7 +19,7 @@ CREATE TABLE iot_sensors (
     scan.bounded.mode = '${SCAN_BOUNDED:-unbounded}',
     group.id = 'sluice-iot_alerts',
     bad_data = 'dead_letter',
-    'dead_letter.path' = '${OUTPUT_DIR:-out}/dead_letters_iot_alerts.jsonl'
+    'dead_letter.path' = 'dead_letters/iot_alerts.jsonl'
 );
 
 CREATE TABLE iot_alerts WITH (

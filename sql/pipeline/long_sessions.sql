@@ -19,7 +19,7 @@ CREATE TABLE user_activity (
     scan.bounded.mode = '${SCAN_BOUNDED:-unbounded}',
     group.id = 'sluice-long_sessions',
     bad_data = 'dead_letter',
-    'dead_letter.path' = '${OUTPUT_DIR:-out}/dead_letters_long_sessions.jsonl'
+    'dead_letter.path' = 'dead_letters/long_sessions.jsonl'
 );
 
 CREATE TABLE sessions WITH (

@@ -19,7 +19,7 @@ CREATE TABLE user_activity (
     scan.bounded.mode = '${SCAN_BOUNDED:-unbounded}',
     group.id = 'sluice-user_activity',
     bad_data = 'dead_letter',
-    'dead_letter.path' = '${OUTPUT_DIR:-out}/dead_letters_user_activity.jsonl'
+    'dead_letter.path' = 'dead_letters/user_activity.jsonl'
 );
 
 CREATE TABLE activity_by_browser WITH (

@@ -2,18 +2,23 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::datatypes::SchemaRef;
 use sluice_runtime::{JobMetrics, Sink, Source};
-use sluice_types::{ConnectorCatalog, ConnectorOptions, OptionProblem, TableRole};
+use sluice_types::{
+    ConnectorCatalog, ConnectorOptions, Interrupt, JobRules, OptionProblem, TableRole,
+};
 
 use crate::blackhole::BlackholeSink;
 use crate::console::ConsoleSink;
 use crate::error::ConnectorError;
-use crate::file_sink::{FileFormat, FileSink};
+use crate::file_sink::JsonFileSink;
 use crate::file_source::{BadData, FileSource};
 use crate::generator::{GeneratorOptions, GeneratorSource};
 use crate::kafka::KafkaSource;
 use crate::kafka_sink::KafkaSink;
+use crate::kafka_txn_sink::TransactionalKafkaSink;
+use crate::parquet_sink::ParquetSink;
 
 struct Spec {
     name: &'static str,
@@ -70,6 +75,7 @@ impl ConnectorCatalog for Catalog {
         role: TableRole,
         has_columns: bool,
         options: &ConnectorOptions,
+        rules: &JobRules,
     ) -> Result<(), OptionProblem> {
         let name = options.connector().unwrap_or_default();
         let Some(spec) = CONNECTORS.iter().find(|c| c.name == name) else {
@@ -114,19 +120,29 @@ impl ConnectorCatalog for Catalog {
                 ));
             }
         }
+        for key in ["batch_size"] {
+            if let Some(b) = options.get(key)
+                && b.parse::<usize>().map_or(true, |n| n == 0)
+            {
+                return Err(OptionProblem::new(
+                    Some(key),
+                    format!("{key} must be a positive whole number, not '{b}'"),
+                ));
+            }
+        }
+        if let Some(t) = options.get("idle_timeout")
+            && let Err(e) = sluice_types::parse_interval_text(t)
+        {
+            return Err(OptionProblem::new(
+                Some("idle_timeout"),
+                format!("idle_timeout: {e}"),
+            ));
+        }
         if name == "kafka" {
+            crate::kafka::check_client_properties(options, rules)?;
             match role {
                 TableRole::Source => crate::kafka::check_source(options)?,
-                TableRole::Sink => {
-                    if options.get("topic").is_none_or(str::is_empty)
-                        || options.get("bootstrap.servers").is_none_or(str::is_empty)
-                    {
-                        return Err(OptionProblem::new(
-                            Some("connector"),
-                            "a kafka table needs topic = '…' and 'bootstrap.servers' = '…'",
-                        ));
-                    }
-                }
+                TableRole::Sink => crate::kafka::check_sink(options)?,
             }
             if let Some(f) = options.get("format").filter(|f| *f != "json") {
                 return Err(OptionProblem::new(
@@ -174,18 +190,64 @@ impl ConnectorCatalog for Catalog {
                     "a file source must declare its columns",
                 ));
             }
-            if let Some(b) = options.get("batch_size")
-                && b.parse::<usize>().map_or(true, |n| n == 0)
-            {
-                return Err(OptionProblem::new(
-                    Some("batch_size"),
-                    format!("batch_size must be a positive whole number, not '{b}'"),
-                ));
-            }
             BadData::check_options(options)?;
         }
         Ok(())
     }
+
+    fn check_sink_columns(
+        &self,
+        options: &ConnectorOptions,
+        schema: &Schema,
+    ) -> Result<(), OptionProblem> {
+        let (key, columns): (&str, Vec<&str>) = match options.connector() {
+            Some("kafka") => ("key", options.get("key").into_iter().collect()),
+            Some("postgres") => (
+                "primary_key",
+                options
+                    .get("primary_key")
+                    .map(|k| k.split(',').map(str::trim).collect())
+                    .unwrap_or_default(),
+            ),
+            _ => return Ok(()),
+        };
+        for c in columns {
+            if schema.index_of(c).is_err() {
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                return Err(OptionProblem::new(
+                    Some(key),
+                    format!(
+                        "{key} column '{c}' is not one of the columns the job writes ({})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn path_options(&self) -> &'static [&'static str] {
+        &["path", "dead_letter.path"]
+    }
+}
+
+/// What a table reads or writes, for a checkpoint's plan: the connector and the options
+/// that name the data (a checkpoint of a job reading another file is not restored).
+pub fn identity(options: &ConnectorOptions) -> String {
+    const NAMING: &[&str] = &["path", "format", "topic", "table", "profile", "seed"];
+    let mut out = format!("connector={}", options.connector().unwrap_or_default());
+    for key in NAMING {
+        if let Some(v) = options.get(key) {
+            // A relative path names a file from the working directory.
+            let v = match *key {
+                "path" => std::path::absolute(v)
+                    .map_or_else(|_| v.to_string(), |p| p.display().to_string()),
+                _ => v.to_string(),
+            };
+            out.push_str(&format!(" {key}={v}"));
+        }
+    }
+    out
 }
 
 /// Builds a source for a table.
@@ -194,11 +256,12 @@ pub fn build_source(
     options: &ConnectorOptions,
     schema: SchemaRef,
     metrics: Arc<JobMetrics>,
+    interrupt: &Interrupt,
 ) -> Result<Box<dyn Source>, ConnectorError> {
     match options.connector() {
         Some("file") => Ok(Box::new(FileSource::open(table, options, schema, metrics)?)),
         Some("kafka") => Ok(Box::new(KafkaSource::open(
-            table, options, schema, metrics,
+            table, options, schema, metrics, interrupt,
         )?)),
         Some("generator") => {
             let opts = GeneratorOptions::parse(options)
@@ -219,22 +282,26 @@ pub fn build_sink(
     table: &str,
     options: &ConnectorOptions,
     schema: SchemaRef,
+    interrupt: &Interrupt,
 ) -> Result<Box<dyn Sink>, ConnectorError> {
     match options.connector() {
         Some("file") => {
-            let path = options.get("path").unwrap_or_default();
-            let format = match options.get("format").unwrap_or("json") {
-                "parquet" => FileFormat::Parquet,
-                _ => FileFormat::Json,
-            };
-            Ok(Box::new(FileSink::create(path.as_ref(), format, schema)?))
+            let path = std::path::Path::new(options.get("path").unwrap_or_default());
+            Ok(match options.get("format").unwrap_or("json") {
+                "parquet" => Box::new(ParquetSink::new(path, schema)),
+                _ => Box::new(JsonFileSink::new(path)),
+            })
         }
         Some("console") => Ok(Box::new(ConsoleSink::new(table))),
+        Some("kafka") if crate::kafka::exactly_once(options) => {
+            Ok(Box::new(TransactionalKafkaSink::new(table, options)))
+        }
         Some("kafka") => Ok(Box::new(KafkaSink::open(table, options)?)),
         Some("blackhole") => Ok(Box::new(BlackholeSink)),
-        Some("postgres") => Ok(Box::new(crate::postgres::PostgresSink::open(
-            table, options, schema,
-        )?)),
+        Some("postgres") => Ok(Box::new(
+            crate::postgres::PostgresSink::open(table, options, schema)?
+                .with_interrupt(interrupt.clone()),
+        )),
         other => Err(ConnectorError::Config(format!(
             "table {table}: connector '{}' cannot be written",
             other.unwrap_or_default()

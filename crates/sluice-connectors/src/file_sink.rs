@@ -1,101 +1,159 @@
-//! File sink: JSON lines (one object per row, timestamps as RFC 3339 UTC text) or Parquet.
+//! JSON-lines file sink, exactly once: an epoch's rows are appended to the one output
+//! file only after that epoch's checkpoint is durable, and a restore truncates the file
+//! to the length the checkpoint saw before writing again what it held uncommitted.
+//!
+//! So a reader of the file always sees a prefix of the job's output, each row once,
+//! whatever number of crashes and restarts came between.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::json::writer::{LineDelimited, WriterBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
-use sluice_runtime::{Result, RuntimeError, Sink};
+use serde_json::json;
+use sluice_runtime::{PendingEpochs, Result, RuntimeError, Sink, SinkState};
+use sluice_types::Epoch;
 
-use crate::error::ConnectorError;
-use crate::json::timestamps_as_text;
+use crate::json::json_lines;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileFormat {
-    Json,
-    Parquet,
+pub struct JsonFileSink {
+    path: PathBuf,
+    /// Rows since the last barrier.
+    current: Vec<RecordBatch>,
+    /// Sealed epochs waiting for their checkpoint.
+    pending: PendingEpochs,
+    /// The file's committed length; `None` until the file is opened (a fresh run
+    /// truncates it then, a restore puts it back to the checkpoint's length).
+    committed_len: Option<u64>,
 }
 
-enum Writer {
-    Json(datafusion::arrow::json::Writer<BufWriter<File>, LineDelimited>),
-    Parquet(Option<ArrowWriter<File>>),
-}
-
-pub struct FileSink {
-    path: String,
-    writer: Writer,
-}
-
-impl FileSink {
-    pub fn create(
-        path: &Path,
-        format: FileFormat,
-        schema: SchemaRef,
-    ) -> Result<Self, ConnectorError> {
-        let shown = path.display().to_string();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ConnectorError::Io(format!("cannot create {}: {e}", dir.display())))?;
+impl JsonFileSink {
+    pub fn new(path: &Path) -> Self {
+        JsonFileSink {
+            path: path.to_path_buf(),
+            current: Vec::new(),
+            pending: Vec::new(),
+            committed_len: None,
         }
-        let file = File::create(path)
-            .map_err(|e| ConnectorError::Io(format!("cannot create {shown}: {e}")))?;
-        let writer = match format {
-            // Explicit nulls: every line has every column.
-            FileFormat::Json => Writer::Json(
-                WriterBuilder::new()
-                    .with_explicit_nulls(true)
-                    .build::<_, LineDelimited>(BufWriter::new(file)),
-            ),
-            FileFormat::Parquet => Writer::Parquet(Some(
-                ArrowWriter::try_new(file, schema, None)
-                    .map_err(|e| ConnectorError::Io(format!("{shown}: {e}")))?,
-            )),
-        };
-        Ok(FileSink {
-            path: shown,
-            writer,
-        })
     }
 
     fn io(&self, e: impl std::fmt::Display) -> RuntimeError {
-        RuntimeError::External(format!("writing {}: {e}", self.path))
+        RuntimeError::External(format!("writing {}: {e}", self.path.display()))
+    }
+
+    fn open_file(&self, truncate: bool) -> Result<File> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+        }
+        OpenOptions::new()
+            .create(true)
+            .truncate(truncate)
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| self.io(e))
+    }
+
+    /// The committed length, opening the file on a fresh run (empty, as a new run's output).
+    fn committed(&mut self) -> Result<u64> {
+        match self.committed_len {
+            Some(n) => Ok(n),
+            None => {
+                let f = self.open_file(true)?;
+                f.sync_all().map_err(|e| self.io(e))?;
+                self.committed_len = Some(0);
+                Ok(0)
+            }
+        }
+    }
+
+    fn encode(&self, epochs: &[(Epoch, Vec<RecordBatch>)]) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        for (_, batches) in epochs {
+            json_lines(batches, &mut buf)?;
+        }
+        Ok(buf)
+    }
+
+    /// Appends `bytes` at the committed length and makes them durable.
+    fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        let at = self.committed()?;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let mut f = self.open_file(false)?;
+        f.set_len(at).map_err(|e| self.io(e))?;
+        f.seek(SeekFrom::Start(at)).map_err(|e| self.io(e))?;
+        f.write_all(bytes).map_err(|e| self.io(e))?;
+        f.sync_data().map_err(|e| self.io(e))?;
+        self.committed_len = Some(at + bytes.len() as u64);
+        Ok(())
     }
 }
 
-impl Sink for FileSink {
+impl Sink for JsonFileSink {
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
-        let r = match &mut self.writer {
-            Writer::Json(w) => w
-                .write(&timestamps_as_text(batch)?)
-                .map_err(|e| e.to_string()),
-            Writer::Parquet(Some(w)) => w.write(batch).map_err(|e| e.to_string()),
-            Writer::Parquet(None) => Err("the file is already closed".to_string()),
-        };
-        r.map_err(|e| self.io(e))
+        self.current.push(batch.clone());
+        Ok(())
     }
 
-    /// Rows up to a watermark become visible in the file (JSON; Parquet writes at the end).
-    fn on_watermark(&mut self, _watermark: sluice_types::Watermark) -> Result<()> {
-        if let Writer::Json(w) = &mut self.writer {
-            w.get_mut().flush().map_err(|e| self.io(e))?;
+    fn pre_commit(&mut self, epoch: Epoch) -> Result<SinkState> {
+        if !self.current.is_empty() {
+            self.pending
+                .push((epoch, std::mem::take(&mut self.current)));
+        }
+        Ok(SinkState {
+            pending: self.pending.clone(),
+            values: json!({ "committed_len": self.committed_len.unwrap_or(0) }),
+        })
+    }
+
+    fn commit(&mut self, epoch: Epoch) -> Result<()> {
+        let n = self.pending.iter().take_while(|(e, _)| *e <= epoch).count();
+        let ready: PendingEpochs = self.pending.drain(..n).collect();
+        let bytes = self.encode(&ready)?;
+        self.append(&bytes)
+    }
+
+    fn recover(&mut self, checkpoint: Epoch, saved: SinkState) -> Result<()> {
+        let len = saved.values["committed_len"].as_u64().unwrap_or(0);
+        let mut f = self.open_file(false)?;
+        let on_disk = f.metadata().map_err(|e| self.io(e))?.len();
+        if on_disk < len {
+            return Err(RuntimeError::User(format!(
+                "{} holds {on_disk} bytes, but checkpoint {checkpoint} saw {len} committed: \
+                 the file was changed outside the job. Run with --fresh to write it again",
+                self.path.display()
+            )));
+        }
+        let held = self.encode(&saved.pending)?;
+        // The common case after a crash: what the checkpoint held was committed already.
+        // Keep those bytes rather than truncate and write them again.
+        let mut present = vec![0; held.len()];
+        let already = on_disk >= len + held.len() as u64
+            && f.seek(SeekFrom::Start(len)).is_ok()
+            && f.read_exact(&mut present).is_ok()
+            && present == held;
+        if already {
+            f.set_len(len + held.len() as u64).map_err(|e| self.io(e))?;
+            f.sync_data().map_err(|e| self.io(e))?;
+            self.committed_len = Some(len + held.len() as u64);
+        } else {
+            self.committed_len = Some(len);
+            self.append(&held)?;
+        }
+        if on_disk > len + held.len() as u64 {
+            tracing::info!(
+                "{}: removed {} bytes written after checkpoint {checkpoint}; they are written again as the job replays",
+                self.path.display(),
+                on_disk - len - held.len() as u64
+            );
         }
         Ok(())
     }
 
+    /// Rows not committed belong to no durable checkpoint: a restart writes them.
     fn finish(&mut self) -> Result<()> {
-        let r = match &mut self.writer {
-            Writer::Json(w) => w
-                .finish()
-                .map_err(|e| e.to_string())
-                .and_then(|_| w.get_mut().flush().map_err(|e| e.to_string())),
-            Writer::Parquet(w) => match w.take() {
-                Some(w) => w.close().map(|_| ()).map_err(|e| e.to_string()),
-                None => Ok(()),
-            },
-        };
-        r.map_err(|e| self.io(e))
+        self.committed().map(|_| ())
     }
 }

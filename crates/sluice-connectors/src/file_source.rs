@@ -100,9 +100,8 @@ impl FileSource {
         metrics: Arc<JobMetrics>,
     ) -> Result<Self, ConnectorError> {
         let path = options.get("path").unwrap_or_default().to_string();
-        let file = File::open(&path).map_err(|e| {
-            ConnectorError::Config(format!("table {table}: cannot open {path}: {e}"))
-        })?;
+        let file = File::open(&path)
+            .map_err(|e| ConnectorError::Io(format!("table {table}: cannot open {path}: {e}")))?;
         let batch_size = options
             .get("batch_size")
             .and_then(|b| b.parse().ok())

@@ -11,6 +11,7 @@ use datafusion::arrow::datatypes::{
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::ReaderBuilder;
 use datafusion::arrow::json::reader::Decoder;
+use datafusion::arrow::json::writer::{LineDelimited, WriterBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
 use sluice_types::format_millis;
 
@@ -116,6 +117,18 @@ fn clean_error(e: &ArrowError) -> String {
     s.trim_start_matches("Json error: ")
         .trim_start_matches("Parser error: ")
         .to_string()
+}
+
+/// Rows as JSON lines, as the file and Kafka sinks write them: one object per row, every
+/// column present (nulls explicit), timestamps as RFC 3339 UTC text.
+pub fn json_lines(batches: &[RecordBatch], out: &mut Vec<u8>) -> Result<(), ArrowError> {
+    let mut w = WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, LineDelimited>(out);
+    for b in batches {
+        w.write(&timestamps_as_text(b)?)?;
+    }
+    w.finish()
 }
 
 /// The batch with every timestamp column turned into RFC 3339 UTC text.

@@ -15,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_runtime::{JobMetrics, Positions, Result, RuntimeError, Source, SourcePoll};
-use sluice_types::{ConnectorOptions, OptionProblem};
+use sluice_types::{Backoff, ConnectorOptions, Interrupt, JobRules, OptionProblem};
 
 use crate::dead_letter::DeadLetters;
 use crate::error::ConnectorError;
@@ -37,7 +37,49 @@ pub const SOURCE_OPTIONS: &[&str] = &[
 ];
 
 /// Options of a Kafka sink table.
-pub const SINK_OPTIONS: &[&str] = &["topic", "bootstrap.servers", "format", "key"];
+pub const SINK_OPTIONS: &[&str] = &[
+    "topic",
+    "bootstrap.servers",
+    "format",
+    "key",
+    "sink.delivery-guarantee",
+    "sink.transactional-id-prefix",
+];
+
+/// `'sink.delivery-guarantee'`: whether the sink keeps exactly once with transactions.
+pub fn exactly_once(options: &ConnectorOptions) -> bool {
+    options.get("sink.delivery-guarantee") == Some("exactly-once")
+}
+
+/// Checks a Kafka sink's options beyond their names.
+pub fn check_sink(options: &ConnectorOptions) -> Result<(), OptionProblem> {
+    if options.get("topic").is_none_or(str::is_empty)
+        || options.get("bootstrap.servers").is_none_or(str::is_empty)
+    {
+        return Err(OptionProblem::new(
+            Some("connector"),
+            "a kafka table needs topic = '…' and 'bootstrap.servers' = '…'",
+        ));
+    }
+    match options.get("sink.delivery-guarantee") {
+        None | Some("at-least-once" | "exactly-once") => {}
+        Some(other) => {
+            return Err(OptionProblem::new(
+                Some("sink.delivery-guarantee"),
+                format!(
+                    "'sink.delivery-guarantee' must be 'at-least-once' or 'exactly-once', not '{other}'"
+                ),
+            ));
+        }
+    }
+    if options.get("sink.transactional-id-prefix").is_some() && !exactly_once(options) {
+        return Err(OptionProblem::new(
+            Some("sink.transactional-id-prefix"),
+            "'sink.transactional-id-prefix' needs 'sink.delivery-guarantee' = 'exactly-once'",
+        ));
+    }
+    Ok(())
+}
 
 /// Checks what the catalog cannot see from the option names alone.
 pub fn check_source(options: &ConnectorOptions) -> Result<(), OptionProblem> {
@@ -70,6 +112,49 @@ pub fn check_source(options: &ConnectorOptions) -> Result<(), OptionProblem> {
         }
     }
     BadData::check_options(options)
+}
+
+/// librdkafka settings that read files, load code or run commands: a submitted job may not
+/// set them (`sluice run` may). Matched as a prefix when they end in a dot.
+pub const REFUSED_CLIENT_PROPERTIES: &[&str] = &[
+    "sasl.kerberos.",
+    "plugin.library.paths",
+    "ssl.engine.location",
+    "ssl.engine.id",
+    "ssl.providers",
+    "ssl_engine_callback_data",
+    "sasl.oauthbearer.config",
+    "sasl.oauthbearer.token.endpoint.url",
+];
+
+/// Client properties (`properties.*`) a job under `rules` may not set: the list above, and
+/// every `*.location` or `*.directory` (certificate and key files).
+pub fn check_client_properties(
+    options: &ConnectorOptions,
+    rules: &JobRules,
+) -> Result<(), OptionProblem> {
+    if rules.trusted {
+        return Ok(());
+    }
+    for key in options.keys() {
+        let Some(prop) = key.strip_prefix("properties.") else {
+            continue;
+        };
+        let refused = prop.ends_with(".location")
+            || prop.ends_with(".directory")
+            || REFUSED_CLIENT_PROPERTIES
+                .iter()
+                .any(|r| prop == *r || (r.ends_with('.') && prop.starts_with(r)));
+        if refused {
+            return Err(OptionProblem::new(
+                Some(key),
+                format!(
+                    "client property '{prop}' reads files, loads code or reaches other hosts from the server, so a submitted job may not set it (sluice run may)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// librdkafka settings from `bootstrap.servers` and `properties.*`.
@@ -164,21 +249,28 @@ fn kafka_err(topic: &str, e: KafkaError) -> ConnectorError {
     ConnectorError::Io(format!("kafka topic {topic}: {e}"))
 }
 
-/// Retries `f` with backoff (0.5 s doubling to 8 s) until `deadline`, logging each miss.
+/// Pauses between attempts while the broker is away.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
+
+/// Retries `f` with backoff until `deadline` or until the job is stopped, logging each miss.
 fn with_retry<T>(
     what: &str,
     deadline: Duration,
+    interrupt: &Interrupt,
     mut f: impl FnMut() -> Result<T, KafkaError>,
 ) -> Result<T, KafkaError> {
     let start = Instant::now();
-    let mut wait = Duration::from_millis(500);
+    let mut attempt = 0;
     loop {
+        attempt += 1;
+        let wait = RETRY.pause(attempt);
         match f() {
             Ok(v) => return Ok(v),
             Err(e) if start.elapsed() + wait < deadline => {
                 tracing::warn!("{what}: {e}; retrying in {:.1}s", wait.as_secs_f64());
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_secs(8));
+                if !interrupt.sleep(wait) {
+                    return Err(e);
+                }
             }
             Err(e) => return Err(e),
         }
@@ -191,6 +283,7 @@ impl KafkaSource {
         options: &ConnectorOptions,
         schema: SchemaRef,
         metrics: Arc<JobMetrics>,
+        interrupt: &Interrupt,
     ) -> Result<Self, ConnectorError> {
         check_source(options)
             .map_err(|p| ConnectorError::Config(format!("table {table}: {}", p.message)))?;
@@ -220,6 +313,7 @@ impl KafkaSource {
         let metadata = with_retry(
             &format!("kafka topic {topic}: reading metadata"),
             Duration::from_secs(60),
+            interrupt,
             || {
                 let m = consumer.fetch_metadata(Some(&topic), timeout)?;
                 match m.topics().first() {
@@ -246,9 +340,12 @@ impl KafkaSource {
         let mut end = Vec::new();
         let mut lows = Vec::new();
         for &p in &partitions {
-            let (low, high) = with_retry("kafka: reading offsets", Duration::from_secs(60), || {
-                consumer.fetch_watermarks(&topic, p, timeout)
-            })
+            let (low, high) = with_retry(
+                "kafka: reading offsets",
+                Duration::from_secs(60),
+                interrupt,
+                || consumer.fetch_watermarks(&topic, p, timeout),
+            )
             .map_err(|e| kafka_err(&topic, e))?;
             let offset = match startup {
                 "latest" => Offset::Offset(high),

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::Array;
-use datafusion::arrow::json::writer::{LineDelimited, WriterBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -13,11 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rdkafka::ClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use sluice_runtime::{Result, RuntimeError, Sink};
+use sluice_runtime::{Result, RuntimeError, Sink, SinkState};
 use sluice_types::ConnectorOptions;
+use sluice_types::Epoch;
 
 use crate::error::ConnectorError;
-use crate::json::timestamps_as_text;
+use crate::json::{json_lines, timestamps_as_text};
 use crate::kafka::client_config;
 
 /// Counts records librdkafka gave up on (after its own retries, within
@@ -68,8 +68,68 @@ pub type CountingProducer = BaseProducer<Deliveries>;
 pub struct KafkaSink {
     table: String,
     topic: String,
-    key: Option<String>,
+    rows: KeyedRows,
     producer: CountingProducer,
+}
+
+/// Rows as Kafka records: each a JSON object (timestamps as RFC 3339 UTC text), keyed by
+/// an optional column's text.
+pub struct KeyedRows {
+    table: String,
+    key: Option<String>,
+}
+
+/// Why a row could not become a record.
+pub enum RowsError {
+    Kafka(KafkaError),
+    Other(String),
+}
+
+impl KeyedRows {
+    pub fn new(table: &str, key: Option<&str>) -> Self {
+        KeyedRows {
+            table: table.to_string(),
+            key: key.map(str::to_string),
+        }
+    }
+
+    /// Calls `send` with each row's key and value, in order.
+    pub fn each(
+        &self,
+        batch: &RecordBatch,
+        mut send: impl FnMut(Option<&[u8]>, &[u8]) -> Result<(), KafkaError>,
+    ) -> Result<(), RowsError> {
+        let text = timestamps_as_text(batch).map_err(|e| RowsError::Other(e.to_string()))?;
+        let mut buf = Vec::new();
+        json_lines(std::slice::from_ref(batch), &mut buf)
+            .map_err(|e| RowsError::Other(e.to_string()))?;
+        let key_col = match &self.key {
+            Some(k) => Some(text.column(text.schema().index_of(k).map_err(|_| {
+                RowsError::Other(format!(
+                    "table {}: key column {k} is not in the output",
+                    self.table
+                ))
+            })?)),
+            None => None,
+        };
+        let options = FormatOptions::default();
+        let formatter = key_col
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .transpose()
+            .map_err(|e| RowsError::Other(e.to_string()))?;
+        for (row, line) in buf
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
+            let key = match (&formatter, key_col) {
+                (Some(f), Some(c)) if !c.is_null(row) => Some(f.value(row).to_string()),
+                _ => None,
+            };
+            send(key.as_deref().map(str::as_bytes), line).map_err(RowsError::Kafka)?;
+        }
+        Ok(())
+    }
 }
 
 impl KafkaSink {
@@ -83,7 +143,7 @@ impl KafkaSink {
         Ok(KafkaSink {
             table: table.to_string(),
             topic,
-            key: options.get("key").map(str::to_string),
+            rows: KeyedRows::new(table, options.get("key")),
             producer,
         })
     }
@@ -116,52 +176,35 @@ pub fn send_record(
     }
 }
 
+impl KafkaSink {
+    /// Waits until librdkafka has delivered or given up on every queued record; a record
+    /// it gave up on fails the job.
+    fn flush(&self) -> Result<()> {
+        let fail = |e: String| {
+            RuntimeError::External(format!(
+                "table {}: kafka topic {}: {e}",
+                self.table, self.topic
+            ))
+        };
+        self.producer
+            .flush(Duration::from_secs(60))
+            .map_err(|e| fail(e.to_string()))?;
+        self.producer.context().check(&self.topic).map_err(fail)
+    }
+}
+
 impl Sink for KafkaSink {
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
-        let text = timestamps_as_text(batch)?;
-        let mut buf = Vec::new();
-        {
-            let mut w = WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, LineDelimited>(&mut buf);
-            w.write(&text)?;
-            w.finish()?;
-        }
-        let key_col = match &self.key {
-            Some(k) => Some(text.column(text.schema().index_of(k).map_err(|_| {
-                RuntimeError::User(format!(
-                    "table {}: key column {k} is not in the output",
-                    self.table
-                ))
-            })?)),
-            None => None,
-        };
-        let options = FormatOptions::default();
-        let formatter = key_col
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .transpose()?;
-        for (row, line) in buf
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .enumerate()
-        {
-            let key = match (&formatter, key_col) {
-                (Some(f), Some(c)) if !c.is_null(row) => Some(f.value(row).to_string()),
-                _ => None,
-            };
-            send_record(
-                &self.producer,
-                &self.topic,
-                key.as_deref().map(str::as_bytes),
-                line,
-            )
-            .map_err(|e| {
-                RuntimeError::External(format!(
+        let (producer, topic) = (&self.producer, self.topic.as_str());
+        self.rows
+            .each(batch, |key, value| send_record(producer, topic, key, value))
+            .map_err(|e| match e {
+                RowsError::Kafka(e) => RuntimeError::External(format!(
                     "table {}: kafka topic {}: {e}",
                     self.table, self.topic
-                ))
+                )),
+                RowsError::Other(m) => RuntimeError::User(m),
             })?;
-        }
         self.producer.poll(Duration::ZERO);
         self.producer
             .context()
@@ -169,12 +212,14 @@ impl Sink for KafkaSink {
             .map_err(|e| RuntimeError::External(format!("table {}: {e}", self.table)))
     }
 
+    /// At-least-once: every record handed to librdkafka before the barrier is delivered
+    /// (or the job fails) before the checkpoint can complete.
+    fn pre_commit(&mut self, _epoch: Epoch) -> Result<SinkState> {
+        self.flush()?;
+        Ok(SinkState::default())
+    }
+
     fn finish(&mut self) -> Result<()> {
-        self.producer.flush(Duration::from_secs(60)).map_err(|e| {
-            RuntimeError::External(format!(
-                "table {}: kafka topic {}: {e}",
-                self.table, self.topic
-            ))
-        })
+        self.flush()
     }
 }

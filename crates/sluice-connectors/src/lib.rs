@@ -13,9 +13,11 @@ pub mod generator;
 mod json;
 pub mod kafka;
 pub mod kafka_sink;
+pub mod kafka_txn_sink;
+mod parquet_sink;
 pub mod postgres;
 
-pub use catalog::{Catalog, build_sink, build_source};
+pub use catalog::{Catalog, build_sink, build_source, identity};
 pub use error::ConnectorError;
 pub use file_source::FileSource;
 pub use json::{JsonDecoder, timestamps_as_text};

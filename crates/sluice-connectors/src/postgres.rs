@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use sluice_runtime::{PendingEpochs, Result, RuntimeError, Sink};
-use sluice_types::{ConnectorOptions, Epoch, OptionProblem};
+use sluice_runtime::{PendingEpochs, Result, RuntimeError, Sink, SinkState};
+use sluice_types::{Backoff, ConnectorOptions, Epoch, Interrupt, OptionProblem};
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::ConnectorError;
@@ -62,7 +62,12 @@ pub struct PostgresSink {
     current: Vec<RecordBatch>,
     /// Sealed epochs not yet committed, oldest first.
     pending: PendingEpochs,
+    /// Raised when the job stops or is cancelled: waiting for the database ends.
+    interrupt: Interrupt,
 }
+
+/// Pauses between attempts while the database is away.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 
 /// Whether an error is the server or the network going away (wait and retry) rather
 /// than something retrying cannot fix.
@@ -127,7 +132,14 @@ impl PostgresSink {
             committed: None,
             current: Vec::new(),
             pending: Vec::new(),
+            interrupt: Interrupt::new(),
         })
+    }
+
+    /// Waits for the database end when `interrupt` is raised.
+    pub fn with_interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = interrupt;
+        self
     }
 
     fn describe(&self, e: &sqlx::Error) -> String {
@@ -141,7 +153,7 @@ impl PostgresSink {
         what: &str,
         mut f: impl for<'c> FnMut(&'c mut PgConnection) -> PgFuture<'c, T>,
     ) -> Result<T> {
-        let mut wait = Duration::from_millis(200);
+        let mut attempt_no = 0;
         let mut since: Option<Instant> = None;
         loop {
             let mut slot = self.conn.take();
@@ -181,13 +193,19 @@ impl PostgresSink {
                 )));
             }
             since.get_or_insert_with(Instant::now);
+            attempt_no += 1;
+            let wait = RETRY.pause(attempt_no);
             tracing::warn!(
                 "{what}: {}; retrying in {:.1}s",
                 self.describe(&err),
                 wait.as_secs_f64()
             );
-            std::thread::sleep(wait);
-            wait = (wait * 2).min(Duration::from_secs(5));
+            if !self.interrupt.sleep(wait) {
+                return Err(RuntimeError::External(format!(
+                    "{what}: {} (gave up waiting: the job is stopping)",
+                    self.describe(&err)
+                )));
+            }
         }
     }
 
@@ -404,12 +422,12 @@ impl Sink for PostgresSink {
         Ok(())
     }
 
-    fn pre_commit(&mut self, epoch: Epoch) -> Result<PendingEpochs> {
+    fn pre_commit(&mut self, epoch: Epoch) -> Result<SinkState> {
         if !self.current.is_empty() {
             self.pending
                 .push((epoch, std::mem::take(&mut self.current)));
         }
-        Ok(self.pending.clone())
+        Ok(self.pending.clone().into())
     }
 
     fn commit(&mut self, epoch: Epoch) -> Result<()> {
@@ -420,8 +438,8 @@ impl Sink for PostgresSink {
         Ok(())
     }
 
-    fn recover(&mut self, pending: PendingEpochs) -> Result<()> {
-        for (e, batches) in pending {
+    fn recover(&mut self, _checkpoint: Epoch, saved: SinkState) -> Result<()> {
+        for (e, batches) in saved.pending {
             if self.committed.is_none_or(|c| e.0 > c) {
                 tracing::info!(table = %self.table, epoch = %e, "committing rows a checkpoint held");
                 self.commit_epoch(e, &batches)?;

@@ -19,7 +19,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::physical_plan::PhysicalExpr;
 use sluice_state::StoredCheckpoint;
-use sluice_types::Message;
+use sluice_types::{Interrupt, Message};
 
 use crate::error::{Result, RuntimeError};
 use crate::metrics::JobMetrics;
@@ -29,7 +29,7 @@ use crate::operators::filter::Filter;
 use crate::operators::project::Project;
 use crate::operators::session_aggregate::SessionAggregate;
 use crate::operators::window_aggregate::WindowAggregate;
-use crate::plan::{JobSpec, PipelineSpec, Step, WindowKind};
+use crate::plan::{JobOutcome, JobSpec, PipelineSpec, Step, WindowKind};
 use crate::source::SourceWatermarks;
 use control::{Ack, Control, Coordinator, SinkMsg, plan_lines};
 use sink_task::SinkTask;
@@ -38,7 +38,7 @@ use tasks::{Head, SourceTask, run_task};
 /// Controls a running job from outside.
 #[derive(Clone, Default)]
 pub struct JobHandle {
-    stop: Arc<AtomicBool>,
+    stop: Interrupt,
     abort: Arc<AtomicBool>,
     pub metrics: Arc<JobMetrics>,
 }
@@ -51,11 +51,16 @@ impl JobHandle {
     /// Asks the sources to stop reading; a final checkpoint keeps the open windows
     /// (they are not emitted), then the job ends.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.raise();
     }
 
     pub fn is_stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.stop.is_raised()
+    }
+
+    /// Raised on stop and cancel: connectors end their waits and retries on it.
+    pub fn interrupt(&self) -> Interrupt {
+        self.stop.clone()
     }
 
     /// Ends every task at once, without a final checkpoint (after a failure).
@@ -191,7 +196,7 @@ fn restored(stored: Option<&StoredCheckpoint>, id: &str) -> Result<Option<Vec<Sn
 
 /// Runs the job to its end: every source ended (then every window closes), or
 /// [`JobHandle::stop`] (then a final checkpoint keeps what is open).
-pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
+pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     let plan = plan_lines(&spec);
     let JobSpec {
         name: job_name,
@@ -213,6 +218,14 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
             c.manifest.epoch,
             c.dir.display()
         )));
+    }
+    if checkpoint.skip_if_finished
+        && let Some(c) = stored.as_ref().filter(|c| c.manifest.finished)
+    {
+        return Ok(JobOutcome::AlreadyFinished {
+            epoch: c.manifest.epoch,
+            rows_out: c.manifest.rows_out,
+        });
     }
     let stored = stored.as_ref();
 
@@ -272,10 +285,15 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
         expected_acks += 1;
         let id = format!("sink {i}");
         let restore = restored(stored, &id)?;
+        let watermarked = pipelines
+            .iter()
+            .any(|p| p.sink == i && sources[p.source].event_time.is_some());
         let task = SinkTask {
             id,
             table: s.name.clone(),
             inputs: sink_inputs[i].clone(),
+            watermarked,
+            restored_epoch: stored.map(|c| sluice_types::Epoch(c.manifest.epoch)),
             schema,
             acks: ack_tx.clone(),
         };
@@ -394,6 +412,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
         source_names,
         expected_acks,
         first_epoch: last_epoch + 1,
+        rows_out_before: stored.map_or(0, |c| c.manifest.rows_out),
         sinks: sink_txs.into_iter().flatten().collect(),
     };
     if let Err(e) = coordinator.run(&ctl, ack_rx, handle) {
@@ -408,7 +427,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<()> {
     let err = failure.0.lock().ok().and_then(|mut s| s.take());
     match err {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(JobOutcome::Ran),
     }
 }
 

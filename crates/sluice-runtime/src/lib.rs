@@ -18,8 +18,8 @@ pub use metrics::{
 };
 pub use operator::{Chain, Collector, Operator, Snapshot};
 pub use plan::{
-    AggregatePlan, AssignSpec, CheckpointSettings, JobSpec, PipelineSpec, SinkSpec, SourceSpec,
-    Step, WindowKind,
+    AggregatePlan, AssignSpec, CheckpointSettings, JobOutcome, JobSpec, PipelineSpec, SinkSpec,
+    SourceSpec, Step, WindowKind,
 };
-pub use sink::{PendingEpochs, Sink};
+pub use sink::{PendingEpochs, Sink, SinkState};
 pub use source::{Positions, Source, SourcePoll, SourceWatermarks, WatermarkGenerator};

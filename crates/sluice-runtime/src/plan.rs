@@ -102,6 +102,8 @@ pub struct PipelineSpec {
 /// A source with its event-time column and watermark delay.
 pub struct SourceSpec {
     pub name: String,
+    /// What the source reads (connector, topic, path…), for the checkpoint's plan.
+    pub definition: String,
     pub source: Box<dyn Source>,
     pub event_time: Option<(usize, i64)>,
     /// A partition with no data for this long does not hold the watermark back.
@@ -110,6 +112,8 @@ pub struct SourceSpec {
 
 pub struct SinkSpec {
     pub name: String,
+    /// Where the sink writes (connector, table, path…), for the checkpoint's plan.
+    pub definition: String,
     pub sink: Box<dyn Sink>,
 }
 
@@ -128,6 +132,9 @@ pub struct CheckpointSettings {
     /// Fault injection for tests: abort the process once this epoch's checkpoint is
     /// durable, before any sink commits it.
     pub abort_after: Option<u64>,
+    /// A restored checkpoint marked finished means the job has nothing left to do: it
+    /// does not run (set when the newest checkpoint was chosen for the user).
+    pub skip_if_finished: bool,
 }
 
 impl Default for CheckpointSettings {
@@ -140,8 +147,18 @@ impl Default for CheckpointSettings {
             restore: None,
             after_epoch: 0,
             abort_after: None,
+            skip_if_finished: false,
         }
     }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// It ran: every source ended, or it was stopped.
+    Ran,
+    /// Its newest checkpoint says it had finished: nothing ran, nothing was written.
+    AlreadyFinished { epoch: u64, rows_out: u64 },
 }
 
 /// Everything a job needs to run.

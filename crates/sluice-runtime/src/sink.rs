@@ -9,6 +9,23 @@ use crate::error::Result;
 /// Rows of epochs not yet committed, oldest first.
 pub type PendingEpochs = Vec<(Epoch, Vec<RecordBatch>)>;
 
+/// What a sink keeps in a checkpoint: rows of epochs it has not committed yet, and small
+/// values of its own (how long its output file was, which part files wait for commit).
+#[derive(Debug, Default, Clone)]
+pub struct SinkState {
+    pub pending: PendingEpochs,
+    pub values: serde_json::Value,
+}
+
+impl From<PendingEpochs> for SinkState {
+    fn from(pending: PendingEpochs) -> Self {
+        SinkState {
+            pending,
+            values: serde_json::Value::Null,
+        }
+    }
+}
+
 /// A connector that receives rows.
 ///
 /// A transactional sink holds the rows it is given until [`Sink::pre_commit`] seals
@@ -29,10 +46,12 @@ pub trait Sink: Send {
         Ok(())
     }
 
-    /// A barrier: rows written since the last one belong to `epoch`. Returns every
-    /// epoch's rows not yet committed, to be kept in the checkpoint.
-    fn pre_commit(&mut self, _epoch: Epoch) -> Result<PendingEpochs> {
-        Ok(Vec::new())
+    /// A barrier: rows written since the last one belong to `epoch`. Returns what the
+    /// checkpoint must keep for the sink: every epoch's rows not yet committed, and its
+    /// own values. A sink that writes as rows arrive makes them durable here (flushes
+    /// and checks delivery), so that a completed checkpoint never loses them.
+    fn pre_commit(&mut self, _epoch: Epoch) -> Result<SinkState> {
+        Ok(SinkState::default())
     }
 
     /// The checkpoint of `epoch` is durable: commit every epoch up to it.
@@ -40,9 +59,10 @@ pub trait Sink: Send {
         Ok(())
     }
 
-    /// After a restore: rows of epochs that a checkpoint held uncommitted. The sink
-    /// commits those newer than what it has committed, and skips the rest.
-    fn recover(&mut self, _pending: PendingEpochs) -> Result<()> {
+    /// After a restore of checkpoint `checkpoint`, before any row: what that checkpoint
+    /// kept for the sink. The sink commits the epochs newer than what it has committed,
+    /// skips the rest, and puts its output back to how the checkpoint saw it.
+    fn recover(&mut self, _checkpoint: Epoch, _saved: SinkState) -> Result<()> {
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 
 use crate::error::ServerError;
 use crate::manager::{Manager, Restore};
@@ -48,13 +49,29 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ServerError>
         .map_err(|e| ServerError::BadRequest(format!("the request body is not valid: {e}")))
 }
 
-fn restore(from: Option<String>, default: Restore) -> Restore {
+/// Over the API a checkpoint is named, never a directory: the job's newest, none, or
+/// one of its epochs.
+fn restore(from: Option<String>, default: Restore) -> Result<Restore, ServerError> {
     match from.as_deref() {
-        None => default,
-        Some("newest") => Restore::Newest,
-        Some("fresh") => Restore::Fresh,
-        Some(c) => Restore::Chosen(c.to_string()),
+        None => Ok(default),
+        Some("newest") => Ok(Restore::Newest),
+        Some("fresh") => Ok(Restore::Fresh),
+        Some(c) if !c.is_empty() && c.len() <= 20 && c.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(Restore::Chosen(c.to_string()))
+        }
+        Some(c) => Err(ServerError::BadRequest(format!(
+            "from_checkpoint must be 'newest', 'fresh' or an epoch number of the job's own checkpoints, not {c:?}"
+        ))),
     }
+}
+
+/// Runs `f` off the async executor: planning SQL and writing the catalog block.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServerError> + Send + 'static,
+) -> Result<T, ServerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ServerError::Internal(format!("a request's work failed: {e}")))?
 }
 
 #[derive(Deserialize)]
@@ -68,20 +85,20 @@ struct ValidateBody {
 struct SubmitBody {
     name: String,
     sql: String,
-    /// "fresh" (the default), "newest", an epoch, or a checkpoint directory.
+    /// "fresh" (the default), "newest", or an epoch.
     from_checkpoint: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ResumeBody {
-    /// "newest" (the default), "fresh", an epoch, or a checkpoint directory.
+    /// "newest" (the default), "fresh", or an epoch.
     from_checkpoint: Option<String>,
 }
 
 async fn validate(State(c): State<ServerConfig>, body: Bytes) -> ApiResult {
     let b: ValidateBody = parse(&body)?;
-    let plan = c.manager.validate(&b.sql)?;
+    let plan = blocking(move || c.manager.validate(&b.sql)).await?;
     json(
         StatusCode::OK,
         &serde_json::json!({ "valid": true, "plan": plan }),
@@ -90,9 +107,8 @@ async fn validate(State(c): State<ServerConfig>, body: Bytes) -> ApiResult {
 
 async fn submit(State(c): State<ServerConfig>, body: Bytes) -> ApiResult {
     let b: SubmitBody = parse(&body)?;
-    let job = c
-        .manager
-        .submit(&b.name, &b.sql, restore(b.from_checkpoint, Restore::Fresh))?;
+    let from = restore(b.from_checkpoint, Restore::Fresh)?;
+    let job = blocking(move || c.manager.submit(&b.name, &b.sql, from)).await?;
     json(StatusCode::CREATED, &job)
 }
 
@@ -105,23 +121,28 @@ async fn get_job(State(c): State<ServerConfig>, Path(job): Path<String>) -> ApiR
 }
 
 async fn stop(State(c): State<ServerConfig>, Path(job): Path<String>) -> ApiResult {
-    json(StatusCode::ACCEPTED, &c.manager.stop(&job)?)
+    json(
+        StatusCode::ACCEPTED,
+        &blocking(move || c.manager.stop(&job)).await?,
+    )
 }
 
 async fn cancel(State(c): State<ServerConfig>, Path(job): Path<String>) -> ApiResult {
-    json(StatusCode::ACCEPTED, &c.manager.cancel(&job)?)
+    json(
+        StatusCode::ACCEPTED,
+        &blocking(move || c.manager.cancel(&job)).await?,
+    )
 }
 
 async fn resume(State(c): State<ServerConfig>, Path(job): Path<String>, body: Bytes) -> ApiResult {
     let b: ResumeBody = parse(&body)?;
-    let job = c
-        .manager
-        .resume(&job, restore(b.from_checkpoint, Restore::Newest))?;
+    let from = restore(b.from_checkpoint, Restore::Newest)?;
+    let job = blocking(move || c.manager.resume(&job, from)).await?;
     json(StatusCode::ACCEPTED, &job)
 }
 
 async fn delete(State(c): State<ServerConfig>, Path(job): Path<String>) -> ApiResult {
-    c.manager.delete(&job)?;
+    blocking(move || c.manager.delete(&job)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -161,7 +182,9 @@ async fn auth(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+        // Compared in constant time, so that timing does not tell how much was right.
+        let right = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes())));
+        if !right {
             return ServerError::Unauthorized(
                 "this server needs a token: send Authorization: Bearer <token> (sluice commands take --auth-token or SLUICE_AUTH_TOKEN)".into(),
             )

@@ -14,5 +14,6 @@ pub mod prometheus;
 pub use api::{ServerConfig, router, serve};
 pub use error::ServerError;
 pub use manager::{
-    JobInfo, JobState, Launcher, Manager, RestartPolicy, Restore, Running, SqlProblem, StartRequest,
+    JobFailure, JobInfo, JobState, Launcher, Manager, RestartPolicy, Restore, Running, SqlProblem,
+    StartRequest,
 };

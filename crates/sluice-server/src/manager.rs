@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sluice_runtime::{CheckpointStats, JobHandle, MetricsDetail, MetricsSnapshot};
-use sluice_types::Watermark;
+use sluice_types::{ErrorKind, Watermark, redact_secrets};
 
 use crate::catalog::{self, CatalogEntry};
 
@@ -42,12 +42,38 @@ pub struct StartRequest<'a> {
     pub sql: &'a str,
     pub checkpoint_dir: &'a Path,
     pub restore: &'a Restore,
+    /// The job's handle, made before it starts so that a stop or cancel reaches a job
+    /// still opening its connections.
+    pub handle: &'a JobHandle,
+}
+
+/// Why a job could not start or stopped running, and who has to act: only an external
+/// failure (a broker or database away) is worth a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl JobFailure {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        JobFailure {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for JobFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// A started job: its handle, and the call that runs it to its end.
 pub struct Running {
     pub handle: JobHandle,
-    pub run: Box<dyn FnOnce() -> Result<(), String> + Send>,
+    pub run: Box<dyn FnOnce() -> Result<(), JobFailure> + Send>,
 }
 
 /// Plans and starts jobs; the binary implements it with the real connectors.
@@ -55,16 +81,19 @@ pub trait Launcher: Send + Sync + 'static {
     /// Checks a job's SQL without running it; returns its plan as text.
     fn validate(&self, sql: &str) -> Result<String, SqlProblem>;
     /// Opens a job's sources and sinks and restores its checkpoint.
-    fn start(&self, request: StartRequest<'_>) -> Result<Running, String>;
+    fn start(&self, request: StartRequest<'_>) -> Result<Running, JobFailure>;
 }
 
-/// Restarts after failures: at most `max_restarts` in a row, pausing `first_backoff`,
-/// doubling up to `max_backoff`.
+/// Restarts after external failures: at most `max_restarts` in a row, pausing
+/// `first_backoff`, doubling up to `max_backoff`. A run that lasted `healthy_after`
+/// before failing starts the count again, so scattered hiccups over a long life never
+/// add up to giving up.
 #[derive(Debug, Clone, Copy)]
 pub struct RestartPolicy {
     pub max_restarts: u32,
     pub first_backoff: Duration,
     pub max_backoff: Duration,
+    pub healthy_after: Duration,
 }
 
 impl Default for RestartPolicy {
@@ -73,7 +102,24 @@ impl Default for RestartPolicy {
             max_restarts: 5,
             first_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
+            healthy_after: Duration::from_secs(600),
         }
+    }
+}
+
+impl RestartPolicy {
+    /// The restart count after a failure of a run that lasted `ran`, counted from
+    /// `before` restarts in a row.
+    pub fn count_after(&self, before: u32, ran: Duration) -> u32 {
+        if ran >= self.healthy_after {
+            1
+        } else {
+            before + 1
+        }
+    }
+
+    pub fn backoff(&self) -> sluice_types::Backoff {
+        sluice_types::Backoff::new(self.first_backoff, self.max_backoff)
     }
 }
 
@@ -319,7 +365,7 @@ impl Manager {
                 sql: j.sql.clone(),
                 created_ms: j.created_ms,
                 state: j.state,
-                last_error: j.last_error.clone(),
+                last_error: j.last_error.as_deref().map(redact_secrets),
             })
             .collect();
         if let Err(e) = catalog::save(&self.inner.dir, &entries) {
@@ -343,6 +389,7 @@ impl Manager {
         self.inner
             .launcher
             .validate(sql)
+            .map(|plan| redact_secrets(&plan))
             .map_err(|p| ServerError::InvalidSql {
                 message: p.message,
                 line: p.line,
@@ -579,7 +626,7 @@ fn info(j: &Job, detail: bool) -> JobInfo {
             .started
             .map(|t| (t.elapsed().as_secs_f64() * 10.0).round() / 10.0),
         restarts: j.restarts,
-        last_error: j.last_error.clone(),
+        last_error: j.last_error.as_deref().map(redact_secrets),
         events_in: s.events_in,
         events_per_s: j.rate.round(),
         rows_out: s.rows_out,
@@ -588,7 +635,7 @@ fn info(j: &Job, detail: bool) -> JobInfo {
         watermark_ms: wm,
         watermark_lag_ms: wm.map(|w| now_ms() - w),
         last_checkpoint: s.checkpoint.map(CheckpointInfo::from),
-        sql: detail.then(|| j.sql.clone()),
+        sql: detail.then(|| redact_secrets(&j.sql)),
         detail: detail.then(|| h.map(|h| h.metrics.detail()).unwrap_or_default()),
     }
 }

@@ -33,6 +33,20 @@ pub fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
     Ok(out)
 }
 
+/// The names of the variables `value` refers to.
+pub fn referenced(value: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        let inner = &after[..end];
+        names.push(inner.split_once(":-").map_or(inner, |(n, _)| n));
+        rest = &after[end + 1..];
+    }
+    names
+}
+
 /// A lookup over the process environment.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()

@@ -9,6 +9,7 @@ mod error;
 mod graph;
 mod interval;
 mod plan;
+mod rules;
 mod scan;
 mod statements;
 mod window;
@@ -20,4 +21,5 @@ pub use graph::{
     WindowSpec,
 };
 pub use interval::parse_interval_text;
-pub use plan::{SETTINGS, plan_job};
+pub use plan::{SETTINGS, plan_job, plan_job_with_rules};
+pub use rules::resolve_path;

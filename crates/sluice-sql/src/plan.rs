@@ -22,7 +22,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use sluice_types::{ConnectorCatalog, Position, TableRole};
+use sluice_types::{ConnectorCatalog, JobRules, Position, TableRole};
 
 use crate::ddl::{SetDef, TIMESTAMP_TYPE, TableDef, parse_create_table, parse_set};
 use crate::env::expand;
@@ -37,22 +37,36 @@ use crate::window::{Rewrite, WindowCall, rewrite_query, span_pos};
 
 const WINDOW_PREFIX: &str = "__sluice_window_";
 
-/// Plans a whole job file.
+/// Plans a whole job file, trusting it (as `sluice run` does).
 pub fn plan_job(
     sql: &str,
     catalog: &dyn ConnectorCatalog,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<JobGraph> {
+    plan_job_with_rules(sql, catalog, env, &JobRules::trusted())
+}
+
+/// Plans a whole job file under `rules` (the server's, for a submitted job).
+pub fn plan_job_with_rules(
+    sql: &str,
+    catalog: &dyn ConnectorCatalog,
+    env: &dyn Fn(&str) -> Option<String>,
+    rules: &JobRules,
+) -> Result<JobGraph> {
     let statements = split(sql)?;
     let mut tables: Vec<TableDef> = Vec::new();
     let mut settings: Vec<SetDef> = Vec::new();
     let mut inserts: Vec<&RawStatement> = Vec::new();
-    let expander = |v: &str| expand(v, env);
+    let expander = |v: &str| {
+        crate::rules::check_env(rules, v)?;
+        expand(v, env)
+    };
     for stmt in &statements {
         let words = stmt.leading_words(2);
         match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
             ["CREATE", "TABLE"] => {
-                let t = parse_create_table(stmt, &expander)?;
+                let mut t = parse_create_table(stmt, &expander)?;
+                crate::rules::resolve_paths(rules, catalog, &mut t)?;
                 if tables.iter().any(|x| x.name == t.name) {
                     return Err(SqlError::refused(
                         t.position,
@@ -93,7 +107,9 @@ pub fn plan_job(
         let _ = conn;
     }
 
-    let mut planner = Planner::new(&tables)?;
+    crate::rules::check_parallelism(rules, &settings)?;
+    let max_windows = crate::rules::max_windows_per_row(rules, &settings)?;
+    let mut planner = Planner::new(&tables, max_windows)?;
     let mut pipelines = Vec::new();
     for stmt in inserts {
         pipelines.push(planner.plan_insert(stmt)?);
@@ -108,16 +124,22 @@ pub fn plan_job(
         } else {
             continue;
         };
+        let refuse = |p: sluice_types::OptionProblem| {
+            let at = p
+                .key
+                .as_deref()
+                .and_then(|k| t.options.position(k))
+                .unwrap_or(t.position);
+            SqlError::refused(at, format!("table {}: {}", t.name, p.message))
+        };
         catalog
-            .check(role, !t.columns.is_empty(), &t.options)
-            .map_err(|p| {
-                let at = p
-                    .key
-                    .as_deref()
-                    .and_then(|k| t.options.position(k))
-                    .unwrap_or(t.position);
-                SqlError::refused(at, format!("table {}: {}", t.name, p.message))
-            })?;
+            .check(role, !t.columns.is_empty(), &t.options, rules)
+            .map_err(refuse)?;
+        if let Some(&si) = planner.sink_index.get(&i) {
+            catalog
+                .check_sink_columns(&t.options, &planner.sinks[si].schema)
+                .map_err(refuse)?;
+        }
     }
 
     Ok(JobGraph {
@@ -137,10 +159,12 @@ struct Planner<'a> {
     source_index: HashMap<usize, usize>,
     sink_index: HashMap<usize, usize>,
     statement_no: usize,
+    /// How many windows one row may belong to.
+    max_windows: u64,
 }
 
 impl<'a> Planner<'a> {
-    fn new(tables: &'a [TableDef]) -> Result<Self> {
+    fn new(tables: &'a [TableDef], max_windows: u64) -> Result<Self> {
         Ok(Planner {
             tables,
             sources: Vec::new(),
@@ -148,6 +172,7 @@ impl<'a> Planner<'a> {
             source_index: HashMap::new(),
             sink_index: HashMap::new(),
             statement_no: 0,
+            max_windows,
         })
     }
 
@@ -260,6 +285,7 @@ impl<'a> Planner<'a> {
             .ok_or_else(|| SqlError::Internal(format!("lost table {source_name}")))?;
         if let Some(w) = &window {
             check_window_column(w, source_def)?;
+            crate::rules::check_window(self.max_windows, w)?;
         }
 
         // Plan with DataFusion against stand-in tables.
@@ -406,6 +432,7 @@ impl<'a> Planner<'a> {
 /// The job settings a `SET` may give, and what each accepts.
 pub const SETTINGS: &[(&str, &str)] = &[
     ("parallelism", "a whole number of at least 1"),
+    ("max_windows_per_row", "a whole number of at least 1"),
     (
         "checkpoint_interval",
         "a duration of at least 10 ms, such as '2s' or '1 minute'",
@@ -425,7 +452,7 @@ fn check_setting(set: SetDef) -> Result<SetDef> {
         ));
     };
     let ok = match set.key.as_str() {
-        "parallelism" => set.value.parse::<usize>().is_ok_and(|n| n >= 1),
+        "parallelism" | "max_windows_per_row" => set.value.parse::<usize>().is_ok_and(|n| n >= 1),
         "checkpoint_interval" => crate::parse_interval_text(&set.value).is_ok_and(|ms| ms >= 10),
         _ => true,
     };

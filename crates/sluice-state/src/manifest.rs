@@ -23,6 +23,9 @@ pub struct Manifest {
     pub plan: Vec<String>,
     /// Set on the checkpoint taken when every source had ended.
     pub finished: bool,
+    /// Rows the job's sinks had received by this checkpoint, over every run.
+    #[serde(default)]
+    pub rows_out: u64,
     /// The smallest source watermark at the barrier, if any.
     pub watermark: Option<i64>,
     pub sources: Vec<SourceState>,

@@ -31,7 +31,28 @@ pub struct StoredCheckpoint {
 impl StoredCheckpoint {
     /// The rows of one state file named in the manifest.
     pub fn read(&self, name: &str) -> Result<Vec<RecordBatch>> {
+        check_file_name(name)?;
+        if !self.manifest.files.iter().any(|f| f.name == name) {
+            return Err(StateError::Corrupt(format!(
+                "{}: state file {name} is not listed with a checksum in the manifest",
+                self.dir.display()
+            )));
+        }
         read_state_file(&self.dir.join(name))
+    }
+}
+
+/// A state file's name must be a plain name inside its checkpoint directory: a manifest
+/// that names `../x` or `/etc/x` is damaged (or hostile), and is not followed.
+fn check_file_name(name: &str) -> Result<()> {
+    let plain =
+        !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']);
+    if plain {
+        Ok(())
+    } else {
+        Err(StateError::Corrupt(format!(
+            "the manifest names a state file {name:?} outside its checkpoint directory"
+        )))
     }
 }
 
@@ -203,6 +224,7 @@ pub fn load_dir(dir: &Path) -> Result<StoredCheckpoint> {
         )));
     }
     for f in &manifest.files {
+        check_file_name(&f.name)?;
         let p = dir.join(&f.name);
         let mut data = Vec::new();
         File::open(&p)
@@ -269,6 +291,7 @@ mod tests {
             fingerprint: "x".into(),
             plan: vec!["p".into()],
             finished: false,
+            rows_out: 0,
             watermark: Some(1),
             sources: vec![SourceState::default()],
             tasks,

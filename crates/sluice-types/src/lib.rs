@@ -4,9 +4,15 @@
 mod error;
 mod message;
 mod options;
+mod redact;
+mod retry;
+mod rules;
 mod time;
 
 pub use error::{ErrorKind, Position};
 pub use message::Message;
 pub use options::{ConnectorCatalog, ConnectorOptions, OptionProblem, OptionValue, TableRole};
-pub use time::{Epoch, Watermark, format_millis};
+pub use redact::redact_secrets;
+pub use retry::{Backoff, Interrupt};
+pub use rules::{DEFAULT_ALLOWED_ENV, DEFAULT_MAX_WINDOWS_PER_ROW, JobRules};
+pub use time::{Epoch, Watermark, format_millis, parse_interval_text};

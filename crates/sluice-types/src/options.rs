@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::Position;
+use crate::{JobRules, Position};
+use arrow::datatypes::Schema;
 
 /// Whether a table is read from or written to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,10 +72,29 @@ impl OptionProblem {
 /// Knows which connectors exist and which options each takes, so that SQL naming an
 /// unknown one is refused before the job starts.
 pub trait ConnectorCatalog: Send + Sync {
+    /// Checks a table's options for its role, under the job's rules (a submitted job
+    /// may not hand a client options that read files or load code, say).
     fn check(
         &self,
         role: TableRole,
         has_columns: bool,
         options: &ConnectorOptions,
+        rules: &JobRules,
     ) -> Result<(), OptionProblem>;
+
+    /// Checks a sink's options against the columns the job writes to it (a key column
+    /// that must exist, say).
+    fn check_sink_columns(
+        &self,
+        _options: &ConnectorOptions,
+        _schema: &Schema,
+    ) -> Result<(), OptionProblem> {
+        Ok(())
+    }
+
+    /// Options whose values are file paths: resolved, and kept inside the data directory
+    /// of a submitted job.
+    fn path_options(&self) -> &'static [&'static str] {
+        &[]
+    }
 }

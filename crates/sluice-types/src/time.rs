@@ -87,6 +87,49 @@ impl fmt::Display for Epoch {
     }
 }
 
+/// "5 minutes", "1 hour 30 minutes", "10s", "250ms".
+pub fn parse_interval_text(text: &str) -> Result<i64, String> {
+    let mut total = 0f64;
+    let mut words = Vec::new();
+    for part in text.split_whitespace() {
+        let split = part
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(part.len());
+        let (num, unit) = part.split_at(split);
+        if !num.is_empty() {
+            words.push(num.to_string());
+        }
+        if !unit.is_empty() {
+            words.push(unit.to_string());
+        }
+    }
+    if words.is_empty() || words.len() % 2 != 0 {
+        return Err(format!(
+            "'{text}' is not an interval (write e.g. '5 minutes' or '10s')"
+        ));
+    }
+    for pair in words.chunks(2) {
+        let n: f64 = pair[0]
+            .parse()
+            .map_err(|_| format!("'{text}' is not an interval"))?;
+        total += n * unit_millis(&pair[1])
+            .ok_or_else(|| format!("unknown time unit '{}'", pair[1]))? as f64;
+    }
+    Ok(total.round() as i64)
+}
+
+fn unit_millis(unit: &str) -> Option<i64> {
+    Some(match unit.to_ascii_lowercase().as_str() {
+        "ms" | "millisecond" | "milliseconds" => 1,
+        "s" | "sec" | "secs" | "second" | "seconds" => 1_000,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60_000,
+        "h" | "hour" | "hours" => 3_600_000,
+        "d" | "day" | "days" => 86_400_000,
+        "w" | "week" | "weeks" => 7 * 86_400_000,
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

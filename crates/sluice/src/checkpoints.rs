@@ -49,6 +49,27 @@ impl CheckpointOptions {
     }
 }
 
+/// The newest checkpoint of the job says it finished: every source had ended and every
+/// result was committed. Running it again would do nothing, so it does not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlreadyFinished {
+    pub job: String,
+    pub epoch: u64,
+    pub rows_out: u64,
+}
+
+impl std::fmt::Display for AlreadyFinished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "job {} finished at checkpoint {} with {} rows out; nothing to do, its outputs are left as they are (--fresh runs it again)",
+            self.job, self.epoch, self.rows_out
+        )
+    }
+}
+
+impl std::error::Error for AlreadyFinished {}
+
 /// The job name for a job file: its stem (`sql/iot_aggregates.sql` → `iot_aggregates`).
 pub fn job_name(file: &Path) -> String {
     file.file_stem()
@@ -77,9 +98,12 @@ pub fn settings(
     s.abort_after = o.abort_after;
     s.restore = match &o.restore {
         Restore::Fresh => None,
-        // A finished run is resumed too: a bounded Kafka source reads what arrived since,
-        // a file source has nothing new, and nothing is written twice. --fresh starts over.
-        Restore::Newest => store.newest()?,
+        // A finished newest checkpoint of this same job means there is nothing to do;
+        // the runtime says so once it has checked the checkpoint belongs to this job.
+        Restore::Newest => {
+            s.skip_if_finished = true;
+            store.newest()?
+        }
         Restore::Chosen(which) => Some(chosen(&store, which)?),
     };
     if let Some(c) = &s.restore {

@@ -9,10 +9,11 @@ use crate::checkpoints::CheckpointOptions;
 use anyhow::{Context, Result, anyhow};
 use sluice_connectors::{Catalog, build_sink, build_source};
 use sluice_runtime::{
-    AggregatePlan, AssignSpec, JobHandle, JobSpec, PipelineSpec, Sink, SinkSpec, SourceSpec, Step,
-    WindowKind,
+    AggregatePlan, AssignSpec, JobHandle, JobOutcome, JobSpec, PipelineSpec, Sink, SinkSpec,
+    SourceSpec, Step, WindowKind,
 };
 use sluice_sql::{JobGraph, SinkTable, SqlError, Stage, WindowSpec};
+use sluice_types::JobRules;
 
 /// How to run a job.
 #[derive(Debug, Clone)]
@@ -56,6 +57,15 @@ pub fn plan_with_env(
     sluice_sql::plan_job(sql, &Catalog, env)
 }
 
+/// Plans a job under `rules` (a submitted job under the server's).
+pub fn plan_with_rules(
+    sql: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    rules: &JobRules,
+) -> Result<JobGraph, SqlError> {
+    sluice_sql::plan_job_with_rules(sql, &Catalog, env, rules)
+}
+
 /// A job being built to run.
 pub struct JobRun {
     pub spec: JobSpec,
@@ -65,7 +75,7 @@ pub struct JobRun {
 impl JobRun {
     /// Opens the job's sources and sinks.
     pub fn build(graph: &JobGraph, options: &RunOptions) -> Result<Self> {
-        Self::build_with_sinks(graph, options, &|_| None)
+        Self::build_with(graph, options, JobHandle::new(), &|_| None)
     }
 
     /// Like [`JobRun::build`], with `sink_for` choosing a sink for a table first (the demo
@@ -75,7 +85,33 @@ impl JobRun {
         options: &RunOptions,
         sink_for: &dyn Fn(&SinkTable) -> Option<Box<dyn Sink>>,
     ) -> Result<Self> {
-        let handle = JobHandle::new();
+        Self::build_with(graph, options, JobHandle::new(), sink_for)
+    }
+
+    /// Builds the job under a handle made beforehand: a stop raised while the sources and
+    /// sinks are still connecting ends their waits.
+    pub fn build_with(
+        graph: &JobGraph,
+        options: &RunOptions,
+        handle: JobHandle,
+        sink_for: &dyn Fn(&SinkTable) -> Option<Box<dyn Sink>>,
+    ) -> Result<Self> {
+        // Which checkpoint to restore is settled first: a finished job opens nothing.
+        let from_job = match graph.setting("checkpoint_interval") {
+            Some(v) => Some(Duration::from_millis(
+                sluice_sql::parse_interval_text(v)
+                    .map_err(|e| anyhow!("checkpoint_interval: {e}"))?
+                    .max(10) as u64,
+            )),
+            None => None,
+        };
+        let interval = options
+            .checkpoint_interval
+            .or(from_job)
+            .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL);
+        let checkpoint =
+            crate::checkpoints::settings(options.checkpoints.as_ref(), interval, &graph.sql)?;
+        let interrupt = handle.interrupt();
         let mut sources = Vec::new();
         for s in &graph.sources {
             let source = build_source(
@@ -83,6 +119,7 @@ impl JobRun {
                 &s.def.options,
                 s.schema.clone(),
                 handle.metrics.clone(),
+                &interrupt,
             )?;
             let idle_timeout = match s.def.options.get("idle_timeout") {
                 Some(v) => sluice_sql::parse_interval_text(v)
@@ -91,6 +128,7 @@ impl JobRun {
             };
             sources.push(SourceSpec {
                 name: s.def.name.clone(),
+                definition: sluice_connectors::identity(&s.def.options),
                 source,
                 event_time: s.event_time.map(|e| (e.column, e.delay_ms)),
                 idle_timeout: std::time::Duration::from_millis(idle_timeout.max(0) as u64),
@@ -100,10 +138,11 @@ impl JobRun {
         for s in &graph.sinks {
             let sink = match sink_for(s) {
                 Some(sink) => sink,
-                None => build_sink(&s.def.name, &s.def.options, s.schema.clone())?,
+                None => build_sink(&s.def.name, &s.def.options, s.schema.clone(), &interrupt)?,
             };
             sinks.push(SinkSpec {
                 name: s.def.name.clone(),
+                definition: sluice_connectors::identity(&s.def.options),
                 sink,
             });
         }
@@ -143,20 +182,6 @@ impl JobRun {
                 post: p.post.iter().map(step).collect(),
             });
         }
-        let from_job = match graph.setting("checkpoint_interval") {
-            Some(v) => Some(Duration::from_millis(
-                sluice_sql::parse_interval_text(v)
-                    .map_err(|e| anyhow!("checkpoint_interval: {e}"))?
-                    .max(10) as u64,
-            )),
-            None => None,
-        };
-        let interval = options
-            .checkpoint_interval
-            .or(from_job)
-            .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL);
-        let checkpoint =
-            crate::checkpoints::settings(options.checkpoints.as_ref(), interval, &graph.sql)?;
         Ok(JobRun {
             spec: JobSpec {
                 name: options
@@ -176,7 +201,13 @@ impl JobRun {
 
     /// Runs to the end (or until the handle is stopped).
     pub fn run(self) -> Result<()> {
-        sluice_runtime::run_job(self.spec, &self.handle).map_err(|e| anyhow!(e))
+        self.run_typed().map(|_| ()).map_err(|e| anyhow!(e))
+    }
+
+    /// Runs to the end; says whether there was anything to do, and an error says who
+    /// has to act on it.
+    pub fn run_typed(self) -> Result<JobOutcome, sluice_runtime::RuntimeError> {
+        sluice_runtime::run_job(self.spec, &self.handle)
     }
 }
 

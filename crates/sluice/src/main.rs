@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use sluice::checkpoints::{CheckpointOptions, Restore, job_name};
+use sluice::checkpoints::{AlreadyFinished, CheckpointOptions, Restore, job_name};
 use sluice::engine::{JobRun, RunOptions};
 use sluice::progress::Progress;
 use sluice_sql::SqlError;
@@ -162,6 +162,28 @@ struct ServeCmd {
     /// checkpoint_interval, else 10s).
     #[arg(long)]
     checkpoint_interval: Option<String>,
+    /// Every file a submitted job reads or writes (sources, sinks, dead letters) must lie
+    /// inside this directory; relative paths are taken from it.
+    #[arg(long, default_value = "data", env = "SLUICE_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Environment variables a submitted job may name with ${VAR}, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "KAFKA_BROKERS,DATABASE_URL",
+        env = "SLUICE_ALLOW_ENV"
+    )]
+    allow_env: Vec<String>,
+    /// Listen on a non-loopback address without --auth-token (anyone who reaches the
+    /// port can then run jobs).
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// A row may belong to at most this many windows (HOP size / slide).
+    #[arg(long, default_value_t = sluice_types::DEFAULT_MAX_WINDOWS_PER_ROW)]
+    max_windows_per_row: u64,
+    /// A job that ran this long before failing starts its restart count again.
+    #[arg(long, default_value = "10 minutes")]
+    restart_healthy_after: String,
 }
 
 #[derive(clap::Args)]
@@ -304,8 +326,20 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 stopper.stop();
             });
             let progress = Progress::start(Arc::clone(&handle.metrics));
-            let result = run.run();
-            eprintln!("{}", progress.finish());
+            let result = run.run_typed();
+            let status = progress.finish();
+            if let Ok(sluice_runtime::JobOutcome::AlreadyFinished { epoch, rows_out }) = result {
+                eprintln!(
+                    "{}",
+                    AlreadyFinished {
+                        job: options.name.clone(),
+                        epoch,
+                        rows_out
+                    }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("{status}");
             result?;
             Ok(ExitCode::SUCCESS)
         }
@@ -518,6 +552,22 @@ fn checkpoint_interval_flag(text: &str) -> Result<std::time::Duration> {
 fn serve(cmd: ServeCmd) -> Result<ExitCode> {
     let backoff = sluice_sql::parse_interval_text(&cmd.restart_backoff)
         .map_err(|e| anyhow::anyhow!("--restart-backoff {}: {e}", cmd.restart_backoff))?;
+    let healthy_after =
+        sluice_sql::parse_interval_text(&cmd.restart_healthy_after).map_err(|e| {
+            anyhow::anyhow!("--restart-healthy-after {}: {e}", cmd.restart_healthy_after)
+        })?;
+    check_listen(&cmd.listen, cmd.auth_token.is_some(), cmd.insecure_no_auth)?;
+    std::fs::create_dir_all(&cmd.data_dir)
+        .with_context(|| format!("cannot create --data-dir {}", cmd.data_dir.display()))?;
+    let mut rules = sluice_types::JobRules::submitted(
+        cmd.data_dir.clone(),
+        cmd.allow_env
+            .iter()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect(),
+    );
+    rules.max_windows_per_row = cmd.max_windows_per_row.max(1);
     let checkpoint_interval = match &cmd.checkpoint_interval {
         Some(i) => Some(checkpoint_interval_flag(i)?),
         None => None,
@@ -525,11 +575,13 @@ fn serve(cmd: ServeCmd) -> Result<ExitCode> {
     let launcher = sluice::server::EngineLauncher {
         parallelism: cmd.parallelism,
         checkpoint_interval,
+        rules,
     };
     let policy = sluice_server::RestartPolicy {
         max_restarts: cmd.max_restarts,
         first_backoff: std::time::Duration::from_millis(backoff.max(1) as u64),
         max_backoff: std::time::Duration::from_secs(60),
+        healthy_after: std::time::Duration::from_millis(healthy_after.max(0) as u64),
     };
     let manager = sluice_server::Manager::open(Box::new(launcher), &cmd.checkpoint_dir, policy)?;
     let config = sluice_server::ServerConfig {
@@ -577,6 +629,25 @@ fn serve(cmd: ServeCmd) -> Result<ExitCode> {
     );
     manager.shutdown(std::time::Duration::from_secs(60));
     Ok(ExitCode::SUCCESS)
+}
+
+/// A server reachable from other machines runs whatever anyone sends it: it must ask for
+/// a token, unless told plainly not to.
+fn check_listen(listen: &str, has_token: bool, insecure: bool) -> Result<()> {
+    use std::net::ToSocketAddrs;
+    if has_token || insecure {
+        return Ok(());
+    }
+    let addrs: Vec<std::net::SocketAddr> = listen
+        .to_socket_addrs()
+        .with_context(|| format!("--listen {listen}: not an address"))?
+        .collect();
+    if let Some(open) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+        anyhow::bail!(
+            "refusing to listen on {open} without --auth-token: anyone who reaches it could run jobs on this machine. Give --auth-token (or SLUICE_AUTH_TOKEN), listen on 127.0.0.1, or pass --insecure-no-auth"
+        );
+    }
+    Ok(())
 }
 
 fn read(file: &Path) -> Result<String> {

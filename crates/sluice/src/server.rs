@@ -1,12 +1,16 @@
-//! The job server's [`Launcher`]: plans jobs with this build's connectors and runs them
-//! with the engine, each with its checkpoints under the server's directory.
+//! The job server's [`Launcher`]: plans submitted jobs under the server's rules with this
+//! build's connectors and runs them with the engine, each with its checkpoints under
+//! the server's directory.
 
 use std::time::Duration;
 
-use sluice_server::{Launcher, Restore, Running, SqlProblem, StartRequest};
+use sluice_connectors::ConnectorError;
+use sluice_runtime::{JobOutcome, RuntimeError};
+use sluice_server::{JobFailure, Launcher, Restore, Running, SqlProblem, StartRequest};
 use sluice_sql::SqlError;
+use sluice_types::{ErrorKind, JobRules, redact_secrets};
 
-use crate::checkpoints::{self, CheckpointOptions};
+use crate::checkpoints::{self, AlreadyFinished, CheckpointOptions};
 use crate::engine::{JobRun, RunOptions};
 
 /// Starts jobs for `sluice serve`.
@@ -16,6 +20,8 @@ pub struct EngineLauncher {
     pub parallelism: Option<usize>,
     /// Overrides the jobs' `SET checkpoint_interval` when set.
     pub checkpoint_interval: Option<Duration>,
+    /// What a submitted job may touch.
+    pub rules: JobRules,
 }
 
 /// A planner refusal as one sentence (without the position).
@@ -30,26 +36,52 @@ pub fn sql_message(e: &SqlError) -> String {
 fn problem(e: &SqlError) -> SqlProblem {
     let p = e.position();
     SqlProblem {
-        message: sql_message(e),
+        message: redact_secrets(&sql_message(e)),
         line: p.map(|p| p.line),
         column: p.map(|p| p.column),
     }
 }
 
+/// Who has to act on a failure to start or run: only what lies outside Sluice (a broker,
+/// a database, a file system) is worth a restart.
+fn failure(e: &anyhow::Error) -> JobFailure {
+    let kind = if let Some(r) = e.downcast_ref::<RuntimeError>() {
+        r.kind()
+    } else if let Some(c) = e.downcast_ref::<ConnectorError>() {
+        match c {
+            ConnectorError::Config(_) => ErrorKind::User,
+            ConnectorError::Io(_) => ErrorKind::External,
+        }
+    } else if let Some(s) = e.downcast_ref::<sluice_state::StateError>() {
+        match s {
+            sluice_state::StateError::User(_) => ErrorKind::User,
+            _ => ErrorKind::External,
+        }
+    } else {
+        ErrorKind::External
+    };
+    JobFailure::new(kind, redact_secrets(&format!("{e:#}")))
+}
+
+impl EngineLauncher {
+    fn plan(&self, sql: &str) -> Result<sluice_sql::JobGraph, SqlError> {
+        crate::engine::plan_with_rules(sql, &sluice_sql::env::process_env, &self.rules)
+    }
+}
+
 impl Launcher for EngineLauncher {
     fn validate(&self, sql: &str) -> Result<String, SqlProblem> {
-        crate::plan(sql)
-            .map(|g| g.explain())
-            .map_err(|e| problem(&e))
+        self.plan(sql).map(|g| g.explain()).map_err(|e| problem(&e))
     }
 
-    fn start(&self, request: StartRequest<'_>) -> Result<Running, String> {
-        let graph = crate::plan(request.sql).map_err(|e| {
+    fn start(&self, request: StartRequest<'_>) -> Result<Running, JobFailure> {
+        let graph = self.plan(request.sql).map_err(|e| {
             let p = problem(&e);
-            match (p.line, p.column) {
+            let message = match (p.line, p.column) {
                 (Some(l), Some(c)) => format!("line {l}, column {c}: {}", p.message),
                 _ => p.message,
-            }
+            };
+            JobFailure::new(e.kind(), message)
         })?;
         let mut options = RunOptions::default();
         if let Some(p) = self
@@ -67,10 +99,25 @@ impl Launcher for EngineLauncher {
         };
         options.name = request.name.to_string();
         options.checkpoints = Some(cp);
-        let run = JobRun::build(&graph, &options).map_err(|e| format!("{e:#}"))?;
+        let run = JobRun::build_with(&graph, &options, request.handle.clone(), &|_| None)
+            .map_err(|e| failure(&e))?;
+        let job = request.name.to_string();
         Ok(Running {
             handle: run.handle.clone(),
-            run: Box::new(move || run.run().map_err(|e| format!("{e:#}"))),
+            run: Box::new(move || match run.run_typed() {
+                Ok(JobOutcome::AlreadyFinished { epoch, rows_out }) => {
+                    // Nothing to do: the job ends at once, as finished.
+                    let done = AlreadyFinished {
+                        job,
+                        epoch,
+                        rows_out,
+                    };
+                    tracing::info!("{done}");
+                    Ok(())
+                }
+                Ok(JobOutcome::Ran) => Ok(()),
+                Err(e) => Err(JobFailure::new(e.kind(), redact_secrets(&e.to_string()))),
+            }),
         })
     }
 }

@@ -84,13 +84,22 @@ fn run_drops_and_counts_bad_records_and_reads_a_shared_source_once() {
         "{\"id\":\"b\",\"temp\":31.0}\n{\"id\":\"d\",\"temp\":33.5}\n"
     );
 
-    // The Parquet file reads back: 12:00 (a, b), 12:05 (d, epoch millis), 12:10 (e).
-    let file = std::fs::File::open(dir.path().join("windows.parquet")).unwrap();
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap();
-    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    // The Parquet parts read back: 12:00 (a, b), 12:05 (d, epoch millis), 12:10 (e).
+    let mut batches = Vec::new();
+    for part in std::fs::read_dir(dir.path().join("windows.parquet")).unwrap() {
+        let path = part.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            name.starts_with("part-") && name.ends_with(".parquet"),
+            "{name}"
+        );
+        let file = std::fs::File::open(&path).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        batches.extend(reader.map(|b| b.unwrap()));
+    }
     let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
         .unwrap()
         .to_string();

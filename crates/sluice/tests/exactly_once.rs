@@ -13,18 +13,17 @@ mod support;
 #[path = "support/pg.rs"]
 mod pg;
 
+#[path = "support/iot.rs"]
+mod iot;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::compute::concat_batches;
-use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
-use pg::{fresh_database, pg_rows, rt, unique};
+use iot::{GENERATOR, job_sql, oracle};
+use pg::{PrivatePostgres, fresh_database, pg_rows, rt, unique};
 use sluice::checkpoints::{CheckpointOptions, Restore};
 use sluice::engine::{JobRun, RunOptions};
-use sluice_runtime::Source;
 use sqlx::{Connection, PgConnection, Row};
 
 fn ts(col: &str) -> String {
@@ -43,82 +42,6 @@ fn alerts_select() -> String {
     format!(
         "SELECT sensor_id, location, {}, temperature, battery_level, kind FROM alerts",
         ts("event_time")
-    )
-}
-
-const IOT_COLUMNS: &str = "sensor_id TEXT NOT NULL, location TEXT NOT NULL, temperature DOUBLE,
-    humidity DOUBLE, pressure DOUBLE, battery_level DOUBLE, event_time TIMESTAMP NOT NULL,
-    WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE";
-
-const METRICS: &str = "SELECT window_start, window_end, location, count(*) AS readings,
-       avg(temperature) AS avg_temperature, max(temperature) AS max_temperature,
-       min(battery_level) AS min_battery";
-const ALERTS: &str = "SELECT sensor_id, location, event_time, temperature, battery_level,
-       CASE WHEN temperature > 30 THEN 'high_temperature' ELSE 'low_battery' END AS kind";
-
-/// The aggregates and alerts jobs over `source_with`, writing to PostgreSQL at ${DB}.
-fn job_sql(source_with: &str, interval: &str) -> String {
-    format!(
-        "SET checkpoint_interval = '{interval}';
-         CREATE TABLE iot ({IOT_COLUMNS}) WITH ({source_with});
-         CREATE TABLE metrics WITH (connector = 'postgres', url = '${{DB}}',
-             table = 'sensor_metrics_5m', primary_key = 'window_start, location');
-         CREATE TABLE alerts WITH (connector = 'postgres', url = '${{DB}}', table = 'alerts');
-         INSERT INTO metrics {METRICS}
-         FROM TUMBLE(iot, event_time, INTERVAL '5' MINUTE) GROUP BY window_start, window_end, location;
-         INSERT INTO alerts {ALERTS} FROM iot WHERE temperature > 30 OR battery_level < 20;"
-    )
-}
-
-const GENERATOR: &[(&str, &str)] = &[
-    ("keys", "50"),
-    ("seed", "11"),
-    ("disorder", "30s"),
-    ("start_time", "2024-05-01T00:00:00Z"),
-];
-
-/// The oracle: both queries as a batch by DataFusion over the generated events.
-fn oracle(limit: u64, rate: &str, speedup: &str) -> (Vec<String>, Vec<String>) {
-    let mut options = sluice_types::ConnectorOptions::default();
-    for (k, v) in GENERATOR.iter().chain(&[
-        ("rate", rate),
-        ("speedup", speedup),
-        ("profile", "iot"),
-        ("connector", "generator"),
-    ]) {
-        options.insert(k, v.to_string(), sluice_types::Position::default());
-    }
-    options.insert(
-        "limit",
-        limit.to_string(),
-        sluice_types::Position::default(),
-    );
-    let opts = sluice_connectors::generator::GeneratorOptions::parse(&options).unwrap();
-    let schema = opts.profile.schema();
-    let mut g =
-        sluice_connectors::generator::GeneratorSource::new("iot", opts, schema.clone()).unwrap();
-    let mut batches = Vec::new();
-    while let Some(b) = g.next_batch().unwrap() {
-        batches.push(b);
-    }
-    let all = concat_batches(&schema, &batches).unwrap();
-    let ctx = SessionContext::new();
-    ctx.register_table(
-        "iot",
-        Arc::new(MemTable::try_new(schema, vec![vec![all]]).unwrap()),
-    )
-    .unwrap();
-    let bin = "date_bin(INTERVAL '5 minutes', event_time)";
-    let metrics = format!(
-        "{} FROM (SELECT *, {bin} AS window_start, {bin} + INTERVAL '5 minutes' AS window_end FROM iot)
-         GROUP BY window_start, window_end, location",
-        METRICS
-    );
-    let alerts = format!("{ALERTS} FROM iot WHERE temperature > 30 OR battery_level < 20");
-    let rt = rt();
-    (
-        rt.block_on(support::batch_rows(&ctx, &metrics)),
-        rt.block_on(support::batch_rows(&ctx, &alerts)),
     )
 }
 
@@ -440,55 +363,6 @@ fn a_damaged_newest_checkpoint_is_skipped_and_another_plan_is_refused() {
         }
     }
     assert!(missing.is_empty(), "{} alert rows lost", missing.len());
-}
-
-/// A private PostgreSQL server (scripts/pg-instance.sh) that the test can stop and start.
-struct PrivatePostgres {
-    dir: std::path::PathBuf,
-    port: u16,
-}
-
-impl PrivatePostgres {
-    fn script(args: &[&str]) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-instance.sh");
-        let out = Command::new(script).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "pg-instance.sh {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn start(dir: &Path) -> Self {
-        let port = support::free_port();
-        let pg = PrivatePostgres {
-            dir: dir.join("pg"),
-            port,
-        };
-        pg.up();
-        pg
-    }
-
-    fn up(&self) {
-        Self::script(&["start", self.dir.to_str().unwrap(), &self.port.to_string()]);
-    }
-
-    fn down(&self) {
-        Self::script(&["stop", self.dir.to_str().unwrap()]);
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-instance.sh");
-        let _ = Command::new(script)
-            .args(["stop", self.dir.to_str().unwrap_or_default()])
-            .output();
-    }
 }
 
 #[test]

@@ -8,6 +8,9 @@
 #[path = "support/helpers.rs"]
 mod support;
 
+#[path = "support/iot.rs"]
+mod iot;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::json::ReaderBuilder;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use iot::IOT_COLUMNS;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -106,10 +110,6 @@ fn generated_topic(name: &str, options: &[(&str, &str)]) -> String {
     support::generate_topic("iot", &t, 3, &all, 30_000);
     t
 }
-
-const IOT_COLUMNS: &str = "sensor_id TEXT NOT NULL, location TEXT NOT NULL, temperature DOUBLE,
-    humidity DOUBLE, pressure DOUBLE, battery_level DOUBLE, event_time TIMESTAMP NOT NULL,
-    WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE";
 
 #[test]
 fn generator_to_three_partitions_to_tumble_matches_batch_oracle() {
@@ -498,6 +498,7 @@ fn ids_after_resume(topic: &str, partition: usize, offset: i64) -> Vec<String> {
         &options,
         schema,
         Arc::new(sluice_runtime::JobMetrics::default()),
+        &sluice_types::Interrupt::new(),
     )
     .unwrap();
     source
@@ -557,4 +558,94 @@ fn a_resume_in_the_middle_of_a_record_batch_reads_each_later_record_once() {
             assert_eq!(got, want, "partition {partition} resumed at {offset}");
         }
     }
+}
+
+/// An at-least-once Kafka sink (the default) under SIGKILL at random moments: every
+/// alert of the oracle reaches the topic (some may come twice), and nothing else does.
+/// `SLUICE_LONG=1` kills 25 times.
+#[test]
+fn an_at_least_once_kafka_sink_killed_at_random_loses_nothing() {
+    let kills: u64 = if std::env::var("SLUICE_LONG").is_ok_and(|v| v == "1") {
+        25
+    } else {
+        5
+    };
+    let events = 100_000 + kills * 45_000;
+    let (rate, speedup) = ("60000", "6000");
+    let t = topic("alerts-alo");
+    sluice::generate::ensure_topic(&support::brokers(), &t, 2).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.sql");
+    let generator: Vec<String> = iot::GENERATOR
+        .iter()
+        .map(|(k, v)| format!("{k} = '{v}'"))
+        .collect();
+    std::fs::write(
+        &file,
+        format!(
+            "SET checkpoint_interval = '200ms';
+             CREATE TABLE iot ({cols}) WITH (connector = 'generator', profile = 'iot',
+                 rate = '{rate}', speedup = '{speedup}', limit = '{events}', batch_size = '500',
+                 {generator});
+             CREATE TABLE alerts WITH (connector = 'kafka', topic = '{t}',
+                 'bootstrap.servers' = '{brokers}', key = 'sensor_id',
+                 'sink.delivery-guarantee' = 'at-least-once');
+             INSERT INTO alerts {alerts} FROM iot WHERE temperature > 30 OR battery_level < 20;",
+            cols = IOT_COLUMNS,
+            alerts = iot::ALERTS,
+            generator = generator.join(", "),
+            brokers = support::brokers(),
+        ),
+    )
+    .unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .current_dir(dir.path())
+            .args(["run", file.to_str().unwrap()])
+            .env("SLUICE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut seed: u64 = 0xca1f;
+    for k in 0..kills {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut child = run();
+        std::thread::sleep(Duration::from_millis(250 + (seed >> 33) % 650));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended before kill {k}; the test needs a longer stream"
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let mut last = run();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = last.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "the job did not end"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    let (_, want) = iot::oracle(events, rate, speedup);
+    let records = read_back(&t);
+    let mut got: Vec<String> = records
+        .iter()
+        .map(|r| support::normalize(std::str::from_utf8(&r.3).unwrap()))
+        .collect();
+    got.sort();
+    let delivered = got.len();
+    got.dedup();
+    let mut want_distinct = want.clone();
+    want_distinct.dedup();
+    support::assert_rows_match("alerts topic (distinct records)", &got, &want_distinct);
+    assert!(delivered >= want.len(), "{delivered} < {}", want.len());
 }

@@ -19,9 +19,14 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn run_job(file: &Path, vars: &[(&str, String)]) {
+/// Runs a pipeline job as the server would: under its rules, files in `data_dir`.
+fn run_job(file: &Path, vars: &[(&str, String)], data_dir: &Path) {
     let sql = std::fs::read_to_string(file).unwrap();
-    support::run_job(&sql, vars, 2);
+    let rules = sluice_types::JobRules::submitted(
+        data_dir.to_path_buf(),
+        vars.iter().map(|(k, _)| k.to_string()).collect(),
+    );
+    support::run_job_with_rules(&sql, vars, 2, &rules);
 }
 
 fn count(db: &str, sql: &str) -> i64 {
@@ -60,7 +65,6 @@ fn populated() -> String {
         ("USER_ACTIVITY_TOPIC", users),
         ("SCAN_BOUNDED", "latest-offset".into()),
         ("DATABASE_URL", db.clone()),
-        ("OUTPUT_DIR", out.path().display().to_string()),
     ];
     for job in [
         "iot_aggregates",
@@ -68,7 +72,11 @@ fn populated() -> String {
         "user_activity",
         "long_sessions",
     ] {
-        run_job(&repo().join(format!("sql/pipeline/{job}.sql")), &vars);
+        run_job(
+            &repo().join(format!("sql/pipeline/{job}.sql")),
+            &vars,
+            out.path(),
+        );
     }
     db
 }
@@ -495,6 +503,24 @@ fn docker_compose_agrees_with_the_code_and_the_provisioning() {
         env("sluice", "KAFKA_BROKERS").as_deref(),
         Some("kafka:9092")
     );
+    // The server may only expand the variables it allows: every one the jobs name is.
+    let allowed = env("sluice", "SLUICE_ALLOW_ENV").unwrap();
+    let allowed: Vec<&str> = allowed.split(',').collect();
+    for job in std::fs::read_dir(repo().join("sql/pipeline")).unwrap() {
+        let text = std::fs::read_to_string(job.unwrap().path()).unwrap();
+        for name in text.split("${").skip(1) {
+            let name = name.split(['}', ':']).next().unwrap();
+            assert!(allowed.contains(&name), "{name} is not in SLUICE_ALLOW_ENV");
+        }
+    }
+    // The server listens beyond loopback, so it needs a token; the submitter and
+    // Prometheus send the same one.
+    let token = env("sluice", "SLUICE_AUTH_TOKEN").unwrap();
+    assert!(!token.is_empty());
+    assert_eq!(env("submit-jobs", "SLUICE_AUTH_TOKEN"), Some(token.clone()));
+    let auth = &p["scrape_configs"][0]["authorization"];
+    assert_eq!(auth["type"].as_str(), Some("Bearer"));
+    assert_eq!(auth["credentials"].as_str(), Some(token.as_str()));
     let submit = s("submit-jobs")["command"][0].as_str().unwrap();
     assert_eq!(
         env("submit-jobs", "SLUICE_SERVER").as_deref(),
@@ -512,6 +538,12 @@ fn docker_compose_agrees_with_the_code_and_the_provisioning() {
     assert!(submit.contains("/sql/pipeline/"));
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
     assert!(dockerfile.contains("COPY sql /sql") && dockerfile.contains("ENTRYPOINT [\"sluice\"]"));
+    let user = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("USER "))
+        .next_back()
+        .expect("the image names a user");
+    assert_ne!(user.trim(), "root", "the image runs as a non-root user");
     // The generators write the topics the jobs read by default.
     for (svc, topic) in [
         ("iot-generator", "iot_sensors"),

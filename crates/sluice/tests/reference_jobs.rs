@@ -102,6 +102,7 @@ fn check_reference_job(name: &str) {
         &source.def.options,
         source.schema.clone(),
         Arc::default(),
+        &sluice_types::Interrupt::new(),
     )
     .unwrap();
     let mut events = Vec::new();

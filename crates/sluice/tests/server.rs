@@ -8,74 +8,16 @@ mod support;
 #[path = "support/pg.rs"]
 mod pg;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+#[path = "support/server.rs"]
+mod server;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pg::{fresh_database, pg_rows};
-use serde_json::{Value, json};
+use serde_json::json;
+use server::{Server, TOKEN, job, status, submit, wait_state};
 use sluice::client::{Client, Refusal};
-
-const TOKEN: &str = "s3cret-token";
-
-/// `sluice serve` on a free port with its catalog and checkpoints in `dir`.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(dir: &Path, port: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--checkpoint-dir")
-            .arg(dir)
-            .args(["--max-restarts", "2", "--restart-backoff", "100ms"])
-            .env("SLUICE_AUTH_TOKEN", TOKEN)
-            .env("SLUICE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let s = Server {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let t0 = Instant::now();
-        while s.client().call("GET", "/api/v1/health", None).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "the server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s
-    }
-
-    fn client(&self) -> Client {
-        Client::new(&self.url, Some(TOKEN.to_string()))
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The refusal's status, or 200 when the call succeeded.
-fn status(r: anyhow::Result<Value>) -> u16 {
-    match r {
-        Ok(_) => 200,
-        Err(e) => e.downcast_ref::<Refusal>().unwrap().status,
-    }
-}
 
 /// Per-location 5-minute aggregates of a paced IoT generator (60,000 events/s, event
 /// time 6,000 times faster), written to `db`.
@@ -104,36 +46,6 @@ fn rows(db: &str) -> Vec<String> {
         db,
         "SELECT to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS w, location, readings, avg_t, min_battery FROM sensor_metrics_5m",
     )
-}
-
-fn job(c: &Client, name: &str) -> Value {
-    c.call("GET", &format!("/api/v1/jobs/{name}"), None)
-        .unwrap()
-}
-
-fn wait_state(c: &Client, name: &str, want: &[&str], limit: Duration) -> Value {
-    let t0 = Instant::now();
-    loop {
-        let j = job(c, name);
-        if want.contains(&j["state"].as_str().unwrap()) {
-            return j;
-        }
-        assert!(
-            t0.elapsed() < limit,
-            "job {name} is {} after {limit:?}, not {want:?}: {j}",
-            j["state"]
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn submit(c: &Client, name: &str, sql: &str) -> Value {
-    c.call(
-        "POST",
-        "/api/v1/jobs",
-        Some(&json!({ "name": name, "sql": sql })),
-    )
-    .unwrap()
 }
 
 #[test]
@@ -350,7 +262,7 @@ fn refusals_get_their_status_and_metrics_are_prometheus_text_that_moves() {
     assert_eq!(status(c.call("DELETE", "/api/v1/jobs/long", None)), 200);
 
     // A job that keeps failing is restarted with backoff, then marked failed.
-    let missing = dir.path().join("no-such-file.jsonl");
+    let missing = dir.path().join("files/no-such-file.jsonl");
     let failing = format!(
         "CREATE TABLE r (id TEXT) WITH (connector = 'file', path = '{}');
          CREATE TABLE out WITH (connector = 'blackhole');

@@ -83,8 +83,9 @@ pub(crate) fn plan_lines(spec: &JobSpec) -> Vec<String> {
     let mut lines = vec![format!("parallelism {}", spec.parallelism.max(1))];
     for s in &spec.sources {
         lines.push(format!(
-            "source {} ({}) event time {:?}",
+            "source {} [{}] ({}) event time {:?}",
             s.name,
+            s.definition,
             fields(&s.source.schema()),
             s.event_time
         ));
@@ -108,7 +109,7 @@ pub(crate) fn plan_lines(spec: &JobSpec) -> Vec<String> {
         lines.push(line);
     }
     for s in &spec.sinks {
-        lines.push(format!("sink {}", s.name));
+        lines.push(format!("sink {} [{}]", s.name, s.definition));
     }
     lines
 }
@@ -129,6 +130,8 @@ pub(crate) struct Coordinator {
     pub expected_acks: usize,
     pub first_epoch: u64,
     pub sinks: Vec<SyncSender<SinkMsg>>,
+    /// Rows out before this run (from the restored checkpoint).
+    pub rows_out_before: u64,
 }
 
 impl Coordinator {
@@ -226,6 +229,7 @@ impl Coordinator {
                 fingerprint: sluice_state::fingerprint(&self.plan),
                 plan: self.plan.clone(),
                 finished: f.last && !handle.is_stopping(),
+                rows_out: self.rows_out_before + handle.metrics.snapshot().rows_out,
                 watermark,
                 sources: sources.clone(),
                 tasks,

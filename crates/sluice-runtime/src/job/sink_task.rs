@@ -15,7 +15,7 @@ use sluice_types::{Epoch, Message, Watermark};
 use crate::error::{Result, RuntimeError};
 use crate::operator::Snapshot;
 use crate::operators::sort::sort_all_columns;
-use crate::sink::{PendingEpochs, Sink};
+use crate::sink::{Sink, SinkState};
 
 use super::JobHandle;
 use super::control::{Ack, Part, SinkMsg};
@@ -26,6 +26,11 @@ pub(crate) struct SinkTask {
     pub table: String,
     /// Per input: whether it comes straight from a stateless pipeline.
     pub inputs: Vec<bool>,
+    /// Whether any input carries event time. Without it no watermark ever advances, so
+    /// rows pass straight through instead of waiting for the end of the stream.
+    pub watermarked: bool,
+    /// The checkpoint being restored, if any.
+    pub restored_epoch: Option<Epoch>,
     pub schema: SchemaRef,
     pub acks: Sender<Ack>,
 }
@@ -86,29 +91,32 @@ impl Merge {
     }
 }
 
-fn pending_snapshot(pending: PendingEpochs) -> Snapshot {
+fn sink_snapshot(state: SinkState) -> Snapshot {
     let mut epochs = Vec::new();
     let mut batches = Vec::new();
-    for (e, bs) in pending {
+    for (e, bs) in state.pending {
         let bs: Vec<RecordBatch> = bs.into_iter().filter(|b| b.num_rows() > 0).collect();
         epochs.push((e.0, bs.len()));
         batches.extend(bs);
     }
     Snapshot {
-        values: json!({ "epochs": epochs }),
+        values: json!({ "epochs": epochs, "sink": state.values }),
         batches,
     }
 }
 
-/// The uncommitted epochs saved by a sink task's snapshot.
-fn pending_from(s: Snapshot) -> Result<PendingEpochs> {
+/// What a sink task's snapshot saved for its sink.
+fn sink_state_from(s: Snapshot) -> Result<SinkState> {
     let epochs: Vec<(u64, usize)> = serde_json::from_value(s.values["epochs"].clone())
         .map_err(|_| RuntimeError::Internal("a sink's saved epochs are unreadable".into()))?;
     let mut it = s.batches.into_iter();
-    Ok(epochs
-        .into_iter()
-        .map(|(e, n)| (Epoch(e), it.by_ref().take(n).collect()))
-        .collect())
+    Ok(SinkState {
+        pending: epochs
+            .into_iter()
+            .map(|(e, n)| (Epoch(e), it.by_ref().take(n).collect()))
+            .collect(),
+        values: s.values.get("sink").cloned().unwrap_or_default(),
+    })
 }
 
 impl SinkTask {
@@ -129,7 +137,7 @@ impl SinkTask {
             Ok(())
         };
         let n = self.inputs.len();
-        let passthrough = n == 1 && self.inputs[0];
+        let passthrough = (n == 1 && self.inputs[0]) || !self.watermarked;
         let mut m = Merge {
             wms: vec![Watermark::MIN; n],
             ended: vec![false; n],
@@ -138,13 +146,13 @@ impl SinkTask {
             released: Watermark::MIN,
         };
         if let Some(mut states) = restore {
-            let pending = if states.len() > 1 { states.pop() } else { None };
+            let saved = if states.len() > 1 { states.pop() } else { None };
             if let Some(merge) = states.pop() {
                 m.restore(merge)?;
             }
-            if let Some(p) = pending {
-                sink.recover(pending_from(p)?)?;
-            }
+            let saved = saved.map(sink_state_from).transpose()?.unwrap_or_default();
+            let epoch = self.restored_epoch.unwrap_or(Epoch(0));
+            sink.recover(epoch, saved)?;
         }
         // Barrier alignment: inputs that delivered the barrier wait, their messages queued.
         let mut at_barrier: Vec<Option<Epoch>> = vec![None; n];
@@ -194,8 +202,8 @@ impl SinkTask {
                     at_barrier[i] = Some(e);
                     let aligned = (0..n).all(|j| m.ended[j] || at_barrier[j] == Some(e));
                     if aligned {
-                        let pending = sink.pre_commit(e)?;
-                        let snapshots = vec![m.snapshot(), pending_snapshot(pending)];
+                        let saved = sink.pre_commit(e)?;
+                        let snapshots = vec![m.snapshot(), sink_snapshot(saved)];
                         self.acks
                             .send(Ack {
                                 epoch: e,

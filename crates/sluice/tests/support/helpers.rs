@@ -14,11 +14,21 @@ use sluice_runtime::MetricsSnapshot;
 
 /// Plans `sql` with `vars` as its environment and runs it at `parallelism`.
 pub fn run_job(sql: &str, vars: &[(&str, String)], parallelism: usize) -> MetricsSnapshot {
+    run_job_with_rules(sql, vars, parallelism, &sluice_types::JobRules::trusted())
+}
+
+/// Like [`run_job`], planned under `rules` (as the server plans a submitted job).
+pub fn run_job_with_rules(
+    sql: &str,
+    vars: &[(&str, String)],
+    parallelism: usize,
+    rules: &sluice_types::JobRules,
+) -> MetricsSnapshot {
     let map: HashMap<String, String> = vars
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
-    let graph = sluice::plan_with_env(sql, &move |k| map.get(k).cloned()).unwrap();
+    let graph = sluice::plan_with_rules(sql, &move |k| map.get(k).cloned(), rules).unwrap();
     let options = RunOptions {
         parallelism,
         ..RunOptions::default()
@@ -160,6 +170,35 @@ fn split_row(row: &str) -> (Vec<String>, Vec<f64>) {
 /// within a relative 1e-5 (averages summed in another order differ in the last digit).
 /// On failure it says how many rows differ and shows a few from each side.
 pub fn assert_rows_match(table: &str, got: &[String], want: &[String]) {
+    let (missing, extra) = compare_rows(got, want);
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{table}: {} rows, the expected {}; {} missing or different, e.g. {:#?}; {} unexpected, e.g. {:#?}",
+        got.len(),
+        want.len(),
+        missing.len(),
+        &missing[..missing.len().min(4)],
+        extra.len(),
+        &extra[..extra.len().min(4)]
+    );
+}
+
+/// Asserts that every row of `got` is one of `want`, none more often than there: what a
+/// reader sees of an output still being written (some rows may be still to come).
+pub fn assert_rows_within(table: &str, got: &[String], want: &[String]) {
+    let (_, extra) = compare_rows(got, want);
+    assert!(
+        extra.is_empty(),
+        "{table}: {} rows seen, {} of them not expected (or seen twice), e.g. {:#?}",
+        got.len(),
+        extra.len(),
+        &extra[..extra.len().min(4)]
+    );
+}
+
+/// The rows of `want` that `got` lacks (or differs in), and the rows of `got` that
+/// `want` does not have.
+fn compare_rows(got: &[String], want: &[String]) -> (Vec<String>, Vec<String>) {
     use std::collections::BTreeMap;
     let group = |rows: &[String]| {
         let mut m: BTreeMap<Vec<String>, Vec<(Vec<f64>, String)>> = BTreeMap::new();
@@ -205,14 +244,36 @@ pub fn assert_rows_match(table: &str, got: &[String], want: &[String]) {
             extra.extend(got_rows.iter().map(|(_, r)| r.clone()));
         }
     }
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{table}: {} rows, the expected {}; {} missing or different, e.g. {:#?}; {} unexpected, e.g. {:#?}",
-        got.len(),
-        want.len(),
-        missing.len(),
-        &missing[..missing.len().min(4)],
-        extra.len(),
-        &extra[..extra.len().min(4)]
-    );
+    (missing, extra)
+}
+
+/// Rows of every committed part file of a Parquet sink's directory, normalized like
+/// [`read_rows`] (hidden files, which are not committed yet, are skipped).
+pub fn read_parquet_dir_rows(dir: &Path) -> Vec<String> {
+    let mut names: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    names.retain(|p| {
+        let n = p.file_name().unwrap().to_string_lossy();
+        !n.starts_with('.') && n.ends_with(".parquet")
+    });
+    names.sort();
+    let mut buf = Vec::new();
+    {
+        let mut w = LineDelimitedWriter::new(&mut buf);
+        for p in names {
+            let file = std::fs::File::open(&p).unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            for b in reader {
+                w.write(&sluice_connectors::timestamps_as_text(&b.unwrap()).unwrap())
+                    .unwrap();
+            }
+        }
+        w.finish().unwrap();
+    }
+    sorted_rows(&String::from_utf8(buf).unwrap())
 }

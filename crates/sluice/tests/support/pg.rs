@@ -3,6 +3,9 @@
 //! JSON lines.
 #![allow(dead_code)]
 
+use std::path::Path;
+use std::process::Command;
+
 use sqlx::{Connection, PgConnection, Row};
 
 pub fn admin_url() -> String {
@@ -53,4 +56,57 @@ pub fn pg_rows(url: &str, select: &str) -> Vec<String> {
             .collect()
     });
     super::support::sorted_rows(&rows.join("\n"))
+}
+
+/// A private PostgreSQL server (scripts/pg-instance.sh) that the test can stop and start.
+pub struct PrivatePostgres {
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    fn script(args: &[&str]) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-instance.sh");
+        let out = Command::new(script).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "pg-instance.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = PrivatePostgres {
+            dir: dir.join("pg"),
+            port,
+        };
+        pg.up();
+        pg
+    }
+
+    pub fn up(&self) {
+        Self::script(&["start", self.dir.to_str().unwrap(), &self.port.to_string()]);
+    }
+
+    pub fn down(&self) {
+        Self::script(&["stop", self.dir.to_str().unwrap()]);
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-instance.sh");
+        let _ = Command::new(script)
+            .args(["stop", self.dir.to_str().unwrap_or_default()])
+            .output();
+    }
 }
