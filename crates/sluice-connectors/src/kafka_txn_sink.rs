@@ -39,6 +39,8 @@ pub struct TransactionalKafkaSink {
     current: Vec<RecordBatch>,
     pending: PendingEpochs,
     committed: Option<u64>,
+    /// How long one transaction call may take.
+    timeout: Duration,
 }
 
 impl TransactionalKafkaSink {
@@ -53,6 +55,7 @@ impl TransactionalKafkaSink {
             current: Vec::new(),
             pending: Vec::new(),
             committed: None,
+            timeout: TXN_TIMEOUT,
         }
     }
 
@@ -72,7 +75,7 @@ impl TransactionalKafkaSink {
     /// The newest epoch whose transaction committed, from the marker group's offset.
     fn read_marker(&self, marker: &BaseConsumer) -> Result<Option<u64>> {
         let committed = marker
-            .committed_offsets(self.marker_partition(), TXN_TIMEOUT)
+            .committed_offsets(self.marker_partition(), self.timeout)
             .map_err(|e| self.fail("reading the committed epoch", &e))?;
         Ok(committed.elements().first().and_then(|e| match e.offset() {
             Offset::Offset(n) if n >= 0 => Some(n as u64),
@@ -104,9 +107,9 @@ impl TransactionalKafkaSink {
             marker
                 .add_partition_offset(&self.topic, 0, Offset::Offset(epoch.0 as i64))
                 .map_err(|e| step("marking the epoch", e))?;
-            p.send_offsets_to_transaction(&marker, &open.group, TXN_TIMEOUT)
+            p.send_offsets_to_transaction(&marker, &open.group, self.timeout)
                 .map_err(|e| step("marking the epoch", e))?;
-            p.commit_transaction(TXN_TIMEOUT)
+            p.commit_transaction(self.timeout)
                 .map_err(|e| step("committing", e))?;
             p.context().check(&self.topic)
         };
@@ -119,7 +122,7 @@ impl TransactionalKafkaSink {
             Err(why) => {
                 // Nothing of the epoch may stay visible: abort, then fail the job; the
                 // restart commits the epoch again from the checkpoint.
-                if let Err(abort) = open.producer.abort_transaction(TXN_TIMEOUT) {
+                if let Err(abort) = open.producer.abort_transaction(self.timeout) {
                     tracing::warn!(
                         "table {}: aborting the transaction of epoch {epoch}: {abort}",
                         self.table
@@ -169,7 +172,7 @@ impl Sink for TransactionalKafkaSink {
             ))
         };
         producer
-            .init_transactions(TXN_TIMEOUT)
+            .init_transactions(self.timeout)
             .map_err(|e| refused(&e))?;
         self.committed = self.read_marker(&marker)?;
         let mut probe = TopicPartitionList::new();
@@ -182,10 +185,10 @@ impl Sink for TransactionalKafkaSink {
             .map_err(|e| self.fail("marking the epoch", &e))?;
         let proved = producer
             .begin_transaction()
-            .and_then(|()| producer.send_offsets_to_transaction(&probe, &group, TXN_TIMEOUT))
-            .and_then(|()| producer.commit_transaction(TXN_TIMEOUT));
+            .and_then(|()| producer.send_offsets_to_transaction(&probe, &group, self.timeout))
+            .and_then(|()| producer.commit_transaction(self.timeout));
         if let Err(e) = proved {
-            let _ = producer.abort_transaction(TXN_TIMEOUT);
+            let _ = producer.abort_transaction(self.timeout);
             return Err(refused(&e));
         }
         self.open = Some(Open {
@@ -218,11 +221,9 @@ impl Sink for TransactionalKafkaSink {
     }
 
     fn recover(&mut self, _checkpoint: Epoch, saved: SinkState) -> Result<()> {
-        for (e, batches) in saved.pending {
-            if self.committed.is_none_or(|c| e.0 > c) {
-                tracing::info!(table = %self.table, epoch = %e, "committing rows a checkpoint held");
-                self.commit_epoch(e, &batches)?;
-            }
+        for (e, batches) in not_committed(self.committed, saved.pending) {
+            tracing::info!(table = %self.table, epoch = %e, "committing rows a checkpoint held");
+            self.commit_epoch(e, &batches)?;
         }
         Ok(())
     }
@@ -236,20 +237,20 @@ impl Sink for TransactionalKafkaSink {
     }
 }
 
-impl TransactionalKafkaSink {
-    /// The newest epoch the broker says this sink committed (for tests and tools).
-    pub fn committed_epoch(&self) -> Result<Option<u64>> {
-        match &self.open {
-            Some(open) => self.read_marker(&open.marker),
-            None => Ok(self.committed),
-        }
-    }
+/// The epochs a restored checkpoint held that the broker has not committed: those after
+/// the marker's epoch, in order.
+fn not_committed(committed: Option<u64>, held: PendingEpochs) -> PendingEpochs {
+    held.into_iter()
+        .filter(|(e, _)| committed.is_none_or(|c| e.0 > c))
+        .collect()
 }
 
-/// Against librdkafka's mock cluster, which takes the transaction calls and keeps the
-/// marker group's offsets, but writes no commit or abort markers into the log: what a
-/// `read_committed` consumer would see is not checked here (no broker on this machine has
-/// transactions), only what the sink asks of the broker and what it reads back.
+/// Against librdkafka's mock cluster, which takes the transaction calls but writes no
+/// commit or abort markers, keeps no transactional offset commits and fences no older
+/// producer: what a `read_committed` consumer sees, the marker read back after a restart
+/// and fencing need a broker with transactions, which this machine does not have. What is
+/// checked: when the sink sends, that a failed commit aborts and fails the job, and which
+/// epochs a restore commits.
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -317,10 +318,10 @@ mod tests {
     }
 
     #[test]
-    fn an_epoch_is_committed_with_its_marker_only_after_its_checkpoint() {
+    fn an_epoch_is_sent_in_its_transaction_only_after_its_checkpoint() {
         let (_mock, servers) = cluster();
         let mut sink = TransactionalKafkaSink::new("t", &options(&servers));
-        assert_eq!(sink.open("job", "t").unwrap(), Some(Epoch(0)));
+        sink.open("job", "t").unwrap();
         sink.write_batch(&rows(&["a", "b"])).unwrap();
         let saved = sink.pre_commit(Epoch(1)).unwrap();
         assert_eq!(
@@ -333,11 +334,16 @@ mod tests {
             "nothing is sent before the commit"
         );
         sink.commit(Epoch(1)).unwrap();
-        assert_eq!(sink.committed_epoch().unwrap(), Some(1));
+        assert_eq!(sink.committed, Some(1));
         sink.write_batch(&rows(&["c"])).unwrap();
         sink.pre_commit(Epoch(2)).unwrap();
+        assert_eq!(
+            records(&servers).len(),
+            2,
+            "epoch 2 waits for its checkpoint"
+        );
         sink.commit(Epoch(2)).unwrap();
-        assert_eq!(sink.committed_epoch().unwrap(), Some(2));
+        assert_eq!(sink.committed, Some(2));
         assert_eq!(
             records(&servers),
             vec![r#"{"id":"a"}"#, r#"{"id":"b"}"#, r#"{"id":"c"}"#]
@@ -345,46 +351,24 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_commits_only_the_epochs_the_broker_has_not() {
-        let (_mock, servers) = cluster();
-        let mut first = TransactionalKafkaSink::new("t", &options(&servers));
-        first.open("job", "t").unwrap();
-        first.write_batch(&rows(&["a"])).unwrap();
-        let at_1 = first.pre_commit(Epoch(1)).unwrap();
-        first.commit(Epoch(1)).unwrap();
-        first.write_batch(&rows(&["b"])).unwrap();
-        let at_2 = first.pre_commit(Epoch(2)).unwrap();
-        drop(first); // killed after checkpoint 2 was durable, before its commit
-
-        let mut second = TransactionalKafkaSink::new("t", &options(&servers));
-        assert_eq!(second.open("job", "t").unwrap(), Some(Epoch(1)));
-        second.recover(Epoch(2), at_2).unwrap();
-        assert_eq!(second.committed_epoch().unwrap(), Some(2));
-        // Restoring an older checkpoint again commits nothing twice.
-        let mut third = TransactionalKafkaSink::new("t", &options(&servers));
-        assert_eq!(third.open("job", "t").unwrap(), Some(Epoch(2)));
-        third.recover(Epoch(1), at_1).unwrap();
-        assert_eq!(records(&servers), vec![r#"{"id":"a"}"#, r#"{"id":"b"}"#]);
-    }
-
-    #[test]
-    fn a_newer_producer_of_the_same_sink_fences_the_older() {
-        let (_mock, servers) = cluster();
-        let mut old = TransactionalKafkaSink::new("t", &options(&servers));
-        old.open("job", "t").unwrap();
-        old.write_batch(&rows(&["late"])).unwrap();
-        old.pre_commit(Epoch(1)).unwrap();
-        let mut new = TransactionalKafkaSink::new("t", &options(&servers));
-        new.open("job", "t").unwrap();
-        let err = old.commit(Epoch(1)).unwrap_err();
-        assert!(matches!(err, RuntimeError::External(_)), "{err}");
-        assert_eq!(new.committed_epoch().unwrap(), Some(0), "{err}");
+    fn a_restore_commits_only_what_came_after_the_marker() {
+        let held = |es: &[u64]| -> PendingEpochs {
+            es.iter().map(|e| (Epoch(*e), vec![rows(&["r"])])).collect()
+        };
+        let epochs = |p: PendingEpochs| p.iter().map(|(e, _)| e.0).collect::<Vec<_>>();
+        assert_eq!(epochs(not_committed(None, held(&[3, 4]))), vec![3, 4]);
+        assert_eq!(epochs(not_committed(Some(3), held(&[3, 4]))), vec![4]);
+        assert_eq!(
+            epochs(not_committed(Some(9), held(&[3, 4]))),
+            Vec::<u64>::new()
+        );
     }
 
     #[test]
     fn a_failed_commit_is_aborted_and_fails_the_job() {
         let (mock, servers) = cluster();
         let mut sink = TransactionalKafkaSink::new("t", &options(&servers));
+        sink.timeout = Duration::from_secs(3);
         sink.open("job", "t").unwrap();
         sink.write_batch(&rows(&["x"])).unwrap();
         sink.pre_commit(Epoch(1)).unwrap();
@@ -393,7 +377,10 @@ mod tests {
             &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED],
         );
         let err = sink.commit(Epoch(1)).unwrap_err();
-        assert!(err.to_string().contains("epoch 1"), "{err}");
-        assert_eq!(sink.committed_epoch().unwrap(), Some(0));
+        assert!(
+            matches!(err, RuntimeError::External(_)) && err.to_string().contains("epoch 1"),
+            "{err}"
+        );
+        assert_eq!(sink.committed, None, "the epoch did not commit");
     }
 }

@@ -649,3 +649,30 @@ fn an_at_least_once_kafka_sink_killed_at_random_loses_nothing() {
     support::assert_rows_match("alerts topic (distinct records)", &got, &want_distinct);
     assert!(delivered >= want.len(), "{delivered} < {}", want.len());
 }
+
+/// The test broker (tansu 0.6) cannot commit transactions: an exactly-once Kafka sink is
+/// refused when the job starts, with the option to use instead, and nothing is written.
+#[test]
+fn an_exactly_once_sink_on_a_broker_without_transactions_is_refused_at_start() {
+    let t = topic("alerts-eo");
+    sluice::generate::ensure_topic(&support::brokers(), &t, 1).unwrap();
+    let sql = format!(
+        "CREATE TABLE iot (sensor_id TEXT NOT NULL, temperature DOUBLE)
+         WITH (connector = 'generator', profile = 'iot', rate = '0', limit = '1000');
+         CREATE TABLE alerts WITH (connector = 'kafka', topic = '{t}',
+             'bootstrap.servers' = '{}', 'sink.delivery-guarantee' = 'exactly-once');
+         INSERT INTO alerts SELECT sensor_id, temperature FROM iot;",
+        support::brokers()
+    );
+    let graph = sluice::plan_with_env(&sql, &|_| None).unwrap();
+    let run = JobRun::build(&graph, &RunOptions::default()).unwrap();
+    let err = run.run_typed().unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(err.kind(), sluice_types::ErrorKind::User, "{msg}");
+    assert!(
+        msg.contains("cannot commit transactions")
+            && msg.contains("'sink.delivery-guarantee' = 'at-least-once'"),
+        "{msg}"
+    );
+    assert!(read_back(&t).is_empty(), "nothing was written");
+}
