@@ -12,7 +12,7 @@ use datafusion::arrow::array::{Float64Array, Int64Array, StringArray, TimestampM
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use sluice_connectors::postgres::{PostgresSink, copy_text};
-use sluice_runtime::Sink;
+use sluice_runtime::{CommitOnCheckpoint, Sink};
 use sluice_types::{ConnectorOptions, Epoch, Position};
 
 const KEYS: usize = 10_000;
@@ -81,7 +81,7 @@ fn through_sink(url: &str, table: &str, key: Option<&str>, data: &[RecordBatch])
     if let Some(k) = key {
         options.insert("primary_key", k.to_string(), Position::default());
     }
-    let mut sink = PostgresSink::open(table, &options, schema())?;
+    let mut sink = CommitOnCheckpoint::new(PostgresSink::open(table, &options, schema())?);
     sink.open("bench", table)?;
     let total: usize = data.iter().map(RecordBatch::num_rows).sum();
     let t0 = Instant::now();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::datatypes::SchemaRef;
-use sluice_runtime::{JobMetrics, Sink, Source};
+use sluice_runtime::{CommitOnCheckpoint, JobMetrics, Sink, Source};
 use sluice_types::{
     ConnectorCatalog, ConnectorOptions, Interrupt, JobRules, OptionProblem, TableRole,
 };
@@ -293,15 +293,15 @@ pub fn build_sink(
             })
         }
         Some("console") => Ok(Box::new(ConsoleSink::new(table))),
-        Some("kafka") if crate::kafka::exactly_once(options) => {
-            Ok(Box::new(TransactionalKafkaSink::new(table, options)))
-        }
+        Some("kafka") if crate::kafka::exactly_once(options) => Ok(Box::new(
+            CommitOnCheckpoint::new(TransactionalKafkaSink::new(table, options)),
+        )),
         Some("kafka") => Ok(Box::new(KafkaSink::open(table, options)?)),
         Some("blackhole") => Ok(Box::new(BlackholeSink)),
-        Some("postgres") => Ok(Box::new(
+        Some("postgres") => Ok(Box::new(CommitOnCheckpoint::new(
             crate::postgres::PostgresSink::open(table, options, schema)?
                 .with_interrupt(interrupt.clone()),
-        )),
+        ))),
         other => Err(ConnectorError::Config(format!(
             "table {table}: connector '{}' cannot be written",
             other.unwrap_or_default()

@@ -11,17 +11,15 @@ use std::path::{Path, PathBuf};
 
 use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::json;
-use sluice_runtime::{PendingEpochs, Result, RuntimeError, Sink, SinkState};
+use sluice_runtime::{EpochBuffer, Result, RuntimeError, Sink, SinkState};
 use sluice_types::Epoch;
 
 use crate::json::json_lines;
 
 pub struct JsonFileSink {
     path: PathBuf,
-    /// Rows since the last barrier.
-    current: Vec<RecordBatch>,
-    /// Sealed epochs waiting for their checkpoint.
-    pending: PendingEpochs,
+    /// Rows waiting for their epoch's checkpoint.
+    rows: EpochBuffer,
     /// The file's committed length; `None` until the file is opened (a fresh run
     /// truncates it then, a restore puts it back to the checkpoint's length).
     committed_len: Option<u64>,
@@ -31,8 +29,7 @@ impl JsonFileSink {
     pub fn new(path: &Path) -> Self {
         JsonFileSink {
             path: path.to_path_buf(),
-            current: Vec::new(),
-            pending: Vec::new(),
+            rows: EpochBuffer::default(),
             committed_len: None,
         }
     }
@@ -93,24 +90,19 @@ impl JsonFileSink {
 
 impl Sink for JsonFileSink {
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.current.push(batch.clone());
+        self.rows.push(batch);
         Ok(())
     }
 
     fn pre_commit(&mut self, epoch: Epoch) -> Result<SinkState> {
-        if !self.current.is_empty() {
-            self.pending
-                .push((epoch, std::mem::take(&mut self.current)));
-        }
         Ok(SinkState {
-            pending: self.pending.clone(),
+            pending: self.rows.seal(epoch),
             values: json!({ "committed_len": self.committed_len.unwrap_or(0) }),
         })
     }
 
     fn commit(&mut self, epoch: Epoch) -> Result<()> {
-        let n = self.pending.iter().take_while(|(e, _)| *e <= epoch).count();
-        let ready: PendingEpochs = self.pending.drain(..n).collect();
+        let ready = self.rows.take_up_to(epoch);
         let bytes = self.encode(&ready)?;
         self.append(&bytes)
     }

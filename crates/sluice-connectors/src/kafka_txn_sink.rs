@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
-use sluice_runtime::{PendingEpochs, Result, RuntimeError, Sink, SinkState};
+use sluice_runtime::{EpochStore, Result, RuntimeError};
 use sluice_types::{ConnectorOptions, Epoch};
 
 use crate::kafka::client_config;
@@ -23,8 +23,7 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Open {
     producer: CountingProducer,
-    /// Holds the marker group: its metadata goes into every transaction.
-    marker: BaseConsumer,
+    /// The marker group's metadata: it goes into every transaction.
     group: ConsumerGroupMetadata,
 }
 
@@ -36,9 +35,7 @@ pub struct TransactionalKafkaSink {
     /// The transactional id and the marker group (both named after job and sink).
     id: String,
     open: Option<Open>,
-    current: Vec<RecordBatch>,
-    pending: PendingEpochs,
-    committed: Option<u64>,
+
     /// How long one transaction call may take.
     timeout: Duration,
 }
@@ -52,9 +49,7 @@ impl TransactionalKafkaSink {
             rows: KeyedRows::new(table, options.get("key")),
             id: String::new(),
             open: None,
-            current: Vec::new(),
-            pending: Vec::new(),
-            committed: None,
+
             timeout: TXN_TIMEOUT,
         }
     }
@@ -82,62 +77,10 @@ impl TransactionalKafkaSink {
             _ => None,
         }))
     }
-
-    /// Writes `batches` as epoch `epoch` in one transaction with the epoch's marker.
-    fn commit_epoch(&mut self, epoch: Epoch, batches: &[RecordBatch]) -> Result<()> {
-        let Some(open) = &self.open else {
-            return Err(RuntimeError::Internal(
-                "a kafka sink committed before it was opened".into(),
-            ));
-        };
-        let step = |what: &str, e: KafkaError| format!("{what}: {e}");
-        let attempt = || -> std::result::Result<(), String> {
-            let p = &open.producer;
-            p.begin_transaction()
-                .map_err(|e| step("beginning a transaction", e))?;
-            for b in batches {
-                self.rows
-                    .each(b, |key, value| send_record(p, &self.topic, key, value))
-                    .map_err(|e| match e {
-                        RowsError::Kafka(e) => step("sending", e),
-                        RowsError::Other(m) => m,
-                    })?;
-            }
-            let mut marker = TopicPartitionList::new();
-            marker
-                .add_partition_offset(&self.topic, 0, Offset::Offset(epoch.0 as i64))
-                .map_err(|e| step("marking the epoch", e))?;
-            p.send_offsets_to_transaction(&marker, &open.group, self.timeout)
-                .map_err(|e| step("marking the epoch", e))?;
-            p.commit_transaction(self.timeout)
-                .map_err(|e| step("committing", e))?;
-            p.context().check(&self.topic)
-        };
-        match attempt() {
-            Ok(()) => {
-                self.committed = Some(epoch.0);
-                tracing::debug!(table = %self.table, %epoch, "kafka transaction committed");
-                Ok(())
-            }
-            Err(why) => {
-                // Nothing of the epoch may stay visible: abort, then fail the job; the
-                // restart commits the epoch again from the checkpoint.
-                if let Err(abort) = open.producer.abort_transaction(self.timeout) {
-                    tracing::warn!(
-                        "table {}: aborting the transaction of epoch {epoch}: {abort}",
-                        self.table
-                    );
-                }
-                Err(RuntimeError::External(format!(
-                    "table {}: kafka topic {}: epoch {epoch}: {why}",
-                    self.table, self.topic
-                )))
-            }
-        }
-    }
 }
 
-impl Sink for TransactionalKafkaSink {
+/// Exactly once through [`sluice_runtime::CommitOnCheckpoint`].
+impl EpochStore for TransactionalKafkaSink {
     fn open(&mut self, job: &str, table: &str) -> Result<Option<Epoch>> {
         self.id = self
             .options
@@ -174,13 +117,13 @@ impl Sink for TransactionalKafkaSink {
         producer
             .init_transactions(self.timeout)
             .map_err(|e| refused(&e))?;
-        self.committed = self.read_marker(&marker)?;
+        let committed = self.read_marker(&marker)?;
         let mut probe = TopicPartitionList::new();
         probe
             .add_partition_offset(
                 &self.topic,
                 0,
-                Offset::Offset(self.committed.unwrap_or(0) as i64),
+                Offset::Offset(committed.unwrap_or(0) as i64),
             )
             .map_err(|e| self.fail("marking the epoch", &e))?;
         let proved = producer
@@ -191,66 +134,74 @@ impl Sink for TransactionalKafkaSink {
             let _ = producer.abort_transaction(self.timeout);
             return Err(refused(&e));
         }
-        self.open = Some(Open {
-            producer,
-            marker,
-            group,
-        });
-        Ok(self.committed.map(Epoch))
+        self.open = Some(Open { producer, group });
+        Ok(committed.map(Epoch))
     }
 
-    fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.current.push(batch.clone());
+    /// Writes `batches` as epoch `epoch` in one transaction with the epoch's marker.
+    fn commit_epoch(&mut self, epoch: Epoch, batches: &[RecordBatch]) -> Result<()> {
+        let Some(open) = &self.open else {
+            return Err(RuntimeError::Internal(
+                "a kafka sink committed before it was opened".into(),
+            ));
+        };
+        let step = |what: &str, e: KafkaError| format!("{what}: {e}");
+        let attempt = || -> std::result::Result<(), String> {
+            let p = &open.producer;
+            p.begin_transaction()
+                .map_err(|e| step("beginning a transaction", e))?;
+            for b in batches {
+                self.rows
+                    .each(b, |key, value| send_record(p, &self.topic, key, value))
+                    .map_err(|e| match e {
+                        RowsError::Kafka(e) => step("sending", e),
+                        RowsError::Other(m) => m,
+                    })?;
+            }
+            let mut marker = TopicPartitionList::new();
+            marker
+                .add_partition_offset(&self.topic, 0, Offset::Offset(epoch.0 as i64))
+                .map_err(|e| step("marking the epoch", e))?;
+            p.send_offsets_to_transaction(&marker, &open.group, self.timeout)
+                .map_err(|e| step("marking the epoch", e))?;
+            p.commit_transaction(self.timeout)
+                .map_err(|e| step("committing", e))?;
+            p.context().check(&self.topic)
+        };
+        match attempt() {
+            Ok(()) => {
+                tracing::debug!(table = %self.table, %epoch, "kafka transaction committed");
+                Ok(())
+            }
+            Err(why) => {
+                // Nothing of the epoch may stay visible: abort, then fail the job; the
+                // restart commits the epoch again from the checkpoint.
+                if let Err(abort) = open.producer.abort_transaction(self.timeout) {
+                    tracing::warn!(
+                        "table {}: aborting the transaction of epoch {epoch}: {abort}",
+                        self.table
+                    );
+                }
+                Err(RuntimeError::External(format!(
+                    "table {}: kafka topic {}: epoch {epoch}: {why}",
+                    self.table, self.topic
+                )))
+            }
+        }
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.open = None;
         Ok(())
     }
-
-    fn pre_commit(&mut self, epoch: Epoch) -> Result<SinkState> {
-        if !self.current.is_empty() {
-            self.pending
-                .push((epoch, std::mem::take(&mut self.current)));
-        }
-        Ok(self.pending.clone().into())
-    }
-
-    fn commit(&mut self, epoch: Epoch) -> Result<()> {
-        while self.pending.first().is_some_and(|(e, _)| *e <= epoch) {
-            let (e, batches) = self.pending.remove(0);
-            self.commit_epoch(e, &batches)?;
-        }
-        Ok(())
-    }
-
-    fn recover(&mut self, _checkpoint: Epoch, saved: SinkState) -> Result<()> {
-        for (e, batches) in not_committed(self.committed, saved.pending) {
-            tracing::info!(table = %self.table, epoch = %e, "committing rows a checkpoint held");
-            self.commit_epoch(e, &batches)?;
-        }
-        Ok(())
-    }
-
-    /// Rows not committed belong to no durable checkpoint: a restart replays them.
-    fn finish(&mut self) -> Result<()> {
-        if let Some(open) = self.open.take() {
-            drop(open.marker);
-        }
-        Ok(())
-    }
-}
-
-/// The epochs a restored checkpoint held that the broker has not committed: those after
-/// the marker's epoch, in order.
-fn not_committed(committed: Option<u64>, held: PendingEpochs) -> PendingEpochs {
-    held.into_iter()
-        .filter(|(e, _)| committed.is_none_or(|c| e.0 > c))
-        .collect()
 }
 
 /// Against librdkafka's mock cluster, which takes the transaction calls but writes no
 /// commit or abort markers, keeps no transactional offset commits and fences no older
 /// producer: what a `read_committed` consumer sees, the marker read back after a restart
 /// and fencing need a broker with transactions, which this machine does not have. What is
-/// checked: when the sink sends, that a failed commit aborts and fails the job, and which
-/// epochs a restore commits.
+/// checked: when the sink sends, and that a failed commit aborts and fails the job (which
+/// epochs a restore commits is `not_committed`, tested with the runtime).
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -262,7 +213,13 @@ mod tests {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     use sluice_types::Position;
 
+    use sluice_runtime::{CommitOnCheckpoint, Sink};
+
     use super::*;
+
+    fn sink(servers: &str) -> CommitOnCheckpoint<TransactionalKafkaSink> {
+        CommitOnCheckpoint::new(TransactionalKafkaSink::new("t", &options(servers)))
+    }
 
     fn options(servers: &str) -> ConnectorOptions {
         let mut o = ConnectorOptions::default();
@@ -320,7 +277,7 @@ mod tests {
     #[test]
     fn an_epoch_is_sent_in_its_transaction_only_after_its_checkpoint() {
         let (_mock, servers) = cluster();
-        let mut sink = TransactionalKafkaSink::new("t", &options(&servers));
+        let mut sink = sink(&servers);
         sink.open("job", "t").unwrap();
         sink.write_batch(&rows(&["a", "b"])).unwrap();
         let saved = sink.pre_commit(Epoch(1)).unwrap();
@@ -334,7 +291,7 @@ mod tests {
             "nothing is sent before the commit"
         );
         sink.commit(Epoch(1)).unwrap();
-        assert_eq!(sink.committed, Some(1));
+        assert_eq!(sink.committed(), Some(1));
         sink.write_batch(&rows(&["c"])).unwrap();
         sink.pre_commit(Epoch(2)).unwrap();
         assert_eq!(
@@ -343,7 +300,7 @@ mod tests {
             "epoch 2 waits for its checkpoint"
         );
         sink.commit(Epoch(2)).unwrap();
-        assert_eq!(sink.committed, Some(2));
+        assert_eq!(sink.committed(), Some(2));
         assert_eq!(
             records(&servers),
             vec![r#"{"id":"a"}"#, r#"{"id":"b"}"#, r#"{"id":"c"}"#]
@@ -351,24 +308,11 @@ mod tests {
     }
 
     #[test]
-    fn a_restore_commits_only_what_came_after_the_marker() {
-        let held = |es: &[u64]| -> PendingEpochs {
-            es.iter().map(|e| (Epoch(*e), vec![rows(&["r"])])).collect()
-        };
-        let epochs = |p: PendingEpochs| p.iter().map(|(e, _)| e.0).collect::<Vec<_>>();
-        assert_eq!(epochs(not_committed(None, held(&[3, 4]))), vec![3, 4]);
-        assert_eq!(epochs(not_committed(Some(3), held(&[3, 4]))), vec![4]);
-        assert_eq!(
-            epochs(not_committed(Some(9), held(&[3, 4]))),
-            Vec::<u64>::new()
-        );
-    }
-
-    #[test]
     fn a_failed_commit_is_aborted_and_fails_the_job() {
         let (mock, servers) = cluster();
-        let mut sink = TransactionalKafkaSink::new("t", &options(&servers));
-        sink.timeout = Duration::from_secs(3);
+        let mut store = TransactionalKafkaSink::new("t", &options(&servers));
+        store.timeout = Duration::from_secs(3);
+        let mut sink = CommitOnCheckpoint::new(store);
         sink.open("job", "t").unwrap();
         sink.write_batch(&rows(&["x"])).unwrap();
         sink.pre_commit(Epoch(1)).unwrap();
@@ -381,6 +325,6 @@ mod tests {
             matches!(err, RuntimeError::External(_)) && err.to_string().contains("epoch 1"),
             "{err}"
         );
-        assert_eq!(sink.committed, None, "the epoch did not commit");
+        assert_eq!(sink.committed(), Some(0), "epoch 1 did not commit");
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use sluice_runtime::{PendingEpochs, Result, RuntimeError, Sink, SinkState};
+use sluice_runtime::{EpochStore, Result, RuntimeError};
 use sluice_types::{Backoff, ConnectorOptions, Epoch, Interrupt, OptionProblem};
 use sqlx::{Connection, PgConnection, Row};
 
@@ -57,11 +57,6 @@ pub struct PostgresSink {
     conn: Option<PgConnection>,
     job: String,
     sink: String,
-    committed: Option<u64>,
-    /// Rows since the last barrier.
-    current: Vec<RecordBatch>,
-    /// Sealed epochs not yet committed, oldest first.
-    pending: PendingEpochs,
     /// Raised when the job stops or is cancelled: waiting for the database ends.
     interrupt: Interrupt,
 }
@@ -129,9 +124,6 @@ impl PostgresSink {
             conn: None,
             job: String::new(),
             sink: table.to_string(),
-            committed: None,
-            current: Vec::new(),
-            pending: Vec::new(),
             interrupt: Interrupt::new(),
         })
     }
@@ -237,6 +229,89 @@ impl PostgresSink {
             cols.join(", ")
         )
     }
+}
+
+/// Exactly once through [`sluice_runtime::CommitOnCheckpoint`]: each epoch in one
+/// transaction with the sink's row in `sluice_sink_progress`.
+impl EpochStore for PostgresSink {
+    fn open(&mut self, job: &str, _table: &str) -> Result<Option<Epoch>> {
+        self.job = job.to_string();
+        let create = self.create.then(|| self.create_sql());
+        let (job, sink) = (self.job.clone(), self.sink.clone());
+        let last = self.with_retry("opening", |conn| {
+            let create = create.clone();
+            let (job, sink) = (job.clone(), sink.clone());
+            Box::pin(async move {
+                // Jobs starting together must not race to create the same tables.
+                let mut tx = conn.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(5151)")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::raw_sql(&format!(
+                    "CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (job text NOT NULL, sink text NOT NULL, \
+                     epoch bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), \
+                     PRIMARY KEY (job, sink))"
+                ))
+                .execute(&mut *tx)
+                .await?;
+                if let Some(create) = create {
+                    sqlx::raw_sql(&create).execute(&mut *tx).await?;
+                }
+                let row = sqlx::query(&format!(
+                    "SELECT epoch FROM {PROGRESS_TABLE} WHERE job = $1 AND sink = $2"
+                ))
+                .bind(job)
+                .bind(sink)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(row.map(|r| r.get::<i64, _>(0)))
+            })
+        })?;
+        // The table must have the columns written.
+        let table = self.table.clone();
+        let (schema_name, table_name) = match table.rsplit_once('.') {
+            Some((s, t)) => (Some(s.to_string()), t.to_string()),
+            None => (None, table.clone()),
+        };
+        let existing: Vec<String> = self.with_retry("reading the table's columns", |conn| {
+            let (schema_name, table_name) = (schema_name.clone(), table_name.clone());
+            Box::pin(async move {
+                let rows = sqlx::query(
+                    "SELECT column_name::text FROM information_schema.columns \
+                     WHERE table_name = $1 AND ($2::text IS NULL OR table_schema = $2) \
+                     AND ($2::text IS NOT NULL OR table_schema = ANY (current_schemas(false)))",
+                )
+                .bind(&table_name)
+                .bind(&schema_name)
+                .fetch_all(&mut *conn)
+                .await?;
+                Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+            })
+        })?;
+        if existing.is_empty() {
+            return Err(RuntimeError::User(format!(
+                "postgres table {table} does not exist (set create_table = 'true' to create it)"
+            )));
+        }
+        let missing: Vec<&String> = self
+            .columns
+            .iter()
+            .filter(|c| !existing.contains(c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(RuntimeError::User(format!(
+                "postgres table {table} has no column {} (it has: {})",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                existing.join(", ")
+            )));
+        }
+        Ok(last.map(|e| Epoch(e.max(0) as u64)))
+    }
 
     /// Writes one epoch's rows and advances the progress row, in one transaction; an
     /// epoch already committed is skipped.
@@ -320,7 +395,6 @@ impl PostgresSink {
                 Ok(true)
             })
         })?;
-        self.committed = Some(self.committed.map_or(epoch.0, |c| c.max(epoch.0)));
         if applied {
             tracing::debug!(
                 table = %self.table,
@@ -334,122 +408,8 @@ impl PostgresSink {
         }
         Ok(())
     }
-}
 
-impl Sink for PostgresSink {
-    fn open(&mut self, job: &str, _table: &str) -> Result<Option<Epoch>> {
-        self.job = job.to_string();
-        let create = self.create.then(|| self.create_sql());
-        let (job, sink) = (self.job.clone(), self.sink.clone());
-        let last = self.with_retry("opening", |conn| {
-            let create = create.clone();
-            let (job, sink) = (job.clone(), sink.clone());
-            Box::pin(async move {
-                // Jobs starting together must not race to create the same tables.
-                let mut tx = conn.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(5151)")
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::raw_sql(&format!(
-                    "CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (job text NOT NULL, sink text NOT NULL, \
-                     epoch bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), \
-                     PRIMARY KEY (job, sink))"
-                ))
-                .execute(&mut *tx)
-                .await?;
-                if let Some(create) = create {
-                    sqlx::raw_sql(&create).execute(&mut *tx).await?;
-                }
-                let row = sqlx::query(&format!(
-                    "SELECT epoch FROM {PROGRESS_TABLE} WHERE job = $1 AND sink = $2"
-                ))
-                .bind(job)
-                .bind(sink)
-                .fetch_optional(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(row.map(|r| r.get::<i64, _>(0)))
-            })
-        })?;
-        // The table must have the columns written.
-        let table = self.table.clone();
-        let (schema_name, table_name) = match table.rsplit_once('.') {
-            Some((s, t)) => (Some(s.to_string()), t.to_string()),
-            None => (None, table.clone()),
-        };
-        let existing: Vec<String> = self.with_retry("reading the table's columns", |conn| {
-            let (schema_name, table_name) = (schema_name.clone(), table_name.clone());
-            Box::pin(async move {
-                let rows = sqlx::query(
-                    "SELECT column_name::text FROM information_schema.columns \
-                     WHERE table_name = $1 AND ($2::text IS NULL OR table_schema = $2) \
-                     AND ($2::text IS NOT NULL OR table_schema = ANY (current_schemas(false)))",
-                )
-                .bind(&table_name)
-                .bind(&schema_name)
-                .fetch_all(&mut *conn)
-                .await?;
-                Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
-            })
-        })?;
-        if existing.is_empty() {
-            return Err(RuntimeError::User(format!(
-                "postgres table {table} does not exist (set create_table = 'true' to create it)"
-            )));
-        }
-        let missing: Vec<&String> = self
-            .columns
-            .iter()
-            .filter(|c| !existing.contains(c))
-            .collect();
-        if !missing.is_empty() {
-            return Err(RuntimeError::User(format!(
-                "postgres table {table} has no column {} (it has: {})",
-                missing
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                existing.join(", ")
-            )));
-        }
-        self.committed = last.map(|e| e.max(0) as u64);
-        Ok(self.committed.map(Epoch))
-    }
-
-    fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.current.push(batch.clone());
-        Ok(())
-    }
-
-    fn pre_commit(&mut self, epoch: Epoch) -> Result<SinkState> {
-        if !self.current.is_empty() {
-            self.pending
-                .push((epoch, std::mem::take(&mut self.current)));
-        }
-        Ok(self.pending.clone().into())
-    }
-
-    fn commit(&mut self, epoch: Epoch) -> Result<()> {
-        while self.pending.first().is_some_and(|(e, _)| *e <= epoch) {
-            let (e, batches) = self.pending.remove(0);
-            self.commit_epoch(e, &batches)?;
-        }
-        Ok(())
-    }
-
-    fn recover(&mut self, _checkpoint: Epoch, saved: SinkState) -> Result<()> {
-        for (e, batches) in saved.pending {
-            if self.committed.is_none_or(|c| e.0 > c) {
-                tracing::info!(table = %self.table, epoch = %e, "committing rows a checkpoint held");
-                self.commit_epoch(e, &batches)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<()> {
-        // Rows not committed belong to no durable checkpoint: a restart replays them.
+    fn close(&mut self) -> Result<()> {
         if let Some(conn) = self.conn.take() {
             let _ = self.rt.block_on(conn.close());
         }

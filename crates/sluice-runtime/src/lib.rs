@@ -21,5 +21,7 @@ pub use plan::{
     AggregatePlan, AssignSpec, CheckpointSettings, JobOutcome, JobSpec, PipelineSpec, SinkSpec,
     SourceSpec, Step, WindowKind,
 };
-pub use sink::{PendingEpochs, Sink, SinkState};
+pub use sink::{
+    CommitOnCheckpoint, EpochBuffer, EpochStore, PendingEpochs, Sink, SinkState, not_committed,
+};
 pub use source::{Positions, Source, SourcePoll, SourceWatermarks, WatermarkGenerator};
