@@ -325,6 +325,9 @@ mod tests {
             matches!(err, RuntimeError::External(_)) && err.to_string().contains("epoch 1"),
             "{err}"
         );
-        assert_eq!(sink.committed(), Some(0), "epoch 1 did not commit");
+        assert!(
+            sink.committed().is_none_or(|c| c < 1),
+            "epoch 1 did not commit"
+        );
     }
 }
