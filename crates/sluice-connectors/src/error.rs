@@ -11,6 +11,15 @@ pub enum ConnectorError {
     Io(String),
 }
 
+impl ConnectorError {
+    pub fn kind(&self) -> sluice_types::ErrorKind {
+        match self {
+            ConnectorError::Config(_) => sluice_types::ErrorKind::User,
+            ConnectorError::Io(_) => sluice_types::ErrorKind::External,
+        }
+    }
+}
+
 impl From<ConnectorError> for RuntimeError {
     fn from(e: ConnectorError) -> Self {
         match e {

@@ -24,6 +24,15 @@ pub enum StateError {
 }
 
 impl StateError {
+    /// Who has to act: the user for a checkpoint that does not exist or fit; the file
+    /// system otherwise (a damaged checkpoint is skipped or another one chosen).
+    pub fn kind(&self) -> sluice_types::ErrorKind {
+        match self {
+            StateError::User(_) => sluice_types::ErrorKind::User,
+            _ => sluice_types::ErrorKind::External,
+        }
+    }
+
     pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         StateError::Io {
             path: path.display().to_string(),

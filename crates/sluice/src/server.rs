@@ -48,15 +48,9 @@ fn failure(e: &anyhow::Error) -> JobFailure {
     let kind = if let Some(r) = e.downcast_ref::<RuntimeError>() {
         r.kind()
     } else if let Some(c) = e.downcast_ref::<ConnectorError>() {
-        match c {
-            ConnectorError::Config(_) => ErrorKind::User,
-            ConnectorError::Io(_) => ErrorKind::External,
-        }
+        c.kind()
     } else if let Some(s) = e.downcast_ref::<sluice_state::StateError>() {
-        match s {
-            sluice_state::StateError::User(_) => ErrorKind::User,
-            _ => ErrorKind::External,
-        }
+        s.kind()
     } else {
         ErrorKind::External
     };

@@ -182,3 +182,41 @@ fn aggregate_unsupported_for_its_type_is_refused_before_start() {
     assert!(msg.contains("approx_distinct"), "{msg}");
     assert!(msg.contains("Float64 is not implemented"), "{msg}");
 }
+
+/// Options that depend on the columns written, or on a value's form, are checked when the
+/// job is planned (what `/validate` accepts, the job can start with).
+#[test]
+fn sink_options_are_checked_against_the_columns_written() {
+    let cases = [
+        (
+            "CREATE TABLE k WITH (connector = 'kafka', topic = 't', 'bootstrap.servers' = 'b:9092',\n    key = 'sensor');\nINSERT INTO k SELECT sensor_id, temperature FROM iot;",
+            2,
+            "key column 'sensor' is not one of the columns the job writes (sensor_id, temperature)",
+        ),
+        (
+            "CREATE TABLE p WITH (connector = 'postgres', url = 'postgres://h/db',\n    primary_key = 'sensor_id, window');\nINSERT INTO p SELECT sensor_id, temperature FROM iot;",
+            2,
+            "primary_key column 'window' is not one of the columns the job writes",
+        ),
+        (
+            "CREATE TABLE k2 (id TEXT) WITH (connector = 'kafka', topic = 't',\n    'bootstrap.servers' = 'b:9092', idle_timeout = 'soon');\nINSERT INTO out SELECT id FROM k2;",
+            2,
+            "idle_timeout: 'soon' is not an interval",
+        ),
+        (
+            "CREATE TABLE k3 (id TEXT) WITH (connector = 'kafka', topic = 't',\n    'bootstrap.servers' = 'b:9092', batch_size = '0');\nINSERT INTO out SELECT id FROM k3;",
+            2,
+            "batch_size must be a positive whole number, not '0'",
+        ),
+        (
+            "CREATE TABLE k4 WITH (connector = 'kafka', topic = 't', 'bootstrap.servers' = 'b:9092',\n    'sink.delivery-guarantee' = 'twice');\nINSERT INTO k4 SELECT sensor_id FROM iot;",
+            2,
+            "'sink.delivery-guarantee' must be 'at-least-once' or 'exactly-once'",
+        ),
+    ];
+    for (tail, want_line, want) in cases {
+        let (line, _col, msg) = refusal(tail);
+        assert!(msg.contains(want), "{msg}");
+        assert_eq!(line, want_line, "{msg}");
+    }
+}
