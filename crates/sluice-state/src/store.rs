@@ -305,6 +305,38 @@ mod tests {
     }
 
     #[test]
+    fn a_manifest_naming_files_outside_its_directory_is_damaged() {
+        let root = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(root.path(), "j");
+        let written = store
+            .write(manifest(1), vec![("t-0.arrow".into(), vec![batch(1)])])
+            .unwrap();
+        let dir = store.dir().join("epoch-1");
+        // A secret beside the checkpoint that a hostile manifest would point at.
+        fs::write(root.path().join("secret"), b"x").unwrap();
+        for name in ["../../secret", "/etc/passwd", "..", "a\\b", ""] {
+            let mut m = written.clone();
+            m.files[0].name = name.to_string();
+            fs::write(dir.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+            let err = load_dir(&dir).unwrap_err().to_string();
+            assert!(
+                err.contains("outside its checkpoint directory"),
+                "{name}: {err}"
+            );
+        }
+        // A task may only read files the manifest lists with a checksum.
+        fs::write(
+            dir.join("manifest.json"),
+            serde_json::to_vec(&written).unwrap(),
+        )
+        .unwrap();
+        let c = load_dir(&dir).unwrap();
+        assert!(c.read("other.arrow").is_err());
+        assert!(c.read("../../secret").is_err());
+        assert_eq!(c.read("t-0.arrow").unwrap(), vec![batch(1)]);
+    }
+
+    #[test]
     fn writes_reads_and_skips_damaged_checkpoints() {
         let root = tempfile::tempdir().unwrap();
         let store = CheckpointStore::new(root.path(), "j");

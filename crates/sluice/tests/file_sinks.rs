@@ -224,3 +224,36 @@ fn a_checkpoint_of_a_job_reading_another_file_is_refused() {
     assert!(out.status.success());
     assert_eq!(read_rows(&dir.path().join("b/out.jsonl")).len(), 70);
 }
+
+/// A sink fed only by sources without event time has no watermark to wait for: its rows
+/// reach the output at each checkpoint, not only when the (endless) stream ends.
+#[test]
+fn rows_without_watermarks_pass_through_to_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.sql");
+    let out = dir.path().join("out.jsonl");
+    std::fs::write(
+        &file,
+        format!(
+            "SET checkpoint_interval = '200ms';
+             CREATE TABLE iot (sensor_id TEXT NOT NULL, temperature DOUBLE)
+             WITH (connector = 'generator', profile = 'iot', rate = '2000', limit = '100000000');
+             CREATE TABLE w WITH (connector = 'file', path = '{}');
+             INSERT INTO w SELECT sensor_id, temperature FROM iot WHERE temperature > 30;
+             INSERT INTO w SELECT sensor_id, temperature FROM iot WHERE temperature < 0;",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let mut child = run(dir.path(), &file, &[]);
+    let t0 = Instant::now();
+    let mut seen = 0;
+    while t0.elapsed() < Duration::from_secs(20) && seen == 0 {
+        std::thread::sleep(Duration::from_millis(200));
+        seen = read_rows(&out).len();
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the stream is endless");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(seen > 0, "no row reached the output while the stream ran");
+}
