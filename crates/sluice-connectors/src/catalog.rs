@@ -49,6 +49,11 @@ const CONNECTORS: &[Spec] = &[
         sink_options: None,
     },
     Spec {
+        name: "nexmark",
+        source_options: Some(crate::nexmark::OPTIONS),
+        sink_options: None,
+    },
+    Spec {
         name: "postgres",
         source_options: None,
         sink_options: Some(crate::postgres::SINK_OPTIONS),
@@ -163,6 +168,15 @@ impl ConnectorCatalog for Catalog {
             }
             GeneratorOptions::parse(options)?;
         }
+        if name == "nexmark" {
+            if !has_columns {
+                return Err(OptionProblem::new(
+                    None,
+                    "a nexmark table must declare the columns it reads",
+                ));
+            }
+            crate::nexmark::NexmarkOptions::parse(options)?;
+        }
         if name == "file" {
             if options.get("path").is_none() {
                 return Err(OptionProblem::new(
@@ -234,7 +248,15 @@ impl ConnectorCatalog for Catalog {
 /// What a table reads or writes, for a checkpoint's plan: the connector and the options
 /// that name the data (a checkpoint of a job reading another file is not restored).
 pub fn identity(options: &ConnectorOptions) -> String {
-    const NAMING: &[&str] = &["path", "format", "topic", "table", "profile", "seed"];
+    const NAMING: &[&str] = &[
+        "path",
+        "format",
+        "topic",
+        "table",
+        "profile",
+        "seed",
+        "event_rate",
+    ];
     let mut out = format!("connector={}", options.connector().unwrap_or_default());
     for key in NAMING {
         if let Some(v) = options.get(key) {
@@ -268,6 +290,14 @@ pub fn build_source(
                 .map_err(|p| ConnectorError::Config(format!("table {table}: {}", p.message)))?;
             Ok(Box::new(
                 GeneratorSource::new(table, opts, schema).map_err(ConnectorError::Config)?,
+            ))
+        }
+        Some("nexmark") => {
+            let opts = crate::nexmark::NexmarkOptions::parse(options)
+                .map_err(|p| ConnectorError::Config(format!("table {table}: {}", p.message)))?;
+            Ok(Box::new(
+                crate::nexmark::NexmarkSource::new(table, opts, schema)
+                    .map_err(ConnectorError::Config)?,
             ))
         }
         other => Err(ConnectorError::Config(format!(

@@ -10,7 +10,7 @@
 //! of events is moved `late_by` to twice that into the past.
 
 mod iot;
-mod rng;
+pub(crate) mod rng;
 mod user_activity;
 
 use std::sync::Arc;
@@ -74,7 +74,7 @@ pub struct GeneratorOptions {
     pub batch_size: usize,
 }
 
-fn interval_ms(key: &str, v: &str) -> Result<i64, OptionProblem> {
+pub(crate) fn interval_ms(key: &str, v: &str) -> Result<i64, OptionProblem> {
     if let Ok(n) = v.parse::<i64>() {
         return Ok(n);
     }
@@ -103,7 +103,7 @@ fn parse_interval(v: &str) -> Option<i64> {
     Some((n * unit_ms).round() as i64)
 }
 
-fn parse_time(key: &str, v: &str) -> Result<i64, OptionProblem> {
+pub(crate) fn parse_time(key: &str, v: &str) -> Result<i64, OptionProblem> {
     if let Ok(ms) = v.parse::<i64>() {
         return Ok(ms);
     }

@@ -14,6 +14,7 @@ mod json;
 pub mod kafka;
 pub mod kafka_sink;
 pub mod kafka_txn_sink;
+pub mod nexmark;
 mod parquet_sink;
 pub mod postgres;
 

@@ -1,21 +1,22 @@
-//! Runs a job: one thread per task, joined by bounded channels (so a slow sink slows
-//! the sources). Sources run their pipelines' stateless heads; windowed aggregates are
-//! split over `parallelism` tasks by a hash of the group key; each sink merges its
-//! inputs by watermark so that its output is the same for every parallelism. A
-//! coordinator takes checkpoints with aligned barriers.
+//! Runs a job graph: one thread per task, joined by bounded channels (so a slow sink
+//! slows the sources). Each edge's stateless steps run in its producer's task (a source
+//! or a node); keyed nodes (aggregates, joins) are split over `parallelism` tasks by a
+//! hash of the key; each sink merges its inputs by watermark so that its output is the
+//! same for every parallelism. A coordinator takes checkpoints with aligned barriers.
 
 mod control;
+mod inputs;
+mod node_task;
 mod sink_task;
 mod tasks;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{SyncSender, channel, sync_channel};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use datafusion::arrow::array::UInt32Array;
 use datafusion::arrow::compute::take_record_batch;
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::physical_plan::PhysicalExpr;
 use sluice_state::StoredCheckpoint;
@@ -28,12 +29,17 @@ use crate::operators::assign::AssignWindows;
 use crate::operators::filter::Filter;
 use crate::operators::project::Project;
 use crate::operators::session_aggregate::SessionAggregate;
+use crate::operators::stream_join::StreamJoin;
 use crate::operators::window_aggregate::WindowAggregate;
-use crate::plan::{JobOutcome, JobSpec, PipelineSpec, Step, WindowKind};
+use crate::operators::window_join::WindowJoin;
+use crate::plan::{
+    Consumer, JobOutcome, JobSpec, JoinPlan, JoinTime, NodeOp, NodeSpec, Producer, Step, WindowKind,
+};
 use crate::source::SourceWatermarks;
-use control::{Ack, Control, Coordinator, SinkMsg, plan_lines};
+use control::{Ack, Control, Coordinator, TaskMsg, plan_lines};
+use node_task::NodeTask;
 use sink_task::SinkTask;
-use tasks::{Head, SourceTask, run_task};
+use tasks::{Head, SourceTask};
 
 /// Controls a running job from outside.
 #[derive(Clone, Default)]
@@ -74,16 +80,27 @@ impl JobHandle {
     }
 }
 
-type SinkTx = SyncSender<SinkMsg>;
+type TaskTx = SyncSender<TaskMsg>;
 
-/// Where a pipeline's head sends its output.
+/// A consumer task and which of its inputs this producer is.
+pub(crate) struct Target {
+    tx: TaskTx,
+    input: usize,
+}
+
+impl Target {
+    fn send(&self, msg: Message) -> Result<()> {
+        self.tx
+            .send(TaskMsg::Data(self.input, msg))
+            .map_err(|_| closed())
+    }
+}
+
+/// Where an edge's head sends its output.
 pub(crate) enum Route {
-    Sink {
-        tx: SinkTx,
-        input: usize,
-    },
+    One(Target),
     Partitioned {
-        txs: Vec<SyncSender<Message>>,
+        targets: Vec<Target>,
         keys: Vec<Arc<dyn PhysicalExpr>>,
         hashes: Vec<u64>,
     },
@@ -92,11 +109,15 @@ pub(crate) enum Route {
 impl Route {
     fn send(&mut self, msg: Message) -> Result<()> {
         match self {
-            Route::Sink { tx, input } => tx.send(SinkMsg::Data(*input, msg)).map_err(|_| closed()),
-            Route::Partitioned { txs, keys, hashes } => match msg {
+            Route::One(t) => t.send(msg),
+            Route::Partitioned {
+                targets,
+                keys,
+                hashes,
+            } => match msg {
                 Message::Batch(b) => {
-                    if txs.len() == 1 || keys.is_empty() {
-                        return txs[0].send(Message::Batch(b)).map_err(|_| closed());
+                    if keys.is_empty() {
+                        return targets[0].send(Message::Batch(b));
                     }
                     let n = b.num_rows();
                     let cols = keys
@@ -106,22 +127,22 @@ impl Route {
                     hashes.clear();
                     hashes.resize(n, 0);
                     create_hashes(&cols, &RandomState::with_seed(0x51_1C_E5), hashes)?;
-                    let parts = txs.len() as u64;
-                    let mut idx: Vec<Vec<u32>> = vec![Vec::new(); txs.len()];
+                    let parts = targets.len() as u64;
+                    let mut idx: Vec<Vec<u32>> = vec![Vec::new(); targets.len()];
                     for (row, h) in hashes.iter().enumerate() {
                         idx[(h % parts) as usize].push(row as u32);
                     }
                     for (p, rows) in idx.into_iter().enumerate() {
                         if !rows.is_empty() {
                             let part = take_record_batch(&b, &UInt32Array::from(rows))?;
-                            txs[p].send(Message::Batch(part)).map_err(|_| closed())?;
+                            targets[p].send(Message::Batch(part))?;
                         }
                     }
                     Ok(())
                 }
                 other => {
-                    for tx in txs.iter() {
-                        tx.send(other.clone()).map_err(|_| closed())?;
+                    for t in targets.iter() {
+                        t.send(other.clone())?;
                     }
                     Ok(())
                 }
@@ -134,7 +155,7 @@ fn closed() -> RuntimeError {
     RuntimeError::Internal("a downstream task has stopped".into())
 }
 
-fn steps(steps: &[Step]) -> Vec<Box<dyn Operator>> {
+fn steps(steps: &[Step], late: &Arc<AtomicU64>) -> Vec<Box<dyn Operator>> {
     steps
         .iter()
         .map(|s| -> Box<dyn Operator> {
@@ -143,6 +164,7 @@ fn steps(steps: &[Step]) -> Vec<Box<dyn Operator>> {
                 Step::Project { exprs, schema } => {
                     Box::new(Project::new(exprs.clone(), schema.clone()))
                 }
+                Step::Assign(a) => Box::new(AssignWindows::new(a.clone(), late.clone())),
             }
         })
         .collect()
@@ -194,15 +216,73 @@ fn restored(stored: Option<&StoredCheckpoint>, id: &str) -> Result<Option<Vec<Sn
     Ok(Some(out))
 }
 
+/// How many tasks run a producer of the graph.
+fn instances(nodes: &[NodeSpec], p: Producer, parallelism: usize) -> usize {
+    match p {
+        Producer::Node(n) if nodes[n].keyed => parallelism,
+        _ => 1,
+    }
+}
+
+/// Whether each node's input carries event time (its watermarks mean something).
+fn timed_nodes(spec: &JobSpec) -> Vec<bool> {
+    let mut timed = vec![false; spec.nodes.len()];
+    loop {
+        let mut changed = false;
+        for e in &spec.edges {
+            if let Consumer::Node { node, .. } = e.to {
+                let t = match e.from {
+                    Producer::Source(s) => spec.sources[s].event_time.is_some(),
+                    Producer::Node(n) => timed[n],
+                };
+                if t && !timed[node] {
+                    timed[node] = true;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return timed;
+        }
+    }
+}
+
+/// One input of a consumer task: one producer task of one edge.
+#[derive(Debug, Clone, Copy)]
+struct InputOf {
+    edge: usize,
+    part: usize,
+    port: usize,
+    timed: bool,
+    stateless: bool,
+}
+
+fn input_index(list: &[InputOf], edge: usize, part: usize) -> Result<usize> {
+    list.iter()
+        .position(|i| i.edge == edge && i.part == part)
+        .ok_or_else(|| RuntimeError::Internal("an edge lost its input".into()))
+}
+
+fn join_operator(plan: &JoinPlan, late: Arc<AtomicU64>) -> Result<Box<dyn Operator>> {
+    Ok(match plan.time {
+        JoinTime::Window => Box::new(WindowJoin::new(plan.clone(), late)?),
+        JoinTime::Interval { .. } | JoinTime::Regular { .. } => {
+            Box::new(StreamJoin::new(plan.clone(), late)?)
+        }
+    })
+}
+
 /// Runs the job to its end: every source ended (then every window closes), or
 /// [`JobHandle::stop`] (then a final checkpoint keeps what is open).
 pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     let plan = plan_lines(&spec);
+    let timed = timed_nodes(&spec);
     let JobSpec {
         name: job_name,
         sources,
         mut sinks,
-        pipelines,
+        nodes,
+        edges,
         parallelism,
         channel_capacity,
         mut checkpoint,
@@ -258,43 +338,48 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     let mut expected_acks = sources.len();
 
-    // Sinks: count inputs first.
-    let mut sink_inputs: Vec<Vec<bool>> = vec![Vec::new(); sinks.len()]; // per input: stateless?
-    let mut pipeline_inputs: Vec<Vec<usize>> = Vec::new();
-    for p in &pipelines {
-        let n = if p.aggregate.is_some() {
-            parallelism
-        } else {
-            1
+    // Every consumer's inputs: one per producer task of each edge into it.
+    let mut node_inputs: Vec<Vec<InputOf>> = vec![Vec::new(); nodes.len()];
+    let mut sink_inputs: Vec<Vec<InputOf>> = vec![Vec::new(); sinks.len()];
+    for (ei, e) in edges.iter().enumerate() {
+        let (list, port) = match e.to {
+            Consumer::Node { node, port } => (&mut node_inputs[node], port),
+            Consumer::Sink(s) => (&mut sink_inputs[s], 0),
         };
-        let mut ids = Vec::new();
-        for _ in 0..n {
-            ids.push(sink_inputs[p.sink].len());
-            sink_inputs[p.sink].push(p.aggregate.is_none());
+        let producer_timed = match e.from {
+            Producer::Source(s) => sources[s].event_time.is_some(),
+            Producer::Node(n) => timed[n],
+        };
+        for part in 0..instances(&nodes, e.from, parallelism) {
+            list.push(InputOf {
+                edge: ei,
+                part,
+                port,
+                timed: producer_timed,
+                stateless: matches!(e.from, Producer::Source(_)),
+            });
         }
-        pipeline_inputs.push(ids);
     }
-    let mut sink_txs: Vec<Option<SinkTx>> = Vec::new();
+
+    // Sinks.
+    let mut sink_txs: Vec<Option<TaskTx>> = Vec::new();
     for (i, s) in sinks.into_iter().enumerate() {
-        let Some(schema) = pipelines.iter().find(|p| p.sink == i).map(output_schema) else {
+        if sink_inputs[i].is_empty() {
             sink_txs.push(None); // a table nothing is inserted into
             continue;
-        };
-        let (tx, rx) = sync_channel::<SinkMsg>(cap);
+        }
+        let (tx, rx) = sync_channel::<TaskMsg>(cap);
         sink_txs.push(Some(tx));
         expected_acks += 1;
         let id = format!("sink {i}");
         let restore = restored(stored, &id)?;
-        let watermarked = pipelines
-            .iter()
-            .any(|p| p.sink == i && sources[p.source].event_time.is_some());
         let task = SinkTask {
             id,
             table: s.name.clone(),
-            inputs: sink_inputs[i].clone(),
-            watermarked,
+            inputs: sink_inputs[i].iter().map(|x| x.stateless).collect(),
+            watermarked: sink_inputs[i].iter().any(|x| x.timed),
             restored_epoch: stored.map(|c| sluice_types::Epoch(c.manifest.epoch)),
-            schema,
+            schema: s.schema.clone(),
             acks: ack_tx.clone(),
         };
         let (h, f) = (handle.clone(), failure.clone());
@@ -305,69 +390,122 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
             }
         })?);
     }
-    let sink_tx = |i: usize| {
-        sink_txs[i]
-            .clone()
-            .ok_or_else(|| RuntimeError::Internal("a pipeline writes to no sink".into()))
-    };
 
-    // Aggregators and pipeline heads.
-    let mut heads: Vec<Vec<Head>> = (0..sources.len()).map(|_| Vec::new()).collect();
-    for (pi, p) in pipelines.iter().enumerate() {
-        let late = handle.metrics.late_counter();
-        let mut head_ops: Vec<Box<dyn Operator>> =
-            vec![Box::new(AssignWindows::new(p.assign.clone(), late.clone()))];
-        head_ops.extend(steps(&p.pre));
-        let route = match &p.aggregate {
-            None => Route::Sink {
-                tx: sink_tx(p.sink)?,
-                input: pipeline_inputs[pi][0],
-            },
-            Some(agg) => {
-                let mut txs = Vec::new();
-                for (part, &input) in pipeline_inputs[pi].iter().enumerate() {
-                    let (tx, rx) = sync_channel::<Message>(cap);
-                    txs.push(tx);
-                    let window_op: Box<dyn Operator> = match agg.window {
-                        WindowKind::Session { .. } => {
-                            Box::new(SessionAggregate::new(agg.clone(), late.clone())?)
-                        }
-                        _ => Box::new(WindowAggregate::new(agg.clone(), late.clone())?),
-                    };
-                    let mut ops = vec![window_op];
-                    ops.extend(steps(&p.post));
-                    let mut chain = Chain::new(ops);
-                    let id = format!("{} aggregate {part}", p.name);
-                    if let Some(states) = restored(stored, &id)? {
-                        chain.restore(states)?;
-                    }
-                    let out = Route::Sink {
-                        tx: sink_tx(p.sink)?,
-                        input,
-                    };
-                    expected_acks += 1;
-                    let (h, f, acks) = (handle.clone(), failure.clone(), ack_tx.clone());
-                    let counters = handle.metrics.task(&id);
-                    threads.push(spawn(id.clone(), move || {
-                        if let Err(e) = run_task(id, rx, chain, out, acks, &counters) {
-                            f.record(e, &h);
-                        }
-                    })?);
-                }
-                Route::Partitioned {
-                    txs,
-                    keys: agg.key_exprs(),
-                    hashes: Vec::new(),
-                }
-            }
-        };
-        let mut chain = Chain::new(head_ops);
-        let id = format!("{} head", p.name);
-        if let Some(states) = restored(stored, &id)? {
-            chain.restore(states)?;
+    // Node tasks' channels, made before any route points at them.
+    let mut node_txs: Vec<Vec<TaskTx>> = Vec::new();
+    let mut node_rxs: Vec<Vec<Option<Receiver<TaskMsg>>>> = Vec::new();
+    for ni in 0..nodes.len() {
+        let (mut txs, mut rxs) = (Vec::new(), Vec::new());
+        for _ in 0..instances(&nodes, Producer::Node(ni), parallelism) {
+            let (tx, rx) = sync_channel::<TaskMsg>(cap);
+            txs.push(tx);
+            rxs.push(Some(rx));
         }
-        heads[p.source].push(Head { id, chain, route });
+        node_txs.push(txs);
+        node_rxs.push(rxs);
     }
+
+    // The head of every edge, per producer task: its steps and where they send.
+    let late = handle.metrics.late_counter();
+    let mut source_heads: Vec<Vec<Head>> = (0..sources.len()).map(|_| Vec::new()).collect();
+    let mut node_heads: Vec<Vec<Vec<Head>>> = (0..nodes.len())
+        .map(|ni| {
+            (0..instances(&nodes, Producer::Node(ni), parallelism))
+                .map(|_| Vec::new())
+                .collect()
+        })
+        .collect();
+    let mut made = Vec::new();
+    for (ei, e) in edges.iter().enumerate() {
+        let count = instances(&nodes, e.from, parallelism);
+        for part in 0..count {
+            let route = match e.to {
+                Consumer::Sink(s) => Route::One(Target {
+                    tx: sink_txs[s]
+                        .clone()
+                        .ok_or_else(|| RuntimeError::Internal("an edge into no sink".into()))?,
+                    input: input_index(&sink_inputs[s], ei, part)?,
+                }),
+                Consumer::Node { node, .. } => {
+                    let input = input_index(&node_inputs[node], ei, part)?;
+                    let mut targets: Vec<Target> = node_txs[node]
+                        .iter()
+                        .map(|tx| Target {
+                            tx: tx.clone(),
+                            input,
+                        })
+                        .collect();
+                    if targets.len() == 1 {
+                        Route::One(targets.remove(0))
+                    } else {
+                        Route::Partitioned {
+                            targets,
+                            keys: e.keys.clone(),
+                            hashes: Vec::new(),
+                        }
+                    }
+                }
+            };
+            let id = if count == 1 {
+                format!("edge {ei}")
+            } else {
+                format!("edge {ei} part {part}")
+            };
+            let mut chain = Chain::new(steps(&e.steps, &late));
+            if let Some(states) = restored(stored, &id)? {
+                chain.restore(states)?;
+            }
+            made.push((e.from, part, Head { id, chain, route }));
+        }
+    }
+    for (from, part, head) in made {
+        match from {
+            Producer::Source(s) => source_heads[s].push(head),
+            Producer::Node(n) => node_heads[n][part].push(head),
+        }
+    }
+
+    // Node tasks.
+    for (ni, node) in nodes.iter().enumerate() {
+        let heads = std::mem::take(&mut node_heads[ni]);
+        for (part, outputs) in heads.into_iter().enumerate() {
+            let id = format!("node {ni} part {part}");
+            let mut op: Box<dyn Operator> = match &node.op {
+                NodeOp::Aggregate(agg) => match agg.window {
+                    WindowKind::Session { .. } => {
+                        Box::new(SessionAggregate::new(agg.clone(), late.clone())?)
+                    }
+                    _ => Box::new(WindowAggregate::new(agg.clone(), late.clone())?),
+                },
+                NodeOp::Join(j) => join_operator(j, late.clone())?,
+            };
+            if let Some(mut states) = restored(stored, &id)?
+                && let Some(state) = states.pop()
+            {
+                op.restore(state)?;
+            }
+            let rx = node_rxs[ni][part]
+                .take()
+                .ok_or_else(|| RuntimeError::Internal("a node task's input was taken".into()))?;
+            expected_acks += 1;
+            let task = NodeTask {
+                id: id.clone(),
+                op,
+                ports: node_inputs[ni].iter().map(|x| x.port).collect(),
+                timed: node_inputs[ni].iter().map(|x| x.timed).collect(),
+                outputs,
+                acks: ack_tx.clone(),
+            };
+            let (h, f) = (handle.clone(), failure.clone());
+            let counters = handle.metrics.task(&format!("{} {part}", node.name));
+            threads.push(spawn(id, move || {
+                if let Err(e) = task.run(rx, &h, &counters) {
+                    f.record(e, &h);
+                }
+            })?);
+        }
+    }
+    drop(node_txs);
 
     let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
     for (si, s) in sources.into_iter().enumerate() {
@@ -391,7 +529,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
             name: s.name.clone(),
             source,
             watermarks,
-            heads: std::mem::take(&mut heads[si]),
+            heads: std::mem::take(&mut source_heads[si]),
             ctl: ctl.clone(),
             acks: ack_tx.clone(),
             injected: last_epoch,
@@ -428,19 +566,6 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     match err {
         Some(e) => Err(e),
         None => Ok(JobOutcome::Ran),
-    }
-}
-
-fn output_schema(p: &PipelineSpec) -> SchemaRef {
-    let last = |steps: &[Step]| {
-        steps.iter().rev().find_map(|s| match s {
-            Step::Filter(_) => None,
-            Step::Project { schema, .. } => Some(schema.clone()),
-        })
-    };
-    match &p.aggregate {
-        Some(a) => last(&p.post).unwrap_or_else(|| a.output_schema.clone()),
-        None => last(&p.pre).unwrap_or_else(|| p.assign.schema.clone()),
     }
 }
 

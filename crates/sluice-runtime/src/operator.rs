@@ -40,6 +40,12 @@ pub trait Operator: Send {
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()>;
 
+    /// A batch on input `port`; operators with two inputs (joins) tell them apart.
+    fn process_port(&mut self, port: usize, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+        let _ = port;
+        self.process_batch(batch, out)
+    }
+
     /// Called when the input's watermark advances; by default it is passed on.
     fn on_watermark(&mut self, watermark: Watermark, out: &mut Collector) -> Result<()> {
         out.message(Message::Watermark(watermark));

@@ -3,7 +3,10 @@
 pub mod assign;
 pub mod filter;
 pub mod groups;
+pub mod join_state;
 pub mod project;
 pub mod session_aggregate;
 pub mod sort;
+pub mod stream_join;
 pub mod window_aggregate;
+pub mod window_join;

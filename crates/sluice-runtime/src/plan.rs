@@ -1,5 +1,5 @@
-//! What the runtime is asked to run: sources, sinks, and per pipeline a window
-//! assignment, stateless steps, an optional windowed aggregate and more steps.
+//! What the runtime is asked to run: a graph of sources, stateful nodes (aggregates,
+//! joins) and sinks, joined by edges that carry stateless steps.
 
 use std::sync::Arc;
 
@@ -32,6 +32,18 @@ impl WindowKind {
     }
 }
 
+impl std::fmt::Display for WindowKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WindowKind::Tumble { size_ms } => write!(f, "TUMBLE(size={size_ms}ms)"),
+            WindowKind::Hop { slide_ms, size_ms } => {
+                write!(f, "HOP(slide={slide_ms}ms, size={size_ms}ms)")
+            }
+            WindowKind::Session { gap_ms } => write!(f, "SESSION(gap={gap_ms}ms)"),
+        }
+    }
+}
+
 /// A stateless step.
 #[derive(Debug, Clone)]
 pub enum Step {
@@ -40,19 +52,32 @@ pub enum Step {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
         schema: SchemaRef,
     },
+    /// Window assignment (a TUMBLE/HOP/SESSION in FROM) and column selection.
+    Assign(AssignSpec),
 }
 
-/// Reading a source for one pipeline: window assignment and column selection.
+impl Step {
+    /// The schema of the rows this step puts out, when it changes them.
+    pub fn output_schema(&self) -> Option<SchemaRef> {
+        match self {
+            Step::Filter(_) => None,
+            Step::Project { schema, .. } => Some(schema.clone()),
+            Step::Assign(a) => Some(a.schema.clone()),
+        }
+    }
+}
+
+/// Window assignment and column selection over a stream's rows.
 #[derive(Debug, Clone)]
 pub struct AssignSpec {
-    /// Indices into the source columns followed by `window_start`, `window_end`.
+    /// Indices into the input columns followed by `window_start`, `window_end`.
     pub projection: Vec<usize>,
     pub window: Option<WindowKind>,
     pub time_column: Option<usize>,
     pub delay_ms: i64,
     /// Judge lateness per row against the running maximum event time (exact and
     /// independent of batching for a single-partition source); otherwise against the
-    /// source's watermark messages only.
+    /// input's watermark messages only.
     pub per_row_lateness: bool,
     pub schema: SchemaRef,
 }
@@ -87,16 +112,117 @@ impl AggregatePlan {
     }
 }
 
-/// One INSERT, ready to run.
+/// How a join decides which rows can still meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinTime {
+    /// No time bound: every row is kept (or until `ttl_ms` of event time has passed
+    /// over it, when the side has a time column).
+    Regular { ttl_ms: Option<i64> },
+    /// `right.t BETWEEN left.t + lower_ms AND left.t + upper_ms`.
+    Interval { lower_ms: i64, upper_ms: i64 },
+    /// Both sides windowed alike and joined on the window: a window's rows meet once,
+    /// when the watermark passes its end.
+    Window,
+}
+
+/// The outer rows a join keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+}
+
+impl JoinKind {
+    pub fn keeps_left(self) -> bool {
+        matches!(self, JoinKind::Left | JoinKind::Full)
+    }
+    pub fn keeps_right(self) -> bool {
+        matches!(self, JoinKind::Right | JoinKind::Full)
+    }
+}
+
+/// A join of two streams on equal keys, with an optional extra condition.
 #[derive(Debug, Clone)]
-pub struct PipelineSpec {
+pub struct JoinPlan {
+    pub time: JoinTime,
+    pub kind: JoinKind,
+    pub left_schema: SchemaRef,
+    pub right_schema: SchemaRef,
+    pub left_keys: Vec<Arc<dyn PhysicalExpr>>,
+    pub right_keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// Whether NULL keys match each other (`IS NOT DISTINCT FROM`).
+    pub null_equals_null: bool,
+    pub filter: Option<datafusion::physical_plan::joins::utils::JoinFilter>,
+    /// Per side, the column holding the row's time: its event time (interval and
+    /// regular joins) or its window's end (window joins; `time_offset_ms` is added when
+    /// the column is the window's start).
+    pub left_time: Option<usize>,
+    pub right_time: Option<usize>,
+    pub time_offset_ms: i64,
+    /// Left columns then right columns.
+    pub joined_schema: SchemaRef,
+    /// Columns of the joined rows that are put out, in order (all when `None`).
+    pub projection: Option<Vec<usize>>,
+    pub output_schema: SchemaRef,
+}
+
+/// A stateful operator of the job graph.
+#[derive(Debug, Clone)]
+pub enum NodeOp {
+    Aggregate(AggregatePlan),
+    Join(JoinPlan),
+}
+
+impl NodeOp {
+    pub fn output_schema(&self) -> SchemaRef {
+        match self {
+            NodeOp::Aggregate(a) => a.output_schema.clone(),
+            NodeOp::Join(j) => j.output_schema.clone(),
+        }
+    }
+
+    /// How many input ports the operator has.
+    pub fn ports(&self) -> usize {
+        match self {
+            NodeOp::Aggregate(_) => 1,
+            NodeOp::Join(_) => 2,
+        }
+    }
+}
+
+/// A stateful node, run as `parallelism` tasks when its inputs are keyed, else one.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
     pub name: String,
-    pub source: usize,
-    pub sink: usize,
-    pub assign: AssignSpec,
-    pub pre: Vec<Step>,
-    pub aggregate: Option<AggregatePlan>,
-    pub post: Vec<Step>,
+    pub op: NodeOp,
+    /// Whether rows are split over several tasks by key (every incoming edge has keys).
+    pub keyed: bool,
+}
+
+/// Where an edge starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Producer {
+    Source(usize),
+    Node(usize),
+}
+
+/// Where an edge ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumer {
+    Node { node: usize, port: usize },
+    Sink(usize),
+}
+
+/// Rows flowing from a producer to a consumer through stateless steps (run in the
+/// producer's task), split over the consumer's tasks by a hash of `keys`.
+#[derive(Debug, Clone)]
+pub struct EdgeSpec {
+    pub from: Producer,
+    pub steps: Vec<Step>,
+    pub to: Consumer,
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
 }
 
 /// A source with its event-time column and watermark delay.
@@ -112,6 +238,8 @@ pub struct SourceSpec {
 
 pub struct SinkSpec {
     pub name: String,
+    /// The rows the sink takes.
+    pub schema: SchemaRef,
     /// Where the sink writes (connector, table, path…), for the checkpoint's plan.
     pub definition: String,
     pub sink: Box<dyn Sink>,
@@ -166,7 +294,8 @@ pub struct JobSpec {
     pub name: String,
     pub sources: Vec<SourceSpec>,
     pub sinks: Vec<SinkSpec>,
-    pub pipelines: Vec<PipelineSpec>,
+    pub nodes: Vec<NodeSpec>,
+    pub edges: Vec<EdgeSpec>,
     pub parallelism: usize,
     /// Capacity of each channel between tasks, in messages.
     pub channel_capacity: usize,

@@ -1,12 +1,12 @@
-//! The planned job: which sources feed which pipelines, the stages of each pipeline,
-//! and where their rows go. The runtime builds tasks from this.
+//! The planned job: sources, sinks, and between them a graph of stateful nodes
+//! (window aggregates, joins) joined by edges that carry stateless steps. The node and
+//! edge types are the runtime's own (`sluice_runtime::plan`); the engine only attaches
+//! connectors to the sources and sinks.
 
 use std::fmt::Write;
-use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
-use datafusion::physical_plan::PhysicalExpr;
+use sluice_runtime::{Consumer, EdgeSpec, JoinTime, NodeOp, NodeSpec, Producer, Step};
 use sluice_types::Position;
 
 use crate::ddl::{SetDef, TableDef};
@@ -18,10 +18,23 @@ pub struct JobGraph {
     pub settings: Vec<SetDef>,
     pub sources: Vec<SourceTable>,
     pub sinks: Vec<SinkTable>,
-    pub pipelines: Vec<Pipeline>,
+    pub nodes: Vec<NodeSpec>,
+    pub edges: Vec<EdgeSpec>,
+    /// One per INSERT, in the file's order.
+    pub inserts: Vec<InsertInfo>,
+    /// What the user should know about the plan (a join whose state grows for ever…).
+    pub notes: Vec<String>,
 }
 
-/// A table read by one or more pipelines (read once, shared).
+/// One `INSERT INTO … SELECT …`.
+#[derive(Debug, Clone)]
+pub struct InsertInfo {
+    pub position: Position,
+    pub sink: usize,
+    pub output_schema: SchemaRef,
+}
+
+/// A table read by one or more statements (read once, shared).
 #[derive(Debug, Clone)]
 pub struct SourceTable {
     pub def: TableDef,
@@ -36,80 +49,11 @@ pub struct EventTime {
     pub delay_ms: i64,
 }
 
-/// A table written by one or more pipelines.
+/// A table written by one or more statements.
 #[derive(Debug, Clone)]
 pub struct SinkTable {
     pub def: TableDef,
     pub schema: SchemaRef,
-}
-
-/// The window a pipeline's rows are assigned to, from a TUMBLE/HOP/SESSION in FROM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WindowSpec {
-    Tumble { size_ms: i64 },
-    Hop { slide_ms: i64, size_ms: i64 },
-    Session { gap_ms: i64 },
-}
-
-impl std::fmt::Display for WindowSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WindowSpec::Tumble { size_ms } => write!(f, "TUMBLE(size={size_ms}ms)"),
-            WindowSpec::Hop { slide_ms, size_ms } => {
-                write!(f, "HOP(slide={slide_ms}ms, size={size_ms}ms)")
-            }
-            WindowSpec::Session { gap_ms } => write!(f, "SESSION(gap={gap_ms}ms)"),
-        }
-    }
-}
-
-/// How a pipeline reads its source: which columns, and the window assignment.
-#[derive(Debug, Clone)]
-pub struct ScanSpec {
-    /// Indices into the source's columns followed by `window_start`, `window_end`
-    /// (when windowed).
-    pub projection: Vec<usize>,
-    pub window: Option<WindowSpec>,
-    /// The event-time column in the source's schema (set when windowed).
-    pub time_column: Option<usize>,
-    pub schema: SchemaRef,
-}
-
-/// A stateless step.
-#[derive(Debug, Clone)]
-pub enum Stage {
-    Filter(Arc<dyn PhysicalExpr>),
-    Project {
-        exprs: Vec<(Arc<dyn PhysicalExpr>, String)>,
-        schema: SchemaRef,
-    },
-}
-
-/// A windowed GROUP BY.
-#[derive(Debug, Clone)]
-pub struct AggregateSpec {
-    pub input_schema: SchemaRef,
-    pub group_exprs: Vec<(Arc<dyn PhysicalExpr>, String)>,
-    /// Which group expression is `window_start` (or `window_end`).
-    pub window_key: usize,
-    pub window_key_is_end: bool,
-    pub aggregates: Vec<Arc<AggregateFunctionExpr>>,
-    pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
-    /// Group columns then one column per aggregate.
-    pub output_schema: SchemaRef,
-}
-
-/// One `INSERT INTO … SELECT …`.
-#[derive(Debug, Clone)]
-pub struct Pipeline {
-    pub source: usize,
-    pub sink: usize,
-    pub position: Position,
-    pub scan: ScanSpec,
-    pub pre: Vec<Stage>,
-    pub aggregate: Option<AggregateSpec>,
-    pub post: Vec<Stage>,
-    pub output_schema: SchemaRef,
 }
 
 impl JobGraph {
@@ -122,59 +66,61 @@ impl JobGraph {
             .map(|s| s.value.as_str())
     }
 
-    /// The streaming plan as text, for `sluice explain`.
+    fn producer(&self, p: Producer) -> String {
+        match p {
+            Producer::Source(s) => {
+                let src = &self.sources[s];
+                format!(
+                    "source {} [{}]{}",
+                    src.def.name,
+                    src.def.options.connector().unwrap_or("?"),
+                    match (&src.event_time, &src.def.watermark) {
+                        (Some(_), Some(w)) =>
+                            format!(", watermark {} - {}ms", w.column, w.delay_ms),
+                        _ => String::new(),
+                    }
+                )
+            }
+            Producer::Node(n) => format!("node {}", n + 1),
+        }
+    }
+
+    /// The streaming plan as text, for `sluice explain`: each node with its inputs, then
+    /// each sink with its inputs; every edge lists its stateless steps.
     pub fn explain(&self) -> String {
         let mut s = String::new();
-        for (i, p) in self.pipelines.iter().enumerate() {
-            let src = &self.sources[p.source];
-            let sink = &self.sinks[p.sink];
-            let _ = writeln!(s, "pipeline {} (INSERT at {}):", i + 1, p.position);
+        let edges_into = |to: &dyn Fn(Consumer) -> bool| -> Vec<&EdgeSpec> {
+            self.edges.iter().filter(|e| to(e.to)).collect()
+        };
+        let write_edge = |s: &mut String, e: &EdgeSpec, port: Option<&str>| {
             let _ = writeln!(
                 s,
-                "  source {} [{}]{}",
-                src.def.name,
-                src.def.options.connector().unwrap_or("?"),
-                match (&src.event_time, &src.def.watermark) {
-                    (Some(_), Some(w)) => format!(", watermark {} - {}ms", w.column, w.delay_ms),
-                    _ => String::new(),
-                }
+                "  {}from {}",
+                port.map(|p| format!("{p} ")).unwrap_or_default(),
+                self.producer(e.from)
             );
-            let cols: Vec<&str> = p
-                .scan
-                .schema
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect();
-            match &p.scan.window {
-                Some(w) => {
-                    let _ = writeln!(s, "  window {w} -> [{}]", cols.join(", "));
-                }
-                None => {
-                    let _ = writeln!(s, "  scan -> [{}]", cols.join(", "));
-                }
+            for st in &e.steps {
+                let _ = writeln!(s, "    {}", describe(st));
             }
-            for st in &p.pre {
-                let _ = writeln!(s, "  {}", describe(st));
+            if !e.keys.is_empty() {
+                let keys: Vec<String> = e.keys.iter().map(|k| k.to_string()).collect();
+                let _ = writeln!(s, "    by key [{}]", keys.join(", "));
             }
-            if let Some(a) = &p.aggregate {
-                let keys: Vec<String> = a
-                    .group_exprs
-                    .iter()
-                    .map(|(e, n)| format!("{n}={e}"))
-                    .collect();
-                let aggs: Vec<&str> = a.aggregates.iter().map(|x| x.name()).collect();
-                let _ = writeln!(
-                    s,
-                    "  window aggregate (emit on window close) keys [{}] aggregates [{}]",
-                    keys.join(", "),
-                    aggs.join(", ")
-                );
+        };
+        for (i, n) in self.nodes.iter().enumerate() {
+            let _ = writeln!(s, "node {}: {}", i + 1, describe_node(n));
+            for e in edges_into(&|c| matches!(c, Consumer::Node { node, .. } if node == i)) {
+                let port = match (&n.op, e.to) {
+                    (NodeOp::Join(_), Consumer::Node { port: 0, .. }) => Some("left"),
+                    (NodeOp::Join(_), _) => Some("right"),
+                    _ => None,
+                };
+                write_edge(&mut s, e, port);
             }
-            for st in &p.post {
-                let _ = writeln!(s, "  {}", describe(st));
-            }
-            let out: Vec<String> = p
+        }
+        for (i, ins) in self.inserts.iter().enumerate() {
+            let sink = &self.sinks[ins.sink];
+            let out: Vec<String> = ins
                 .output_schema
                 .fields()
                 .iter()
@@ -182,22 +128,89 @@ impl JobGraph {
                 .collect();
             let _ = writeln!(
                 s,
-                "  sink {} [{}] ({})",
+                "insert {} (at {}): sink {} [{}] ({})",
+                i + 1,
+                ins.position,
                 sink.def.name,
                 sink.def.options.connector().unwrap_or("?"),
                 out.join(", ")
             );
         }
+        for (i, sink) in self.sinks.iter().enumerate() {
+            let _ = writeln!(s, "sink {}:", sink.def.name);
+            for e in edges_into(&|c| c == Consumer::Sink(i)) {
+                write_edge(&mut s, e, None);
+            }
+        }
+        for note in &self.notes {
+            let _ = writeln!(s, "note: {note}");
+        }
         s
     }
 }
 
-fn describe(stage: &Stage) -> String {
-    match stage {
-        Stage::Filter(e) => format!("filter {e}"),
-        Stage::Project { exprs, .. } => {
-            let parts: Vec<String> = exprs.iter().map(|(e, n)| format!("{n}={e}")).collect();
+fn describe_node(n: &NodeSpec) -> String {
+    match &n.op {
+        NodeOp::Aggregate(a) => {
+            let keys: Vec<String> = a.group_exprs.iter().map(|e| e.to_string()).collect();
+            let aggs: Vec<&str> = a.aggregates.iter().map(|x| x.name()).collect();
+            format!(
+                "window aggregate {} (emit on window close) keys [{}] aggregates [{}]",
+                a.window,
+                keys.join(", "),
+                aggs.join(", ")
+            )
+        }
+        NodeOp::Join(j) => {
+            let time = match j.time {
+                JoinTime::Window => "window join (emit on window close)".to_string(),
+                JoinTime::Interval { lower_ms, upper_ms } => format!(
+                    "interval join (right time within left time + [{lower_ms}ms, {upper_ms}ms])"
+                ),
+                JoinTime::Regular { ttl_ms: None } => {
+                    "regular join (state unbounded: every row is kept)".to_string()
+                }
+                JoinTime::Regular { ttl_ms: Some(t) } => {
+                    format!("regular join (rows kept for {t}ms of event time)")
+                }
+            };
+            let on: Vec<String> = j
+                .left_keys
+                .iter()
+                .zip(&j.right_keys)
+                .map(|(l, r)| format!("{l} = {r}"))
+                .collect();
+            let mut d = format!("{:?} {time} on [{}]", j.kind, on.join(", "));
+            if let Some(f) = &j.filter {
+                let _ = write!(d, " where {}", f.expression());
+            }
+            d
+        }
+    }
+}
+
+fn describe(step: &Step) -> String {
+    match step {
+        Step::Filter(e) => format!("filter {e}"),
+        Step::Project { exprs, schema } => {
+            let parts: Vec<String> = exprs
+                .iter()
+                .zip(schema.fields())
+                .map(|(e, f)| format!("{}={e}", f.name()))
+                .collect();
             format!("project [{}]", parts.join(", "))
+        }
+        Step::Assign(a) => {
+            let cols: Vec<&str> = a
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            match &a.window {
+                Some(w) => format!("window {w} -> [{}]", cols.join(", ")),
+                None => format!("scan -> [{}]", cols.join(", ")),
+            }
         }
     }
 }

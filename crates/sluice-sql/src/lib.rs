@@ -16,10 +16,7 @@ mod window;
 
 pub use ddl::{ColumnDef, SetDef, TIMESTAMP_TYPE, TableDef, WatermarkDef};
 pub use error::{Result, SqlError};
-pub use graph::{
-    AggregateSpec, EventTime, JobGraph, Pipeline, ScanSpec, SinkTable, SourceTable, Stage,
-    WindowSpec,
-};
+pub use graph::{EventTime, InsertInfo, JobGraph, SinkTable, SourceTable};
 pub use interval::parse_interval_text;
 pub use plan::{SETTINGS, plan_job, plan_job_with_rules};
 pub use rules::resolve_path;

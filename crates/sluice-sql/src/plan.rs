@@ -1,5 +1,6 @@
-//! Plans a job file: DDL into tables, each `INSERT INTO … SELECT …` through DataFusion
-//! into a streaming pipeline, refusing (with a position) what cannot run as a stream.
+//! Plans a job file: DDL into tables, views, and each `INSERT INTO … SELECT …` through
+//! DataFusion into nodes and edges of one job graph, refusing (with a position) what
+//! cannot run as a stream. A source or view read by several statements is read once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,26 +11,28 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{Insert, Statement, TableObject};
+use datafusion::sql::sqlparser::ast::{Insert, Query, SetExpr, Statement, TableObject};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use sluice_runtime::{Consumer, EdgeSpec, NodeSpec, Producer};
 use sluice_types::{ConnectorCatalog, JobRules, Position, TableRole};
 
 use crate::ddl::{SetDef, TIMESTAMP_TYPE, TableDef, parse_create_table, parse_set};
 use crate::env::expand;
 use crate::error::{Result, SqlError};
-use crate::graph::{EventTime, JobGraph, Pipeline, ScanSpec, SinkTable, SourceTable, WindowSpec};
+use crate::graph::{EventTime, InsertInfo, JobGraph, SinkTable, SourceTable};
 use crate::scan::StreamTable;
 use crate::statements::{RawStatement, split};
 use crate::window::{Rewrite, rewrite_query, span_pos};
 
 mod checks;
+mod interval;
 mod physical;
 mod sink_schema;
 
 pub use checks::SETTINGS;
 use checks::*;
-use physical::*;
+use physical::{Branch, Context, Leaf, Stream, TimeAttr};
 use sink_schema::*;
 
 const WINDOW_PREFIX: &str = "__sluice_window_";
@@ -43,6 +46,14 @@ pub fn plan_job(
     plan_job_with_rules(sql, catalog, env, &JobRules::trusted())
 }
 
+/// A `CREATE VIEW name AS SELECT …`.
+#[derive(Debug, Clone)]
+struct ViewDef {
+    name: String,
+    position: Position,
+    query: Query,
+}
+
 /// Plans a whole job file under `rules` (the server's, for a submitted job).
 pub fn plan_job_with_rules(
     sql: &str,
@@ -52,6 +63,7 @@ pub fn plan_job_with_rules(
 ) -> Result<JobGraph> {
     let statements = split(sql)?;
     let mut tables: Vec<TableDef> = Vec::new();
+    let mut views: Vec<ViewDef> = Vec::new();
     let mut settings: Vec<SetDef> = Vec::new();
     let mut inserts: Vec<&RawStatement> = Vec::new();
     let expander = |v: &str| {
@@ -59,12 +71,14 @@ pub fn plan_job_with_rules(
         expand(v, env)
     };
     for stmt in &statements {
-        let words = stmt.leading_words(2);
-        match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            ["CREATE", "TABLE"] => {
+        let words = stmt.leading_words(4);
+        let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        match w[..] {
+            ["CREATE", "TABLE", ..] => {
                 let mut t = parse_create_table(stmt, &expander)?;
                 crate::rules::resolve_paths(rules, catalog, &mut t)?;
-                if tables.iter().any(|x| x.name == t.name) {
+                if tables.iter().any(|x| x.name == t.name) || views.iter().any(|v| v.name == t.name)
+                {
                     return Err(SqlError::refused(
                         t.position,
                         format!("table {} is declared twice", t.name),
@@ -72,14 +86,25 @@ pub fn plan_job_with_rules(
                 }
                 tables.push(t);
             }
+            ["CREATE", "VIEW", ..] | ["CREATE", "TEMPORARY", "VIEW", ..] => {
+                let v = parse_view(stmt)?;
+                if tables.iter().any(|x| x.name == v.name) || views.iter().any(|x| x.name == v.name)
+                {
+                    return Err(SqlError::refused(
+                        v.position,
+                        format!("{} is declared twice", v.name),
+                    ));
+                }
+                views.push(v);
+            }
             ["SET", ..] => settings.push(check_setting(parse_set(stmt)?)?),
             ["INSERT", ..] => inserts.push(stmt),
             _ => {
                 return Err(SqlError::refused(
                     stmt.start(),
                     format!(
-                        "a job holds CREATE TABLE, SET and INSERT INTO … SELECT statements; this one starts with {}",
-                        words.join(" ")
+                        "a job holds CREATE TABLE, CREATE VIEW, SET and INSERT INTO … SELECT statements; this one starts with {}",
+                        words.iter().take(2).cloned().collect::<Vec<_>>().join(" ")
                     ),
                 ));
             }
@@ -92,7 +117,7 @@ pub fn plan_job_with_rules(
         ));
     }
     for t in &tables {
-        let Some(conn) = t.options.connector() else {
+        if t.options.connector().is_none() {
             return Err(SqlError::refused(
                 t.position,
                 format!(
@@ -100,16 +125,37 @@ pub fn plan_job_with_rules(
                     t.name
                 ),
             ));
-        };
-        let _ = conn;
+        }
     }
 
     crate::rules::check_parallelism(rules, &settings)?;
     let max_windows = crate::rules::max_windows_per_row(rules, &settings)?;
-    let mut planner = Planner::new(&tables, max_windows)?;
-    let mut pipelines = Vec::new();
+    let ttl_ms = settings
+        .iter()
+        .rev()
+        .find(|s| s.key == "state.ttl")
+        .map(|s| crate::parse_interval_text(&s.value))
+        .transpose()
+        .map_err(|e| SqlError::refused(None, format!("state.ttl: {e}")))?;
+    let mut planner = Planner {
+        tables: &tables,
+        views: &views,
+        view_streams: HashMap::new(),
+        sources: Vec::new(),
+        sinks: Vec::new(),
+        source_index: HashMap::new(),
+        sink_index: HashMap::new(),
+        nodes: Vec::new(),
+        edges: Vec::new(),
+        notes: Vec::new(),
+        inserts: Vec::new(),
+        planned: 0,
+        max_windows,
+        ttl_ms,
+        reading: Vec::new(),
+    };
     for stmt in inserts {
-        pipelines.push(planner.plan_insert(stmt)?);
+        planner.plan_insert(stmt)?;
     }
 
     // Check connector options once each table's role is known.
@@ -144,41 +190,296 @@ pub fn plan_job_with_rules(
         settings,
         sources: planner.sources,
         sinks: planner.sinks,
-        pipelines,
+        nodes: planner.nodes,
+        edges: planner.edges,
+        inserts: planner.inserts,
+        notes: planner.notes,
+    })
+}
+
+fn parse_view(stmt: &RawStatement) -> Result<ViewDef> {
+    let parsed = Parser::new(&GenericDialect {})
+        .with_tokens_with_locations(stmt.tokens.clone())
+        .parse_statement()
+        .map_err(|e| SqlError::from_parser(&e))?;
+    let Statement::CreateView(view) = parsed else {
+        return Err(SqlError::refused(
+            stmt.start(),
+            "expected CREATE VIEW name AS SELECT …",
+        ));
+    };
+    if !view.columns.is_empty() {
+        return Err(SqlError::refused(
+            span_pos(&view.name).or(Some(stmt.start())),
+            "a column list after the view's name is not supported; name the columns in its SELECT",
+        ));
+    }
+    if view.materialized {
+        return Err(SqlError::refused(
+            stmt.start(),
+            "CREATE MATERIALIZED VIEW is not supported; a view here is a named query, and an INSERT INTO a table keeps results",
+        ));
+    }
+    Ok(ViewDef {
+        name: view.name.to_string().to_ascii_lowercase(),
+        position: span_pos(&view.name).unwrap_or(stmt.start()),
+        query: *view.query,
     })
 }
 
 struct Planner<'a> {
     tables: &'a [TableDef],
+    views: &'a [ViewDef],
+    /// Views planned so far (each is planned once and shared).
+    view_streams: HashMap<String, Stream>,
     sources: Vec<SourceTable>,
     sinks: Vec<SinkTable>,
     /// table index → index in `sources` / `sinks`
     source_index: HashMap<usize, usize>,
     sink_index: HashMap<usize, usize>,
-    statement_no: usize,
+    nodes: Vec<NodeSpec>,
+    edges: Vec<EdgeSpec>,
+    notes: Vec<String>,
+    inserts: Vec<InsertInfo>,
+    /// Queries planned so far (names their window tables apart).
+    planned: usize,
     /// How many windows one row may belong to.
     max_windows: u64,
+    ttl_ms: Option<i64>,
+    /// Views being planned, to refuse a view that reads itself.
+    reading: Vec<String>,
 }
 
 impl<'a> Planner<'a> {
-    fn new(tables: &'a [TableDef], max_windows: u64) -> Result<Self> {
-        Ok(Planner {
-            tables,
-            sources: Vec::new(),
-            sinks: Vec::new(),
-            source_index: HashMap::new(),
-            sink_index: HashMap::new(),
-            statement_no: 0,
-            max_windows,
-        })
-    }
-
     fn table(&self, name: &str) -> Option<(usize, &'a TableDef)> {
         self.tables.iter().enumerate().find(|(_, t)| t.name == name)
     }
 
-    fn plan_insert(&mut self, stmt: &RawStatement) -> Result<Pipeline> {
-        self.statement_no += 1;
+    /// A source table's rows, registering the source on first use.
+    fn source_stream(&mut self, ti: usize) -> Stream {
+        let def = &self.tables[ti];
+        let schema = Arc::new(def.schema());
+        let time_col = def
+            .watermark
+            .as_ref()
+            .and_then(|w| schema.index_of(&w.column).ok());
+        let si = match self.source_index.get(&ti) {
+            Some(&i) => i,
+            None => {
+                self.sources.push(SourceTable {
+                    def: def.clone(),
+                    schema: schema.clone(),
+                    event_time: def.watermark.as_ref().and_then(|w| {
+                        time_col.map(|column| EventTime {
+                            column,
+                            delay_ms: w.delay_ms,
+                        })
+                    }),
+                });
+                self.source_index.insert(ti, self.sources.len() - 1);
+                self.sources.len() - 1
+            }
+        };
+        let mut attrs = vec![None; schema.fields().len()];
+        if let Some(c) = time_col {
+            attrs[c] = Some(TimeAttr::Event);
+        }
+        Stream {
+            branches: vec![Branch {
+                from: Producer::Source(si),
+                steps: Vec::new(),
+            }],
+            schema,
+            attrs,
+            unsessioned: false,
+        }
+    }
+
+    /// The stream a name in FROM reads: a statement's CTE, a view, or a table.
+    fn named_stream(
+        &mut self,
+        name: &str,
+        at: Position,
+        scoped: &HashMap<String, Stream>,
+    ) -> Result<Stream> {
+        if let Some(s) = scoped.get(name) {
+            return Ok(s.clone());
+        }
+        if let Some(v) = self.views.iter().find(|v| v.name == name) {
+            if let Some(s) = self.view_streams.get(name) {
+                return Ok(s.clone());
+            }
+            if self.reading.iter().any(|r| r == name) {
+                return Err(SqlError::refused(at, format!("view {name} reads itself")));
+            }
+            self.reading.push(name.to_string());
+            let s = self.plan_query(v.query.clone(), v.position, &HashMap::new());
+            self.reading.pop();
+            let s = s?;
+            self.view_streams.insert(name.to_string(), s.clone());
+            return Ok(s);
+        }
+        match self.table(name) {
+            None => Err(SqlError::refused(
+                at,
+                format!(
+                    "no table or view named {name}; declare it with CREATE TABLE or CREATE VIEW"
+                ),
+            )),
+            Some((_, t)) if t.columns.is_empty() => Err(SqlError::refused(
+                at,
+                format!(
+                    "table {name} declares no columns, so it cannot be read; list its columns in CREATE TABLE"
+                ),
+            )),
+            Some((ti, _)) => {
+                if self.sink_index.contains_key(&ti) {
+                    return Err(SqlError::refused(
+                        at,
+                        format!("table {name} is written by a statement and cannot also be read"),
+                    ));
+                }
+                Ok(self.source_stream(ti))
+            }
+        }
+    }
+
+    /// Plans one query (a view's, a CTE's or an INSERT's) into a stream.
+    fn plan_query(
+        &mut self,
+        mut query: Query,
+        start: Position,
+        scoped: &HashMap<String, Stream>,
+    ) -> Result<Stream> {
+        check_streamable_query(&query)?;
+        // A WITH clause's queries are planned first, visible to this query only.
+        let mut scope = scoped.clone();
+        if let Some(with) = query.with.take() {
+            if with.recursive {
+                return Err(SqlError::refused(
+                    span_pos(&with.with_token.0).or(Some(start)),
+                    "WITH RECURSIVE cannot run on a stream",
+                ));
+            }
+            for cte in with.cte_tables {
+                let name = cte.alias.name.value.to_ascii_lowercase();
+                let sp = cte.alias.name.span.start;
+                let at = if sp.line > 0 {
+                    Position::new(sp.line, sp.column)
+                } else {
+                    start
+                };
+                if !cte.alias.columns.is_empty() {
+                    return Err(SqlError::refused(
+                        at,
+                        "a column list after a WITH name is not supported; name the columns in its SELECT",
+                    ));
+                }
+                let s = self.plan_query(*cte.query, at, &scope)?;
+                scope.insert(name, s);
+            }
+        }
+        self.planned += 1;
+        let mut rewrite = Rewrite::default();
+        let prefix = format!("{WINDOW_PREFIX}{}_", self.planned);
+        rewrite_query(&mut query, &mut rewrite, &prefix)?;
+
+        let mut leaves: HashMap<String, Leaf> = HashMap::new();
+        for t in rewrite.tables.clone() {
+            if leaves.contains_key(&t.name) {
+                continue;
+            }
+            let s = self.named_stream(&t.name, t.position, &scope)?;
+            leaves.insert(t.name.clone(), Leaf::Stream(s));
+        }
+        for w in rewrite.windows.clone() {
+            crate::rules::check_window(self.max_windows, &w)?;
+            let input = self.named_stream(&w.source, w.source_position, &scope)?;
+            let is_table =
+                !scope.contains_key(&w.source) && !self.views.iter().any(|v| v.name == w.source);
+            let (time_column, delay_ms) = if is_table {
+                let (_, def) = self
+                    .table(&w.source)
+                    .ok_or_else(|| SqlError::Internal(format!("lost table {}", w.source)))?;
+                check_window_column(&w, def)?;
+                let c = input.schema.index_of(&w.time_column).map_err(|_| {
+                    SqlError::refused(
+                        w.time_position,
+                        format!("table {} has no column {}", w.source, w.time_column),
+                    )
+                })?;
+                (c, def.watermark.as_ref().map_or(0, |wm| wm.delay_ms))
+            } else {
+                let c = input.schema.index_of(&w.time_column).map_err(|_| {
+                    SqlError::refused(
+                        w.time_position,
+                        format!("{} has no column {}", w.source, w.time_column),
+                    )
+                })?;
+                match input.attrs[c] {
+                    Some(TimeAttr::Event) => {}
+                    Some(TimeAttr::WindowStart(k)) | Some(TimeAttr::WindowEnd(k))
+                        if !matches!(k, sluice_runtime::WindowKind::Session { .. }) => {}
+                    _ => {
+                        return Err(SqlError::refused(
+                            w.time_position,
+                            format!(
+                                "column {} of {} is not a time attribute (an event-time column with a watermark, or window_start / window_end of an earlier window), so windows over it would never close",
+                                w.time_column, w.source
+                            ),
+                        ));
+                    }
+                }
+                (c, 0)
+            };
+            leaves.insert(
+                w.table_name.clone(),
+                Leaf::Window {
+                    input,
+                    window: w.spec,
+                    time_column,
+                    delay_ms,
+                },
+            );
+        }
+
+        // Plan with DataFusion against stand-in tables.
+        let ctx = planning_context();
+        for (name, leaf) in &leaves {
+            let schema = match leaf {
+                Leaf::Stream(s) => s.schema.clone(),
+                Leaf::Window { input, .. } => Arc::new(window_schema(&input.schema)),
+            };
+            ctx.register_table(
+                name.as_str(),
+                Arc::new(StreamTable {
+                    name: name.clone(),
+                    schema,
+                }),
+            )
+            .map_err(|e| SqlError::Internal(e.to_string()))?;
+        }
+        let state = ctx.state();
+        let df_stmt = DfStatement::Statement(Box::new(Statement::Query(Box::new(query.clone()))));
+        let logical = futures::executor::block_on(state.statement_to_plan(df_stmt))
+            .map_err(|e| df_error(e, start))?;
+        check_logical(&logical, start)?;
+        let physical = futures::executor::block_on(state.create_physical_plan(&logical))
+            .map_err(|e| df_error(e, start))?;
+        let leaf = |name: &str| leaves.get(name).cloned();
+        let mut cx = Context {
+            leaf: &leaf,
+            nodes: &mut self.nodes,
+            edges: &mut self.edges,
+            notes: &mut self.notes,
+            ttl_ms: self.ttl_ms,
+            group_by_at: group_by_position(&query).unwrap_or(start),
+            at: join_position(&query).unwrap_or(start),
+        };
+        cx.translate(&physical)
+    }
+
+    fn plan_insert(&mut self, stmt: &RawStatement) -> Result<()> {
         let dialect = GenericDialect {};
         let parsed = Parser::new(&dialect)
             .with_tokens_with_locations(stmt.tokens.clone())
@@ -214,154 +515,8 @@ impl<'a> Planner<'a> {
                 "a column list after INSERT INTO is not supported; name and order the columns in the SELECT",
             ));
         }
-        let Some(mut query) = source else {
+        let Some(query) = source else {
             return Err(SqlError::refused(start, "INSERT needs a SELECT"));
-        };
-        check_streamable_query(&query)?;
-
-        let mut rewrite = Rewrite::default();
-        let prefix = format!("{WINDOW_PREFIX}{}_", self.statement_no);
-        rewrite_query(&mut query, &mut rewrite, &prefix)?;
-
-        // Which source this pipeline reads.
-        let mut read: Vec<(String, Position)> = rewrite
-            .tables
-            .iter()
-            .map(|t| (t.name.clone(), t.position))
-            .collect();
-        read.extend(
-            rewrite
-                .windows
-                .iter()
-                .map(|w| (w.source.clone(), w.source_position)),
-        );
-        for (name, p) in &read {
-            match self.table(name) {
-                None => {
-                    return Err(SqlError::refused(
-                        *p,
-                        format!("no table named {name}; declare it with CREATE TABLE"),
-                    ));
-                }
-                Some((_, t)) if t.columns.is_empty() => {
-                    return Err(SqlError::refused(
-                        *p,
-                        format!(
-                            "table {name} declares no columns, so it cannot be read; list its columns in CREATE TABLE"
-                        ),
-                    ));
-                }
-                Some((ti, _)) if ti == sink_ti => {
-                    return Err(SqlError::refused(
-                        *p,
-                        format!("table {name} is both read and written by this statement"),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        let mut distinct: Vec<&String> = read.iter().map(|(n, _)| n).collect();
-        distinct.sort();
-        distinct.dedup();
-        if distinct.len() > 1 || rewrite.windows.len() > 1 {
-            let at = read.get(1).map(|(_, p)| *p);
-            return Err(SqlError::refused(
-                at,
-                "a statement reads one source (joins and unions of streams are not supported yet); write one INSERT per source",
-            ));
-        }
-        let Some((source_name, _)) = read.first().cloned() else {
-            return Err(SqlError::refused(
-                start,
-                "the SELECT reads no table; a streaming job needs a source in FROM",
-            ));
-        };
-        let window = rewrite.windows.first().cloned();
-        let (source_ti, source_def) = self
-            .table(&source_name)
-            .ok_or_else(|| SqlError::Internal(format!("lost table {source_name}")))?;
-        if let Some(w) = &window {
-            check_window_column(w, source_def)?;
-            crate::rules::check_window(self.max_windows, w)?;
-        }
-
-        // Plan with DataFusion against stand-in tables.
-        let ctx = planning_context();
-        for t in self.tables.iter().filter(|t| !t.columns.is_empty()) {
-            let schema = Arc::new(t.schema());
-            ctx.register_table(
-                t.name.as_str(),
-                Arc::new(StreamTable {
-                    name: t.name.clone(),
-                    schema,
-                }),
-            )
-            .map_err(|e| SqlError::Internal(e.to_string()))?;
-        }
-        if let Some(w) = &window {
-            ctx.register_table(
-                w.table_name.as_str(),
-                Arc::new(StreamTable {
-                    name: w.table_name.clone(),
-                    schema: Arc::new(window_schema(&source_def.schema())),
-                }),
-            )
-            .map_err(|e| SqlError::Internal(e.to_string()))?;
-        }
-        let state = ctx.state();
-        let df_stmt = DfStatement::Statement(Box::new(Statement::Query(query.clone())));
-        let logical = futures::executor::block_on(state.statement_to_plan(df_stmt))
-            .map_err(|e| df_error(e, start))?;
-        check_logical(&logical, &query, window.as_ref(), start)?;
-        let physical = futures::executor::block_on(state.create_physical_plan(&logical))
-            .map_err(|e| df_error(e, start))?;
-
-        let shape = decompose(&physical, group_by_position(&query).unwrap_or(start))?;
-        let source_schema = Arc::new(source_def.schema());
-        let time_column = source_def
-            .watermark
-            .as_ref()
-            .and_then(|w| source_schema.index_of(&w.column).ok());
-        let scan = ScanSpec {
-            projection: shape.scan.projection.clone(),
-            window: window.as_ref().map(|w| w.spec),
-            time_column: if window.is_some() { time_column } else { None },
-            schema: shape.scan.schema.clone(),
-        };
-        let aggregate = match shape.aggregate {
-            Some(agg) => Some(agg),
-            None => {
-                if matches!(scan.window, Some(WindowSpec::Session { .. })) {
-                    return Err(SqlError::refused(
-                        window.as_ref().map(|w| w.source_position),
-                        "SESSION windows need a GROUP BY with aggregates (a session is only known when it closes)",
-                    ));
-                }
-                None
-            }
-        };
-
-        // Register source and sink (a source shared by statements is read once).
-        let source = match self.source_index.get(&source_ti) {
-            Some(&i) => i,
-            None => {
-                let event_time = source_def.watermark.as_ref().and_then(|w| {
-                    source_schema
-                        .index_of(&w.column)
-                        .ok()
-                        .map(|column| EventTime {
-                            column,
-                            delay_ms: w.delay_ms,
-                        })
-                });
-                self.sources.push(SourceTable {
-                    def: source_def.clone(),
-                    schema: source_schema.clone(),
-                    event_time,
-                });
-                self.source_index.insert(source_ti, self.sources.len() - 1);
-                self.sources.len() - 1
-            }
         };
         if self.source_index.contains_key(&sink_ti) {
             return Err(SqlError::refused(
@@ -371,8 +526,21 @@ impl<'a> Planner<'a> {
                 ),
             ));
         }
-        let query_schema = shape.output_schema.clone();
-        let (sink_schema, cast_stage) = sink_schema_for(sink_def, &query_schema, &query)?;
+        let query = *query;
+        let stream = self.plan_query(query.clone(), start, &HashMap::new())?;
+        if self.source_index.contains_key(&sink_ti) {
+            return Err(SqlError::refused(
+                sink_pos,
+                format!("table {sink_name_s} is both read and written by this statement"),
+            ));
+        }
+        if stream.unsessioned {
+            return Err(SqlError::refused(
+                start,
+                "SESSION windows need a GROUP BY with aggregates (a session is only known when it closes)",
+            ));
+        }
+        let (sink_schema, cast_stage) = sink_schema_for(sink_def, &stream.schema, &query)?;
         let sink = match self.sink_index.get(&sink_ti) {
             Some(&i) => {
                 let existing = &self.sinks[i].schema;
@@ -397,39 +565,43 @@ impl<'a> Planner<'a> {
                 self.sinks.len() - 1
             }
         };
-        if self.source_index.contains_key(&sink_ti) && self.sink_index.contains_key(&sink_ti) {
-            return Err(SqlError::refused(
-                sink_pos,
-                format!("table {sink_name_s} cannot be both read and written"),
-            ));
+        for b in stream.branches {
+            let mut steps = b.steps;
+            steps.extend(cast_stage.clone());
+            self.edges.push(EdgeSpec {
+                from: b.from,
+                steps,
+                to: Consumer::Sink(sink),
+                keys: Vec::new(),
+            });
         }
-        let mut post = shape.post;
-        let mut pre = shape.pre;
-        if let Some(stage) = cast_stage {
-            if aggregate.is_some() {
-                post.push(stage);
-            } else {
-                pre.push(stage);
+        self.inserts.push(InsertInfo {
+            position: start,
+            sink,
+            output_schema: sink_schema,
+        });
+        Ok(())
+    }
+}
+
+/// Where the first JOIN of the query's outermost SELECT is.
+fn join_position(query: &Query) -> Option<Position> {
+    if let SetExpr::Select(select) = query.body.as_ref() {
+        for twj in &select.from {
+            if let Some(j) = twj.joins.first() {
+                return span_pos(&j.relation);
             }
         }
-        let _ = &source_schema;
-        Ok(Pipeline {
-            source,
-            sink,
-            position: start,
-            scan,
-            pre,
-            aggregate,
-            post,
-            output_schema: sink_schema,
-        })
     }
+    None
 }
 
 fn planning_context() -> SessionContext {
     let mut config = SessionConfig::new().with_target_partitions(1);
     config.options_mut().sql_parser.collect_spans = true;
     config.options_mut().optimizer.repartition_aggregations = false;
+    config.options_mut().optimizer.join_reordering = false;
+    config.options_mut().optimizer.prefer_hash_join = true;
     config.options_mut().execution.time_zone = None;
     let ctx = SessionContext::new_with_config(config);
     // Keep COUNT(DISTINCT x) a single aggregate: the streaming window operator runs one

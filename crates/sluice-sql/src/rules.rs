@@ -7,8 +7,8 @@ use sluice_types::{ConnectorCatalog, JobRules};
 
 use crate::ddl::{SetDef, TableDef};
 use crate::error::{Result, SqlError};
-use crate::graph::WindowSpec;
 use crate::window::WindowCall;
+use sluice_runtime::WindowKind;
 
 /// Every `${NAME}` in `value` must be one the rules allow.
 pub(crate) fn check_env(rules: &JobRules, value: &str) -> Result<(), String> {
@@ -152,7 +152,7 @@ pub(crate) fn check_parallelism(rules: &JobRules, settings: &[SetDef]) -> Result
 
 /// A HOP window puts each row into `size / slide` windows; more than `limit` is refused.
 pub(crate) fn check_window(limit: u64, w: &WindowCall) -> Result<()> {
-    if let WindowSpec::Hop { slide_ms, size_ms } = w.spec {
+    if let WindowKind::Hop { slide_ms, size_ms } = w.spec {
         let per_row = (size_ms as u64).div_ceil(slide_ms.max(1) as u64);
         if per_row > limit {
             return Err(SqlError::refused(

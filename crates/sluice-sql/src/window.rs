@@ -9,8 +9,8 @@ use datafusion::sql::sqlparser::ast::{
 use sluice_types::Position;
 
 use crate::error::{Result, SqlError};
-use crate::graph::WindowSpec;
 use crate::interval::interval_millis;
+use sluice_runtime::WindowKind;
 
 /// A window TVF found in the query.
 #[derive(Debug, Clone)]
@@ -21,7 +21,7 @@ pub struct WindowCall {
     pub source_position: Position,
     pub time_column: String,
     pub time_position: Position,
-    pub spec: WindowSpec,
+    pub spec: WindowKind,
 }
 
 /// A plain table referenced in FROM.
@@ -133,7 +133,7 @@ fn rewrite_factor(factor: &mut TableFactor, out: &mut Rewrite, prefix: &str) -> 
                 })
             };
             let spec = match kind.as_str() {
-                "TUMBLE" => WindowSpec::Tumble {
+                "TUMBLE" => WindowKind::Tumble {
                     size_ms: interval(&exprs[2])?,
                 },
                 "HOP" => {
@@ -147,9 +147,9 @@ fn rewrite_factor(factor: &mut TableFactor, out: &mut Rewrite, prefix: &str) -> 
                             ),
                         ));
                     }
-                    WindowSpec::Hop { slide_ms, size_ms }
+                    WindowKind::Hop { slide_ms, size_ms }
                 }
-                _ => WindowSpec::Session {
+                _ => WindowKind::Session {
                     gap_ms: interval(&exprs[2])?,
                 },
             };

@@ -8,11 +8,8 @@ use crate::checkpoints::CheckpointOptions;
 
 use anyhow::{Context, Result, anyhow};
 use sluice_connectors::{Catalog, build_sink, build_source};
-use sluice_runtime::{
-    AggregatePlan, AssignSpec, JobHandle, JobOutcome, JobSpec, PipelineSpec, Sink, SinkSpec,
-    SourceSpec, Step, WindowKind,
-};
-use sluice_sql::{JobGraph, SinkTable, SqlError, Stage, WindowSpec};
+use sluice_runtime::{JobHandle, JobOutcome, JobSpec, Producer, Sink, SinkSpec, SourceSpec, Step};
+use sluice_sql::{JobGraph, SinkTable, SqlError};
 use sluice_types::JobRules;
 
 /// How to run a job.
@@ -142,45 +139,20 @@ impl JobRun {
             };
             sinks.push(SinkSpec {
                 name: s.def.name.clone(),
+                schema: s.schema.clone(),
                 definition: sluice_connectors::identity(&s.def.options),
                 sink,
             });
         }
-        let mut pipelines = Vec::new();
-        for (i, p) in graph.pipelines.iter().enumerate() {
-            let delay_ms = graph.sources[p.source].event_time.map_or(0, |e| e.delay_ms);
-            let window = p.scan.window.map(window_kind);
-            let aggregate = match &p.aggregate {
-                None => None,
-                Some(a) => Some(AggregatePlan {
-                    window: window.ok_or_else(|| {
-                        anyhow!("an aggregate without a window reached the runtime")
-                    })?,
-                    input_schema: a.input_schema.clone(),
-                    group_exprs: a.group_exprs.iter().map(|(e, _)| e.clone()).collect(),
-                    window_key: a.window_key,
-                    window_key_is_end: a.window_key_is_end,
-                    aggregates: a.aggregates.clone(),
-                    filters: a.filters.clone(),
-                    output_schema: a.output_schema.clone(),
-                }),
-            };
-            pipelines.push(PipelineSpec {
-                name: format!("pipeline {}", i + 1),
-                source: p.source,
-                sink: p.sink,
-                assign: AssignSpec {
-                    projection: p.scan.projection.clone(),
-                    window,
-                    time_column: p.scan.time_column,
-                    delay_ms,
-                    per_row_lateness: sources[p.source].source.partitions() == 1,
-                    schema: p.scan.schema.clone(),
-                },
-                pre: p.pre.iter().map(step).collect(),
-                aggregate,
-                post: p.post.iter().map(step).collect(),
-            });
+        // Lateness is judged per row where the source has one partition (exact, and
+        // independent of how its input was cut into batches).
+        let mut edges = graph.edges.clone();
+        for e in &mut edges {
+            if let Producer::Source(si) = e.from
+                && let Some(Step::Assign(a)) = e.steps.first_mut()
+            {
+                a.per_row_lateness = sources[si].source.partitions() == 1;
+            }
         }
         Ok(JobRun {
             spec: JobSpec {
@@ -190,7 +162,8 @@ impl JobRun {
                     .map_or_else(|| options.name.clone(), |c| c.job.clone()),
                 sources,
                 sinks,
-                pipelines,
+                nodes: graph.nodes.clone(),
+                edges,
                 parallelism: options.parallelism,
                 channel_capacity: options.channel_capacity,
                 checkpoint,
@@ -218,22 +191,4 @@ pub fn run_sql(sql: &str, options: &RunOptions) -> Result<sluice_runtime::Metric
     let metrics = Arc::clone(&run.handle.metrics);
     run.run()?;
     Ok(metrics.snapshot())
-}
-
-fn window_kind(w: WindowSpec) -> WindowKind {
-    match w {
-        WindowSpec::Tumble { size_ms } => WindowKind::Tumble { size_ms },
-        WindowSpec::Hop { slide_ms, size_ms } => WindowKind::Hop { slide_ms, size_ms },
-        WindowSpec::Session { gap_ms } => WindowKind::Session { gap_ms },
-    }
-}
-
-fn step(s: &Stage) -> Step {
-    match s {
-        Stage::Filter(p) => Step::Filter(p.clone()),
-        Stage::Project { exprs, schema } => Step::Project {
-            exprs: exprs.iter().map(|(e, _)| e.clone()).collect(),
-            schema: schema.clone(),
-        },
-    }
 }

@@ -140,13 +140,13 @@ fn a_valid_job_plans() {
          GROUP BY window_start, window_end, sensor_id HAVING avg(temperature) > 30;"
     );
     let graph = sluice::plan_with_env(&sql, &|_| None).unwrap();
-    assert_eq!(graph.pipelines.len(), 1);
+    assert_eq!(graph.inserts.len(), 1);
     assert!(
         graph
             .explain()
             .contains("HOP(slide=60000ms, size=300000ms)")
     );
-    let names: Vec<_> = graph.pipelines[0]
+    let names: Vec<_> = graph.inserts[0]
         .output_schema
         .fields()
         .iter()

@@ -65,8 +65,9 @@ pub(crate) struct Ack {
     pub parts: Vec<Part>,
 }
 
-/// What a sink task receives.
-pub(crate) enum SinkMsg {
+/// What a node or sink task receives: data on one of its inputs, or (sinks only) the
+/// word that an epoch is durable.
+pub(crate) enum TaskMsg {
     Data(usize, Message),
     Commit(Epoch),
 }
@@ -90,23 +91,46 @@ pub(crate) fn plan_lines(spec: &JobSpec) -> Vec<String> {
             s.event_time
         ));
     }
-    for p in &spec.pipelines {
-        let mut line = format!(
-            "{}: source {} into sink {}, window {:?}",
-            p.name, p.source, p.sink, p.assign.window
-        );
-        if let Some(a) = &p.aggregate {
-            let groups: Vec<String> = a.group_exprs.iter().map(|e| e.to_string()).collect();
-            let aggs: Vec<String> = a.aggregates.iter().map(|e| e.name().to_string()).collect();
-            line.push_str(&format!(
-                ", group by [{}], aggregates [{}] from ({}) to ({})",
-                groups.join(", "),
-                aggs.join(", "),
-                fields(&a.input_schema),
-                fields(&a.output_schema)
-            ));
-        }
-        lines.push(line);
+    for (i, n) in spec.nodes.iter().enumerate() {
+        let line = match &n.op {
+            crate::plan::NodeOp::Aggregate(a) => {
+                let groups: Vec<String> = a.group_exprs.iter().map(|e| e.to_string()).collect();
+                let aggs: Vec<String> = a.aggregates.iter().map(|e| e.name().to_string()).collect();
+                format!(
+                    "node {i}: window {:?}, group by [{}], aggregates [{}] from ({}) to ({})",
+                    a.window,
+                    groups.join(", "),
+                    aggs.join(", "),
+                    fields(&a.input_schema),
+                    fields(&a.output_schema)
+                )
+            }
+            crate::plan::NodeOp::Join(j) => format!(
+                "node {i}: {:?} {:?} join from ({}) and ({}) to ({})",
+                j.kind,
+                j.time,
+                fields(&j.left_schema),
+                fields(&j.right_schema),
+                fields(&j.output_schema)
+            ),
+        };
+        lines.push(format!("{line}, keyed {}", n.keyed));
+    }
+    for (i, e) in spec.edges.iter().enumerate() {
+        let windows: Vec<String> = e
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                crate::plan::Step::Assign(a) => Some(format!("{:?}", a.window)),
+                _ => None,
+            })
+            .collect();
+        lines.push(format!(
+            "edge {i}: {:?} to {:?}, windows [{}]",
+            e.from,
+            e.to,
+            windows.join(", ")
+        ));
     }
     for s in &spec.sinks {
         lines.push(format!("sink {} [{}]", s.name, s.definition));
@@ -129,7 +153,7 @@ pub(crate) struct Coordinator {
     pub source_names: Vec<String>,
     pub expected_acks: usize,
     pub first_epoch: u64,
-    pub sinks: Vec<SyncSender<SinkMsg>>,
+    pub sinks: Vec<SyncSender<TaskMsg>>,
     /// Rows out before this run (from the restored checkpoint).
     pub rows_out_before: u64,
 }
@@ -256,7 +280,7 @@ impl Coordinator {
         }
         for tx in &self.sinks {
             // A sink that has stopped has failed; its error is reported elsewhere.
-            let _ = tx.send(SinkMsg::Commit(epoch));
+            let _ = tx.send(TaskMsg::Commit(epoch));
         }
         if let Ok(mut d) = ctl.durable.lock() {
             *d = sources.into_iter().map(|s| Some(s.offsets)).collect();

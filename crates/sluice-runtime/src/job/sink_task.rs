@@ -4,7 +4,7 @@
 //! epochs in the checkpoint, and commits an epoch when the coordinator says it is
 //! durable.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, Sender};
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -18,7 +18,9 @@ use crate::operators::sort::sort_all_columns;
 use crate::sink::{Sink, SinkState};
 
 use super::JobHandle;
-use super::control::{Ack, Part, SinkMsg};
+use super::control::{Ack, Part, TaskMsg};
+use super::inputs::{Event, Inputs};
+use super::tasks::ack_failed;
 
 pub(crate) struct SinkTask {
     pub id: String,
@@ -122,7 +124,7 @@ fn sink_state_from(s: Snapshot) -> Result<SinkState> {
 impl SinkTask {
     pub fn run(
         self,
-        rx: Receiver<SinkMsg>,
+        rx: Receiver<TaskMsg>,
         sink: &mut dyn Sink,
         restore: Option<Vec<Snapshot>>,
         handle: &JobHandle,
@@ -154,9 +156,7 @@ impl SinkTask {
             let epoch = self.restored_epoch.unwrap_or(Epoch(0));
             sink.recover(epoch, saved)?;
         }
-        // Barrier alignment: inputs that delivered the barrier wait, their messages queued.
-        let mut at_barrier: Vec<Option<Epoch>> = vec![None; n];
-        let mut queued: Vec<VecDeque<Message>> = vec![VecDeque::new(); n];
+        let mut inputs = Inputs::new(n);
         let write = |batch: &RecordBatch, sink: &mut dyn Sink| -> Result<()> {
             if batch.num_rows() > 0 {
                 handle.metrics.add_rows_out(batch.num_rows() as u64);
@@ -169,23 +169,27 @@ impl SinkTask {
             if handle.is_aborted() {
                 return Ok(());
             }
-            let ready = (0..n).find(|&i| at_barrier[i].is_none() && !queued[i].is_empty());
-            let (i, msg) = match ready.and_then(|i| queued[i].pop_front().map(|msg| (i, msg))) {
-                Some(x) => x,
-                None => match rx.recv() {
-                    Ok(SinkMsg::Commit(e)) => {
-                        commit(sink, e)?;
-                        continue;
-                    }
-                    Ok(SinkMsg::Data(i, msg)) => {
-                        if at_barrier[i].is_some() {
-                            queued[i].push_back(msg);
-                            continue;
-                        }
-                        (i, msg)
-                    }
-                    Err(_) => break,
-                },
+            let (i, msg) = match inputs.next(&rx) {
+                Event::Closed => break,
+                Event::Commit(e) => {
+                    commit(sink, e)?;
+                    continue;
+                }
+                Event::Aligned(e) => {
+                    let saved = sink.pre_commit(e)?;
+                    let snapshots = vec![m.snapshot(), sink_snapshot(saved)];
+                    self.acks
+                        .send(Ack {
+                            epoch: e,
+                            parts: vec![Part::Task {
+                                id: self.id.clone(),
+                                snapshots,
+                            }],
+                        })
+                        .map_err(|_| ack_failed())?;
+                    continue;
+                }
+                Event::Data(i, msg) => (i, msg),
             };
             if let Message::Batch(b) = &msg {
                 counters.input(b);
@@ -198,29 +202,7 @@ impl SinkTask {
                     m.segments.entry(w).or_default().extend(seg);
                     m.wms[i] = m.wms[i].max(w);
                 }
-                Message::Barrier(e) => {
-                    at_barrier[i] = Some(e);
-                    let aligned = (0..n).all(|j| m.ended[j] || at_barrier[j] == Some(e));
-                    if aligned {
-                        let saved = sink.pre_commit(e)?;
-                        let snapshots = vec![m.snapshot(), sink_snapshot(saved)];
-                        self.acks
-                            .send(Ack {
-                                epoch: e,
-                                parts: vec![Part::Task {
-                                    id: self.id.clone(),
-                                    snapshots,
-                                }],
-                            })
-                            .map_err(|_| {
-                                RuntimeError::Internal(
-                                    "the checkpoint coordinator has stopped".into(),
-                                )
-                            })?;
-                        at_barrier.iter_mut().for_each(|b| *b = None);
-                    }
-                    continue;
-                }
+                Message::Barrier(_) => continue,
                 Message::EndOfStream => {
                     m.ended[i] = true;
                     let seg = std::mem::take(&mut m.open[i]);
@@ -251,7 +233,7 @@ impl SinkTask {
         }
         // A commit for the final checkpoint may still be queued behind the last data.
         while let Ok(msg) = rx.try_recv() {
-            if let SinkMsg::Commit(e) = msg {
+            if let TaskMsg::Commit(e) = msg {
                 commit(sink, e)?;
             }
         }

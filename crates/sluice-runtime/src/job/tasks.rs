@@ -1,8 +1,8 @@
-//! The loops of source tasks (read, stamp watermarks, run the pipelines' heads, inject
-//! barriers) and of aggregate tasks (run a chain, snapshot it at each barrier).
+//! The loop of source tasks: read, stamp watermarks, run the heads of the edges that
+//! leave the source, inject barriers.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use sluice_state::SourceState;
@@ -15,7 +15,8 @@ use crate::source::{Source, SourcePoll, SourceWatermarks};
 use super::control::{Ack, Control, Part};
 use super::{JobHandle, Route};
 
-/// A pipeline head run by a source task.
+/// The head of an edge, run by its producer's task: the edge's stateless steps and
+/// where their output goes.
 pub(crate) struct Head {
     pub id: String,
     pub chain: Chain,
@@ -34,18 +35,36 @@ pub(crate) struct SourceTask {
     pub injected: u64,
 }
 
-fn ack_failed() -> RuntimeError {
+/// Every head's chain state, for a checkpoint.
+pub(crate) fn head_snapshots(heads: &mut [Head]) -> Result<Vec<Part>> {
+    heads
+        .iter_mut()
+        .map(|h| {
+            Ok(Part::Task {
+                id: h.id.clone(),
+                snapshots: h.chain.snapshot()?,
+            })
+        })
+        .collect()
+}
+
+/// Sends one message down every edge.
+pub(crate) fn deliver(heads: &mut [Head], msg: Message) -> Result<()> {
+    for h in heads.iter_mut() {
+        for m in h.chain.push(msg.clone())? {
+            h.route.send(m)?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn ack_failed() -> RuntimeError {
     RuntimeError::Internal("the checkpoint coordinator has stopped".into())
 }
 
 impl SourceTask {
     fn deliver(&mut self, msg: Message) -> Result<()> {
-        for h in self.heads.iter_mut() {
-            for m in h.chain.push(msg.clone())? {
-                h.route.send(m)?;
-            }
-        }
-        Ok(())
+        deliver(&mut self.heads, msg)
     }
 
     fn inject(&mut self, epoch: Epoch) -> Result<()> {
@@ -62,12 +81,7 @@ impl SourceTask {
                 watermark,
             },
         }];
-        for h in self.heads.iter_mut() {
-            parts.push(Part::Task {
-                id: h.id.clone(),
-                snapshots: h.chain.snapshot()?,
-            });
-        }
+        parts.extend(head_snapshots(&mut self.heads)?);
         self.acks
             .send(Ack { epoch, parts })
             .map_err(|_| ack_failed())?;
@@ -136,42 +150,4 @@ impl SourceTask {
         }
         self.deliver(Message::EndOfStream)
     }
-}
-
-/// An aggregate task: one input, one chain, snapshots at barriers.
-pub(crate) fn run_task(
-    id: String,
-    rx: Receiver<Message>,
-    mut chain: Chain,
-    mut out: Route,
-    acks: Sender<Ack>,
-    counters: &crate::metrics::TaskCounters,
-) -> Result<()> {
-    while let Ok(msg) = rx.recv() {
-        if let Message::Batch(b) = &msg {
-            counters.input(b);
-        }
-        let end = matches!(msg, Message::EndOfStream);
-        if let Message::Barrier(epoch) = msg {
-            let snapshots = chain.snapshot()?;
-            acks.send(Ack {
-                epoch,
-                parts: vec![Part::Task {
-                    id: id.clone(),
-                    snapshots,
-                }],
-            })
-            .map_err(|_| ack_failed())?;
-        }
-        for m in chain.push(msg)? {
-            if let Message::Batch(b) = &m {
-                counters.output(b);
-            }
-            out.send(m)?;
-        }
-        if end {
-            break;
-        }
-    }
-    Ok(())
 }

@@ -2,7 +2,7 @@
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::sql::sqlparser::ast::{GroupByExpr, Query, SetExpr};
+use datafusion::sql::sqlparser::ast::{GroupByExpr, Query, SetExpr, TableFactor};
 use sluice_types::Position;
 
 use crate::ddl::{SetDef, TableDef};
@@ -16,6 +16,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
     (
         "checkpoint_interval",
         "a duration of at least 10 ms, such as '2s' or '1 minute'",
+    ),
+    (
+        "state.ttl",
+        "a duration of event time after which a join without a time bound lets a row go, such as '1 hour'",
     ),
 ];
 
@@ -34,6 +38,7 @@ pub(super) fn check_setting(set: SetDef) -> Result<SetDef> {
     let ok = match set.key.as_str() {
         "parallelism" | "max_windows_per_row" => set.value.parse::<usize>().is_ok_and(|n| n >= 1),
         "checkpoint_interval" => crate::parse_interval_text(&set.value).is_ok_and(|ms| ms >= 10),
+        "state.ttl" => crate::parse_interval_text(&set.value).is_ok_and(|ms| ms > 0),
         _ => true,
     };
     if !ok {
@@ -97,40 +102,46 @@ pub(super) fn check_streamable_query(query: &Query) -> Result<()> {
     Ok(())
 }
 
-/// Where the GROUP BY (or else the SELECT list) of the outermost SELECT starts.
+/// Where the first GROUP BY of the query is (the outermost SELECT's, else one in a
+/// subquery of its FROM), or else where the outermost SELECT list starts.
 pub(super) fn group_by_position(query: &Query) -> Option<Position> {
-    if let SetExpr::Select(select) = query.body.as_ref() {
+    fn group_by(query: &Query) -> Option<Position> {
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            return None;
+        };
         if let GroupByExpr::Expressions(exprs, _) = &select.group_by
             && let Some(first) = exprs.first()
         {
             return span_pos(first);
         }
-        return select.projection.first().and_then(span_pos);
+        for twj in &select.from {
+            let factors =
+                std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation));
+            for f in factors {
+                if let TableFactor::Derived { subquery, .. } = f
+                    && let Some(p) = group_by(subquery)
+                {
+                    return Some(p);
+                }
+            }
+        }
+        None
     }
-    None
+    group_by(query).or_else(|| match query.body.as_ref() {
+        SetExpr::Select(select) => select.projection.first().and_then(span_pos),
+        _ => None,
+    })
 }
 
-pub(super) fn check_logical(
-    plan: &LogicalPlan,
-    query: &Query,
-    window: Option<&WindowCall>,
-    fallback: Position,
-) -> Result<()> {
-    let mut aggregates = Vec::new();
+/// What no streaming operator runs: window functions with OVER, ORDER BY, LIMIT.
+pub(super) fn check_logical(plan: &LogicalPlan, fallback: Position) -> Result<()> {
     let mut problem: Option<SqlError> = None;
     let _ = plan.apply(|node| {
         match node {
-            LogicalPlan::Aggregate(agg) => aggregates.push(agg.clone()),
             LogicalPlan::Window(_) => {
                 problem = Some(SqlError::refused(
                     fallback,
                     "window functions with OVER (…) are not supported on streams yet; use TUMBLE, HOP or SESSION in FROM",
-                ))
-            }
-            LogicalPlan::Join(_) => {
-                problem = Some(SqlError::refused(
-                    fallback,
-                    "joins are not supported on streams yet",
                 ))
             }
             LogicalPlan::Sort(_) => {
@@ -153,32 +164,8 @@ pub(super) fn check_logical(
             TreeNodeRecursion::Continue
         })
     });
-    if let Some(p) = problem {
-        return Err(p);
+    match problem {
+        Some(p) => Err(p),
+        None => Ok(()),
     }
-    let at = group_by_position(query).unwrap_or(fallback);
-    if aggregates.len() > 1 {
-        return Err(SqlError::refused(
-            at,
-            "only one level of GROUP BY per statement is supported on streams",
-        ));
-    }
-    if let Some(agg) = aggregates.first() {
-        let Some(_) = window else {
-            return Err(SqlError::refused(
-                at,
-                "GROUP BY without a window cannot run on an unbounded stream: its groups would never be complete; aggregate over TUMBLE(…), HOP(…) or SESSION(…) and GROUP BY window_start, window_end",
-            ));
-        };
-        let has_window_key = agg.group_expr.iter().any(|e| {
-            matches!(e, datafusion::logical_expr::Expr::Column(c) if c.name == "window_start" || c.name == "window_end")
-        });
-        if !has_window_key {
-            return Err(SqlError::refused(
-                at,
-                "a windowed aggregate must GROUP BY window_start (or window_end), so that each window's groups close when it does",
-            ));
-        }
-    }
-    Ok(())
 }

@@ -1,180 +1,561 @@
-//! Physical translation: DataFusion's physical plan taken apart into a scan, stateless
-//! stages and an optional windowed aggregate.
+//! Physical translation: DataFusion's physical plan becomes nodes and edges of the job
+//! graph. A stream being built is a set of branches (a producer and the stateless steps
+//! after it): UNION ALL concatenates branches, filters and projections extend each one,
+//! and a stateful operator (window aggregate, join) becomes a node fed by every branch.
+//! Each column knows whether it is a time attribute, so that a later stage knows when
+//! its input for a given time is complete.
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::{JoinType, NullEquality};
 use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::joins::HashJoinExec;
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::union::{InterleaveExec, UnionExec};
+use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
+use sluice_runtime::{
+    AggregatePlan, AssignSpec, Consumer, EdgeSpec, JoinKind, JoinPlan, JoinTime, NodeOp, NodeSpec,
+    Producer, Step, WindowKind,
+};
 use sluice_types::Position;
 
+use super::interval::interval_bounds;
 use crate::error::{Result, SqlError};
-use crate::graph::{AggregateSpec, Stage};
 use crate::scan::StreamScanExec;
 
-pub(super) struct ScanLeaf {
-    pub(super) projection: Vec<usize>,
-    pub(super) schema: SchemaRef,
+/// What a column means in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimeAttr {
+    /// Event time with a watermark (a source's watermarked column).
+    Event,
+    /// The start or end of a window of this kind.
+    WindowStart(WindowKind),
+    WindowEnd(WindowKind),
 }
 
-pub(super) struct Shape {
-    pub(super) scan: ScanLeaf,
-    pub(super) pre: Vec<Stage>,
-    pub(super) aggregate: Option<AggregateSpec>,
-    pub(super) post: Vec<Stage>,
-    pub(super) output_schema: SchemaRef,
-}
-
-/// Cuts the physical plan into scan → stateless stages → [aggregate → stateless stages].
-pub(super) fn decompose(plan: &Arc<dyn ExecutionPlan>, at: Position) -> Result<Shape> {
-    let output_schema = plan.schema();
-    let mut above: Vec<Stage> = Vec::new(); // collected top-down
-    let mut below: Vec<Stage> = Vec::new();
-    let mut aggregate: Option<AggregateSpec> = None;
-    let mut node = plan.clone();
-    loop {
-        if let Some(scan) = node.downcast_ref::<StreamScanExec>() {
-            let stages_top_down = if aggregate.is_some() {
-                &mut below
-            } else {
-                &mut above
-            };
-            stages_top_down.reverse();
-            let (pre, post) = if aggregate.is_some() {
-                above.reverse();
-                (below, above)
-            } else {
-                (std::mem::take(&mut above), Vec::new())
-            };
-            return Ok(Shape {
-                scan: ScanLeaf {
-                    projection: scan.projection.clone(),
-                    schema: scan.schema.clone(),
-                },
-                pre,
-                aggregate,
-                post,
-                output_schema,
-            });
+impl TimeAttr {
+    fn window(self) -> Option<WindowKind> {
+        match self {
+            TimeAttr::WindowStart(k) | TimeAttr::WindowEnd(k) => Some(k),
+            TimeAttr::Event => None,
         }
-        let stages = if aggregate.is_some() {
-            &mut below
-        } else {
-            &mut above
-        };
-        let next = if let Some(p) = node.downcast_ref::<ProjectionExec>() {
-            stages.push(Stage::Project {
-                exprs: p
-                    .expr()
-                    .iter()
-                    .map(|e| (e.expr.clone(), e.alias.clone()))
-                    .collect(),
+    }
+}
+
+/// A producer and the stateless steps after it.
+#[derive(Debug, Clone)]
+pub(crate) struct Branch {
+    pub from: Producer,
+    pub steps: Vec<Step>,
+}
+
+/// A stream under construction.
+#[derive(Debug, Clone)]
+pub(crate) struct Stream {
+    pub branches: Vec<Branch>,
+    pub schema: SchemaRef,
+    pub attrs: Vec<Option<TimeAttr>>,
+    /// Rows come from a SESSION window's assignment and must be aggregated before
+    /// anything else (a session is only known when it closes).
+    pub unsessioned: bool,
+}
+
+impl Stream {
+    fn push(&mut self, step: Step) {
+        for b in &mut self.branches {
+            b.steps.push(step.clone());
+        }
+    }
+
+    /// Column selection by index.
+    pub fn select(mut self, projection: &[usize], schema: SchemaRef) -> Stream {
+        if projection.len() == self.schema.fields().len()
+            && projection.iter().enumerate().all(|(i, p)| i == *p)
+        {
+            return Stream { schema, ..self };
+        }
+        let exprs = projection
+            .iter()
+            .map(|&i| {
+                Arc::new(Column::new(self.schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>
+            })
+            .collect();
+        self.push(Step::Project {
+            exprs,
+            schema: schema.clone(),
+        });
+        Stream {
+            attrs: projection.iter().map(|&i| self.attrs[i]).collect(),
+            schema,
+            ..self
+        }
+    }
+}
+
+/// What a table name in a planned query reads.
+#[derive(Debug, Clone)]
+pub(crate) enum Leaf {
+    /// A stream planned before: a source's rows, or a view's.
+    Stream(Stream),
+    /// A window TVF over a stream.
+    Window {
+        input: Stream,
+        window: WindowKind,
+        time_column: usize,
+        delay_ms: i64,
+    },
+}
+
+/// Settings the translation needs.
+pub(crate) struct Context<'a> {
+    pub leaf: &'a dyn Fn(&str) -> Option<Leaf>,
+    pub nodes: &'a mut Vec<NodeSpec>,
+    pub edges: &'a mut Vec<EdgeSpec>,
+    pub notes: &'a mut Vec<String>,
+    pub ttl_ms: Option<i64>,
+    /// Where aggregates and joins are reported.
+    pub group_by_at: Position,
+    pub at: Position,
+}
+
+impl Context<'_> {
+    fn node(
+        &mut self,
+        name: &str,
+        op: NodeOp,
+        inputs: Vec<(Stream, Vec<Arc<dyn PhysicalExpr>>)>,
+    ) -> usize {
+        let n = self.nodes.len();
+        let keyed = inputs.iter().all(|(_, k)| !k.is_empty());
+        self.nodes.push(NodeSpec {
+            name: format!("{name} {}", n + 1),
+            op,
+            keyed,
+        });
+        for (port, (stream, keys)) in inputs.into_iter().enumerate() {
+            for b in stream.branches {
+                self.edges.push(EdgeSpec {
+                    from: b.from,
+                    steps: b.steps,
+                    to: Consumer::Node { node: n, port },
+                    keys: if keyed { keys.clone() } else { Vec::new() },
+                });
+            }
+        }
+        n
+    }
+
+    /// Translates a physical plan into a stream.
+    pub fn translate(&mut self, plan: &Arc<dyn ExecutionPlan>) -> Result<Stream> {
+        if let Some(scan) = plan.downcast_ref::<StreamScanExec>() {
+            return self.scan(scan);
+        }
+        if let Some(p) = plan.downcast_ref::<ProjectionExec>() {
+            let mut s = self.translate(p.input())?;
+            let attrs = p
+                .expr()
+                .iter()
+                .map(|e| {
+                    e.expr
+                        .downcast_ref::<Column>()
+                        .and_then(|c| s.attrs.get(c.index()).copied().flatten())
+                })
+                .collect();
+            s.push(Step::Project {
+                exprs: p.expr().iter().map(|e| e.expr.clone()).collect(),
                 schema: p.schema(),
             });
-            p.input().clone()
-        } else if let Some(f) = node.downcast_ref::<FilterExec>() {
+            return Ok(Stream {
+                schema: p.schema(),
+                attrs,
+                ..s
+            });
+        }
+        if let Some(f) = plan.downcast_ref::<FilterExec>() {
+            let mut s = self.translate(f.input())?;
+            s.push(Step::Filter(f.predicate().clone()));
             if let Some(proj) = f.projection() {
-                let schema = f.schema();
-                let in_schema = f.input().schema();
-                let exprs = proj
+                let proj: Vec<usize> = proj.to_vec();
+                s = s.select(&proj, f.schema());
+            }
+            return Ok(s);
+        }
+        if let Some(a) = plan.downcast_ref::<AggregateExec>() {
+            return self.aggregate(a);
+        }
+        if let Some(j) = plan.downcast_ref::<HashJoinExec>() {
+            return self.join(j);
+        }
+        if let Some(u) = plan.downcast_ref::<UnionExec>() {
+            return self.union(u.inputs(), plan.schema());
+        }
+        if let Some(u) = plan.downcast_ref::<InterleaveExec>() {
+            return self.union(u.inputs(), plan.schema());
+        }
+        let name = plan.name().to_string();
+        let kids = plan.children();
+        match (name.as_str(), kids.first()) {
+            (
+                "CoalesceBatchesExec"
+                | "CoalescePartitionsExec"
+                | "RepartitionExec"
+                | "CooperativeExec",
+                Some(k),
+            ) => self.translate(k),
+            ("NestedLoopJoinExec" | "CrossJoinExec", _) => Err(SqlError::refused(
+                self.at,
+                "a join of streams needs an equality between the two sides in its ON clause (a key to meet on); a join without one would hold and compare every pair of rows for ever",
+            )),
+            _ => Err(SqlError::refused(
+                self.at,
+                format!("this query needs {name}, which cannot run on an unbounded stream"),
+            )),
+        }
+    }
+
+    fn scan(&mut self, scan: &StreamScanExec) -> Result<Stream> {
+        let leaf = (self.leaf)(&scan.table)
+            .ok_or_else(|| SqlError::Internal(format!("no stream for table {}", scan.table)))?;
+        match leaf {
+            Leaf::Stream(s) => Ok(s.select(&scan.projection, scan.schema.clone())),
+            Leaf::Window {
+                input,
+                window,
+                time_column,
+                delay_ms,
+            } => {
+                let width = input.schema.fields().len();
+                let mut attrs = Vec::new();
+                for &i in &scan.projection {
+                    attrs.push(if i < width {
+                        input.attrs[i]
+                    } else if i == width {
+                        Some(TimeAttr::WindowStart(window))
+                    } else {
+                        Some(TimeAttr::WindowEnd(window))
+                    });
+                }
+                let mut s = input;
+                s.push(Step::Assign(AssignSpec {
+                    projection: scan.projection.clone(),
+                    window: Some(window),
+                    time_column: Some(time_column),
+                    delay_ms,
+                    per_row_lateness: false,
+                    schema: scan.schema.clone(),
+                }));
+                Ok(Stream {
+                    schema: scan.schema.clone(),
+                    attrs,
+                    unsessioned: matches!(window, WindowKind::Session { .. }),
+                    ..s
+                })
+            }
+        }
+    }
+
+    fn union(&mut self, inputs: &[Arc<dyn ExecutionPlan>], schema: SchemaRef) -> Result<Stream> {
+        let mut out: Option<Stream> = None;
+        for input in inputs {
+            let s = self.translate(input)?;
+            // Every branch puts out the union's schema (its names and nullability).
+            let all: Vec<usize> = (0..schema.fields().len()).collect();
+            let mut s2 = s.clone();
+            if s.schema != schema {
+                let exprs = all
                     .iter()
                     .map(|&i| {
-                        let name = in_schema.field(i).name().clone();
-                        (
-                            Arc::new(Column::new(&name, i))
-                                as Arc<dyn datafusion::physical_plan::PhysicalExpr>,
-                            name,
-                        )
+                        Arc::new(Column::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>
                     })
                     .collect();
-                stages.push(Stage::Project { exprs, schema });
+                s2.push(Step::Project {
+                    exprs,
+                    schema: schema.clone(),
+                });
             }
-            stages.push(Stage::Filter(f.predicate().clone()));
-            f.input().clone()
-        } else if let Some(a) = node.downcast_ref::<AggregateExec>() {
-            if aggregate.is_some() {
+            out = Some(match out {
+                None => Stream {
+                    schema: schema.clone(),
+                    ..s2
+                },
+                Some(mut acc) => {
+                    acc.branches.extend(s2.branches);
+                    for (a, b) in acc.attrs.iter_mut().zip(&s2.attrs) {
+                        if a != b {
+                            *a = None;
+                        }
+                    }
+                    acc.unsessioned |= s2.unsessioned;
+                    acc
+                }
+            });
+        }
+        out.ok_or_else(|| SqlError::Internal("a union of nothing".into()))
+    }
+
+    fn aggregate(&mut self, a: &AggregateExec) -> Result<Stream> {
+        let at = self.group_by_at;
+        let holder: Arc<dyn ExecutionPlan>;
+        let agg: &AggregateExec = match a.mode() {
+            AggregateMode::Final | AggregateMode::FinalPartitioned => {
+                let mut child = a.input().clone();
+                while child.downcast_ref::<AggregateExec>().is_none() {
+                    let kids = child.children();
+                    let Some(k) = kids.first() else {
+                        return Err(SqlError::Internal("final aggregate without partial".into()));
+                    };
+                    child = (*k).clone();
+                }
+                holder = child;
+                holder
+                    .downcast_ref::<AggregateExec>()
+                    .ok_or_else(|| SqlError::Internal("aggregate vanished".into()))?
+            }
+            _ => a,
+        };
+        let input = self.translate(agg.input())?;
+        let group = agg.group_expr();
+        if group.has_grouping_set() {
+            return Err(SqlError::refused(
+                at,
+                "GROUPING SETS, CUBE and ROLLUP are not supported on streams",
+            ));
+        }
+        let group_exprs: Vec<Arc<dyn PhysicalExpr>> =
+            group.expr().iter().map(|(e, _)| e.clone()).collect();
+        let attr_of = |e: &Arc<dyn PhysicalExpr>| {
+            e.downcast_ref::<Column>()
+                .and_then(|c| input.attrs.get(c.index()).copied().flatten())
+        };
+        let window_key = group_exprs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| attr_of(e).and_then(|t| t.window().map(|k| (i, t, k))))
+            .min_by_key(|(_, t, _)| matches!(t, TimeAttr::WindowEnd(_)));
+        let Some((window_key, attr, window)) = window_key else {
+            return Err(SqlError::refused(
+                at,
+                "GROUP BY without a window cannot run on an unbounded stream: its groups would never be complete; aggregate over TUMBLE(…), HOP(…) or SESSION(…) and GROUP BY window_start, window_end",
+            ));
+        };
+        if matches!(window, WindowKind::Session { .. }) && !input.unsessioned {
+            return Err(SqlError::refused(
+                at,
+                "grouping again by the windows of a SESSION aggregate is not supported yet; group the sessions in the sink's database",
+            ));
+        }
+        check_buildable(agg, at)?;
+        let output_schema = a.schema();
+        if output_schema.fields().len() != group_exprs.len() + agg.aggr_expr().len() {
+            return Err(SqlError::Internal(
+                "unexpected aggregate output shape".into(),
+            ));
+        }
+        let plan = AggregatePlan {
+            window,
+            input_schema: agg.input_schema(),
+            group_exprs: group_exprs.clone(),
+            window_key,
+            window_key_is_end: matches!(attr, TimeAttr::WindowEnd(_)),
+            aggregates: agg.aggr_expr().to_vec(),
+            filters: agg.filter_expr().to_vec(),
+            output_schema: output_schema.clone(),
+        };
+        let keys = plan.key_exprs();
+        // The windows' own columns stay time attributes in the output; a SESSION
+        // aggregate's real sessions are not windows of a fixed size.
+        let mut attrs: Vec<Option<TimeAttr>> = group_exprs
+            .iter()
+            .map(|e| {
+                if input.unsessioned {
+                    None
+                } else {
+                    attr_of(e).filter(|t| t.window().is_some())
+                }
+            })
+            .collect();
+        attrs.resize(output_schema.fields().len(), None);
+        let n = self.node(
+            "window aggregate",
+            NodeOp::Aggregate(plan),
+            vec![(input, keys)],
+        );
+        Ok(Stream {
+            branches: vec![Branch {
+                from: Producer::Node(n),
+                steps: Vec::new(),
+            }],
+            schema: output_schema,
+            attrs,
+            unsessioned: false,
+        })
+    }
+
+    fn join(&mut self, j: &HashJoinExec) -> Result<Stream> {
+        let at = self.at;
+        let left = self.translate(j.left())?;
+        let right = self.translate(j.right())?;
+        if left.unsessioned || right.unsessioned {
+            return Err(SqlError::refused(
+                at,
+                "a join over SESSION windows is not supported; join TUMBLE or HOP windows, or aggregate the sessions first",
+            ));
+        }
+        let kind = match j.join_type() {
+            JoinType::Inner => JoinKind::Inner,
+            JoinType::Left => JoinKind::Left,
+            JoinType::Right => JoinKind::Right,
+            JoinType::Full => JoinKind::Full,
+            other => {
                 return Err(SqlError::refused(
                     at,
-                    "only one level of GROUP BY per statement is supported on streams",
+                    format!(
+                        "this query needs a {other} join (from IN, EXISTS or a subquery in WHERE), which is not supported on streams yet; write it as a JOIN"
+                    ),
                 ));
             }
-            let inner = match a.mode() {
-                AggregateMode::Final | AggregateMode::FinalPartitioned => {
-                    let mut child = a.input().clone();
-                    while child.downcast_ref::<AggregateExec>().is_none() {
-                        let kids = child.children();
-                        let Some(k) = kids.first() else {
-                            return Err(SqlError::Internal(
-                                "final aggregate without partial".into(),
+        };
+        let left_keys: Vec<Arc<dyn PhysicalExpr>> = j.on().iter().map(|(l, _)| l.clone()).collect();
+        let right_keys: Vec<Arc<dyn PhysicalExpr>> =
+            j.on().iter().map(|(_, r)| r.clone()).collect();
+        let col_attr = |s: &Stream, e: &Arc<dyn PhysicalExpr>| {
+            e.downcast_ref::<Column>().and_then(|c| {
+                s.attrs
+                    .get(c.index())
+                    .copied()
+                    .flatten()
+                    .map(|a| (c.index(), a))
+            })
+        };
+        // A window join meets on the windows' start (or end) on both sides.
+        let mut window_pair = None;
+        for (l, r) in j.on() {
+            if let (Some((li, la)), Some((ri, ra))) = (col_attr(&left, l), col_attr(&right, r)) {
+                match (la, ra) {
+                    (TimeAttr::WindowStart(a), TimeAttr::WindowStart(b))
+                    | (TimeAttr::WindowEnd(a), TimeAttr::WindowEnd(b)) => {
+                        if a != b {
+                            return Err(SqlError::refused(
+                                at,
+                                format!(
+                                    "a window join's two sides must use the same window: the left is {a}, the right {b}"
+                                ),
                             ));
+                        }
+                        let offset = match (la, a) {
+                            (TimeAttr::WindowStart(_), WindowKind::Tumble { size_ms })
+                            | (TimeAttr::WindowStart(_), WindowKind::Hop { size_ms, .. }) => {
+                                size_ms
+                            }
+                            _ => 0,
                         };
-                        child = (*k).clone();
+                        if window_pair.is_none() || matches!(la, TimeAttr::WindowEnd(_)) {
+                            window_pair = Some((li, ri, offset, a));
+                        }
                     }
-                    child
-                }
-                _ => node.clone(),
-            };
-            let Some(agg) = inner.downcast_ref::<AggregateExec>() else {
-                return Err(SqlError::Internal("aggregate vanished".into()));
-            };
-            aggregate = Some(aggregate_spec(agg, a.schema(), at)?);
-            agg.input().clone()
-        } else {
-            let name = node.name().to_string();
-            let kids = node.children();
-            match (name.as_str(), kids.first()) {
-                (
-                    "CoalesceBatchesExec"
-                    | "CoalescePartitionsExec"
-                    | "RepartitionExec"
-                    | "CooperativeExec",
-                    Some(k),
-                ) => (*k).clone(),
-                _ => {
-                    return Err(SqlError::refused(
-                        at,
-                        format!("this query needs {name}, which cannot run on an unbounded stream"),
-                    ));
+                    _ => {}
                 }
             }
+        }
+        let event = |s: &Stream| s.attrs.iter().position(|a| *a == Some(TimeAttr::Event));
+        let (time, left_time, right_time, time_offset_ms) = if let Some((li, ri, off, _)) =
+            window_pair
+        {
+            (JoinTime::Window, Some(li), Some(ri), off)
+        } else if let Some(b) = j
+            .filter()
+            .and_then(|f| interval_bounds(f, &left.attrs, &right.attrs))
+        {
+            (
+                JoinTime::Interval {
+                    lower_ms: b.lower_ms,
+                    upper_ms: b.upper_ms,
+                },
+                Some(b.left_column),
+                Some(b.right_column),
+                0,
+            )
+        } else {
+            if kind != JoinKind::Inner {
+                return Err(SqlError::refused(
+                    at,
+                    format!(
+                        "a {} JOIN without a time bound cannot run yet: its NULL rows would have to be taken back when a match arrives later, which needs updating results (the issue on updating results brings them). Bound it in time (a window join, or b.t BETWEEN a.t - INTERVAL … AND a.t + INTERVAL …) or use an INNER JOIN",
+                        match kind {
+                            JoinKind::Left => "LEFT",
+                            JoinKind::Right => "RIGHT",
+                            _ => "FULL",
+                        }
+                    ),
+                ));
+            }
+            let (lt, rt) = (event(&left), event(&right));
+            if self.ttl_ms.is_none() {
+                self.notes.push(format!(
+                    "the join at {at} has no time bound: it keeps every row of both sides for ever (its rows held show in /metrics as sluice_join_rows_held); SET state.ttl = '…' lets rows go after that much event time"
+                ));
+            }
+            let ttl_ms = if lt.is_some() || rt.is_some() {
+                self.ttl_ms
+            } else {
+                None
+            };
+            (JoinTime::Regular { ttl_ms }, lt, rt, 0)
         };
-        node = next;
+        let joined_schema = j.join_schema().clone();
+        let output_schema = j.schema();
+        let projection: Option<Vec<usize>> = j.projection.as_ref().map(|p| p.to_vec());
+        // Which columns stay time attributes: a regular join's output has none.
+        let mut joined_attrs: Vec<Option<TimeAttr>> = left.attrs.clone();
+        joined_attrs.extend(right.attrs.iter().copied());
+        let keep = |a: Option<TimeAttr>| match time {
+            JoinTime::Window => a.filter(|t| t.window().is_some()),
+            JoinTime::Interval { .. } => a.filter(|t| *t == TimeAttr::Event),
+            JoinTime::Regular { .. } => None,
+        };
+        let attrs: Vec<Option<TimeAttr>> = match &projection {
+            Some(p) => p.iter().map(|&i| keep(joined_attrs[i])).collect(),
+            None => joined_attrs.into_iter().map(keep).collect(),
+        };
+        let plan = JoinPlan {
+            time,
+            kind,
+            left_schema: left.schema.clone(),
+            right_schema: right.schema.clone(),
+            left_keys: left_keys.clone(),
+            right_keys: right_keys.clone(),
+            null_equals_null: j.null_equality() == NullEquality::NullEqualsNull,
+            filter: j.filter().cloned(),
+            left_time,
+            right_time,
+            time_offset_ms,
+            joined_schema,
+            projection,
+            output_schema: output_schema.clone(),
+        };
+        let n = self.node(
+            "join",
+            NodeOp::Join(plan),
+            vec![(left, left_keys), (right, right_keys)],
+        );
+        Ok(Stream {
+            branches: vec![Branch {
+                from: Producer::Node(n),
+                steps: Vec::new(),
+            }],
+            schema: output_schema,
+            attrs,
+            unsessioned: false,
+        })
     }
 }
 
-pub(super) fn aggregate_spec(
-    agg: &AggregateExec,
-    output_schema: SchemaRef,
-    at: Position,
-) -> Result<AggregateSpec> {
-    let group = agg.group_expr();
-    if group.has_grouping_set() {
-        return Err(SqlError::refused(
-            at,
-            "GROUPING SETS, CUBE and ROLLUP are not supported on streams",
-        ));
-    }
-    let group_exprs: Vec<_> = group.expr().to_vec();
-    let find = |n: &str| {
-        group_exprs
-            .iter()
-            .position(|(e, name)| name == n && e.downcast_ref::<Column>().is_some())
-    };
-    let (window_key, window_key_is_end) = match (find("window_start"), find("window_end")) {
-        (Some(i), _) => (i, false),
-        (None, Some(i)) => (i, true),
-        (None, None) => {
-            return Err(SqlError::refused(
-                at,
-                "a windowed aggregate must GROUP BY window_start (or window_end)",
-            ));
-        }
-    };
-    // An aggregate that cannot be built for its input type fails here, not when the
-    // first window opens.
+/// An aggregate that cannot be built for its input type fails here, not when the first
+/// window opens.
+fn check_buildable(agg: &AggregateExec, at: Position) -> Result<()> {
     for a in agg.aggr_expr() {
         let built = if a.groups_accumulator_supported() {
             a.create_groups_accumulator().map(|_| ())
@@ -194,18 +575,5 @@ pub(super) fn aggregate_spec(
             ));
         }
     }
-    if output_schema.fields().len() != group_exprs.len() + agg.aggr_expr().len() {
-        return Err(SqlError::Internal(
-            "unexpected aggregate output shape".into(),
-        ));
-    }
-    Ok(AggregateSpec {
-        input_schema: agg.input_schema(),
-        group_exprs,
-        window_key,
-        window_key_is_end,
-        aggregates: agg.aggr_expr().to_vec(),
-        filters: agg.filter_expr().to_vec(),
-        output_schema,
-    })
+    Ok(())
 }

@@ -9,15 +9,15 @@ use sluice_types::Position;
 
 use crate::ddl::TableDef;
 use crate::error::{Result, SqlError};
-use crate::graph::Stage;
 use crate::window::span_pos;
+use sluice_runtime::Step;
 
 /// The sink's schema, and a stage casting the query's columns to it when it declares them.
 pub(super) fn sink_schema_for(
     sink: &TableDef,
     query_schema: &SchemaRef,
     query: &Query,
-) -> Result<(SchemaRef, Option<Stage>)> {
+) -> Result<(SchemaRef, Option<Step>)> {
     if sink.columns.is_empty() {
         return Ok((query_schema.clone(), None));
     }
@@ -78,9 +78,9 @@ pub(super) fn sink_schema_for(
             cast(expr, query_schema, col.data_type.clone())
                 .map_err(|e| SqlError::Internal(e.to_string()))?
         };
-        exprs.push((expr, col.name.clone()));
+        exprs.push(expr);
     }
-    let stage = needed.then(|| Stage::Project {
+    let stage = needed.then(|| Step::Project {
         exprs,
         schema: sink_schema.clone(),
     });

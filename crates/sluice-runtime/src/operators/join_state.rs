@@ -1,0 +1,525 @@
+//! What joins share: one side's rows indexed by join key (with, per row, its time and
+//! whether it has met a row of the other side), and the making of joined rows (the
+//! join's extra condition, its projection, NULL padding for outer rows).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatchOptions, UInt32Array, new_null_array,
+};
+use datafusion::arrow::compute::{concat_batches, filter, interleave, take};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMillisecondType};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::common::JoinSide;
+use datafusion::physical_plan::PhysicalExpr;
+
+use crate::error::{Result, RuntimeError};
+use crate::plan::JoinPlan;
+
+/// Join keys of a batch, as comparable bytes, and which rows have a key that can match.
+pub struct EncodedKeys {
+    pub rows: Rows,
+    pub valid: Vec<bool>,
+}
+
+/// Turns a side's key expressions into comparable bytes.
+pub struct KeyEncoder {
+    exprs: Vec<Arc<dyn PhysicalExpr>>,
+    converter: RowConverter,
+    null_equals_null: bool,
+}
+
+impl KeyEncoder {
+    pub fn new(
+        exprs: &[Arc<dyn PhysicalExpr>],
+        schema: &Schema,
+        null_equals_null: bool,
+    ) -> Result<Self> {
+        let fields = exprs
+            .iter()
+            .map(|e| Ok(SortField::new(e.data_type(schema)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KeyEncoder {
+            exprs: exprs.to_vec(),
+            converter: RowConverter::new(fields)?,
+            null_equals_null,
+        })
+    }
+
+    pub fn encode(&self, batch: &RecordBatch) -> Result<EncodedKeys> {
+        let n = batch.num_rows();
+        let cols = self
+            .exprs
+            .iter()
+            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows = self.converter.convert_columns(&cols)?;
+        let valid = (0..n)
+            .map(|r| self.null_equals_null || cols.iter().all(|c| c.is_valid(r)))
+            .collect();
+        Ok(EncodedKeys { rows, valid })
+    }
+}
+
+/// Each row's time from a timestamp column (plus an offset); rows without one get
+/// `i64::MAX` (they never expire).
+pub fn row_times(batch: &RecordBatch, column: Option<usize>, offset: i64) -> Result<Vec<i64>> {
+    let Some(c) = column else {
+        return Ok(vec![i64::MAX; batch.num_rows()]);
+    };
+    let times = batch
+        .column(c)
+        .as_primitive_opt::<TimestampMillisecondType>()
+        .ok_or_else(|| RuntimeError::Internal("a join's time column is not a timestamp".into()))?;
+    Ok(times
+        .iter()
+        .map(|t| t.map_or(i64::MAX, |t| t.saturating_add(offset)))
+        .collect())
+}
+
+struct Stored {
+    batch: RecordBatch,
+    matched: Vec<bool>,
+    times: Vec<i64>,
+    min_time: i64,
+    max_time: i64,
+}
+
+/// A place in the state: stored batch id and row.
+pub type RowRef = (u64, u32);
+
+/// One side's rows, indexed by key.
+pub struct SideRows {
+    schema: SchemaRef,
+    stored: HashMap<u64, Stored>,
+    next_id: u64,
+    index: HashMap<Box<[u8]>, Vec<RowRef>>,
+    indexed: usize,
+    live: usize,
+}
+
+const MATCHED: &str = "__sluice_matched";
+
+impl SideRows {
+    pub fn new(schema: SchemaRef) -> Self {
+        SideRows {
+            schema,
+            stored: HashMap::new(),
+            next_id: 0,
+            index: HashMap::new(),
+            indexed: 0,
+            live: 0,
+        }
+    }
+
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Keeps `batch` (its keys already encoded), with whether each row has met one.
+    pub fn insert(
+        &mut self,
+        batch: RecordBatch,
+        keys: &EncodedKeys,
+        matched: Vec<bool>,
+        times: Vec<i64>,
+    ) {
+        if batch.num_rows() == 0 {
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        for (r, ok) in keys.valid.iter().enumerate() {
+            if *ok {
+                self.index
+                    .entry(keys.rows.row(r).as_ref().into())
+                    .or_default()
+                    .push((id, r as u32));
+                self.indexed += 1;
+            }
+        }
+        let min_time = times.iter().copied().min().unwrap_or(i64::MAX);
+        let max_time = times.iter().copied().max().unwrap_or(i64::MIN);
+        self.live += batch.num_rows();
+        self.stored.insert(
+            id,
+            Stored {
+                batch,
+                matched,
+                times,
+                min_time,
+                max_time,
+            },
+        );
+    }
+
+    /// Pairs (row of the probing batch, row held here) with equal keys.
+    pub fn probe(&self, keys: &EncodedKeys) -> (Vec<u32>, Vec<RowRef>) {
+        let (mut probe, mut held) = (Vec::new(), Vec::new());
+        for (r, ok) in keys.valid.iter().enumerate() {
+            if !*ok {
+                continue;
+            }
+            if let Some(refs) = self.index.get(keys.rows.row(r).as_ref()) {
+                for &rf in refs {
+                    if self.stored.contains_key(&rf.0) {
+                        probe.push(r as u32);
+                        held.push(rf);
+                    }
+                }
+            }
+        }
+        (probe, held)
+    }
+
+    /// The held rows at `refs`, column by column.
+    pub fn gather(&self, refs: &[RowRef]) -> Result<Vec<ArrayRef>> {
+        if refs.is_empty() {
+            return Ok(self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| new_null_array(f.data_type(), 0))
+                .collect());
+        }
+        let mut ids: Vec<u64> = refs.iter().map(|r| r.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let batches: Vec<&RecordBatch> = ids
+            .iter()
+            .map(|id| {
+                self.stored
+                    .get(id)
+                    .map(|s| &s.batch)
+                    .ok_or_else(|| RuntimeError::Internal("a join row vanished".into()))
+            })
+            .collect::<Result<_>>()?;
+        let pos: HashMap<u64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let indices: Vec<(usize, usize)> =
+            refs.iter().map(|(id, r)| (pos[id], *r as usize)).collect();
+        (0..self.schema.fields().len())
+            .map(|c| {
+                let arrays: Vec<&dyn Array> =
+                    batches.iter().map(|b| b.column(c).as_ref()).collect();
+                Ok(interleave(&arrays, &indices)?)
+            })
+            .collect()
+    }
+
+    /// Notes that these held rows have met a row of the other side.
+    pub fn mark(&mut self, refs: &[RowRef]) {
+        for (id, r) in refs {
+            if let Some(s) = self.stored.get_mut(id) {
+                s.matched[*r as usize] = true;
+            }
+        }
+    }
+
+    /// Lets go of rows whose time is before `bound`; returns those among them that never
+    /// met a row of the other side, when `unmatched` is asked for.
+    pub fn expire(&mut self, bound: i64, unmatched: bool) -> Result<Option<RecordBatch>> {
+        let mut ids: Vec<u64> = self
+            .stored
+            .iter()
+            .filter(|(_, s)| s.min_time < bound)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        let mut out: Vec<RecordBatch> = Vec::new();
+        for id in ids {
+            let Some(s) = self.stored.get_mut(&id) else {
+                continue;
+            };
+            if unmatched {
+                let rows: Vec<u32> = (0..s.batch.num_rows())
+                    .filter(|&r| s.times[r] < bound && !s.matched[r])
+                    .map(|r| r as u32)
+                    .collect();
+                for &r in &rows {
+                    s.matched[r as usize] = true;
+                }
+                if !rows.is_empty() {
+                    out.push(take_rows(&s.batch, &rows)?);
+                }
+            }
+            if s.max_time < bound {
+                self.live -= s.batch.num_rows();
+                self.stored.remove(&id);
+            }
+        }
+        if self.indexed > 2 * self.live + 4096 {
+            self.reindex()?;
+        }
+        if out.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(concat_batches(&self.schema, &out)?))
+    }
+
+    /// Many small batches become one, and the index drops entries of rows let go.
+    pub fn compact_if_fragmented(&mut self, encoder: &KeyEncoder, time: TimeOf) -> Result<()> {
+        if self.stored.len() < 256 {
+            return Ok(());
+        }
+        let (batch, matched) = self.all_rows()?;
+        self.clear();
+        self.restore(batch, matched, encoder, time)
+    }
+
+    fn clear(&mut self) {
+        self.stored.clear();
+        self.index.clear();
+        self.indexed = 0;
+        self.live = 0;
+    }
+
+    fn reindex(&mut self) -> Result<()> {
+        let live: std::collections::HashSet<u64> = self.stored.keys().copied().collect();
+        self.index.retain(|_, refs| {
+            refs.retain(|r| live.contains(&r.0));
+            !refs.is_empty()
+        });
+        self.indexed = self.index.values().map(Vec::len).sum();
+        Ok(())
+    }
+
+    fn all_rows(&self) -> Result<(RecordBatch, Vec<bool>)> {
+        let mut ids: Vec<&u64> = self.stored.keys().collect();
+        ids.sort_unstable();
+        let batches: Vec<RecordBatch> =
+            ids.iter().map(|id| self.stored[id].batch.clone()).collect();
+        let matched: Vec<bool> = ids
+            .iter()
+            .flat_map(|id| self.stored[id].matched.iter().copied())
+            .collect();
+        Ok((concat_batches(&self.schema, &batches)?, matched))
+    }
+
+    /// The held rows and whether each has met one, for a checkpoint.
+    pub fn rows(&self) -> Result<Option<(RecordBatch, Vec<bool>)>> {
+        if self.stored.is_empty() {
+            return Ok(None);
+        }
+        self.all_rows().map(Some)
+    }
+
+    /// Puts back rows saved from [`SideRows::rows`].
+    pub fn restore(
+        &mut self,
+        batch: RecordBatch,
+        matched: Vec<bool>,
+        encoder: &KeyEncoder,
+        time: TimeOf,
+    ) -> Result<()> {
+        let keys = encoder.encode(&batch)?;
+        let times = row_times(&batch, time.0, time.1)?;
+        self.insert(batch, &keys, matched, times);
+        Ok(())
+    }
+}
+
+const SIDE: &str = "__sluice_side";
+
+/// The one schema a join's saved rows have: left columns, right columns (all
+/// nullable), the side a row is of, and whether it has met one.
+fn packed_schema(plan: &JoinPlan) -> SchemaRef {
+    let mut fields: Vec<Field> = Vec::new();
+    for (i, f) in plan
+        .left_schema
+        .fields()
+        .iter()
+        .chain(plan.right_schema.fields().iter())
+        .enumerate()
+    {
+        fields.push(Field::new(format!("c{i}"), f.data_type().clone(), true));
+    }
+    fields.push(Field::new(SIDE, DataType::UInt8, false));
+    fields.push(Field::new(MATCHED, DataType::Boolean, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// One side's rows in the packed layout (see [`unpack`]).
+pub fn pack(
+    plan: &JoinPlan,
+    left_side: bool,
+    rows: &RecordBatch,
+    matched: Vec<bool>,
+) -> Result<RecordBatch> {
+    let n = rows.num_rows();
+    let mut cols = if left_side {
+        let mut c = rows.columns().to_vec();
+        c.extend(null_columns(&plan.right_schema, n));
+        c
+    } else {
+        let mut c = null_columns(&plan.left_schema, n);
+        c.extend(rows.columns().iter().cloned());
+        c
+    };
+    cols.push(Arc::new(datafusion::arrow::array::UInt8Array::from(vec![
+        u8::from(!left_side);
+        n
+    ])));
+    cols.push(Arc::new(BooleanArray::from(matched)));
+    Ok(RecordBatch::try_new(packed_schema(plan), cols)?)
+}
+
+/// Saved rows back per side: (left side?, rows, matched).
+pub fn unpack(
+    plan: &JoinPlan,
+    packed: &RecordBatch,
+) -> Result<Vec<(bool, RecordBatch, Vec<bool>)>> {
+    let nl = plan.left_schema.fields().len();
+    let nr = plan.right_schema.fields().len();
+    if packed.num_columns() != nl + nr + 2 {
+        return Err(RuntimeError::Internal(
+            "a join's saved rows do not fit this job".into(),
+        ));
+    }
+    let side = packed
+        .column(nl + nr)
+        .as_primitive_opt::<datafusion::arrow::datatypes::UInt8Type>()
+        .ok_or_else(|| RuntimeError::Internal("a join's saved sides are unreadable".into()))?;
+    let matched = packed
+        .column(nl + nr + 1)
+        .as_boolean_opt()
+        .ok_or_else(|| RuntimeError::Internal("a join's saved flags are unreadable".into()))?;
+    let mut out = Vec::new();
+    for left_side in [true, false] {
+        let rows: Vec<u32> = (0..packed.num_rows())
+            .filter(|&r| (side.value(r) == 0) == left_side)
+            .map(|r| r as u32)
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let part = take_rows(packed, &rows)?;
+        let (range, schema) = if left_side {
+            (0..nl, plan.left_schema.clone())
+        } else {
+            (nl..nl + nr, plan.right_schema.clone())
+        };
+        let batch = RecordBatch::try_new_with_options(
+            schema,
+            part.columns()[range].to_vec(),
+            &RecordBatchOptions::new().with_row_count(Some(rows.len())),
+        )?;
+        let m = rows.iter().map(|&r| matched.value(r as usize)).collect();
+        out.push((left_side, batch, m));
+    }
+    Ok(out)
+}
+
+/// Where a side's row time is: column and offset.
+pub type TimeOf = (Option<usize>, i64);
+
+/// The rows of `batch` at `rows`.
+pub fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch> {
+    let idx = UInt32Array::from(rows.to_vec());
+    let cols = batch
+        .columns()
+        .iter()
+        .map(|c| take(c.as_ref(), &idx, None))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new_with_options(
+        batch.schema(),
+        cols,
+        &RecordBatchOptions::new().with_row_count(Some(rows.len())),
+    )?)
+}
+
+/// Columns of `batch` at `rows`.
+pub fn take_columns(batch: &RecordBatch, rows: &[u32]) -> Result<Vec<ArrayRef>> {
+    Ok(take_rows(batch, rows)?.columns().to_vec())
+}
+
+/// Which candidate pairs meet the join's extra condition (all, without one).
+pub fn condition(
+    plan: &JoinPlan,
+    left: &[ArrayRef],
+    right: &[ArrayRef],
+    n: usize,
+) -> Result<Option<BooleanArray>> {
+    let Some(f) = &plan.filter else {
+        return Ok(None);
+    };
+    let cols: Vec<ArrayRef> = f
+        .column_indices()
+        .iter()
+        .map(|ci| match ci.side {
+            JoinSide::Left => left[ci.index].clone(),
+            _ => right[ci.index].clone(),
+        })
+        .collect();
+    let batch = RecordBatch::try_new_with_options(
+        f.schema().clone(),
+        cols,
+        &RecordBatchOptions::new().with_row_count(Some(n)),
+    )?;
+    let v = f.expression().evaluate(&batch)?.into_array(n)?;
+    let b = v
+        .as_boolean_opt()
+        .ok_or_else(|| RuntimeError::Internal("a join condition is not boolean".into()))?;
+    // NULL is not true.
+    Ok(Some(b.iter().map(|x| Some(x == Some(true))).collect()))
+}
+
+/// Keeps the entries of `cols` where `mask` is true.
+pub fn keep(cols: Vec<ArrayRef>, mask: &BooleanArray) -> Result<Vec<ArrayRef>> {
+    cols.iter().map(|c| Ok(filter(c.as_ref(), mask)?)).collect()
+}
+
+/// Output rows from left and right columns (left then right, then the projection).
+pub fn joined(
+    plan: &JoinPlan,
+    left: Vec<ArrayRef>,
+    right: Vec<ArrayRef>,
+    n: usize,
+) -> Result<RecordBatch> {
+    let mut cols = left;
+    cols.extend(right);
+    let cols = match &plan.projection {
+        Some(p) => p.iter().map(|&i| cols[i].clone()).collect(),
+        None => cols,
+    };
+    Ok(RecordBatch::try_new_with_options(
+        plan.output_schema.clone(),
+        cols,
+        &RecordBatchOptions::new().with_row_count(Some(n)),
+    )?)
+}
+
+/// NULL columns standing for a side that had no match.
+pub fn null_columns(schema: &Schema, n: usize) -> Vec<ArrayRef> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| new_null_array(f.data_type(), n))
+        .collect()
+}
+
+/// Outer rows: `rows` of one side padded with NULLs for the other.
+pub fn padded(plan: &JoinPlan, rows: &RecordBatch, left_side: bool) -> Result<RecordBatch> {
+    let n = rows.num_rows();
+    if left_side {
+        joined(
+            plan,
+            rows.columns().to_vec(),
+            null_columns(&plan.right_schema, n),
+            n,
+        )
+    } else {
+        joined(
+            plan,
+            null_columns(&plan.left_schema, n),
+            rows.columns().to_vec(),
+            n,
+        )
+    }
+}

@@ -1,0 +1,209 @@
+//! Interval and regular joins of two streams: each arriving row meets the other side's
+//! held rows with an equal key at once. An interval join (`r.t BETWEEN l.t + lower AND
+//! l.t + upper`) lets go of rows once the watermark says nothing more can meet them, and
+//! only then emits an outer join's unmatched rows; a regular join holds rows for ever,
+//! or for `state.ttl` of event time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::arrow::record_batch::RecordBatch;
+use sluice_types::{Message, Watermark};
+
+use crate::error::Result;
+use crate::operator::{Collector, Operator, Snapshot};
+use crate::operators::join_state::{
+    KeyEncoder, SideRows, TimeOf, condition, joined, keep, pack, padded, row_times, take_columns,
+    take_rows, unpack,
+};
+use crate::plan::{JoinPlan, JoinTime};
+
+pub struct StreamJoin {
+    plan: JoinPlan,
+    sides: [SideRows; 2],
+    encoders: [KeyEncoder; 2],
+    times: [TimeOf; 2],
+    watermark: Watermark,
+    late: Arc<AtomicU64>,
+}
+
+impl StreamJoin {
+    pub fn new(plan: JoinPlan, late: Arc<AtomicU64>) -> Result<Self> {
+        let encoders = [
+            KeyEncoder::new(&plan.left_keys, &plan.left_schema, plan.null_equals_null)?,
+            KeyEncoder::new(&plan.right_keys, &plan.right_schema, plan.null_equals_null)?,
+        ];
+        Ok(StreamJoin {
+            sides: [
+                SideRows::new(plan.left_schema.clone()),
+                SideRows::new(plan.right_schema.clone()),
+            ],
+            encoders,
+            times: [(plan.left_time, 0), (plan.right_time, 0)],
+            plan,
+            watermark: Watermark::MIN,
+            late,
+        })
+    }
+
+    /// Rows held, both sides.
+    pub fn rows_held(&self) -> usize {
+        self.sides[0].len() + self.sides[1].len()
+    }
+
+    fn keeps(&self, side: usize) -> bool {
+        if side == 0 {
+            self.plan.kind.keeps_left()
+        } else {
+            self.plan.kind.keeps_right()
+        }
+    }
+
+    /// Lets go of what the watermark has made unreachable; emits outer rows.
+    fn expire(&mut self, wm: Watermark, out: &mut Collector) -> Result<()> {
+        let w = wm.millis();
+        let bounds = match self.plan.time {
+            JoinTime::Interval { lower_ms, upper_ms } if wm == Watermark::MAX => {
+                let _ = (lower_ms, upper_ms);
+                [i64::MAX, i64::MAX]
+            }
+            // A left row at t meets right rows up to t + upper; a right row at t meets
+            // left rows from t - upper to t - lower.
+            JoinTime::Interval { lower_ms, upper_ms } => {
+                [w.saturating_sub(upper_ms), w.saturating_add(lower_ms)]
+            }
+            JoinTime::Regular { ttl_ms: Some(ttl) } => {
+                let b = w.saturating_sub(ttl);
+                [b, b]
+            }
+            JoinTime::Regular { ttl_ms: None } | JoinTime::Window => return Ok(()),
+        };
+        for (side, bound) in bounds.into_iter().enumerate() {
+            if self.times[side].0.is_none() {
+                continue;
+            }
+            let keeps = self.keeps(side);
+            if let Some(rows) = self.sides[side].expire(bound, keeps)? {
+                out.batch(padded(&self.plan, &rows, side == 0)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// How far the output's watermark stays behind the input's: joined rows carry
+    /// times up to this much older than the rows that made them.
+    fn slack(&self) -> i64 {
+        match self.plan.time {
+            JoinTime::Interval { lower_ms, upper_ms } => upper_ms.max(-lower_ms).max(0),
+            _ => 0,
+        }
+    }
+}
+
+impl Operator for StreamJoin {
+    fn name(&self) -> &str {
+        "join"
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+        self.process_port(0, batch, out)
+    }
+
+    fn process_port(&mut self, port: usize, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+        let side = port.min(1);
+        let other = 1 - side;
+        let mut batch = batch;
+        let mut times = row_times(&batch, self.times[side].0, self.times[side].1)?;
+        if matches!(self.plan.time, JoinTime::Interval { .. }) {
+            // A row older than the watermark may have missed rows already let go of.
+            let w = self.watermark.millis();
+            let on_time: Vec<u32> = (0..batch.num_rows())
+                .filter(|&r| times[r] >= w && times[r] != i64::MAX)
+                .map(|r| r as u32)
+                .collect();
+            if on_time.len() < batch.num_rows() {
+                self.late
+                    .fetch_add((batch.num_rows() - on_time.len()) as u64, Ordering::Relaxed);
+                batch = take_rows(&batch, &on_time)?;
+                times = on_time.iter().map(|&r| times[r as usize]).collect();
+            }
+        }
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let keys = self.encoders[side].encode(&batch)?;
+        let (probe, held) = self.sides[other].probe(&keys);
+        let mine = take_columns(&batch, &probe)?;
+        let theirs = self.sides[other].gather(&held)?;
+        let (left, right) = if side == 0 {
+            (mine, theirs)
+        } else {
+            (theirs, mine)
+        };
+        let mut n = probe.len();
+        let (left, right, probe, held) = match condition(&self.plan, &left, &right, n)? {
+            None => (left, right, probe, held),
+            Some(mask) => {
+                let kept: Vec<usize> = (0..n).filter(|&i| mask.value(i)).collect();
+                n = kept.len();
+                (
+                    keep(left, &mask)?,
+                    keep(right, &mask)?,
+                    kept.iter().map(|&i| probe[i]).collect(),
+                    kept.iter().map(|&i| held[i]).collect::<Vec<_>>(),
+                )
+            }
+        };
+        self.sides[other].mark(&held);
+        let mut matched = vec![false; batch.num_rows()];
+        for r in &probe {
+            matched[*r as usize] = true;
+        }
+        if n > 0 {
+            out.batch(joined(&self.plan, left, right, n)?);
+        }
+        self.sides[side].insert(batch, &keys, matched, times);
+        self.sides[side].compact_if_fragmented(&self.encoders[side], self.times[side])?;
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Watermark, out: &mut Collector) -> Result<()> {
+        if watermark > self.watermark {
+            self.watermark = watermark;
+            self.expire(watermark, out)?;
+        }
+        let passed = if watermark == Watermark::MAX {
+            watermark
+        } else {
+            Watermark::from_millis(watermark.millis().saturating_sub(self.slack()))
+        };
+        out.message(Message::Watermark(passed));
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        let mut batches = Vec::new();
+        for side in 0..2 {
+            if let Some((rows, matched)) = self.sides[side].rows()? {
+                batches.push(pack(&self.plan, side == 0, &rows, matched)?);
+            }
+        }
+        Ok(Snapshot {
+            values: serde_json::json!({ "watermark": self.watermark.millis() }),
+            batches,
+        })
+    }
+
+    fn restore(&mut self, state: Snapshot) -> Result<()> {
+        if let Some(w) = state.values.get("watermark").and_then(|v| v.as_i64()) {
+            self.watermark = Watermark::from_millis(w);
+        }
+        for b in &state.batches {
+            for (left_side, rows, matched) in unpack(&self.plan, b)? {
+                let side = usize::from(!left_side);
+                self.sides[side].restore(rows, matched, &self.encoders[side], self.times[side])?;
+            }
+        }
+        Ok(())
+    }
+}
