@@ -326,7 +326,7 @@ impl NexmarkSource {
             Self::recent(last_person, ACTIVE_PEOPLE, &mut r)
         }
         .max(FIRST_ID);
-        let initial = 100 + r.below(10_000) as i64;
+        let initial = (10f64.powf(r.unit() * 6.0) * 100.0).round() as i64;
         let t = self.time_of(n);
         b.ints[0].push(id);
         b.texts[0].push(format!("item-{}", r.below(100_000)));
@@ -360,11 +360,18 @@ impl NexmarkSource {
         let channel = CHANNELS[r.below(CHANNELS.len() as u64) as usize];
         b.ints[0].push(auction);
         b.ints[1].push(bidder);
-        b.ints[2].push(100 + r.below(10_000_000) as i64 / 100);
+        // Nexmark's prices: 10^(0..6) dollars, in cents.
+        b.ints[2].push((10f64.powf(r.unit() * 6.0) * 100.0).round() as i64);
         b.texts[0].push(channel.to_string());
+        let word = |r: &mut Rng| {
+            let len = 3 + r.below(5);
+            (0..len)
+                .map(|_| (b'a' + r.below(26) as u8) as char)
+                .collect::<String>()
+        };
+        let (d1, d2, d3) = (word(&mut r), word(&mut r), word(&mut r));
         b.texts[1].push(format!(
-            "https://www.nexmark.com/{}/item.htm?query=1&channel_id={}",
-            channel.to_lowercase(),
+            "https://www.nexmark.com/{d1}/{d2}/{d3}/item.htm?query=1&channel_id={}",
             r.below(1000)
         ));
         b.times[0].push(self.time_of(n));

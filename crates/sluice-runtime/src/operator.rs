@@ -52,6 +52,13 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Called when every input feeding `port` has ended (a bounded table read to its
+    /// end): no row will come there again.
+    fn on_port_end(&mut self, port: usize, out: &mut Collector) -> Result<()> {
+        let _ = (port, out);
+        Ok(())
+    }
+
     /// Called on a checkpoint barrier; by default it is passed on.
     fn on_barrier(&mut self, epoch: Epoch, out: &mut Collector) -> Result<()> {
         out.message(Message::Barrier(epoch));

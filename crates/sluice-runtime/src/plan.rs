@@ -125,21 +125,42 @@ pub enum JoinTime {
     Window,
 }
 
-/// The outer rows a join keeps.
+/// Which rows a join puts out: matched pairs (inner), with the unmatched rows of one or
+/// both sides (outer), or one side's rows that have a match (semi) or have none (anti).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinKind {
     Inner,
     Left,
     Right,
     Full,
+    LeftSemi,
+    RightSemi,
+    LeftAnti,
+    RightAnti,
 }
 
 impl JoinKind {
+    /// Whether the left side's unmatched rows go out (padded, or alone for anti).
     pub fn keeps_left(self) -> bool {
-        matches!(self, JoinKind::Left | JoinKind::Full)
+        matches!(self, JoinKind::Left | JoinKind::Full | JoinKind::LeftAnti)
     }
     pub fn keeps_right(self) -> bool {
-        matches!(self, JoinKind::Right | JoinKind::Full)
+        matches!(self, JoinKind::Right | JoinKind::Full | JoinKind::RightAnti)
+    }
+    /// The side (0 left, 1 right) a semi join puts out.
+    pub fn semi_side(self) -> Option<usize> {
+        match self {
+            JoinKind::LeftSemi => Some(0),
+            JoinKind::RightSemi => Some(1),
+            _ => None,
+        }
+    }
+    /// Whether only one side's columns go out.
+    pub fn one_side(self) -> bool {
+        matches!(
+            self,
+            JoinKind::LeftSemi | JoinKind::RightSemi | JoinKind::LeftAnti | JoinKind::RightAnti
+        )
     }
 }
 
@@ -161,7 +182,7 @@ pub struct JoinPlan {
     pub left_time: Option<usize>,
     pub right_time: Option<usize>,
     pub time_offset_ms: i64,
-    /// Left columns then right columns.
+    /// Left columns then right columns (one side's only for semi and anti joins).
     pub joined_schema: SchemaRef,
     /// Columns of the joined rows that are put out, in order (all when `None`).
     pub projection: Option<Vec<usize>>,

@@ -59,6 +59,8 @@ impl NodeTask {
         let mut inputs = Inputs::new(n);
         let mut wms = vec![Watermark::MIN; n];
         let mut current = Watermark::MIN;
+        let ports = self.ports.iter().max().map_or(0, |p| p + 1);
+        let mut port_done = vec![false; ports];
         let mut out = Collector::default();
         loop {
             if handle.is_aborted() {
@@ -84,6 +86,15 @@ impl NodeTask {
                 }
                 Event::Data(i, Message::Watermark(w)) => {
                     wms[i] = wms[i].max(w);
+                    // Every input of a port at the greatest watermark: that side has
+                    // been read to its end (a bounded table).
+                    let port = self.ports[i];
+                    if !port_done[port]
+                        && (0..n).all(|j| self.ports[j] != port || wms[j] == Watermark::MAX)
+                    {
+                        port_done[port] = true;
+                        self.op.on_port_end(port, &mut out)?;
+                    }
                     let min = self.watermark(&wms);
                     if min > current {
                         current = min;

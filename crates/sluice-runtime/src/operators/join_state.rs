@@ -213,6 +213,21 @@ impl SideRows {
             .collect()
     }
 
+    /// Notes that these held rows have met a row of the other side; returns those that
+    /// had met none before (each once).
+    pub fn mark_new(&mut self, refs: &[RowRef]) -> Vec<RowRef> {
+        let mut out = Vec::new();
+        for &(id, r) in refs {
+            if let Some(s) = self.stored.get_mut(&id)
+                && !s.matched[r as usize]
+            {
+                s.matched[r as usize] = true;
+                out.push((id, r));
+            }
+        }
+        out
+    }
+
     /// Notes that these held rows have met a row of the other side.
     pub fn mark(&mut self, refs: &[RowRef]) {
         for (id, r) in refs {
@@ -504,9 +519,26 @@ pub fn null_columns(schema: &Schema, n: usize) -> Vec<ArrayRef> {
         .collect()
 }
 
-/// Outer rows: `rows` of one side padded with NULLs for the other.
+/// One side's rows as output (semi and anti joins put out one side's columns).
+pub fn side_only(plan: &JoinPlan, cols: Vec<ArrayRef>, n: usize) -> Result<RecordBatch> {
+    let cols = match &plan.projection {
+        Some(p) => p.iter().map(|&i| cols[i].clone()).collect(),
+        None => cols,
+    };
+    Ok(RecordBatch::try_new_with_options(
+        plan.output_schema.clone(),
+        cols,
+        &RecordBatchOptions::new().with_row_count(Some(n)),
+    )?)
+}
+
+/// Unmatched rows of one side: padded with NULLs for the other (outer joins), or alone
+/// (anti joins).
 pub fn padded(plan: &JoinPlan, rows: &RecordBatch, left_side: bool) -> Result<RecordBatch> {
     let n = rows.num_rows();
+    if plan.kind.one_side() {
+        return side_only(plan, rows.columns().to_vec(), n);
+    }
     if left_side {
         joined(
             plan,

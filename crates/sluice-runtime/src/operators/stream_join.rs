@@ -13,8 +13,8 @@ use sluice_types::{Message, Watermark};
 use crate::error::Result;
 use crate::operator::{Collector, Operator, Snapshot};
 use crate::operators::join_state::{
-    KeyEncoder, SideRows, TimeOf, condition, joined, keep, pack, padded, row_times, take_columns,
-    take_rows, unpack,
+    KeyEncoder, SideRows, TimeOf, condition, joined, keep, pack, padded, row_times, side_only,
+    take_columns, take_rows, unpack,
 };
 use crate::plan::{JoinPlan, JoinTime};
 
@@ -25,6 +25,8 @@ pub struct StreamJoin {
     times: [TimeOf; 2],
     watermark: Watermark,
     late: Arc<AtomicU64>,
+    /// Per side, whether its input has ended: the other side's rows need not be kept.
+    ended: [bool; 2],
 }
 
 impl StreamJoin {
@@ -43,6 +45,7 @@ impl StreamJoin {
             plan,
             watermark: Watermark::MIN,
             late,
+            ended: [false; 2],
         })
     }
 
@@ -154,16 +157,67 @@ impl Operator for StreamJoin {
                 )
             }
         };
-        self.sides[other].mark(&held);
         let mut matched = vec![false; batch.num_rows()];
         for r in &probe {
             matched[*r as usize] = true;
         }
-        if n > 0 {
-            out.batch(joined(&self.plan, left, right, n)?);
+        match self.plan.kind.semi_side() {
+            // This side's rows that found a match go out, each once.
+            Some(s) if s == side => {
+                let rows: Vec<u32> = (0..batch.num_rows() as u32)
+                    .filter(|&r| matched[r as usize])
+                    .collect();
+                if !rows.is_empty() {
+                    let n = rows.len();
+                    out.batch(side_only(&self.plan, take_columns(&batch, &rows)?, n)?);
+                }
+            }
+            // Held rows of the other side meeting their first match go out.
+            Some(_) => {
+                let newly = self.sides[other].mark_new(&held);
+                if !newly.is_empty() {
+                    let n = newly.len();
+                    out.batch(side_only(&self.plan, self.sides[other].gather(&newly)?, n)?);
+                }
+            }
+            None if self.plan.kind.one_side() => {} // anti: at expiry
+            None if n > 0 => out.batch(joined(&self.plan, left, right, n)?),
+            None => {}
+        }
+        self.sides[other].mark(&held);
+        if self.ended[other] {
+            // Nothing more comes from the other side: these rows can meet nothing else.
+            if self.keeps(side) {
+                let unmatched: Vec<u32> = (0..batch.num_rows() as u32)
+                    .filter(|&r| !matched[r as usize])
+                    .collect();
+                if !unmatched.is_empty() {
+                    out.batch(padded(&self.plan, &take_rows(&batch, &unmatched)?, side == 0)?);
+                }
+            }
+            return Ok(());
         }
         self.sides[side].insert(batch, &keys, matched, times);
         self.sides[side].compact_if_fragmented(&self.encoders[side], self.times[side])?;
+        Ok(())
+    }
+
+    fn on_port_end(&mut self, port: usize, out: &mut Collector) -> Result<()> {
+        let side = port.min(1);
+        self.ended[side] = true;
+        // The other side's held rows can meet nothing more; an outer side's unmatched
+        // rows go out now.
+        let other = 1 - side;
+        if self.keeps(other)
+            && let Some(rows) = self.sides[other].expire(i64::MAX, true)?
+        {
+            out.batch(padded(&self.plan, &rows, other == 0)?);
+        }
+        self.sides[other] = SideRows::new(if other == 0 {
+            self.plan.left_schema.clone()
+        } else {
+            self.plan.right_schema.clone()
+        });
         Ok(())
     }
 
@@ -189,7 +243,7 @@ impl Operator for StreamJoin {
             }
         }
         Ok(Snapshot {
-            values: serde_json::json!({ "watermark": self.watermark.millis() }),
+            values: serde_json::json!({ "watermark": self.watermark.millis(), "ended": self.ended }),
             batches,
         })
     }
@@ -197,6 +251,13 @@ impl Operator for StreamJoin {
     fn restore(&mut self, state: Snapshot) -> Result<()> {
         if let Some(w) = state.values.get("watermark").and_then(|v| v.as_i64()) {
             self.watermark = Watermark::from_millis(w);
+        }
+        if let Some(e) = state
+            .values
+            .get("ended")
+            .and_then(|v| serde_json::from_value::<[bool; 2]>(v.clone()).ok())
+        {
+            self.ended = e;
         }
         for b in &state.batches {
             for (left_side, rows, matched) in unpack(&self.plan, b)? {

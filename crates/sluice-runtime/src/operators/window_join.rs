@@ -14,8 +14,8 @@ use sluice_types::{Message, Watermark};
 use crate::error::Result;
 use crate::operator::{Collector, Operator, Snapshot};
 use crate::operators::join_state::{
-    KeyEncoder, SideRows, condition, joined, keep, pack, padded, row_times, take_columns,
-    take_rows, unpack,
+    KeyEncoder, SideRows, condition, joined, keep, pack, padded, row_times, side_only,
+    take_columns, take_rows, unpack,
 };
 use crate::plan::JoinPlan;
 
@@ -84,8 +84,27 @@ impl WindowJoin {
                 )
             }
         };
-        if n > 0 {
-            out.batch(joined(&self.plan, lcols, rcols, n)?);
+        match self.plan.kind.semi_side() {
+            Some(0) => {
+                let mut rows: Vec<u32> = probe.clone();
+                rows.dedup();
+                if !rows.is_empty() {
+                    let n = rows.len();
+                    out.batch(side_only(&self.plan, take_columns(&left, &rows)?, n)?);
+                }
+            }
+            Some(_) => {
+                let mut rows: Vec<u32> = refs.iter().map(|r| r.1).collect();
+                rows.sort_unstable();
+                rows.dedup();
+                if !rows.is_empty() {
+                    let n = rows.len();
+                    out.batch(side_only(&self.plan, take_columns(&right, &rows)?, n)?);
+                }
+            }
+            None if self.plan.kind.one_side() => {}
+            None if n > 0 => out.batch(joined(&self.plan, lcols, rcols, n)?),
+            None => {}
         }
         if self.plan.kind.keeps_left() {
             let mut met = vec![false; left.num_rows()];

@@ -1,5 +1,5 @@
 //! Finds an interval join's time bounds in a join condition: comparisons between the
-//! two sides' event times, each side optionally shifted by a constant interval, that
+//! two sides' time attributes, each side optionally shifted by a constant interval, that
 //! together say `right.t BETWEEN left.t + lower AND left.t + upper`.
 
 use std::sync::Arc;
@@ -121,8 +121,13 @@ fn term(
         let ci = filter.column_indices().get(c.index())?;
         let left = ci.side == JoinSide::Left;
         let attrs = if left { left_attrs } else { right_attrs };
-        if attrs.get(ci.index).copied().flatten() != Some(TimeAttr::Event) {
-            return None;
+        // Event time, or a window's bound (a window's rows come before the watermark
+        // passes its end), but not a SESSION assignment's placeholder.
+        match attrs.get(ci.index).copied().flatten()? {
+            TimeAttr::Event => {}
+            TimeAttr::WindowStart(k) | TimeAttr::WindowEnd(k)
+                if !matches!(k, sluice_runtime::WindowKind::Session { .. }) => {}
+            _ => return None,
         }
         return Some(Term {
             left,

@@ -409,11 +409,15 @@ impl Context<'_> {
             JoinType::Left => JoinKind::Left,
             JoinType::Right => JoinKind::Right,
             JoinType::Full => JoinKind::Full,
+            JoinType::LeftSemi => JoinKind::LeftSemi,
+            JoinType::RightSemi => JoinKind::RightSemi,
+            JoinType::LeftAnti => JoinKind::LeftAnti,
+            JoinType::RightAnti => JoinKind::RightAnti,
             other => {
                 return Err(SqlError::refused(
                     at,
                     format!(
-                        "this query needs a {other} join (from IN, EXISTS or a subquery in WHERE), which is not supported on streams yet; write it as a JOIN"
+                        "this query needs a {other} join (from a subquery in WHERE), which is not supported on streams yet; write it as a JOIN"
                     ),
                 ));
             }
@@ -479,15 +483,16 @@ impl Context<'_> {
                 0,
             )
         } else {
-            if kind != JoinKind::Inner {
+            if kind.keeps_left() || kind.keeps_right() {
                 return Err(SqlError::refused(
                     at,
                     format!(
-                        "a {} JOIN without a time bound cannot run yet: its NULL rows would have to be taken back when a match arrives later, which needs updating results (the issue on updating results brings them). Bound it in time (a window join, or b.t BETWEEN a.t - INTERVAL … AND a.t + INTERVAL …) or use an INNER JOIN",
+                        "{} without a time bound cannot run yet: its rows without a match would have to be taken back when a match arrives later, which needs updating results (the issue on updating results brings them). Bound it in time (a window join, or b.t BETWEEN a.t - INTERVAL … AND a.t + INTERVAL …) or use an INNER JOIN",
                         match kind {
-                            JoinKind::Left => "LEFT",
-                            JoinKind::Right => "RIGHT",
-                            _ => "FULL",
+                            JoinKind::Left => "a LEFT JOIN",
+                            JoinKind::Right => "a RIGHT JOIN",
+                            JoinKind::Full => "a FULL JOIN",
+                            _ => "NOT IN / NOT EXISTS (an anti join)",
                         }
                     ),
                 ));
@@ -509,11 +514,14 @@ impl Context<'_> {
         let output_schema = j.schema();
         let projection: Option<Vec<usize>> = j.projection.as_ref().map(|p| p.to_vec());
         // Which columns stay time attributes: a regular join's output has none.
-        let mut joined_attrs: Vec<Option<TimeAttr>> = left.attrs.clone();
-        joined_attrs.extend(right.attrs.iter().copied());
+        let joined_attrs: Vec<Option<TimeAttr>> = match kind {
+            JoinKind::LeftSemi | JoinKind::LeftAnti => left.attrs.clone(),
+            JoinKind::RightSemi | JoinKind::RightAnti => right.attrs.clone(),
+            _ => left.attrs.iter().chain(&right.attrs).copied().collect(),
+        };
         let keep = |a: Option<TimeAttr>| match time {
             JoinTime::Window => a.filter(|t| t.window().is_some()),
-            JoinTime::Interval { .. } => a.filter(|t| *t == TimeAttr::Event),
+            JoinTime::Interval { .. } => a,
             JoinTime::Regular { .. } => None,
         };
         let attrs: Vec<Option<TimeAttr>> = match &projection {

@@ -1,0 +1,267 @@
+//! Nexmark: every append-only query of `benches/nexmark/` runs as a stream and must
+//! equal the same question asked of the same events as a batch (DataFusion over the
+//! generated tables, with windows and sessions written out by hand), at parallelism 1
+//! and 3, and again with the process aborted after a checkpoint and restored.
+//! `SLUICE_LONG=1` runs them over more events.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/helpers.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use sluice_connectors::nexmark::{NexmarkOptions, NexmarkSource};
+use sluice_runtime::Source;
+use sluice_types::{ConnectorOptions, Position};
+use support::{assert_rows_match, batch_rows, read_rows};
+
+/// Events of event time per second: 20,000 events span 100 s, ten 10-second windows.
+const EVENT_RATE: &str = "200";
+
+fn events() -> u64 {
+    if std::env::var("SLUICE_LONG").is_ok_and(|v| v == "1") {
+        200_000
+    } else {
+        20_000
+    }
+}
+
+fn bench_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../benches/nexmark")
+}
+
+/// The job: the shared tables, a JSON-lines sink, the query.
+fn job(q: &str, out: &Path) -> String {
+    let dir = bench_dir();
+    format!(
+        "{}\nCREATE TABLE nexmark_out WITH (connector = 'file', path = '{}');\n{}",
+        std::fs::read_to_string(dir.join("tables.sql")).unwrap(),
+        out.display(),
+        std::fs::read_to_string(dir.join(format!("{q}.sql"))).unwrap()
+    )
+}
+
+fn side_input(dir: &Path) -> PathBuf {
+    let path = dir.join("side_input.jsonl");
+    let mut text = String::new();
+    for k in (0..10_000).step_by(7) {
+        text.push_str(&format!("{{\"key\":{k},\"value\":\"v{k}\"}}\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn vars(dir: &Path, rate: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("EVENTS", events().to_string()),
+        ("EVENT_RATE", EVENT_RATE.to_string()),
+        ("RATE", rate.to_string()),
+        ("SIDE_INPUT", side_input(dir).display().to_string()),
+    ]
+}
+
+/// All of one Nexmark table, straight from the source (no stream involved).
+fn table(name: &str) -> (Arc<datafusion::arrow::datatypes::Schema>, Vec<RecordBatch>) {
+    let mut o = ConnectorOptions::default();
+    for (k, v) in [
+        ("connector", "nexmark".to_string()),
+        ("table", name.to_string()),
+        ("events", events().to_string()),
+        ("event_rate", EVENT_RATE.to_string()),
+        ("disorder", "2s".to_string()),
+    ] {
+        o.insert(k, v, Position::default());
+    }
+    let opts = NexmarkOptions::parse(&o).unwrap();
+    let schema = opts.table.schema();
+    let mut s = NexmarkSource::new(name, opts, schema.clone()).unwrap();
+    let mut batches = Vec::new();
+    while let Some(b) = s.next_batch().unwrap() {
+        batches.push(b);
+    }
+    (schema, batches)
+}
+
+fn oracle_context(dir: &Path) -> SessionContext {
+    let ctx = SessionContext::new();
+    for name in ["person", "auction", "bid"] {
+        let (schema, batches) = table(name);
+        ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches]).unwrap()))
+            .unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(ctx.register_json(
+        "side_input",
+        side_input(dir).to_str().unwrap(),
+        datafusion::prelude::JsonReadOptions::default().file_extension(".jsonl"),
+    ))
+    .unwrap();
+    ctx
+}
+
+/// Each query asked of the whole tables at once. Windows are computed from epoch
+/// milliseconds; a HOP row belongs to the five windows starting at a multiple of 2 s in
+/// (t - 10 s, t]; a session ends where a bidder's next bid is 10 s or more away.
+fn oracle_sql(q: &str) -> &'static str {
+    match q {
+        "q0" => "SELECT auction, bidder, price, date_time FROM bid",
+        "q1" => "SELECT auction, bidder, 0.908 * price AS price, date_time FROM bid",
+        "q2" => "SELECT auction, price FROM bid WHERE auction IN (1007, 1020, 2001, 2019, 2087)",
+        "q3" => {
+            "SELECT p.name, p.city, p.state, a.id FROM auction a JOIN person p ON a.seller = p.id
+             WHERE a.category = 10 AND p.state IN ('OR', 'ID', 'CA')"
+        }
+        "q5" => {
+            "WITH hopped AS (
+                SELECT b.auction, (CAST(b.date_time AS BIGINT) / 2000) * 2000 - o.i * 2000 AS ws
+                FROM bid b CROSS JOIN (VALUES (0), (1), (2), (3), (4)) AS o(i)),
+             counts AS (SELECT auction, ws, count(*) AS num FROM hopped GROUP BY auction, ws),
+             best AS (SELECT ws, max(num) AS maxn FROM counts GROUP BY ws)
+             SELECT c.auction, c.num FROM counts c JOIN best m ON c.ws = m.ws WHERE c.num >= m.maxn"
+        }
+        "q7" => {
+            "WITH ends AS (
+                SELECT (CAST(date_time AS BIGINT) / 10000) * 10000 + 10000 AS we, price FROM bid),
+             best AS (SELECT we, max(price) AS maxprice FROM ends GROUP BY we)
+             SELECT b.auction, b.price, b.bidder, b.date_time
+             FROM bid b JOIN best m ON b.price = m.maxprice
+             WHERE CAST(b.date_time AS BIGINT) BETWEEN m.we - 10000 AND m.we"
+        }
+        "q8" => {
+            "WITH p AS (SELECT DISTINCT id, name, (CAST(date_time AS BIGINT) / 10000) * 10000 AS ws FROM person),
+             a AS (SELECT DISTINCT seller, (CAST(date_time AS BIGINT) / 10000) * 10000 AS ws FROM auction)
+             SELECT p.id, p.name, to_timestamp_millis(p.ws) AS starttime
+             FROM p WHERE EXISTS (SELECT 1 FROM a WHERE a.seller = p.id AND a.ws = p.ws)"
+        }
+        "q11" => {
+            "WITH marked AS (
+                SELECT bidder, CAST(date_time AS BIGINT) AS t,
+                       CASE WHEN CAST(date_time AS BIGINT) - lag(CAST(date_time AS BIGINT)) OVER (PARTITION BY bidder ORDER BY date_time) < 10000 THEN 0 ELSE 1 END AS fresh
+                FROM bid),
+             numbered AS (
+                SELECT bidder, t, sum(fresh) OVER (PARTITION BY bidder ORDER BY t ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid
+                FROM marked)
+             SELECT bidder, count(*) AS bid_count, to_timestamp_millis(min(t)) AS starttime,
+                    to_timestamp_millis(max(t) + 10000) AS endtime
+             FROM numbered GROUP BY bidder, sid"
+        }
+        "q13" => {
+            "SELECT b.auction, b.bidder, b.price, b.date_time, s.value
+             FROM bid b JOIN side_input s ON b.auction % 10000 = s.key"
+        }
+        "q14" => {
+            "SELECT auction, bidder, 0.908 * price AS price,
+                CASE WHEN date_part('hour', date_time) BETWEEN 8 AND 18 THEN 'dayTime'
+                     WHEN date_part('hour', date_time) <= 6 OR date_part('hour', date_time) >= 20 THEN 'nightTime'
+                     ELSE 'otherTime' END AS bidtimetype,
+                date_time, extra,
+                length(url) - length(replace(url, 'c', '')) AS c_counts
+             FROM bid WHERE price * 0.908 > 1000000 AND price * 0.908 < 50000000"
+        }
+        "q20" => {
+            "SELECT b.auction, b.bidder, b.price, b.channel, b.url, b.date_time AS bid_date_time,
+                    b.extra AS bid_extra, a.item_name, a.description, a.initial_bid, a.reserve,
+                    a.date_time AS auction_date_time, a.expires, a.seller, a.category,
+                    a.extra AS auction_extra
+             FROM bid b JOIN auction a ON b.auction = a.id WHERE a.category = 10"
+        }
+        "q21" => {
+            "SELECT auction, bidder, price, channel,
+                CASE lower(channel) WHEN 'apple' THEN '0' WHEN 'google' THEN '1'
+                     WHEN 'facebook' THEN '2' WHEN 'baidu' THEN '3'
+                     ELSE regexp_match(url, '(&|^)channel_id=([^&]*)')[2] END AS channel_id
+             FROM bid
+             WHERE regexp_match(url, '(&|^)channel_id=([^&]*)')[2] IS NOT NULL
+                OR lower(channel) IN ('apple', 'google', 'facebook', 'baidu')"
+        }
+        "q22" => {
+            "SELECT auction, bidder, price, channel, split_part(url, '/', 4) AS dir1,
+                    split_part(url, '/', 5) AS dir2, split_part(url, '/', 6) AS dir3
+             FROM bid"
+        }
+        _ => unreachable!("no oracle for {q}"),
+    }
+}
+
+fn expected(q: &str, dir: &Path) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(batch_rows(&oracle_context(dir), oracle_sql(q)))
+}
+
+/// Straight through at parallelism 1 and 3.
+fn straight(q: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let want = expected(q, dir.path());
+    assert!(!want.is_empty(), "{q}: the oracle has no rows; the test needs data");
+    for parallelism in [1, 3] {
+        let out = dir.path().join(format!("{q}-{parallelism}.jsonl"));
+        support::run_job(&job(q, &out), &vars(dir.path(), "0"), parallelism);
+        assert_rows_match(&format!("{q} at parallelism {parallelism}"), &read_rows(&out), &want);
+    }
+}
+
+/// Aborted once a checkpoint is durable (before its sink commit), then run again.
+fn restored(q: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let want = expected(q, dir.path());
+    let out = dir.path().join("out.jsonl");
+    let file = dir.path().join(format!("{q}.sql"));
+    let mut sql = String::from("SET checkpoint_interval = '100ms';\n");
+    sql.push_str(&job(q, &out));
+    std::fs::write(&file, sql).unwrap();
+    let run = |abort: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.current_dir(dir.path())
+            .args(["run", file.to_str().unwrap(), "--parallelism", "2"])
+            .env("SLUICE_LOG", "warn");
+        // Paced so that the abort comes in the middle of the stream.
+        for (k, v) in vars(dir.path(), &(events() / 2).to_string()) {
+            cmd.env(k, v);
+        }
+        if abort {
+            cmd.env("SLUICE_ABORT_AFTER_CHECKPOINT", "4");
+        }
+        cmd.output().unwrap()
+    };
+    let first = run(true);
+    assert!(
+        !first.status.success(),
+        "{q}: the first run should have been aborted: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let partial = read_rows(&out).len();
+    assert!(
+        partial < want.len() || want.len() < 10,
+        "{q}: the abort came after the end ({partial} rows of {})",
+        want.len()
+    );
+    let second = run(false);
+    assert!(
+        second.status.success(),
+        "{q}: the restored run failed: {}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_rows_match(&format!("{q} after a restore"), &read_rows(&out), &want);
+}
+
+macro_rules! nexmark {
+    ($($q:ident),*) => {
+        mod straight {
+            $(#[test] fn $q() { super::straight(stringify!($q)); })*
+        }
+        mod restored {
+            $(#[test] fn $q() { super::restored(stringify!($q)); })*
+        }
+    };
+}
+
+nexmark!(q0, q1, q2, q3, q5, q7, q8, q11, q13, q14, q20, q21, q22);
