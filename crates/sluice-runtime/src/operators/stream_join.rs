@@ -192,7 +192,11 @@ impl Operator for StreamJoin {
                     .filter(|&r| !matched[r as usize])
                     .collect();
                 if !unmatched.is_empty() {
-                    out.batch(padded(&self.plan, &take_rows(&batch, &unmatched)?, side == 0)?);
+                    out.batch(padded(
+                        &self.plan,
+                        &take_rows(&batch, &unmatched)?,
+                        side == 0,
+                    )?);
                 }
             }
             return Ok(());

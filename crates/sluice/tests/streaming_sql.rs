@@ -1,8 +1,10 @@
-//! Nexmark: every append-only query of `benches/nexmark/` runs as a stream and must
-//! equal the same question asked of the same events as a batch (DataFusion over the
-//! generated tables, with windows and sessions written out by hand), at parallelism 1
-//! and 3, and again with the process aborted after a checkpoint and restored.
-//! `SLUICE_LONG=1` runs them over more events.
+//! Golden SQL over Nexmark's streams: every append-only Nexmark query of
+//! `benches/nexmark/`, and each join shape of `tests/joins/` (window joins inner and
+//! outer over TUMBLE and HOP, interval joins outer, unions in views, WITH, a window over
+//! an earlier window's output), runs as a stream and must equal the same question asked
+//! of the same events as a batch (DataFusion over the generated tables, with windows and
+//! sessions written out by hand), at parallelism 1 and 3, and again with the process
+//! aborted after a checkpoint and restored. `SLUICE_LONG=1` runs them over more events.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/helpers.rs"]
@@ -35,14 +37,23 @@ fn bench_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../benches/nexmark")
 }
 
+/// A Nexmark query (`qN`) or a join shape of `tests/joins/`.
+fn query_text(q: &str) -> String {
+    let path = if q.starts_with('q') && q[1..].chars().all(|c| c.is_ascii_digit()) {
+        bench_dir().join(format!("{q}.sql"))
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/joins/{q}.sql"))
+    };
+    std::fs::read_to_string(path).unwrap()
+}
+
 /// The job: the shared tables, a JSON-lines sink, the query.
 fn job(q: &str, out: &Path) -> String {
-    let dir = bench_dir();
     format!(
         "{}\nCREATE TABLE nexmark_out WITH (connector = 'file', path = '{}');\n{}",
-        std::fs::read_to_string(dir.join("tables.sql")).unwrap(),
+        std::fs::read_to_string(bench_dir().join("tables.sql")).unwrap(),
         out.display(),
-        std::fs::read_to_string(dir.join(format!("{q}.sql"))).unwrap()
+        query_text(q)
     )
 }
 
@@ -91,8 +102,11 @@ fn oracle_context(dir: &Path) -> SessionContext {
     let ctx = SessionContext::new();
     for name in ["person", "auction", "bid"] {
         let (schema, batches) = table(name);
-        ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches]).unwrap()))
-            .unwrap();
+        ctx.register_table(
+            name,
+            Arc::new(MemTable::try_new(schema, vec![batches]).unwrap()),
+        )
+        .unwrap();
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -186,6 +200,60 @@ fn oracle_sql(q: &str) -> &'static str {
                     split_part(url, '/', 5) AS dir2, split_part(url, '/', 6) AS dir3
              FROM bid"
         }
+        "window_join_full" => {
+            "WITH p AS (SELECT id, ws, count(*) AS n FROM
+                    (SELECT id, (CAST(date_time AS BIGINT) / 10000) * 10000 AS ws FROM person) GROUP BY id, ws),
+             a AS (SELECT seller, ws, count(*) AS n FROM
+                    (SELECT seller, (CAST(date_time AS BIGINT) / 10000) * 10000 AS ws FROM auction) GROUP BY seller, ws)
+             SELECT p.id AS person, a.seller AS seller, to_timestamp_millis(p.ws) AS p_start,
+                    to_timestamp_millis(a.ws) AS a_start, p.n AS people, a.n AS auctions
+             FROM p FULL JOIN a ON p.id = a.seller AND p.ws = a.ws"
+        }
+        "window_join_left_rows" => {
+            "WITH a AS (SELECT id, (CAST(date_time AS BIGINT) / 5000) * 5000 AS ws FROM auction),
+             b AS (SELECT auction, price, bidder, (CAST(date_time AS BIGINT) / 5000) * 5000 AS ws FROM bid)
+             SELECT a.id, to_timestamp_millis(a.ws) AS window_start, b.price, b.bidder
+             FROM a LEFT JOIN b ON a.id = b.auction AND a.ws = b.ws"
+        }
+        "window_join_right_hop" => {
+            "WITH p AS (SELECT DISTINCT id, (CAST(date_time AS BIGINT) / 5000) * 5000 - o.i * 5000 AS ws
+                        FROM person CROSS JOIN (VALUES (0), (1)) AS o(i)),
+             a AS (SELECT seller, ws, count(*) AS n FROM
+                    (SELECT seller, (CAST(date_time AS BIGINT) / 5000) * 5000 - o.i * 5000 AS ws
+                     FROM auction CROSS JOIN (VALUES (0), (1)) AS o(i)) GROUP BY seller, ws)
+             SELECT p.id, a.seller, to_timestamp_millis(a.ws) AS window_start, a.n
+             FROM p RIGHT JOIN a ON p.id = a.seller AND p.ws = a.ws"
+        }
+        "interval_join_left" => {
+            "SELECT a.id, a.date_time AS opened, b.price, b.date_time AS bid_time
+             FROM auction a LEFT JOIN bid b ON a.id = b.auction
+              AND b.date_time >= a.date_time - INTERVAL '3' SECOND
+              AND b.date_time <= a.date_time + INTERVAL '3' SECOND"
+        }
+        "interval_join_right" => {
+            "SELECT p.id, p.date_time AS signed_up, b.auction, b.date_time AS bid_time
+             FROM person p RIGHT JOIN bid b ON p.id = b.bidder
+              AND p.date_time >= b.date_time - INTERVAL '2' SECOND AND p.date_time <= b.date_time"
+        }
+        "union_view_window" => {
+            "WITH act AS (SELECT seller AS who, 'auction' AS what, CAST(date_time AS BIGINT) AS t FROM auction
+                          UNION ALL SELECT bidder, 'bid', CAST(date_time AS BIGINT) FROM bid)
+             SELECT who, to_timestamp_millis(w) AS window_start, n, kinds FROM (
+                 SELECT who, (t / 10000) * 10000 AS w, count(*) AS n, count(DISTINCT what) AS kinds
+                 FROM act GROUP BY who, (t / 10000) * 10000
+                 UNION ALL
+                 SELECT who, (t / 30000) * 30000 AS w, count(*) AS n, 0 AS kinds
+                 FROM act WHERE what = 'auction' GROUP BY who, (t / 30000) * 30000)"
+        }
+        "with_window_over_window" => {
+            "WITH per10 AS (
+                SELECT auction, e AS ten_end, count(*) AS n FROM
+                    (SELECT auction, (CAST(date_time AS BIGINT) / 10000) * 10000 + 10000 AS e FROM bid)
+                GROUP BY auction, e)
+             SELECT to_timestamp_millis(w) AS window_start, auction, bids, busiest FROM (
+                SELECT (ten_end / 30000) * 30000 AS w, auction, sum(n) AS bids, max(n) AS busiest
+                FROM per10 GROUP BY (ten_end / 30000) * 30000, auction)"
+        }
         _ => unreachable!("no oracle for {q}"),
     }
 }
@@ -201,11 +269,18 @@ fn expected(q: &str, dir: &Path) -> Vec<String> {
 fn straight(q: &str) {
     let dir = tempfile::tempdir().unwrap();
     let want = expected(q, dir.path());
-    assert!(!want.is_empty(), "{q}: the oracle has no rows; the test needs data");
+    assert!(
+        !want.is_empty(),
+        "{q}: the oracle has no rows; the test needs data"
+    );
     for parallelism in [1, 3] {
         let out = dir.path().join(format!("{q}-{parallelism}.jsonl"));
         support::run_job(&job(q, &out), &vars(dir.path(), "0"), parallelism);
-        assert_rows_match(&format!("{q} at parallelism {parallelism}"), &read_rows(&out), &want);
+        assert_rows_match(
+            &format!("{q} at parallelism {parallelism}"),
+            &read_rows(&out),
+            &want,
+        );
     }
 }
 
@@ -264,4 +339,25 @@ macro_rules! nexmark {
     };
 }
 
-nexmark!(q0, q1, q2, q3, q5, q7, q8, q11, q13, q14, q20, q21, q22);
+nexmark!(
+    q0,
+    q1,
+    q2,
+    q3,
+    q5,
+    q7,
+    q8,
+    q11,
+    q13,
+    q14,
+    q20,
+    q21,
+    q22,
+    window_join_full,
+    window_join_left_rows,
+    window_join_right_hop,
+    interval_join_left,
+    interval_join_right,
+    union_view_window,
+    with_window_over_window
+);
