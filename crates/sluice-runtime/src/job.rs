@@ -263,12 +263,18 @@ fn input_index(list: &[InputOf], edge: usize, part: usize) -> Result<usize> {
         .ok_or_else(|| RuntimeError::Internal("an edge lost its input".into()))
 }
 
-fn join_operator(plan: &JoinPlan, late: Arc<AtomicU64>) -> Result<Box<dyn Operator>> {
+fn join_operator(
+    plan: &JoinPlan,
+    late: Arc<AtomicU64>,
+    metrics: &JobMetrics,
+) -> Result<Box<dyn Operator>> {
     Ok(match plan.time {
         JoinTime::Window => Box::new(WindowJoin::new(plan.clone(), late)?),
-        JoinTime::Interval { .. } | JoinTime::Regular { .. } => {
-            Box::new(StreamJoin::new(plan.clone(), late)?)
-        }
+        JoinTime::Interval { .. } | JoinTime::Regular { .. } => Box::new(StreamJoin::new(
+            plan.clone(),
+            late,
+            metrics.rows_held_counter(),
+        )?),
     })
 }
 
@@ -405,8 +411,23 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
         node_rxs.push(rxs);
     }
 
+    // Late rows are counted per consumer (the steps into it and the node itself); rows
+    // of a source read by several consumers are late for each, so /metrics shows the
+    // largest count.
+    let mut late_counters: std::collections::HashMap<(bool, usize), Arc<AtomicU64>> =
+        std::collections::HashMap::new();
+    let mut late_of = |c: Consumer| {
+        let key = match c {
+            Consumer::Node { node, .. } => (true, node),
+            Consumer::Sink(s) => (false, s),
+        };
+        late_counters
+            .entry(key)
+            .or_insert_with(|| handle.metrics.late_counter())
+            .clone()
+    };
+
     // The head of every edge, per producer task: its steps and where they send.
-    let late = handle.metrics.late_counter();
     let mut source_heads: Vec<Vec<Head>> = (0..sources.len()).map(|_| Vec::new()).collect();
     let mut node_heads: Vec<Vec<Vec<Head>>> = (0..nodes.len())
         .map(|ni| {
@@ -451,7 +472,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
             } else {
                 format!("edge {ei} part {part}")
             };
-            let mut chain = Chain::new(steps(&e.steps, &late));
+            let mut chain = Chain::new(steps(&e.steps, &late_of(e.to)));
             if let Some(states) = restored(stored, &id)? {
                 chain.restore(states)?;
             }
@@ -472,12 +493,20 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
             let id = format!("node {ni} part {part}");
             let mut op: Box<dyn Operator> = match &node.op {
                 NodeOp::Aggregate(agg) => match agg.window {
-                    WindowKind::Session { .. } => {
-                        Box::new(SessionAggregate::new(agg.clone(), late.clone())?)
-                    }
-                    _ => Box::new(WindowAggregate::new(agg.clone(), late.clone())?),
+                    WindowKind::Session { .. } => Box::new(SessionAggregate::new(
+                        agg.clone(),
+                        late_of(Consumer::Node { node: ni, port: 0 }),
+                    )?),
+                    _ => Box::new(WindowAggregate::new(
+                        agg.clone(),
+                        late_of(Consumer::Node { node: ni, port: 0 }),
+                    )?),
                 },
-                NodeOp::Join(j) => join_operator(j, late.clone())?,
+                NodeOp::Join(j) => join_operator(
+                    j,
+                    late_of(Consumer::Node { node: ni, port: 0 }),
+                    &handle.metrics,
+                )?,
             };
             if let Some(mut states) = restored(stored, &id)?
                 && let Some(state) = states.pop()

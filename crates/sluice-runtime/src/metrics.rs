@@ -15,6 +15,7 @@ pub struct JobMetrics {
     rows_out: AtomicU64,
     /// Late rows dropped, one counter per pipeline.
     late: Mutex<Vec<Arc<AtomicU64>>>,
+    held: Mutex<Vec<Arc<AtomicI64>>>,
     bad: AtomicU64,
     watermark: AtomicI64,
     checkpoint: Mutex<Option<CheckpointStats>>,
@@ -101,6 +102,7 @@ impl Default for JobMetrics {
             events_in: AtomicU64::new(0),
             rows_out: AtomicU64::new(0),
             late: Mutex::new(Vec::new()),
+            held: Mutex::new(Vec::new()),
             bad: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             checkpoint: Mutex::new(None),
@@ -120,6 +122,8 @@ pub struct MetricsSnapshot {
     pub rows_out: u64,
     pub late: u64,
     pub bad: u64,
+    /// Rows the job's joins hold, all joins together.
+    pub join_rows_held: u64,
     pub watermark: Watermark,
     pub checkpoint: Option<CheckpointStats>,
 }
@@ -195,6 +199,14 @@ impl JobMetrics {
         }
         c
     }
+    /// A counter of the rows one join task holds.
+    pub fn rows_held_counter(&self) -> Arc<AtomicI64> {
+        let c = Arc::new(AtomicI64::new(0));
+        if let Ok(mut v) = self.held.lock() {
+            v.push(c.clone());
+        }
+        c
+    }
     pub fn add_bad(&self, n: u64) {
         self.bad.fetch_add(n, Ordering::Relaxed);
     }
@@ -221,6 +233,11 @@ impl JobMetrics {
                     .unwrap_or(0)
             }),
             bad: self.bad.load(Ordering::Relaxed),
+            join_rows_held: self.held.lock().map_or(0, |v| {
+                v.iter()
+                    .map(|c| c.load(Ordering::Relaxed).max(0) as u64)
+                    .sum()
+            }),
             watermark: Watermark::from_millis(self.watermark.load(Ordering::Relaxed)),
             checkpoint: self.checkpoint.lock().ok().and_then(|c| *c),
         }

@@ -594,6 +594,7 @@ fn empty_snapshot() -> MetricsSnapshot {
         rows_out: 0,
         late: 0,
         bad: 0,
+        join_rows_held: 0,
         watermark: Watermark::MIN,
         checkpoint: None,
     }

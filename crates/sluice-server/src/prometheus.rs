@@ -25,6 +25,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "sluice_rows_out_total",
     "sluice_late_records_total",
     "sluice_bad_records_total",
+    "sluice_join_rows_held",
     "sluice_watermark_seconds",
     "sluice_watermark_lag_seconds",
     "sluice_checkpoint_epoch",
@@ -118,6 +119,13 @@ pub fn render(jobs: &[JobFigures]) -> String {
             "Records dropped because their windows had closed.",
             job(),
             s.late as f64,
+        );
+        add(
+            "sluice_join_rows_held",
+            "gauge",
+            "Rows the job's joins hold in their state (a join without a time bound keeps every row unless state.ttl is set).",
+            job(),
+            s.join_rows_held as f64,
         );
         add(
             "sluice_bad_records_total",
@@ -272,6 +280,7 @@ mod tests {
                 rows_out: 3,
                 late: 1,
                 bad: 0,
+                join_rows_held: 5,
                 watermark: Watermark::from_millis(1_000),
                 checkpoint: None,
             },

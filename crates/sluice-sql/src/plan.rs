@@ -380,6 +380,8 @@ impl<'a> Planner<'a> {
             }
         }
         self.planned += 1;
+        // Positions are taken before window calls are rewritten (which loses theirs).
+        let join_at = join_position(&query).unwrap_or(start);
         let mut rewrite = Rewrite::default();
         let prefix = format!("{WINDOW_PREFIX}{}_", self.planned);
         rewrite_query(&mut query, &mut rewrite, &prefix)?;
@@ -474,7 +476,7 @@ impl<'a> Planner<'a> {
             notes: &mut self.notes,
             ttl_ms: self.ttl_ms,
             group_by_at: group_by_position(&query).unwrap_or(start),
-            at: join_position(&query).unwrap_or(start),
+            at: join_at,
         };
         cx.translate(&physical)
     }

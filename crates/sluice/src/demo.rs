@@ -138,6 +138,7 @@ fn status(handles: &[JobHandle], since: &mut (Instant, u64)) -> String {
         rows_out: snaps.iter().map(|s| s.rows_out).sum(),
         late: snaps.iter().map(|s| s.late).sum(),
         bad: snaps.iter().map(|s| s.bad).sum(),
+        join_rows_held: snaps.iter().map(|s| s.join_rows_held).sum(),
         watermark: snaps
             .iter()
             .map(|s| s.watermark)

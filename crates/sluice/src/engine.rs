@@ -108,6 +108,9 @@ impl JobRun {
             .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL);
         let checkpoint =
             crate::checkpoints::settings(options.checkpoints.as_ref(), interval, &graph.sql)?;
+        for note in &graph.notes {
+            tracing::warn!("{note}");
+        }
         let interrupt = handle.interrupt();
         let mut sources = Vec::new();
         for s in &graph.sources {

@@ -220,3 +220,77 @@ fn sink_options_are_checked_against_the_columns_written() {
         assert_eq!(line, want_line, "{msg}");
     }
 }
+
+/// A second stream for joins, and a table without a watermark.
+const MORE: &str = "CREATE TABLE sensors (
+    sensor_id TEXT NOT NULL,
+    max_temp DOUBLE,
+    changed_at TIMESTAMP NOT NULL,
+    WATERMARK FOR changed_at AS changed_at - INTERVAL '1' MINUTE
+) WITH (connector = 'file', path = '/dev/null');
+";
+
+/// Plans SOURCE + MORE + `tail`, as [`refusal`] does.
+fn join_refusal(tail: &str) -> (u64, u64, String) {
+    let (line, col, msg) = refusal(&format!("{MORE}{tail}"));
+    (line.saturating_sub(MORE.lines().count() as u64), col, msg)
+}
+
+#[test]
+fn an_outer_join_without_a_time_bound_is_refused_at_the_join() {
+    let (line, col, msg) = join_refusal(
+        "INSERT INTO out\nSELECT r.sensor_id, s.max_temp FROM iot r\nLEFT JOIN sensors s ON r.sensor_id = s.sensor_id;",
+    );
+    assert_eq!((line, col), (3, 11), "{msg}");
+    assert!(msg.contains("a LEFT JOIN without a time bound"), "{msg}");
+    assert!(msg.contains("updating results"), "{msg}");
+}
+
+#[test]
+fn a_window_join_of_different_windows_is_refused() {
+    let (line, col, msg) = join_refusal(
+        "INSERT INTO out
+SELECT a.sensor_id, b.max_temp
+FROM TUMBLE(iot, event_time, INTERVAL '1' MINUTE) a
+JOIN TUMBLE(sensors, changed_at, INTERVAL '5' MINUTE) b
+  ON a.sensor_id = b.sensor_id AND a.window_start = b.window_start;",
+    );
+    assert_eq!((line, col), (4, 6), "{msg}");
+    assert!(msg.contains("must use the same window"), "{msg}");
+    assert!(msg.contains("TUMBLE(size=60000ms)"), "{msg}");
+}
+
+#[test]
+fn a_join_without_an_equality_is_refused() {
+    let (_, _, msg) = join_refusal(
+        "INSERT INTO out\nSELECT r.sensor_id FROM iot r JOIN sensors s ON r.temperature > s.max_temp;",
+    );
+    assert!(
+        msg.contains("needs an equality between the two sides"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_regular_join_plans_and_says_its_state_is_unbounded() {
+    let sql = format!(
+        "{SOURCE}{MORE}INSERT INTO out SELECT r.sensor_id, r.temperature, s.max_temp
+         FROM iot r JOIN sensors s ON r.sensor_id = s.sensor_id WHERE r.temperature > s.max_temp;"
+    );
+    let graph = sluice::plan_with_env(&sql, &|_| None).unwrap();
+    let text = graph.explain();
+    assert!(
+        text.contains("Inner regular join (state unbounded"),
+        "{text}"
+    );
+    assert!(text.contains("note: the join at"), "{text}");
+    let with_ttl = format!("SET state.ttl = '1 hour';\n{sql}");
+    let text = sluice::plan_with_env(&with_ttl, &|_| None)
+        .unwrap()
+        .explain();
+    assert!(
+        text.contains("rows kept for 3600000ms of event time"),
+        "{text}"
+    );
+    assert!(!text.contains("note: the join at"), "{text}");
+}

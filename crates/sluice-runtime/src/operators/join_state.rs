@@ -101,6 +101,8 @@ pub struct SideRows {
 }
 
 const MATCHED: &str = "__sluice_matched";
+/// Rows per chunk of held rows after compaction.
+const CHUNK: usize = 1024;
 
 impl SideRows {
     pub fn new(schema: SchemaRef) -> Self {
@@ -213,6 +215,20 @@ impl SideRows {
             .collect()
     }
 
+    /// Gives rows held without a time (they came before any watermark) the time `t`.
+    pub fn stamp(&mut self, unstamped: i64, t: i64) {
+        for s in self.stored.values_mut() {
+            if s.max_time < unstamped {
+                continue;
+            }
+            for x in s.times.iter_mut().filter(|x| **x == unstamped) {
+                *x = t;
+            }
+            s.min_time = s.times.iter().copied().min().unwrap_or(i64::MAX);
+            s.max_time = s.times.iter().copied().max().unwrap_or(i64::MIN);
+        }
+    }
+
     /// Notes that these held rows have met a row of the other side; returns those that
     /// had met none before (each once).
     pub fn mark_new(&mut self, refs: &[RowRef]) -> Vec<RowRef> {
@@ -279,20 +295,48 @@ impl SideRows {
     }
 
     /// Many small batches become one, and the index drops entries of rows let go.
-    pub fn compact_if_fragmented(&mut self, encoder: &KeyEncoder, time: TimeOf) -> Result<()> {
+    pub fn compact_if_fragmented(&mut self, encoder: &KeyEncoder) -> Result<()> {
         if self.stored.len() < 256 {
             return Ok(());
         }
-        let (batch, matched) = self.all_rows()?;
-        self.clear();
-        self.restore(batch, matched, encoder, time)
-    }
-
-    fn clear(&mut self) {
-        self.stored.clear();
-        self.index.clear();
-        self.indexed = 0;
-        self.live = 0;
+        // The small batches are merged, sorted by time and cut into chunks, so that each
+        // chunk covers a short span of time and leaves the state whole when the
+        // watermark passes it; chunks already made stay as they are.
+        let mut small: Vec<u64> = self
+            .stored
+            .iter()
+            .filter(|(_, s)| s.batch.num_rows() < CHUNK / 2)
+            .map(|(id, _)| *id)
+            .collect();
+        if small.len() < 2 {
+            return Ok(());
+        }
+        small.sort_unstable();
+        let mut batches = Vec::new();
+        let mut matched = Vec::new();
+        let mut times = Vec::new();
+        for id in small {
+            if let Some(s) = self.stored.remove(&id) {
+                self.live -= s.batch.num_rows();
+                batches.push(s.batch);
+                matched.extend(s.matched);
+                times.extend(s.times);
+            }
+        }
+        let all = concat_batches(&self.schema, &batches)?;
+        let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+        order.sort_by_key(|&r| times[r as usize]);
+        for chunk in order.chunks(CHUNK) {
+            let batch = take_rows(&all, chunk)?;
+            let keys = encoder.encode(&batch)?;
+            let m = chunk.iter().map(|&r| matched[r as usize]).collect();
+            let t = chunk.iter().map(|&r| times[r as usize]).collect();
+            self.insert(batch, &keys, m, t);
+        }
+        if self.indexed > 2 * self.live + 4096 {
+            self.reindex()?;
+        }
+        Ok(())
     }
 
     fn reindex(&mut self) -> Result<()> {
@@ -305,7 +349,7 @@ impl SideRows {
         Ok(())
     }
 
-    fn all_rows(&self) -> Result<(RecordBatch, Vec<bool>)> {
+    fn all_rows(&self) -> Result<(RecordBatch, Vec<bool>, Vec<i64>)> {
         let mut ids: Vec<&u64> = self.stored.keys().collect();
         ids.sort_unstable();
         let batches: Vec<RecordBatch> =
@@ -314,11 +358,15 @@ impl SideRows {
             .iter()
             .flat_map(|id| self.stored[id].matched.iter().copied())
             .collect();
-        Ok((concat_batches(&self.schema, &batches)?, matched))
+        let times: Vec<i64> = ids
+            .iter()
+            .flat_map(|id| self.stored[id].times.iter().copied())
+            .collect();
+        Ok((concat_batches(&self.schema, &batches)?, matched, times))
     }
 
-    /// The held rows and whether each has met one, for a checkpoint.
-    pub fn rows(&self) -> Result<Option<(RecordBatch, Vec<bool>)>> {
+    /// The held rows, whether each has met one, and their times, for a checkpoint.
+    pub fn rows(&self) -> Result<Option<(RecordBatch, Vec<bool>, Vec<i64>)>> {
         if self.stored.is_empty() {
             return Ok(None);
         }
@@ -330,17 +378,17 @@ impl SideRows {
         &mut self,
         batch: RecordBatch,
         matched: Vec<bool>,
+        times: Vec<i64>,
         encoder: &KeyEncoder,
-        time: TimeOf,
     ) -> Result<()> {
         let keys = encoder.encode(&batch)?;
-        let times = row_times(&batch, time.0, time.1)?;
         self.insert(batch, &keys, matched, times);
         Ok(())
     }
 }
 
 const SIDE: &str = "__sluice_side";
+const TIME: &str = "__sluice_time";
 
 /// The one schema a join's saved rows have: left columns, right columns (all
 /// nullable), the side a row is of, and whether it has met one.
@@ -357,6 +405,7 @@ fn packed_schema(plan: &JoinPlan) -> SchemaRef {
     }
     fields.push(Field::new(SIDE, DataType::UInt8, false));
     fields.push(Field::new(MATCHED, DataType::Boolean, false));
+    fields.push(Field::new(TIME, DataType::Int64, false));
     Arc::new(Schema::new(fields))
 }
 
@@ -366,6 +415,7 @@ pub fn pack(
     left_side: bool,
     rows: &RecordBatch,
     matched: Vec<bool>,
+    times: Vec<i64>,
 ) -> Result<RecordBatch> {
     let n = rows.num_rows();
     let mut cols = if left_side {
@@ -382,17 +432,18 @@ pub fn pack(
         n
     ])));
     cols.push(Arc::new(BooleanArray::from(matched)));
+    cols.push(Arc::new(datafusion::arrow::array::Int64Array::from(times)));
     Ok(RecordBatch::try_new(packed_schema(plan), cols)?)
 }
 
-/// Saved rows back per side: (left side?, rows, matched).
-pub fn unpack(
-    plan: &JoinPlan,
-    packed: &RecordBatch,
-) -> Result<Vec<(bool, RecordBatch, Vec<bool>)>> {
+/// One side's saved rows: which side, the rows, whether each has met one, their times.
+pub type Unpacked = (bool, RecordBatch, Vec<bool>, Vec<i64>);
+
+/// Saved rows back per side.
+pub fn unpack(plan: &JoinPlan, packed: &RecordBatch) -> Result<Vec<Unpacked>> {
     let nl = plan.left_schema.fields().len();
     let nr = plan.right_schema.fields().len();
-    if packed.num_columns() != nl + nr + 2 {
+    if packed.num_columns() != nl + nr + 3 {
         return Err(RuntimeError::Internal(
             "a join's saved rows do not fit this job".into(),
         ));
@@ -405,6 +456,10 @@ pub fn unpack(
         .column(nl + nr + 1)
         .as_boolean_opt()
         .ok_or_else(|| RuntimeError::Internal("a join's saved flags are unreadable".into()))?;
+    let times = packed
+        .column(nl + nr + 2)
+        .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
+        .ok_or_else(|| RuntimeError::Internal("a join's saved times are unreadable".into()))?;
     let mut out = Vec::new();
     for left_side in [true, false] {
         let rows: Vec<u32> = (0..packed.num_rows())
@@ -426,7 +481,8 @@ pub fn unpack(
             &RecordBatchOptions::new().with_row_count(Some(rows.len())),
         )?;
         let m = rows.iter().map(|&r| matched.value(r as usize)).collect();
-        out.push((left_side, batch, m));
+        let t = rows.iter().map(|&r| times.value(r as usize)).collect();
+        out.push((left_side, batch, m, t));
     }
     Ok(out)
 }

@@ -18,6 +18,9 @@ use crate::operators::join_state::{
 };
 use crate::plan::{JoinPlan, JoinTime};
 
+/// The time of a row that came before any watermark, under a TTL by arrival.
+const UNSTAMPED: i64 = i64::MAX - 1;
+
 pub struct StreamJoin {
     plan: JoinPlan,
     sides: [SideRows; 2],
@@ -27,10 +30,16 @@ pub struct StreamJoin {
     late: Arc<AtomicU64>,
     /// Per side, whether its input has ended: the other side's rows need not be kept.
     ended: [bool; 2],
+    /// Rows held, for /metrics.
+    held: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl StreamJoin {
-    pub fn new(plan: JoinPlan, late: Arc<AtomicU64>) -> Result<Self> {
+    pub fn new(
+        plan: JoinPlan,
+        late: Arc<AtomicU64>,
+        held: Arc<std::sync::atomic::AtomicI64>,
+    ) -> Result<Self> {
         let encoders = [
             KeyEncoder::new(&plan.left_keys, &plan.left_schema, plan.null_equals_null)?,
             KeyEncoder::new(&plan.right_keys, &plan.right_schema, plan.null_equals_null)?,
@@ -46,7 +55,12 @@ impl StreamJoin {
             watermark: Watermark::MIN,
             late,
             ended: [false; 2],
+            held,
         })
+    }
+
+    fn report_held(&self) {
+        self.held.store(self.rows_held() as i64, Ordering::Relaxed);
     }
 
     /// Rows held, both sides.
@@ -82,7 +96,7 @@ impl StreamJoin {
             JoinTime::Regular { ttl_ms: None } | JoinTime::Window => return Ok(()),
         };
         for (side, bound) in bounds.into_iter().enumerate() {
-            if self.times[side].0.is_none() {
+            if self.times[side].0.is_none() && !self.ttl_by_arrival() {
                 continue;
             }
             let keeps = self.keeps(side);
@@ -91,6 +105,12 @@ impl StreamJoin {
             }
         }
         Ok(())
+    }
+
+    /// A regular join with a TTL over a side without a time column: its rows are timed
+    /// by the watermark when they arrive.
+    fn ttl_by_arrival(&self) -> bool {
+        matches!(self.plan.time, JoinTime::Regular { ttl_ms: Some(_) })
     }
 
     /// How far the output's watermark stays behind the input's: joined rows carry
@@ -117,6 +137,14 @@ impl Operator for StreamJoin {
         let other = 1 - side;
         let mut batch = batch;
         let mut times = row_times(&batch, self.times[side].0, self.times[side].1)?;
+        if self.times[side].0.is_none() && self.ttl_by_arrival() {
+            let stamp = if self.watermark == Watermark::MIN {
+                UNSTAMPED
+            } else {
+                self.watermark.millis()
+            };
+            times = vec![stamp; batch.num_rows()];
+        }
         if matches!(self.plan.time, JoinTime::Interval { .. }) {
             // A row older than the watermark may have missed rows already let go of.
             let w = self.watermark.millis();
@@ -202,7 +230,8 @@ impl Operator for StreamJoin {
             return Ok(());
         }
         self.sides[side].insert(batch, &keys, matched, times);
-        self.sides[side].compact_if_fragmented(&self.encoders[side], self.times[side])?;
+        self.sides[side].compact_if_fragmented(&self.encoders[side])?;
+        self.report_held();
         Ok(())
     }
 
@@ -227,8 +256,14 @@ impl Operator for StreamJoin {
 
     fn on_watermark(&mut self, watermark: Watermark, out: &mut Collector) -> Result<()> {
         if watermark > self.watermark {
+            if self.watermark == Watermark::MIN && self.ttl_by_arrival() {
+                for side in &mut self.sides {
+                    side.stamp(UNSTAMPED, watermark.millis());
+                }
+            }
             self.watermark = watermark;
             self.expire(watermark, out)?;
+            self.report_held();
         }
         let passed = if watermark == Watermark::MAX {
             watermark
@@ -242,8 +277,8 @@ impl Operator for StreamJoin {
     fn snapshot(&mut self) -> Result<Snapshot> {
         let mut batches = Vec::new();
         for side in 0..2 {
-            if let Some((rows, matched)) = self.sides[side].rows()? {
-                batches.push(pack(&self.plan, side == 0, &rows, matched)?);
+            if let Some((rows, matched, times)) = self.sides[side].rows()? {
+                batches.push(pack(&self.plan, side == 0, &rows, matched, times)?);
             }
         }
         Ok(Snapshot {
@@ -264,9 +299,9 @@ impl Operator for StreamJoin {
             self.ended = e;
         }
         for b in &state.batches {
-            for (left_side, rows, matched) in unpack(&self.plan, b)? {
+            for (left_side, rows, matched, times) in unpack(&self.plan, b)? {
                 let side = usize::from(!left_side);
-                self.sides[side].restore(rows, matched, &self.encoders[side], self.times[side])?;
+                self.sides[side].restore(rows, matched, times, &self.encoders[side])?;
             }
         }
         Ok(())

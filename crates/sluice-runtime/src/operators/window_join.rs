@@ -195,7 +195,7 @@ impl Operator for WindowJoin {
             for (side, rows) in sides.iter().enumerate() {
                 for b in rows {
                     let n = b.num_rows();
-                    batches.push(pack(&self.plan, side == 0, b, vec![false; n])?);
+                    batches.push(pack(&self.plan, side == 0, b, vec![false; n], vec![0; n])?);
                 }
             }
         }
@@ -210,7 +210,7 @@ impl Operator for WindowJoin {
             self.watermark = Watermark::from_millis(w);
         }
         for b in &state.batches {
-            for (left_side, rows, _) in unpack(&self.plan, b)? {
+            for (left_side, rows, _, _) in unpack(&self.plan, b)? {
                 let side = usize::from(!left_side);
                 let (col, offset) = self.time_of(side);
                 let ends = row_times(&rows, col, offset)?;

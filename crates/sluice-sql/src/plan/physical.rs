@@ -503,11 +503,7 @@ impl Context<'_> {
                     "the join at {at} has no time bound: it keeps every row of both sides for ever (its rows held show in /metrics as sluice_join_rows_held); SET state.ttl = '…' lets rows go after that much event time"
                 ));
             }
-            let ttl_ms = if lt.is_some() || rt.is_some() {
-                self.ttl_ms
-            } else {
-                None
-            };
+            let ttl_ms = self.ttl_ms;
             (JoinTime::Regular { ttl_ms }, lt, rt, 0)
         };
         let joined_schema = j.join_schema().clone();
