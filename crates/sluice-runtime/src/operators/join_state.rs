@@ -87,6 +87,9 @@ struct Stored {
     max_time: i64,
 }
 
+/// Held rows, whether each has met one, and their times.
+pub type HeldRows = (RecordBatch, Vec<bool>, Vec<i64>);
+
 /// A place in the state: stored batch id and row.
 pub type RowRef = (u64, u32);
 
@@ -349,7 +352,7 @@ impl SideRows {
         Ok(())
     }
 
-    fn all_rows(&self) -> Result<(RecordBatch, Vec<bool>, Vec<i64>)> {
+    fn all_rows(&self) -> Result<HeldRows> {
         let mut ids: Vec<&u64> = self.stored.keys().collect();
         ids.sort_unstable();
         let batches: Vec<RecordBatch> =
@@ -366,7 +369,7 @@ impl SideRows {
     }
 
     /// The held rows, whether each has met one, and their times, for a checkpoint.
-    pub fn rows(&self) -> Result<Option<(RecordBatch, Vec<bool>, Vec<i64>)>> {
+    pub fn rows(&self) -> Result<Option<HeldRows>> {
         if self.stored.is_empty() {
             return Ok(None);
         }
