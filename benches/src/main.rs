@@ -14,6 +14,10 @@
 //!   one): the PostgreSQL sink, append and upsert, beside `COPY` from a file (default
 //!   1 M rows);
 //!
+//! - `nexmark` (`--queries q0,q5`, default all): Nexmark's append-only queries, each at
+//!   parallelism 1 over N events (default 10 M) in a process of its own, checked against
+//!   the batch oracle; prints a table;
+//!
 //! - `checkpoint`: the final checkpoint of 1 M keys of open window state (time, size),
 //!   and the time from restarting the job on it to its first processed event;
 //!
@@ -34,6 +38,7 @@ use sluice::engine::{JobRun, RunOptions};
 use sluice_runtime::Source;
 
 mod checkpoint;
+mod nexmark;
 mod postgres;
 
 const JOB: &str = "CREATE TABLE iot (
@@ -107,7 +112,7 @@ fn build_batches(schema: &SchemaRef, events: usize) -> Result<Vec<RecordBatch>> 
 
 /// User plus system CPU time of the whole process, threads included.
 #[allow(unsafe_code)]
-fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
@@ -120,7 +125,7 @@ fn cpu_seconds() -> f64 {
     secs(u.ru_utime) + secs(u.ru_stime)
 }
 
-fn peak_rss_mib() -> f64 {
+pub(crate) fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
@@ -328,11 +333,21 @@ fn main() -> Result<()> {
     let mut scenario = "all".to_string();
     let mut events: Option<usize> = None;
     let mut parallelism = 1usize;
+    let mut queries: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--events" => events = Some(it.next().context("--events N")?.parse()?),
             "--parallelism" => parallelism = it.next().context("--parallelism P")?.parse()?,
+            "--queries" => queries = Some(it.next().context("--queries q0,q5")?.clone()),
+            "nexmark-one" => {
+                let q = it.next().context("nexmark-one QUERY")?.clone();
+                let mut n = 10_000_000;
+                if it.next().map(String::as_str) == Some("--events") {
+                    n = it.next().context("--events N")?.parse()?;
+                }
+                return nexmark::run_one(&q, n);
+            }
             s => scenario = s.to_string(),
         }
     }
@@ -348,6 +363,10 @@ fn main() -> Result<()> {
             }
             "checkpoint" => {
                 checkpoint::run_checkpoint(events.unwrap_or(1_000_000))?;
+                continue;
+            }
+            "nexmark" => {
+                nexmark::run_all(events.unwrap_or(10_000_000), queries.as_deref())?;
                 continue;
             }
             _ => {}

@@ -123,83 +123,11 @@ fn oracle_context(dir: &Path) -> SessionContext {
 /// Each query asked of the whole tables at once. Windows are computed from epoch
 /// milliseconds; a HOP row belongs to the five windows starting at a multiple of 2 s in
 /// (t - 10 s, t]; a session ends where a bidder's next bid is 10 s or more away.
-fn oracle_sql(q: &str) -> &'static str {
-    match q {
-        "q0" => "SELECT auction, bidder, price, date_time FROM bid",
-        "q1" => "SELECT auction, bidder, 0.908 * price AS price, date_time FROM bid",
-        "q2" => "SELECT auction, price FROM bid WHERE auction IN (1007, 1020, 2001, 2019, 2087)",
-        "q3" => {
-            "SELECT p.name, p.city, p.state, a.id FROM auction a JOIN person p ON a.seller = p.id
-             WHERE a.category = 10 AND p.state IN ('OR', 'ID', 'CA')"
-        }
-        "q5" => {
-            "WITH hopped AS (
-                SELECT b.auction, (CAST(b.date_time AS BIGINT) / 2000) * 2000 - o.i * 2000 AS ws
-                FROM bid b CROSS JOIN (VALUES (0), (1), (2), (3), (4)) AS o(i)),
-             counts AS (SELECT auction, ws, count(*) AS num FROM hopped GROUP BY auction, ws),
-             best AS (SELECT ws, max(num) AS maxn FROM counts GROUP BY ws)
-             SELECT c.auction, c.num FROM counts c JOIN best m ON c.ws = m.ws WHERE c.num >= m.maxn"
-        }
-        "q7" => {
-            "WITH ends AS (
-                SELECT (CAST(date_time AS BIGINT) / 10000) * 10000 + 10000 AS we, price FROM bid),
-             best AS (SELECT we, max(price) AS maxprice FROM ends GROUP BY we)
-             SELECT b.auction, b.price, b.bidder, b.date_time
-             FROM bid b JOIN best m ON b.price = m.maxprice
-             WHERE CAST(b.date_time AS BIGINT) BETWEEN m.we - 10000 AND m.we"
-        }
-        "q8" => {
-            "WITH p AS (SELECT DISTINCT id, name, (CAST(date_time AS BIGINT) / 10000) * 10000 AS ws FROM person),
-             a AS (SELECT DISTINCT seller, (CAST(date_time AS BIGINT) / 10000) * 10000 AS ws FROM auction)
-             SELECT p.id, p.name, to_timestamp_millis(p.ws) AS starttime
-             FROM p WHERE EXISTS (SELECT 1 FROM a WHERE a.seller = p.id AND a.ws = p.ws)"
-        }
-        "q11" => {
-            "WITH marked AS (
-                SELECT bidder, CAST(date_time AS BIGINT) AS t,
-                       CASE WHEN CAST(date_time AS BIGINT) - lag(CAST(date_time AS BIGINT)) OVER (PARTITION BY bidder ORDER BY date_time) < 10000 THEN 0 ELSE 1 END AS fresh
-                FROM bid),
-             numbered AS (
-                SELECT bidder, t, sum(fresh) OVER (PARTITION BY bidder ORDER BY t ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid
-                FROM marked)
-             SELECT bidder, count(*) AS bid_count, to_timestamp_millis(min(t)) AS starttime,
-                    to_timestamp_millis(max(t) + 10000) AS endtime
-             FROM numbered GROUP BY bidder, sid"
-        }
-        "q13" => {
-            "SELECT b.auction, b.bidder, b.price, b.date_time, s.value
-             FROM bid b JOIN side_input s ON b.auction % 10000 = s.key"
-        }
-        "q14" => {
-            "SELECT auction, bidder, 0.908 * price AS price,
-                CASE WHEN date_part('hour', date_time) BETWEEN 8 AND 18 THEN 'dayTime'
-                     WHEN date_part('hour', date_time) <= 6 OR date_part('hour', date_time) >= 20 THEN 'nightTime'
-                     ELSE 'otherTime' END AS bidtimetype,
-                date_time, extra,
-                length(url) - length(replace(url, 'c', '')) AS c_counts
-             FROM bid WHERE price * 0.908 > 1000000 AND price * 0.908 < 50000000"
-        }
-        "q20" => {
-            "SELECT b.auction, b.bidder, b.price, b.channel, b.url, b.date_time AS bid_date_time,
-                    b.extra AS bid_extra, a.item_name, a.description, a.initial_bid, a.reserve,
-                    a.date_time AS auction_date_time, a.expires, a.seller, a.category,
-                    a.extra AS auction_extra
-             FROM bid b JOIN auction a ON b.auction = a.id WHERE a.category = 10"
-        }
-        "q21" => {
-            "SELECT auction, bidder, price, channel,
-                CASE lower(channel) WHEN 'apple' THEN '0' WHEN 'google' THEN '1'
-                     WHEN 'facebook' THEN '2' WHEN 'baidu' THEN '3'
-                     ELSE regexp_match(url, '(&|^)channel_id=([^&]*)')[2] END AS channel_id
-             FROM bid
-             WHERE regexp_match(url, '(&|^)channel_id=([^&]*)')[2] IS NOT NULL
-                OR lower(channel) IN ('apple', 'google', 'facebook', 'baidu')"
-        }
-        "q22" => {
-            "SELECT auction, bidder, price, channel, split_part(url, '/', 4) AS dir1,
-                    split_part(url, '/', 5) AS dir2, split_part(url, '/', 6) AS dir3
-             FROM bid"
-        }
+fn oracle_sql(q: &str) -> String {
+    if q.starts_with('q') {
+        return std::fs::read_to_string(bench_dir().join(format!("oracle/{q}.sql"))).unwrap();
+    }
+    let sql = match q {
         "window_join_full" => {
             "WITH p AS (SELECT id, ws, count(*) AS n FROM
                     (SELECT id, (CAST(date_time AS BIGINT) / 10000) * 10000 AS ws FROM person) GROUP BY id, ws),
@@ -255,14 +183,15 @@ fn oracle_sql(q: &str) -> &'static str {
                 FROM per10 GROUP BY (ten_end / 30000) * 30000, auction)"
         }
         _ => unreachable!("no oracle for {q}"),
-    }
+    };
+    sql.to_string()
 }
 
 fn expected(q: &str, dir: &Path) -> Vec<String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    rt.block_on(batch_rows(&oracle_context(dir), oracle_sql(q)))
+    rt.block_on(batch_rows(&oracle_context(dir), &oracle_sql(q)))
 }
 
 /// Straight through at parallelism 1 and 3.

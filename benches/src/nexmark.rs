@@ -1,0 +1,172 @@
+//! Nexmark: each query of `benches/nexmark/` at parallelism 1 over N generated events
+//! (all three tables together) into a blackhole, in a process of its own so that its
+//! peak memory is its own. Its row count is checked against the oracle of
+//! `benches/nexmark/oracle/` (DataFusion over the same events as a batch), so a fast
+//! wrong answer cannot pass. Prints a table like nexmark/nexmark's README, then one JSON
+//! object per query.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use sluice::engine::{JobRun, RunOptions};
+use sluice_connectors::nexmark::{NexmarkOptions, NexmarkSource};
+use sluice_runtime::Source;
+use sluice_types::{ConnectorOptions, Position};
+
+use crate::{cpu_seconds, peak_rss_mib};
+
+pub const QUERIES: &[&str] = &[
+    "q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q13", "q14", "q20", "q21", "q22",
+];
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("nexmark")
+}
+
+fn side_input() -> Result<PathBuf> {
+    let path = std::env::temp_dir().join("sluice-bench-side_input.jsonl");
+    let mut text = String::new();
+    for k in (0..10_000).step_by(7) {
+        text.push_str(&format!("{{\"key\":{k},\"value\":\"v{k}\"}}\n"));
+    }
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// Runs one query's stream and prints its figures as JSON.
+pub fn run_one(q: &str, events: usize) -> Result<()> {
+    let sql = format!(
+        "{}\nCREATE TABLE nexmark_out WITH (connector = 'blackhole');\n{}",
+        std::fs::read_to_string(dir().join("tables.sql"))?,
+        std::fs::read_to_string(dir().join(format!("{q}.sql")))?
+    );
+    let side = side_input()?.display().to_string();
+    let n = events.to_string();
+    let graph = sluice::plan_with_env(&sql, &|k| match k {
+        "EVENTS" => Some(n.clone()),
+        "SIDE_INPUT" => Some(side.clone()),
+        _ => None,
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let job = JobRun::build(
+        &graph,
+        &RunOptions {
+            parallelism: 1,
+            ..RunOptions::default()
+        },
+    )
+    .context("building the job")?;
+    let metrics = job.handle.metrics.clone();
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    job.run()?;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let snap = metrics.snapshot();
+    println!(
+        "{}",
+        serde_json::json!({
+            "query": q,
+            "events": events,
+            "rows_out": snap.rows_out,
+            "wall_s": (wall * 1000.0).round() / 1000.0,
+            "cpu_s": (cpu * 100.0).round() / 100.0,
+            "events_per_s": (events as f64 / wall).round(),
+            "events_per_cpu_s": (events as f64 / cpu).round(),
+            "peak_rss_mib": (peak_rss_mib() * 10.0).round() / 10.0,
+        })
+    );
+    Ok(())
+}
+
+fn table(name: &str, events: usize) -> Result<MemTable> {
+    let mut o = ConnectorOptions::default();
+    for (k, v) in [
+        ("connector", "nexmark".to_string()),
+        ("table", name.to_string()),
+        ("events", events.to_string()),
+        ("disorder", "2s".to_string()),
+    ] {
+        o.insert(k, v, Position::default());
+    }
+    let opts = NexmarkOptions::parse(&o).map_err(|p| anyhow::anyhow!(p.message))?;
+    let schema = opts.table.schema();
+    let mut s = NexmarkSource::new(name, opts, schema.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    let mut batches = Vec::new();
+    while let Some(b) = s.next_batch()? {
+        batches.push(b);
+    }
+    Ok(MemTable::try_new(schema, vec![batches])?)
+}
+
+/// How many rows the oracle gives for `q` over the same events.
+fn oracle_rows(ctx: &SessionContext, q: &str) -> Result<u64> {
+    let sql = std::fs::read_to_string(dir().join(format!("oracle/{q}.sql")))?;
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    let batches = rt.block_on(async { ctx.sql(&sql).await?.collect().await })?;
+    Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
+}
+
+/// Every query (or those named), each in its own process, checked against the oracle.
+pub fn run_all(events: usize, only: Option<&str>) -> Result<()> {
+    let queries: Vec<&str> = match only {
+        Some(list) => list.split(',').collect(),
+        None => QUERIES.to_vec(),
+    };
+    eprintln!("building the oracle's tables ({events} events)…");
+    let ctx = SessionContext::new();
+    for name in ["person", "auction", "bid"] {
+        ctx.register_table(name, Arc::new(table(name, events)?))?;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    rt.block_on(ctx.register_json(
+        "side_input",
+        side_input()?.to_str().unwrap_or_default(),
+        datafusion::prelude::JsonReadOptions::default().file_extension(".jsonl"),
+    ))?;
+    let exe = std::env::current_exe()?;
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for q in queries {
+        eprintln!("{q}: streaming…");
+        let out = Command::new(&exe)
+            .args(["nexmark-one", q, "--events", &events.to_string()])
+            .output()?;
+        if !out.status.success() {
+            bail!("{q} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let line = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(line.trim())
+            .with_context(|| format!("{q} printed {line}"))?;
+        eprintln!("{q}: the oracle…");
+        let want = oracle_rows(&ctx, q)?;
+        let got = v["rows_out"].as_u64().unwrap_or(0);
+        if got != want {
+            failed.push(format!("{q}: {got} rows, the oracle {want}"));
+        }
+        rows.push((q, v, want));
+    }
+    println!(
+        "| query | events | wall s | CPU s | events/s | events/CPU s | peak MiB | rows out | oracle rows |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (q, v, want) in &rows {
+        println!(
+            "| {q} | {} | {} | {} | {} | {} | {} | {} | {want} |",
+            v["events"], v["wall_s"], v["cpu_s"], v["events_per_s"], v["events_per_cpu_s"],
+            v["peak_rss_mib"], v["rows_out"]
+        );
+    }
+    for (_, v, _) in &rows {
+        println!("{v}");
+    }
+    if !failed.is_empty() {
+        bail!("output differs from the oracle: {}", failed.join("; "));
+    }
+    Ok(())
+}
