@@ -141,8 +141,8 @@ pub fn run_all(events: usize, only: Option<&str>) -> Result<()> {
             bail!("{q} failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         let line = String::from_utf8_lossy(&out.stdout);
-        let v: serde_json::Value = serde_json::from_str(line.trim())
-            .with_context(|| format!("{q} printed {line}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(line.trim()).with_context(|| format!("{q} printed {line}"))?;
         eprintln!("{q}: the oracle…");
         let want = oracle_rows(&ctx, q)?;
         let got = v["rows_out"].as_u64().unwrap_or(0);
@@ -158,8 +158,13 @@ pub fn run_all(events: usize, only: Option<&str>) -> Result<()> {
     for (q, v, want) in &rows {
         println!(
             "| {q} | {} | {} | {} | {} | {} | {} | {} | {want} |",
-            v["events"], v["wall_s"], v["cpu_s"], v["events_per_s"], v["events_per_cpu_s"],
-            v["peak_rss_mib"], v["rows_out"]
+            v["events"],
+            v["wall_s"],
+            v["cpu_s"],
+            v["events_per_s"],
+            v["events_per_cpu_s"],
+            v["peak_rss_mib"],
+            v["rows_out"]
         );
     }
     for (_, v, _) in &rows {

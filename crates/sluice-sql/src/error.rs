@@ -20,6 +20,10 @@ pub enum SqlError {
     /// A bug in the planner.
     #[error("internal planner error: {0}")]
     Internal(String),
+    /// A definition from a catalog file (`--catalog`) was refused; the position is in
+    /// that file.
+    #[error("{file}: {error}")]
+    InCatalog { file: String, error: Box<SqlError> },
 }
 
 fn at(position: &Option<Position>) -> String {
@@ -48,11 +52,39 @@ impl SqlError {
         match self {
             SqlError::Syntax { position, .. } | SqlError::Refused { position, .. } => *position,
             SqlError::Internal(_) => None,
+            SqlError::InCatalog { error, .. } => error.position(),
+        }
+    }
+
+    /// The catalog file the error is in (`None`: the job's own file).
+    pub fn file(&self) -> Option<&str> {
+        match self {
+            SqlError::InCatalog { file, .. } => Some(file),
+            _ => None,
+        }
+    }
+
+    /// The error without the catalog file it is in.
+    pub fn innermost(&self) -> &SqlError {
+        match self {
+            SqlError::InCatalog { error, .. } => error.innermost(),
+            other => other,
+        }
+    }
+
+    /// Says which catalog file the error is in, when it is in one.
+    pub fn in_file(self, file: Option<&str>) -> SqlError {
+        match (file, self) {
+            (_, e @ SqlError::InCatalog { .. }) | (None, e) => e,
+            (Some(f), e) => SqlError::InCatalog {
+                file: f.to_string(),
+                error: Box::new(e),
+            },
         }
     }
 
     pub fn kind(&self) -> ErrorKind {
-        match self {
+        match self.innermost() {
             SqlError::Internal(_) => ErrorKind::Internal,
             _ => ErrorKind::User,
         }

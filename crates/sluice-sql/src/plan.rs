@@ -52,6 +52,17 @@ struct ViewDef {
     name: String,
     position: Position,
     query: Query,
+    /// The catalog file it comes from (`None`: the job's own file).
+    origin: Option<String>,
+}
+
+/// A file of `CREATE TABLE` and `CREATE VIEW` statements that jobs may use (`sluice run
+/// --catalog`, or the server's table catalog).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogFile {
+    /// What errors call it (its path, or its name in the server's catalog).
+    pub name: String,
+    pub sql: String,
 }
 
 /// Plans a whole job file under `rules` (the server's, for a submitted job).
@@ -61,15 +72,101 @@ pub fn plan_job_with_rules(
     env: &dyn Fn(&str) -> Option<String>,
     rules: &JobRules,
 ) -> Result<JobGraph> {
-    let statements = split(sql)?;
-    let mut tables: Vec<TableDef> = Vec::new();
-    let mut views: Vec<ViewDef> = Vec::new();
-    let mut settings: Vec<SetDef> = Vec::new();
-    let mut inserts: Vec<&RawStatement> = Vec::new();
+    plan_job_with_catalog(sql, &[], catalog, env, rules)
+}
+
+/// Tables and views of catalog files, each tagged with its file.
+struct Definitions {
+    tables: Vec<(TableDef, Option<String>)>,
+    views: Vec<ViewDef>,
+}
+
+impl Definitions {
+    /// Adds a table or view; a job's own definition replaces a catalog's of that name.
+    fn add_table(&mut self, t: TableDef, origin: Option<String>) -> Result<()> {
+        self.check_new(&t.name, t.position, &origin)?;
+        self.views.retain(|v| v.name != t.name);
+        self.tables.retain(|(x, _)| x.name != t.name);
+        self.tables.push((t, origin));
+        Ok(())
+    }
+
+    fn add_view(&mut self, v: ViewDef) -> Result<()> {
+        self.check_new(&v.name, v.position, &v.origin)?;
+        self.views.retain(|x| x.name != v.name);
+        self.tables.retain(|(x, _)| x.name != v.name);
+        self.views.push(v);
+        Ok(())
+    }
+
+    fn check_new(&self, name: &str, at: Position, origin: &Option<String>) -> Result<()> {
+        let same = self
+            .tables
+            .iter()
+            .any(|(t, o)| t.name == name && o == origin)
+            || self
+                .views
+                .iter()
+                .any(|v| v.name == name && &v.origin == origin);
+        if same {
+            return Err(SqlError::refused(
+                at,
+                format!("table {name} is declared twice"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Plans a job file with the tables and views of catalog files (read first; the job's
+/// own definitions replace theirs by name).
+pub fn plan_job_with_catalog(
+    sql: &str,
+    catalog_files: &[CatalogFile],
+    catalog: &dyn ConnectorCatalog,
+    env: &dyn Fn(&str) -> Option<String>,
+    rules: &JobRules,
+) -> Result<JobGraph> {
     let expander = |v: &str| {
         crate::rules::check_env(rules, v)?;
         expand(v, env)
     };
+    let mut defs = Definitions {
+        tables: Vec::new(),
+        views: Vec::new(),
+    };
+    for file in catalog_files {
+        let origin = Some(file.name.clone());
+        let load = |defs: &mut Definitions| -> Result<()> {
+            for stmt in &split(&file.sql)? {
+                let words = stmt.leading_words(3);
+                let w: Vec<&str> = words.iter().map(String::as_str).collect();
+                match w[..] {
+                    ["CREATE", "TABLE", ..] => {
+                        let mut t = parse_create_table(stmt, &expander)?;
+                        crate::rules::resolve_paths(rules, catalog, &mut t)?;
+                        defs.add_table(t, origin.clone())?;
+                    }
+                    ["CREATE", "VIEW", ..] | ["CREATE", "TEMPORARY", "VIEW"] => {
+                        let mut v = parse_view(stmt)?;
+                        v.origin = origin.clone();
+                        defs.add_view(v)?;
+                    }
+                    _ => {
+                        return Err(SqlError::refused(
+                            stmt.start(),
+                            "a catalog file holds CREATE TABLE and CREATE VIEW statements only",
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        };
+        load(&mut defs).map_err(|e| e.in_file(Some(&file.name)))?;
+    }
+    let statements = split(sql)?;
+    let mut settings: Vec<SetDef> = Vec::new();
+    let mut inserts: Vec<&RawStatement> = Vec::new();
     for stmt in &statements {
         let words = stmt.leading_words(4);
         let w: Vec<&str> = words.iter().map(String::as_str).collect();
@@ -77,25 +174,10 @@ pub fn plan_job_with_rules(
             ["CREATE", "TABLE", ..] => {
                 let mut t = parse_create_table(stmt, &expander)?;
                 crate::rules::resolve_paths(rules, catalog, &mut t)?;
-                if tables.iter().any(|x| x.name == t.name) || views.iter().any(|v| v.name == t.name)
-                {
-                    return Err(SqlError::refused(
-                        t.position,
-                        format!("table {} is declared twice", t.name),
-                    ));
-                }
-                tables.push(t);
+                defs.add_table(t, None)?;
             }
             ["CREATE", "VIEW", ..] | ["CREATE", "TEMPORARY", "VIEW", ..] => {
-                let v = parse_view(stmt)?;
-                if tables.iter().any(|x| x.name == v.name) || views.iter().any(|x| x.name == v.name)
-                {
-                    return Err(SqlError::refused(
-                        v.position,
-                        format!("{} is declared twice", v.name),
-                    ));
-                }
-                views.push(v);
+                defs.add_view(parse_view(stmt)?)?;
             }
             ["SET", ..] => settings.push(check_setting(parse_set(stmt)?)?),
             ["INSERT", ..] => inserts.push(stmt),
@@ -116,7 +198,7 @@ pub fn plan_job_with_rules(
             "the job has no INSERT INTO … SELECT statement, so it would do nothing",
         ));
     }
-    for t in &tables {
+    for (t, origin) in &defs.tables {
         if t.options.connector().is_none() {
             return Err(SqlError::refused(
                 t.position,
@@ -124,9 +206,13 @@ pub fn plan_job_with_rules(
                     "table {} needs a connector: WITH (connector = '…', …)",
                     t.name
                 ),
-            ));
+            )
+            .in_file(origin.as_deref()));
         }
     }
+    let tables: Vec<TableDef> = defs.tables.iter().map(|(t, _)| t.clone()).collect();
+    let origins: Vec<Option<String>> = defs.tables.iter().map(|(_, o)| o.clone()).collect();
+    let views = defs.views;
 
     crate::rules::check_parallelism(rules, &settings)?;
     let max_windows = crate::rules::max_windows_per_row(rules, &settings)?;
@@ -175,13 +261,16 @@ pub fn plan_job_with_rules(
                 .unwrap_or(t.position);
             SqlError::refused(at, format!("table {}: {}", t.name, p.message))
         };
+        let in_file = |e: SqlError| e.in_file(origins[i].as_deref());
         catalog
             .check(role, !t.columns.is_empty(), &t.options, rules)
-            .map_err(refuse)?;
+            .map_err(refuse)
+            .map_err(in_file)?;
         if let Some(&si) = planner.sink_index.get(&i) {
             catalog
                 .check_sink_columns(&t.options, &planner.sinks[si].schema)
-                .map_err(refuse)?;
+                .map_err(refuse)
+                .map_err(in_file)?;
         }
     }
 
@@ -224,6 +313,7 @@ fn parse_view(stmt: &RawStatement) -> Result<ViewDef> {
         name: view.name.to_string().to_ascii_lowercase(),
         position: span_pos(&view.name).unwrap_or(stmt.start()),
         query: *view.query,
+        origin: None,
     })
 }
 
@@ -315,7 +405,7 @@ impl<'a> Planner<'a> {
             self.reading.push(name.to_string());
             let s = self.plan_query(v.query.clone(), v.position, &HashMap::new());
             self.reading.pop();
-            let s = s?;
+            let s = s.map_err(|e| e.in_file(v.origin.as_deref()))?;
             self.view_streams.insert(name.to_string(), s.clone());
             return Ok(s);
         }

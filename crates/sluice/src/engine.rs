@@ -46,6 +46,20 @@ pub fn plan(sql: &str) -> Result<JobGraph, SqlError> {
     sluice_sql::plan_job(sql, &Catalog, &sluice_sql::env::process_env)
 }
 
+/// Plans a job with the tables and views of catalog files (`sluice run --catalog`).
+pub fn plan_with_catalog(
+    sql: &str,
+    catalog_files: &[sluice_sql::CatalogFile],
+) -> Result<JobGraph, SqlError> {
+    sluice_sql::plan_job_with_catalog(
+        sql,
+        catalog_files,
+        &Catalog,
+        &sluice_sql::env::process_env,
+        &JobRules::trusted(),
+    )
+}
+
 /// Plans with a given environment lookup.
 pub fn plan_with_env(
     sql: &str,

@@ -9,4 +9,6 @@ pub mod generate;
 pub mod progress;
 pub mod server;
 
-pub use engine::{JobRun, RunOptions, plan, plan_with_env, plan_with_rules, run_sql};
+pub use engine::{
+    JobRun, RunOptions, plan, plan_with_catalog, plan_with_env, plan_with_rules, run_sql,
+};

@@ -24,6 +24,9 @@ enum Command {
     Run {
         /// The job's SQL file.
         file: PathBuf,
+        /// A file of CREATE TABLE / CREATE VIEW statements the job may use (repeatable).
+        #[arg(long = "catalog")]
+        catalogs: Vec<PathBuf>,
         /// Tasks per windowed aggregate (default: `SET parallelism` in the job, else the
         /// number of cores).
         #[arg(long)]
@@ -63,6 +66,9 @@ enum Command {
     Explain {
         /// The job's SQL file.
         file: PathBuf,
+        /// A file of CREATE TABLE / CREATE VIEW statements the job may use (repeatable).
+        #[arg(long = "catalog")]
+        catalogs: Vec<PathBuf>,
     },
     /// Run the job server: jobs submitted over HTTP, a REST API, Prometheus metrics.
     Serve(Box<ServeCmd>),
@@ -280,6 +286,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run {
             file,
+            catalogs,
             parallelism,
             checkpoints,
             checkpoint_interval,
@@ -287,9 +294,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             fresh,
         } => {
             let sql = read(&file)?;
-            let graph = match sluice::plan(&sql) {
+            let defs = catalog_files(&catalogs)?;
+            let graph = match sluice::plan_with_catalog(&sql, &defs) {
                 Ok(g) => g,
-                Err(e) => return Ok(sql_error(&file, &sql, &e)),
+                Err(e) => return Ok(sql_error(&file, &sql, &defs, &e)),
             };
             let mut options = RunOptions::default();
             // The command line wins over `SET parallelism` in the job, which wins over
@@ -488,14 +496,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 Err(e) => refused(e, None),
             }
         }
-        Command::Explain { file } => {
+        Command::Explain { file, catalogs } => {
             let sql = read(&file)?;
-            match sluice::plan(&sql) {
+            let defs = catalog_files(&catalogs)?;
+            match sluice::plan_with_catalog(&sql, &defs) {
                 Ok(g) => {
                     print!("{}", g.explain());
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(e) => Ok(sql_error(&file, &sql, &e)),
+                Err(e) => Ok(sql_error(&file, &sql, &defs, &e)),
             }
         }
     }
@@ -654,8 +663,27 @@ fn read(file: &Path) -> Result<String> {
     std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
 }
 
-/// Prints a refusal the way compilers do: where, why, and the line with a caret.
-fn sql_error(file: &Path, sql: &str, e: &SqlError) -> ExitCode {
+/// The catalog files named with `--catalog`, read.
+fn catalog_files(paths: &[PathBuf]) -> Result<Vec<sluice_sql::CatalogFile>> {
+    paths
+        .iter()
+        .map(|p| {
+            Ok(sluice_sql::CatalogFile {
+                name: p.display().to_string(),
+                sql: read(p)?,
+            })
+        })
+        .collect()
+}
+
+/// Prints a refusal the way compilers do: where, why, and the line with a caret (in the
+/// catalog file the refusal is in, if it is in one).
+fn sql_error(file: &Path, sql: &str, defs: &[sluice_sql::CatalogFile], e: &SqlError) -> ExitCode {
+    let (file, sql) = match e.file().and_then(|f| defs.iter().find(|d| d.name == f)) {
+        Some(d) => (Path::new(&d.name), d.sql.as_str()),
+        None => (file, sql),
+    };
+    let e = e.innermost();
     match e.position() {
         Some(p) => {
             eprintln!(

@@ -30,6 +30,7 @@ pub fn sql_message(e: &SqlError) -> String {
         SqlError::Syntax { message, .. } => format!("syntax error: {message}"),
         SqlError::Refused { message, .. } => message.clone(),
         SqlError::Internal(m) => format!("internal planner error: {m}"),
+        SqlError::InCatalog { file, error } => format!("in {file}: {}", sql_message(error)),
     }
 }
 

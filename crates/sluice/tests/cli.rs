@@ -128,3 +128,82 @@ fn bad_record_fails_the_job_with_its_line_when_asked_to() {
     assert!(err.contains("bad_data = 'drop'"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn catalog_files_declare_tables_and_views_for_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), READINGS).unwrap();
+    std::fs::write(
+        dir.path().join("defs.sql"),
+        "CREATE TABLE readings (id TEXT NOT NULL, temp DOUBLE, ts TIMESTAMP NOT NULL,
+             WATERMARK FOR ts AS ts - INTERVAL '1' MINUTE)
+         WITH (connector = 'file', path = 'in.jsonl', bad_data = 'drop');
+         CREATE VIEW hot_readings AS SELECT id, temp, ts FROM readings WHERE temp > 30;
+         CREATE TABLE hot WITH (connector = 'file', path = 'catalog-hot.jsonl');",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("job.sql"),
+        "INSERT INTO hot SELECT id, temp FROM hot_readings;",
+    )
+    .unwrap();
+    let (code, _out, err) = sluice(
+        &["run", "job.sql", "--catalog", "defs.sql", "--fresh"],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let direct = std::fs::read_to_string(dir.path().join("catalog-hot.jsonl")).unwrap();
+    let hot_in_input = READINGS
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["temp"].as_f64())
+                .is_some_and(|t| t > 30.0)
+        })
+        .count();
+    assert_eq!(direct.lines().count(), hot_in_input, "{direct}");
+
+    // A job's own definition replaces the catalog's of that name.
+    std::fs::write(
+        dir.path().join("job2.sql"),
+        "CREATE TABLE hot WITH (connector = 'file', path = 'own-hot.jsonl');
+         INSERT INTO hot SELECT id, temp FROM hot_readings;",
+    )
+    .unwrap();
+    let (code, _out, err) = sluice(
+        &["run", "job2.sql", "--catalog", "defs.sql", "--fresh"],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("own-hot.jsonl")).unwrap(),
+        direct
+    );
+
+    // A refusal inside the catalog points into the catalog file.
+    std::fs::write(
+        dir.path().join("bad.sql"),
+        "CREATE VIEW broken AS\nSELECT id, humidity FROM readings;",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("job3.sql"),
+        "INSERT INTO hot SELECT id, 1.0 AS temp FROM broken;",
+    )
+    .unwrap();
+    let (code, _out, err) = sluice(
+        &[
+            "explain",
+            "job3.sql",
+            "--catalog",
+            "defs.sql",
+            "--catalog",
+            "bad.sql",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bad.sql:2:"), "{err}");
+    assert!(err.contains("humidity"), "{err}");
+}
