@@ -112,6 +112,38 @@ async fn submit(State(c): State<ServerConfig>, body: Bytes) -> ApiResult {
     json(StatusCode::CREATED, &job)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TablesBody {
+    name: String,
+    sql: String,
+}
+
+async fn list_tables(State(c): State<ServerConfig>) -> ApiResult {
+    json(StatusCode::OK, &c.manager.tables()?)
+}
+
+async fn add_tables(State(c): State<ServerConfig>, body: Bytes) -> ApiResult {
+    let b: TablesBody = parse(&body)?;
+    let name = b.name.clone();
+    let declares = blocking(move || {
+        c.manager.add_tables(crate::catalog::Definitions {
+            name: b.name,
+            sql: b.sql,
+        })
+    })
+    .await?;
+    json(
+        StatusCode::CREATED,
+        &serde_json::json!({ "name": name, "declares": declares }),
+    )
+}
+
+async fn drop_tables(State(c): State<ServerConfig>, Path(name): Path<String>) -> ApiResult {
+    blocking(move || c.manager.drop_tables(&name)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 async fn list(State(c): State<ServerConfig>) -> ApiResult {
     json(StatusCode::OK, &c.manager.list()?)
 }
@@ -200,6 +232,8 @@ pub fn router(config: ServerConfig) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/validate", post(validate))
         .route("/api/v1/jobs", get(list).post(submit))
+        .route("/api/v1/catalog", get(list_tables).post(add_tables))
+        .route("/api/v1/catalog/{name}", axum::routing::delete(drop_tables))
         .route("/api/v1/jobs/{job}", get(get_job).delete(delete))
         .route("/api/v1/jobs/{job}/stop", post(stop))
         .route("/api/v1/jobs/{job}/cancel", post(cancel))

@@ -21,40 +21,58 @@ pub struct CatalogEntry {
     pub last_error: Option<String>,
 }
 
+/// A named file of `CREATE TABLE` / `CREATE VIEW` statements in the server's table
+/// catalog (`<checkpoint dir>/sluice-tables.json`): submitted jobs may use its tables.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Definitions {
+    pub name: String,
+    pub sql: String,
+}
+
 pub fn path(dir: &Path) -> PathBuf {
     dir.join("sluice-jobs.json")
 }
 
 pub fn load(dir: &Path) -> Result<Vec<CatalogEntry>, ServerError> {
-    let p = path(dir);
-    match std::fs::read(&p) {
+    load_json(&path(dir), "the job catalog")
+}
+
+pub fn save(dir: &Path, entries: &[CatalogEntry]) -> Result<(), ServerError> {
+    save_json(dir, "sluice-jobs.json", "the job catalog", entries)
+}
+
+pub fn load_tables(dir: &Path) -> Result<Vec<Definitions>, ServerError> {
+    load_json(&dir.join("sluice-tables.json"), "the table catalog")
+}
+
+pub fn save_tables(dir: &Path, defs: &[Definitions]) -> Result<(), ServerError> {
+    save_json(dir, "sluice-tables.json", "the table catalog", defs)
+}
+
+fn load_json<T: serde::de::DeserializeOwned>(p: &Path, what: &str) -> Result<Vec<T>, ServerError> {
+    match std::fs::read(p) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            ServerError::Internal(format!(
-                "the job catalog {} is unreadable: {e}",
-                p.display()
-            ))
+            ServerError::Internal(format!("{what} {} is unreadable: {e}", p.display()))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(ServerError::Internal(format!(
-            "cannot read the job catalog {}: {e}",
+            "cannot read {what} {}: {e}",
             p.display()
         ))),
     }
 }
 
-pub fn save(dir: &Path, entries: &[CatalogEntry]) -> Result<(), ServerError> {
+/// Written whole, to a temporary file then renamed.
+fn save_json<T: Serialize>(dir: &Path, file: &str, what: &str, v: &[T]) -> Result<(), ServerError> {
     let io = |e: std::io::Error| {
-        ServerError::Internal(format!(
-            "cannot write the job catalog in {}: {e}",
-            dir.display()
-        ))
+        ServerError::Internal(format!("cannot write {what} in {}: {e}", dir.display()))
     };
     std::fs::create_dir_all(dir).map_err(io)?;
-    let json = serde_json::to_vec_pretty(entries)
-        .map_err(|e| ServerError::Internal(format!("cannot encode the job catalog: {e}")))?;
-    let tmp = dir.join("sluice-jobs.json.tmp");
+    let json = serde_json::to_vec_pretty(v)
+        .map_err(|e| ServerError::Internal(format!("cannot encode {what}: {e}")))?;
+    let tmp = dir.join(format!("{file}.tmp"));
     std::fs::write(&tmp, json).map_err(io)?;
-    std::fs::rename(&tmp, path(dir)).map_err(io)
+    std::fs::rename(&tmp, dir.join(file)).map_err(io)
 }
 
 #[cfg(test)]

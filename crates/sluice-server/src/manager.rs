@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sluice_runtime::{CheckpointStats, JobHandle, MetricsDetail, MetricsSnapshot};
 use sluice_types::{ErrorKind, Watermark, redact_secrets};
 
-use crate::catalog::{self, CatalogEntry};
+use crate::catalog::{self, CatalogEntry, Definitions};
 
 mod supervisor;
 use crate::error::ServerError;
@@ -45,6 +45,8 @@ pub struct StartRequest<'a> {
     /// The job's handle, made before it starts so that a stop or cancel reaches a job
     /// still opening its connections.
     pub handle: &'a JobHandle,
+    /// The table catalog's files, which the job may use.
+    pub tables: &'a [Definitions],
 }
 
 /// Why a job could not start or stopped running, and who has to act: only an external
@@ -78,8 +80,11 @@ pub struct Running {
 
 /// Plans and starts jobs; the binary implements it with the real connectors.
 pub trait Launcher: Send + Sync + 'static {
-    /// Checks a job's SQL without running it; returns its plan as text.
-    fn validate(&self, sql: &str) -> Result<String, SqlProblem>;
+    /// Checks a job's SQL (with the table catalog's files) without running it; returns
+    /// its plan as text.
+    fn validate(&self, sql: &str, tables: &[Definitions]) -> Result<String, SqlProblem>;
+    /// Checks a file of definitions on its own; returns the names it declares.
+    fn check_tables(&self, file: &Definitions) -> Result<Vec<String>, SqlProblem>;
     /// Opens a job's sources and sinks and restores its checkpoint.
     fn start(&self, request: StartRequest<'_>) -> Result<Running, JobFailure>;
 }
@@ -255,6 +260,8 @@ struct Inner {
     dir: PathBuf,
     policy: RestartPolicy,
     jobs: Mutex<BTreeMap<String, Job>>,
+    /// The table catalog: files of definitions submitted jobs may use.
+    tables: Mutex<Vec<Definitions>>,
     /// Set by [`Manager::shutdown`]: jobs ending now stay active in the catalog.
     closing: std::sync::atomic::AtomicBool,
 }
@@ -307,12 +314,14 @@ impl Manager {
     ) -> Result<Self, ServerError> {
         let dir = dir.into();
         let entries = catalog::load(&dir)?;
+        let tables = catalog::load_tables(&dir)?;
         let m = Manager {
             inner: Arc::new(Inner {
                 launcher,
                 dir,
                 policy,
                 jobs: Mutex::new(BTreeMap::new()),
+                tables: Mutex::new(tables),
                 closing: std::sync::atomic::AtomicBool::new(false),
             }),
         };
@@ -386,15 +395,56 @@ impl Manager {
 
     /// Checks SQL; the plan as text.
     pub fn validate(&self, sql: &str) -> Result<String, ServerError> {
+        let tables = self.tables()?;
         self.inner
             .launcher
-            .validate(sql)
+            .validate(sql, &tables)
             .map(|plan| redact_secrets(&plan))
-            .map_err(|p| ServerError::InvalidSql {
-                message: p.message,
-                line: p.line,
-                column: p.column,
-            })
+            .map_err(invalid_sql)
+    }
+
+    /// The table catalog's files.
+    pub fn tables(&self) -> Result<Vec<Definitions>, ServerError> {
+        self.inner
+            .tables
+            .lock()
+            .map(|t| t.clone())
+            .map_err(|_| ServerError::Internal("the table catalog's lock is poisoned".into()))
+    }
+
+    /// Adds (or replaces) a file of definitions, checked first; returns the names it
+    /// declares.
+    pub fn add_tables(&self, file: Definitions) -> Result<Vec<String>, ServerError> {
+        check_name(&file.name)?;
+        let names = self
+            .inner
+            .launcher
+            .check_tables(&file)
+            .map_err(invalid_sql)?;
+        let mut tables =
+            self.inner.tables.lock().map_err(|_| {
+                ServerError::Internal("the table catalog's lock is poisoned".into())
+            })?;
+        tables.retain(|t| t.name != file.name);
+        tables.push(file);
+        catalog::save_tables(&self.inner.dir, &tables)?;
+        Ok(names)
+    }
+
+    /// Removes a file of definitions (jobs already running keep what they planned with).
+    pub fn drop_tables(&self, name: &str) -> Result<(), ServerError> {
+        let mut tables =
+            self.inner.tables.lock().map_err(|_| {
+                ServerError::Internal("the table catalog's lock is poisoned".into())
+            })?;
+        let before = tables.len();
+        tables.retain(|t| t.name != name);
+        if tables.len() == before {
+            return Err(ServerError::NotFound(format!(
+                "the table catalog has no file named {name}"
+            )));
+        }
+        catalog::save_tables(&self.inner.dir, &tables)
     }
 
     /// Adds a job and starts it.
@@ -585,6 +635,14 @@ impl Manager {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+fn invalid_sql(p: SqlProblem) -> ServerError {
+    ServerError::InvalidSql {
+        message: p.message,
+        line: p.line,
+        column: p.column,
     }
 }
 

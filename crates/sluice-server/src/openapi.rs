@@ -22,6 +22,8 @@ mod tests {
             ("/api/v1/jobs/{job}/resume", &["post"]),
             ("/metrics", &["get"]),
             ("/api/v1/openapi.json", &["get"]),
+            ("/api/v1/catalog", &["get", "post"]),
+            ("/api/v1/catalog/{name}", &["delete"]),
         ] {
             for m in methods {
                 assert!(paths[path][m].is_object(), "{m} {path} is not documented");

@@ -18,5 +18,7 @@ pub use ddl::{ColumnDef, SetDef, TIMESTAMP_TYPE, TableDef, WatermarkDef};
 pub use error::{Result, SqlError};
 pub use graph::{EventTime, InsertInfo, JobGraph, SinkTable, SourceTable};
 pub use interval::parse_interval_text;
-pub use plan::{CatalogFile, SETTINGS, plan_job, plan_job_with_catalog, plan_job_with_rules};
+pub use plan::{
+    CatalogFile, SETTINGS, check_catalog, plan_job, plan_job_with_catalog, plan_job_with_rules,
+};
 pub use rules::resolve_path;

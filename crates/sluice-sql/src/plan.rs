@@ -5,19 +5,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Field, Schema};
-use datafusion::common::DataFusionError;
-use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::context::SessionState;
-use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{Insert, Query, SetExpr, Statement, TableObject};
+use datafusion::sql::sqlparser::ast::{Query, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use sluice_runtime::{Consumer, EdgeSpec, NodeSpec, Producer};
+use sluice_runtime::{EdgeSpec, NodeSpec, Producer};
 use sluice_types::{ConnectorCatalog, JobRules, Position, TableRole};
 
-use crate::ddl::{SetDef, TIMESTAMP_TYPE, TableDef, parse_create_table, parse_set};
+use crate::ddl::{SetDef, TableDef, parse_create_table, parse_set};
 use crate::env::expand;
 use crate::error::{Result, SqlError};
 use crate::graph::{EventTime, InsertInfo, JobGraph, SinkTable, SourceTable};
@@ -26,14 +21,19 @@ use crate::statements::{RawStatement, split};
 use crate::window::{Rewrite, rewrite_query, span_pos};
 
 mod checks;
+mod definitions;
+mod insert;
 mod interval;
 mod physical;
+mod session;
 mod sink_schema;
 
 pub use checks::SETTINGS;
 use checks::*;
+pub use definitions::CatalogFile;
+use definitions::load_catalog_files;
 use physical::{Branch, Context, Leaf, Stream, TimeAttr};
-use sink_schema::*;
+use session::{df_error, join_position, planning_context, window_schema};
 
 const WINDOW_PREFIX: &str = "__sluice_window_";
 
@@ -56,15 +56,6 @@ struct ViewDef {
     origin: Option<String>,
 }
 
-/// A file of `CREATE TABLE` and `CREATE VIEW` statements that jobs may use (`sluice run
-/// --catalog`, or the server's table catalog).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CatalogFile {
-    /// What errors call it (its path, or its name in the server's catalog).
-    pub name: String,
-    pub sql: String,
-}
-
 /// Plans a whole job file under `rules` (the server's, for a submitted job).
 pub fn plan_job_with_rules(
     sql: &str,
@@ -73,49 +64,6 @@ pub fn plan_job_with_rules(
     rules: &JobRules,
 ) -> Result<JobGraph> {
     plan_job_with_catalog(sql, &[], catalog, env, rules)
-}
-
-/// Tables and views of catalog files, each tagged with its file.
-struct Definitions {
-    tables: Vec<(TableDef, Option<String>)>,
-    views: Vec<ViewDef>,
-}
-
-impl Definitions {
-    /// Adds a table or view; a job's own definition replaces a catalog's of that name.
-    fn add_table(&mut self, t: TableDef, origin: Option<String>) -> Result<()> {
-        self.check_new(&t.name, t.position, &origin)?;
-        self.views.retain(|v| v.name != t.name);
-        self.tables.retain(|(x, _)| x.name != t.name);
-        self.tables.push((t, origin));
-        Ok(())
-    }
-
-    fn add_view(&mut self, v: ViewDef) -> Result<()> {
-        self.check_new(&v.name, v.position, &v.origin)?;
-        self.views.retain(|x| x.name != v.name);
-        self.tables.retain(|(x, _)| x.name != v.name);
-        self.views.push(v);
-        Ok(())
-    }
-
-    fn check_new(&self, name: &str, at: Position, origin: &Option<String>) -> Result<()> {
-        let same = self
-            .tables
-            .iter()
-            .any(|(t, o)| t.name == name && o == origin)
-            || self
-                .views
-                .iter()
-                .any(|v| v.name == name && &v.origin == origin);
-        if same {
-            return Err(SqlError::refused(
-                at,
-                format!("table {name} is declared twice"),
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// Plans a job file with the tables and views of catalog files (read first; the job's
@@ -131,39 +79,7 @@ pub fn plan_job_with_catalog(
         crate::rules::check_env(rules, v)?;
         expand(v, env)
     };
-    let mut defs = Definitions {
-        tables: Vec::new(),
-        views: Vec::new(),
-    };
-    for file in catalog_files {
-        let origin = Some(file.name.clone());
-        let load = |defs: &mut Definitions| -> Result<()> {
-            for stmt in &split(&file.sql)? {
-                let words = stmt.leading_words(3);
-                let w: Vec<&str> = words.iter().map(String::as_str).collect();
-                match w[..] {
-                    ["CREATE", "TABLE", ..] => {
-                        let mut t = parse_create_table(stmt, &expander)?;
-                        crate::rules::resolve_paths(rules, catalog, &mut t)?;
-                        defs.add_table(t, origin.clone())?;
-                    }
-                    ["CREATE", "VIEW", ..] | ["CREATE", "TEMPORARY", "VIEW"] => {
-                        let mut v = parse_view(stmt)?;
-                        v.origin = origin.clone();
-                        defs.add_view(v)?;
-                    }
-                    _ => {
-                        return Err(SqlError::refused(
-                            stmt.start(),
-                            "a catalog file holds CREATE TABLE and CREATE VIEW statements only",
-                        ));
-                    }
-                }
-            }
-            Ok(())
-        };
-        load(&mut defs).map_err(|e| e.in_file(Some(&file.name)))?;
-    }
+    let mut defs = load_catalog_files(catalog_files, catalog, &expander, rules)?;
     let statements = split(sql)?;
     let mut settings: Vec<SetDef> = Vec::new();
     let mut inserts: Vec<&RawStatement> = Vec::new();
@@ -223,23 +139,7 @@ pub fn plan_job_with_catalog(
         .map(|s| crate::parse_interval_text(&s.value))
         .transpose()
         .map_err(|e| SqlError::refused(None, format!("state.ttl: {e}")))?;
-    let mut planner = Planner {
-        tables: &tables,
-        views: &views,
-        view_streams: HashMap::new(),
-        sources: Vec::new(),
-        sinks: Vec::new(),
-        source_index: HashMap::new(),
-        sink_index: HashMap::new(),
-        nodes: Vec::new(),
-        edges: Vec::new(),
-        notes: Vec::new(),
-        inserts: Vec::new(),
-        planned: 0,
-        max_windows,
-        ttl_ms,
-        reading: Vec::new(),
-    };
+    let mut planner = Planner::new(&tables, &views, max_windows, ttl_ms);
     for stmt in inserts {
         planner.plan_insert(stmt)?;
     }
@@ -284,6 +184,61 @@ pub fn plan_job_with_catalog(
         inserts: planner.inserts,
         notes: planner.notes,
     })
+}
+
+/// Checks catalog files on their own (as the server does before keeping one): each
+/// table's options for the role its shape says (with columns it is read, without it is
+/// written), and each view planned. Returns the names they declare.
+pub fn check_catalog(
+    files: &[CatalogFile],
+    catalog: &dyn ConnectorCatalog,
+    env: &dyn Fn(&str) -> Option<String>,
+    rules: &JobRules,
+) -> Result<Vec<String>> {
+    let expander = |v: &str| {
+        crate::rules::check_env(rules, v)?;
+        expand(v, env)
+    };
+    let defs = load_catalog_files(files, catalog, &expander, rules)?;
+    let mut names = Vec::new();
+    for (t, origin) in &defs.tables {
+        let in_file = |e: SqlError| e.in_file(origin.as_deref());
+        if t.options.connector().is_none() {
+            return Err(in_file(SqlError::refused(
+                t.position,
+                format!(
+                    "table {} needs a connector: WITH (connector = '…', …)",
+                    t.name
+                ),
+            )));
+        }
+        let role = if t.columns.is_empty() {
+            TableRole::Sink
+        } else {
+            TableRole::Source
+        };
+        catalog
+            .check(role, !t.columns.is_empty(), &t.options, rules)
+            .map_err(|p| {
+                let at = p
+                    .key
+                    .as_deref()
+                    .and_then(|k| t.options.position(k))
+                    .unwrap_or(t.position);
+                in_file(SqlError::refused(
+                    at,
+                    format!("table {}: {}", t.name, p.message),
+                ))
+            })?;
+        names.push(t.name.clone());
+    }
+    let tables: Vec<TableDef> = defs.tables.iter().map(|(t, _)| t.clone()).collect();
+    let mut planner = Planner::new(&tables, &defs.views, u64::MAX, None);
+    for v in &defs.views {
+        planner.named_stream(&v.name, v.position, &HashMap::new())?;
+        names.push(v.name.clone());
+    }
+    Ok(names)
 }
 
 fn parse_view(stmt: &RawStatement) -> Result<ViewDef> {
@@ -341,6 +296,31 @@ struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
+    fn new(
+        tables: &'a [TableDef],
+        views: &'a [ViewDef],
+        max_windows: u64,
+        ttl_ms: Option<i64>,
+    ) -> Self {
+        Planner {
+            tables,
+            views,
+            view_streams: HashMap::new(),
+            sources: Vec::new(),
+            sinks: Vec::new(),
+            source_index: HashMap::new(),
+            sink_index: HashMap::new(),
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            notes: Vec::new(),
+            inserts: Vec::new(),
+            planned: 0,
+            max_windows,
+            ttl_ms,
+            reading: Vec::new(),
+        }
+    }
+
     fn table(&self, name: &str) -> Option<(usize, &'a TableDef)> {
         self.tables.iter().enumerate().find(|(_, t)| t.name == name)
     }
@@ -570,177 +550,4 @@ impl<'a> Planner<'a> {
         };
         cx.translate(&physical)
     }
-
-    fn plan_insert(&mut self, stmt: &RawStatement) -> Result<()> {
-        let dialect = GenericDialect {};
-        let parsed = Parser::new(&dialect)
-            .with_tokens_with_locations(stmt.tokens.clone())
-            .parse_statement()
-            .map_err(|e| SqlError::from_parser(&e))?;
-        let start = stmt.start();
-        let Statement::Insert(Insert {
-            table,
-            columns,
-            source,
-            ..
-        }) = parsed
-        else {
-            return Err(SqlError::refused(
-                start,
-                "expected INSERT INTO <sink> SELECT …",
-            ));
-        };
-        let TableObject::TableName(sink_name) = &table else {
-            return Err(SqlError::refused(start, "INSERT INTO must name a table"));
-        };
-        let sink_pos = span_pos(sink_name).unwrap_or(start);
-        let sink_name_s = sink_name.to_string().to_ascii_lowercase();
-        let Some((sink_ti, sink_def)) = self.table(&sink_name_s) else {
-            return Err(SqlError::refused(
-                sink_pos,
-                format!("INSERT INTO {sink_name_s}: no such table; declare it with CREATE TABLE"),
-            ));
-        };
-        if !columns.is_empty() {
-            return Err(SqlError::refused(
-                span_pos(&columns[0]).unwrap_or(sink_pos),
-                "a column list after INSERT INTO is not supported; name and order the columns in the SELECT",
-            ));
-        }
-        let Some(query) = source else {
-            return Err(SqlError::refused(start, "INSERT needs a SELECT"));
-        };
-        if self.source_index.contains_key(&sink_ti) {
-            return Err(SqlError::refused(
-                sink_pos,
-                format!(
-                    "table {sink_name_s} is read by another statement and cannot also be written"
-                ),
-            ));
-        }
-        let query = *query;
-        let stream = self.plan_query(query.clone(), start, &HashMap::new())?;
-        if self.source_index.contains_key(&sink_ti) {
-            return Err(SqlError::refused(
-                sink_pos,
-                format!("table {sink_name_s} is both read and written by this statement"),
-            ));
-        }
-        if stream.unsessioned {
-            return Err(SqlError::refused(
-                start,
-                "SESSION windows need a GROUP BY with aggregates (a session is only known when it closes)",
-            ));
-        }
-        let (sink_schema, cast_stage) = sink_schema_for(sink_def, &stream.schema, &query)?;
-        let sink = match self.sink_index.get(&sink_ti) {
-            Some(&i) => {
-                let existing = &self.sinks[i].schema;
-                if !same_types(existing, &sink_schema) {
-                    return Err(SqlError::refused(
-                        sink_pos,
-                        format!(
-                            "{sink_name_s} is written by an earlier statement with columns ({}); this one gives ({})",
-                            describe_schema(existing),
-                            describe_schema(&sink_schema)
-                        ),
-                    ));
-                }
-                i
-            }
-            None => {
-                self.sinks.push(SinkTable {
-                    def: sink_def.clone(),
-                    schema: sink_schema.clone(),
-                });
-                self.sink_index.insert(sink_ti, self.sinks.len() - 1);
-                self.sinks.len() - 1
-            }
-        };
-        for b in stream.branches {
-            let mut steps = b.steps;
-            steps.extend(cast_stage.clone());
-            self.edges.push(EdgeSpec {
-                from: b.from,
-                steps,
-                to: Consumer::Sink(sink),
-                keys: Vec::new(),
-            });
-        }
-        self.inserts.push(InsertInfo {
-            position: start,
-            sink,
-            output_schema: sink_schema,
-        });
-        Ok(())
-    }
-}
-
-/// Where the first JOIN of the query's outermost SELECT is.
-fn join_position(query: &Query) -> Option<Position> {
-    if let SetExpr::Select(select) = query.body.as_ref() {
-        for twj in &select.from {
-            if let Some(j) = twj.joins.first() {
-                return span_pos(&j.relation);
-            }
-        }
-    }
-    None
-}
-
-fn planning_context() -> SessionContext {
-    let mut config = SessionConfig::new().with_target_partitions(1);
-    config.options_mut().sql_parser.collect_spans = true;
-    config.options_mut().optimizer.repartition_aggregations = false;
-    config.options_mut().optimizer.join_reordering = false;
-    config.options_mut().optimizer.prefer_hash_join = true;
-    config.options_mut().execution.time_zone = None;
-    let ctx = SessionContext::new_with_config(config);
-    // Keep COUNT(DISTINCT x) a single aggregate: the streaming window operator runs one
-    // level of aggregation.
-    let state: SessionState = ctx.state();
-    let rules = state
-        .optimizers()
-        .iter()
-        .filter(|r| r.name() != "single_distinct_aggregation_to_group_by")
-        .cloned()
-        .collect();
-    let state = SessionStateBuilder::new_from_existing(state)
-        .with_optimizer_rules(rules)
-        .build();
-    SessionContext::new_with_state(state)
-}
-
-fn window_schema(source: &Schema) -> Schema {
-    let mut fields: Vec<Field> = source.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new("window_start", TIMESTAMP_TYPE, false));
-    fields.push(Field::new("window_end", TIMESTAMP_TYPE, false));
-    Schema::new(fields)
-}
-
-/// A DataFusion planning error as a sentence with the position DataFusion found.
-fn df_error(e: DataFusionError, fallback: Position) -> SqlError {
-    let position = e
-        .diagnostic()
-        .and_then(|d| d.span)
-        .filter(|s| s.start.line > 0)
-        .map(|s| Position::new(s.start.line, s.start.column))
-        .unwrap_or(fallback);
-    let text = e.strip_backtrace();
-    let mut msg = text.as_str();
-    for prefix in [
-        "Error during planning: ",
-        "Schema error: ",
-        "SQL error: ",
-        "This feature is not implemented: ",
-        "Optimizer rule 'type_coercion' failed\ncaused by\n",
-        "Execution error: ",
-    ] {
-        msg = msg.trim_start_matches(prefix);
-    }
-    for prefix in ["Error during planning: ", "Schema error: "] {
-        msg = msg.trim_start_matches(prefix);
-    }
-    let msg = msg.replace(WINDOW_PREFIX, "window_");
-    SqlError::refused(position, msg)
 }

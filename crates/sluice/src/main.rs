@@ -86,6 +86,14 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// The server's table catalog: files of CREATE TABLE / CREATE VIEW statements that
+    /// submitted jobs may use.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCmd,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// List the server's jobs.
     Jobs {
         #[command(flatten)]
@@ -207,6 +215,16 @@ impl CheckpointArgs {
         let job = self.name.clone().unwrap_or_else(|| job_name(file));
         CheckpointOptions::new(&self.checkpoint_dir, &job)
     }
+}
+
+#[derive(Subcommand)]
+enum CatalogCmd {
+    /// Add (or replace) a file of definitions, named NAME in the catalog.
+    Add { name: String, file: PathBuf },
+    /// The catalog's files and what each declares.
+    List,
+    /// Remove a file of definitions.
+    Drop { name: String },
 }
 
 #[derive(Subcommand)]
@@ -453,6 +471,45 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => refused(e, Some((&file, &sql))),
+            }
+        }
+        Command::Catalog { command, server } => {
+            let client = server.client();
+            match command {
+                CatalogCmd::Add { name, file } => {
+                    let sql = read(&file)?;
+                    let body = serde_json::json!({ "name": name, "sql": sql });
+                    match client.call("POST", "/api/v1/catalog", Some(&body)) {
+                        Ok(v) => {
+                            let names: Vec<&str> = v["declares"]
+                                .as_array()
+                                .map(|a| a.iter().filter_map(|n| n.as_str()).collect())
+                                .unwrap_or_default();
+                            eprintln!("added {name}: {}", names.join(", "));
+                            Ok(ExitCode::SUCCESS)
+                        }
+                        Err(e) => refused(e, Some((&file, &sql))),
+                    }
+                }
+                CatalogCmd::List => match client.call("GET", "/api/v1/catalog", None) {
+                    Ok(v) => {
+                        for f in v.as_array().into_iter().flatten() {
+                            println!("-- {}", f["name"].as_str().unwrap_or_default());
+                            println!("{}", f["sql"].as_str().unwrap_or_default().trim_end());
+                        }
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => refused(e, None),
+                },
+                CatalogCmd::Drop { name } => {
+                    match client.call("DELETE", &format!("/api/v1/catalog/{name}"), None) {
+                        Ok(_) => {
+                            eprintln!("dropped {name}");
+                            Ok(ExitCode::SUCCESS)
+                        }
+                        Err(e) => refused(e, None),
+                    }
+                }
             }
         }
         Command::Jobs { server } => match server.client().call("GET", "/api/v1/jobs", None) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sluice_connectors::ConnectorError;
 use sluice_runtime::{JobOutcome, RuntimeError};
+use sluice_server::catalog::Definitions;
 use sluice_server::{JobFailure, Launcher, Restore, Running, SqlProblem, StartRequest};
 use sluice_sql::SqlError;
 use sluice_types::{ErrorKind, JobRules, redact_secrets};
@@ -58,19 +59,48 @@ fn failure(e: &anyhow::Error) -> JobFailure {
     JobFailure::new(kind, redact_secrets(&format!("{e:#}")))
 }
 
+/// The table catalog's files as the planner takes them.
+fn catalog_files(tables: &[Definitions]) -> Vec<sluice_sql::CatalogFile> {
+    tables
+        .iter()
+        .map(|t| sluice_sql::CatalogFile {
+            name: t.name.clone(),
+            sql: t.sql.clone(),
+        })
+        .collect()
+}
+
 impl EngineLauncher {
-    fn plan(&self, sql: &str) -> Result<sluice_sql::JobGraph, SqlError> {
-        crate::engine::plan_with_rules(sql, &sluice_sql::env::process_env, &self.rules)
+    fn plan(&self, sql: &str, tables: &[Definitions]) -> Result<sluice_sql::JobGraph, SqlError> {
+        sluice_sql::plan_job_with_catalog(
+            sql,
+            &catalog_files(tables),
+            &sluice_connectors::Catalog,
+            &sluice_sql::env::process_env,
+            &self.rules,
+        )
     }
 }
 
 impl Launcher for EngineLauncher {
-    fn validate(&self, sql: &str) -> Result<String, SqlProblem> {
-        self.plan(sql).map(|g| g.explain()).map_err(|e| problem(&e))
+    fn validate(&self, sql: &str, tables: &[Definitions]) -> Result<String, SqlProblem> {
+        self.plan(sql, tables)
+            .map(|g| g.explain())
+            .map_err(|e| problem(&e))
+    }
+
+    fn check_tables(&self, file: &Definitions) -> Result<Vec<String>, SqlProblem> {
+        sluice_sql::check_catalog(
+            &catalog_files(std::slice::from_ref(file)),
+            &sluice_connectors::Catalog,
+            &sluice_sql::env::process_env,
+            &self.rules,
+        )
+        .map_err(|e| problem(&e))
     }
 
     fn start(&self, request: StartRequest<'_>) -> Result<Running, JobFailure> {
-        let graph = self.plan(request.sql).map_err(|e| {
+        let graph = self.plan(request.sql, request.tables).map_err(|e| {
             let p = problem(&e);
             let message = match (p.line, p.column) {
                 (Some(l), Some(c)) => format!("line {l}, column {c}: {}", p.message),

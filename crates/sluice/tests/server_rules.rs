@@ -223,3 +223,83 @@ fn a_cancel_ends_a_job_waiting_for_postgres_within_seconds() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn the_table_catalog_gives_submitted_jobs_tables_checked_by_the_same_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let server = Server::start(dir.path(), port);
+    let c = server.client();
+    let data = dir.path().join("files");
+    std::fs::write(
+        data.join("in.jsonl"),
+        "{\"id\": \"a\"}\n{\"id\": \"b\"}\n{\"id\": \"bb\"}\n",
+    )
+    .unwrap();
+
+    // A definition that breaks the rules is refused like a job's, with its position.
+    let (status, body) = refusal(c.call(
+        "POST",
+        "/api/v1/catalog",
+        Some(&json!({ "name": "bad", "sql": "CREATE TABLE r (id TEXT)\nWITH (connector = 'file', path = '/etc/passwd');" })),
+    ));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("outside the server's data directory"),
+        "{body}"
+    );
+    assert_eq!(body["line"], 2, "{body}");
+
+    let defs = "CREATE TABLE r (id TEXT) WITH (connector = 'file', path = 'in.jsonl');
+                CREATE VIEW long_ids AS SELECT id FROM r WHERE length(id) > 1;
+                CREATE TABLE w WITH (connector = 'file', path = 'out/ids.jsonl');";
+    let added = c
+        .call(
+            "POST",
+            "/api/v1/catalog",
+            Some(&json!({ "name": "files", "sql": defs })),
+        )
+        .unwrap();
+    assert_eq!(added["declares"], json!(["r", "w", "long_ids"]), "{added}");
+    let listed = c.call("GET", "/api/v1/catalog", None).unwrap();
+    assert_eq!(listed[0]["name"], "files", "{listed}");
+
+    // A job uses the catalog's tables and view without declaring them.
+    submit(&c, "ids", "INSERT INTO w SELECT id FROM long_ids;");
+    wait_state(&c, "ids", &["finished"], Duration::from_secs(30));
+    assert_eq!(
+        support::read_rows(&data.join("out/ids.jsonl")),
+        vec!["id=\"bb\""]
+    );
+
+    // The catalog outlives the server.
+    server.kill();
+    let server = Server::start(dir.path(), port);
+    let c = server.client();
+    let v = c
+        .call(
+            "POST",
+            "/api/v1/validate",
+            Some(&json!({ "sql": "INSERT INTO w SELECT id FROM r;" })),
+        )
+        .unwrap();
+    assert_eq!(v["valid"], true);
+
+    // Dropped, its names are unknown again.
+    c.call("DELETE", "/api/v1/catalog/files", None).unwrap();
+    let (status, body) = refusal(c.call(
+        "POST",
+        "/api/v1/validate",
+        Some(&json!({ "sql": "INSERT INTO w SELECT id FROM r;" })),
+    ));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("no such table"),
+        "{body}"
+    );
+    let (status, _) = refusal(c.call("DELETE", "/api/v1/catalog/files", None));
+    assert_eq!(status, 404);
+}

@@ -62,12 +62,19 @@ impl Manager {
                 Desired::Run => {}
             }
             let t0 = Instant::now();
+            let tables = self
+                .inner
+                .tables
+                .lock()
+                .map(|t| t.clone())
+                .unwrap_or_default();
             let started = self.inner.launcher.start(StartRequest {
                 name,
                 sql: &sql,
                 checkpoint_dir: &self.inner.dir,
                 restore: &restore,
                 handle: &handle,
+                tables: &tables,
             });
             let outcome = match started {
                 Ok(running) => {
@@ -206,8 +213,19 @@ mod tests {
     struct Scripted(Mutex<VecDeque<(Duration, Result<(), JobFailure>)>>);
 
     impl Launcher for Scripted {
-        fn validate(&self, _sql: &str) -> Result<String, SqlProblem> {
+        fn validate(
+            &self,
+            _sql: &str,
+            _tables: &[crate::catalog::Definitions],
+        ) -> Result<String, SqlProblem> {
             Ok(String::new())
+        }
+
+        fn check_tables(
+            &self,
+            _file: &crate::catalog::Definitions,
+        ) -> Result<Vec<String>, SqlProblem> {
+            Ok(Vec::new())
         }
 
         fn start(&self, request: StartRequest<'_>) -> Result<Running, JobFailure> {
