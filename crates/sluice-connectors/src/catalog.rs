@@ -24,6 +24,8 @@ struct Spec {
     name: &'static str,
     source_options: Option<&'static [&'static str]>,
     sink_options: Option<&'static [&'static str]>,
+    /// Options when joined as a lookup table (read by key, not as a stream).
+    lookup_options: Option<&'static [&'static str]>,
 }
 
 const CONNECTORS: &[Spec] = &[
@@ -37,36 +39,43 @@ const CONNECTORS: &[Spec] = &[
             "dead_letter.path",
         ]),
         sink_options: Some(&["path", "format"]),
+        lookup_options: None,
     },
     Spec {
         name: "kafka",
         source_options: Some(crate::kafka::SOURCE_OPTIONS),
         sink_options: Some(crate::kafka::SINK_OPTIONS),
+        lookup_options: None,
     },
     Spec {
         name: "generator",
         source_options: Some(crate::generator::OPTIONS),
         sink_options: None,
+        lookup_options: None,
     },
     Spec {
         name: "nexmark",
         source_options: Some(crate::nexmark::OPTIONS),
         sink_options: None,
+        lookup_options: None,
     },
     Spec {
         name: "postgres",
         source_options: None,
         sink_options: Some(crate::postgres::SINK_OPTIONS),
+        lookup_options: Some(crate::postgres::LOOKUP_OPTIONS),
     },
     Spec {
         name: "console",
         source_options: None,
         sink_options: Some(&[]),
+        lookup_options: None,
     },
     Spec {
         name: "blackhole",
         source_options: None,
         sink_options: Some(&[]),
+        lookup_options: None,
     },
 ];
 
@@ -96,11 +105,13 @@ impl ConnectorCatalog for Catalog {
         let allowed = match role {
             TableRole::Source => spec.source_options,
             TableRole::Sink => spec.sink_options,
+            TableRole::Lookup => spec.lookup_options,
         };
         let Some(allowed) = allowed else {
             let what = match role {
                 TableRole::Source => "read from",
                 TableRole::Sink => "written to",
+                TableRole::Lookup => "looked up",
             };
             return Err(OptionProblem::new(
                 Some("connector"),
@@ -146,7 +157,7 @@ impl ConnectorCatalog for Catalog {
         if name == "kafka" {
             crate::kafka::check_client_properties(options, rules)?;
             match role {
-                TableRole::Source => crate::kafka::check_source(options)?,
+                TableRole::Source | TableRole::Lookup => crate::kafka::check_source(options)?,
                 TableRole::Sink => crate::kafka::check_sink(options)?,
             }
             if let Some(f) = options.get("format").filter(|f| *f != "json") {
@@ -157,7 +168,26 @@ impl ConnectorCatalog for Catalog {
             }
         }
         if name == "postgres" {
-            crate::postgres::check_sink(options)?;
+            match role {
+                TableRole::Lookup => {
+                    crate::postgres::check_lookup(options)?;
+                    if !has_columns {
+                        return Err(OptionProblem::new(
+                            None,
+                            "a lookup table must declare the columns it reads",
+                        ));
+                    }
+                    if let Some(v) = options.get("lookup.cache.ttl")
+                        && sluice_types::parse_interval_text(v).is_err()
+                    {
+                        return Err(OptionProblem::new(
+                            Some("lookup.cache.ttl"),
+                            format!("lookup.cache.ttl must be a duration such as '1 min', not '{v}'"),
+                        ));
+                    }
+                }
+                _ => crate::postgres::check_sink(options)?,
+            }
         }
         if name == "generator" {
             if !has_columns {
@@ -186,7 +216,7 @@ impl ConnectorCatalog for Catalog {
             }
             let format = options.get("format").unwrap_or("json");
             let formats: &[&str] = match role {
-                TableRole::Source => &["json"],
+                TableRole::Source | TableRole::Lookup => &["json"],
                 TableRole::Sink => &["json", "parquet"],
             };
             if !formats.contains(&format) {
@@ -238,6 +268,10 @@ impl ConnectorCatalog for Catalog {
             }
         }
         Ok(())
+    }
+
+    fn is_lookup(&self, options: &ConnectorOptions) -> bool {
+        options.connector() == Some("postgres")
     }
 
     fn path_options(&self) -> &'static [&'static str] {
@@ -302,6 +336,24 @@ pub fn build_source(
         }
         other => Err(ConnectorError::Config(format!(
             "table {table}: connector '{}' cannot be read",
+            other.unwrap_or_default()
+        ))),
+    }
+}
+
+/// Builds the lookup of a table joined by key.
+pub fn build_lookup(
+    table: &str,
+    options: &ConnectorOptions,
+    schema: SchemaRef,
+    interrupt: &Interrupt,
+) -> Result<Arc<dyn sluice_runtime::LookupFactory>, ConnectorError> {
+    match options.connector() {
+        Some("postgres") => Ok(Arc::new(crate::postgres::PostgresLookupFactory::new(
+            table, options, schema, interrupt,
+        )?)),
+        other => Err(ConnectorError::Config(format!(
+            "table {table}: connector '{}' cannot be looked up",
             other.unwrap_or_default()
         ))),
     }

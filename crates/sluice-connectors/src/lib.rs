@@ -18,7 +18,7 @@ pub mod nexmark;
 mod parquet_sink;
 pub mod postgres;
 
-pub use catalog::{Catalog, build_sink, build_source, identity};
+pub use catalog::{Catalog, build_lookup, build_sink, build_source, identity};
 pub use error::ConnectorError;
 pub use file_source::FileSource;
 pub use json::{JsonDecoder, timestamps_as_text};

@@ -5,18 +5,22 @@
 //! tables without a key are appends (COPY straight in), fenced by the same epoch row.
 //! A server that goes away is waited for with backoff; rows are never dropped.
 
+mod client;
 mod encode;
+mod lookup;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use sluice_runtime::{EpochStore, Result, RuntimeError};
-use sluice_types::{Backoff, ConnectorOptions, Epoch, Interrupt, OptionProblem};
+use sluice_types::{ConnectorOptions, Epoch, Interrupt, OptionProblem};
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::ConnectorError;
+use client::{PgClient, PgFuture};
 pub use encode::{copy_text, pg_type, quote_ident, quote_table};
+pub use lookup::{LOOKUP_OPTIONS, PostgresLookupFactory, check_lookup};
 
 /// Options of a PostgreSQL sink table.
 pub const SINK_OPTIONS: &[&str] = &["url", "table", "primary_key", "create_table"];
@@ -43,46 +47,15 @@ pub fn check_sink(options: &ConnectorOptions) -> Result<(), OptionProblem> {
     Ok(())
 }
 
-type PgFuture<'c, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<T, sqlx::Error>> + 'c>>;
-
 pub struct PostgresSink {
-    url: String,
+    client: PgClient,
     table: String,
     columns: Vec<String>,
     key: Vec<String>,
     create: bool,
     schema: SchemaRef,
-    rt: tokio::runtime::Runtime,
-    conn: Option<PgConnection>,
     job: String,
     sink: String,
-    /// Raised when the job stops or is cancelled: waiting for the database ends.
-    interrupt: Interrupt,
-}
-
-/// Pauses between attempts while the database is away.
-const RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-
-/// Whether an error is the server or the network going away (wait and retry) rather
-/// than something retrying cannot fix.
-fn transient(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
-            c.starts_with("08")
-                || matches!(
-                    c.as_ref(),
-                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
-                )
-        }),
-        _ => false,
-    }
 }
 
 impl PostgresSink {
@@ -109,96 +82,33 @@ impl PostgresSink {
                 )));
             }
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| ConnectorError::Io(format!("table {table}: {e}")))?;
+        let name = options.get("table").unwrap_or(table).to_string();
         Ok(PostgresSink {
-            url: options.get("url").unwrap_or_default().to_string(),
-            table: options.get("table").unwrap_or(table).to_string(),
+            client: PgClient::new(options.get("url").unwrap_or_default(), &name)?,
+            table: name,
             columns,
             key,
             create: options.get("create_table") != Some("false"),
             schema,
-            rt,
-            conn: None,
             job: String::new(),
             sink: table.to_string(),
-            interrupt: Interrupt::new(),
         })
     }
 
     /// Waits for the database end when `interrupt` is raised.
     pub fn with_interrupt(mut self, interrupt: Interrupt) -> Self {
-        self.interrupt = interrupt;
+        self.client.interrupt = interrupt;
         self
     }
 
-    fn describe(&self, e: &sqlx::Error) -> String {
-        format!("postgres table {}: {e}", self.table)
-    }
-
-    /// Runs `f` on a connection, reconnecting and retrying with backoff (0.2 s doubling
-    /// to 5 s) while the server is away; other errors are returned.
+    /// Runs `f` on a connection, reconnecting and retrying with backoff while the
+    /// server is away.
     fn with_retry<T>(
         &mut self,
         what: &str,
-        mut f: impl for<'c> FnMut(&'c mut PgConnection) -> PgFuture<'c, T>,
+        f: impl for<'c> FnMut(&'c mut PgConnection) -> PgFuture<'c, T>,
     ) -> Result<T> {
-        let mut attempt_no = 0;
-        let mut since: Option<Instant> = None;
-        loop {
-            let mut slot = self.conn.take();
-            let url = &self.url;
-            let attempt = self.rt.block_on(async {
-                let mut conn = match slot.take() {
-                    Some(c) => c,
-                    None => PgConnection::connect(url).await?,
-                };
-                let r = f(&mut conn).await;
-                Ok::<_, sqlx::Error>((conn, r))
-            });
-            let err = match attempt {
-                Ok((conn, Ok(v))) => {
-                    self.conn = Some(conn);
-                    if let Some(t) = since {
-                        tracing::info!(
-                            "postgres table {}: back after {:.1}s",
-                            self.table,
-                            t.elapsed().as_secs_f64()
-                        );
-                    }
-                    return Ok(v);
-                }
-                Ok((conn, Err(e))) => {
-                    if !transient(&e) {
-                        self.conn = Some(conn);
-                    }
-                    e
-                }
-                Err(e) => e,
-            };
-            if !transient(&err) {
-                return Err(RuntimeError::External(format!(
-                    "{what}: {}",
-                    self.describe(&err)
-                )));
-            }
-            since.get_or_insert_with(Instant::now);
-            attempt_no += 1;
-            let wait = RETRY.pause(attempt_no);
-            tracing::warn!(
-                "{what}: {}; retrying in {:.1}s",
-                self.describe(&err),
-                wait.as_secs_f64()
-            );
-            if !self.interrupt.sleep(wait) {
-                return Err(RuntimeError::External(format!(
-                    "{what}: {} (gave up waiting: the job is stopping)",
-                    self.describe(&err)
-                )));
-            }
-        }
+        self.client.with_retry(what, f)
     }
 
     fn create_sql(&self) -> String {
@@ -410,8 +320,8 @@ impl EpochStore for PostgresSink {
     }
 
     fn close(&mut self) -> Result<()> {
-        if let Some(conn) = self.conn.take() {
-            let _ = self.rt.block_on(conn.close());
+        if let Some(conn) = self.client.conn.take() {
+            let _ = self.client.rt.block_on(conn.close());
         }
         Ok(())
     }

@@ -27,13 +27,15 @@ use crate::metrics::JobMetrics;
 use crate::operator::{Chain, Operator, Snapshot};
 use crate::operators::assign::AssignWindows;
 use crate::operators::filter::Filter;
+use crate::operators::lookup_join::LookupJoin;
 use crate::operators::project::Project;
 use crate::operators::session_aggregate::SessionAggregate;
 use crate::operators::stream_join::StreamJoin;
 use crate::operators::window_aggregate::WindowAggregate;
 use crate::operators::window_join::WindowJoin;
 use crate::plan::{
-    Consumer, JobOutcome, JobSpec, JoinPlan, JoinTime, NodeOp, NodeSpec, Producer, Step, WindowKind,
+    Consumer, JobOutcome, JobSpec, JoinPlan, JoinTime, LookupSpec, NodeOp, NodeSpec, Producer,
+    Step, WindowKind,
 };
 use crate::source::SourceWatermarks;
 use control::{Ack, Control, Coordinator, TaskMsg, plan_lines};
@@ -267,8 +269,19 @@ fn join_operator(
     plan: &JoinPlan,
     late: Arc<AtomicU64>,
     metrics: &JobMetrics,
+    lookups: &[LookupSpec],
 ) -> Result<Box<dyn Operator>> {
-    Ok(match plan.time {
+    Ok(match &plan.time {
+        JoinTime::Lookup { lookup, steps: s, .. } => {
+            let table = lookups
+                .get(*lookup)
+                .ok_or_else(|| RuntimeError::Internal("a lookup join without its table".into()))?;
+            Box::new(LookupJoin::new(
+                plan.clone(),
+                table.factory.open()?,
+                Chain::new(steps(s, &late)),
+            )?)
+        }
         JoinTime::Window => Box::new(WindowJoin::new(plan.clone(), late)?),
         JoinTime::Interval { .. } | JoinTime::Regular { .. } => Box::new(StreamJoin::new(
             plan.clone(),
@@ -289,6 +302,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
         mut sinks,
         nodes,
         edges,
+        lookups,
         parallelism,
         channel_capacity,
         mut checkpoint,
@@ -506,6 +520,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
                     j,
                     late_of(Consumer::Node { node: ni, port: 0 }),
                     &handle.metrics,
+                    &lookups,
                 )?,
             };
             if let Some(mut states) = restored(stored, &id)?

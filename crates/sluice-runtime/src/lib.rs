@@ -19,8 +19,8 @@ pub use metrics::{
 pub use operator::{Chain, Collector, Operator, Snapshot};
 pub use plan::{
     AggregatePlan, AssignSpec, CheckpointSettings, Consumer, EdgeSpec, JobOutcome, JobSpec,
-    JoinKind, JoinPlan, JoinTime, NodeOp, NodeSpec, Producer, SinkSpec, SourceSpec, Step,
-    WindowKind,
+    JoinKind, JoinPlan, JoinTime, Lookup, LookupFactory, LookupSpec, NodeOp, NodeSpec, Producer,
+    SinkSpec, SourceSpec, Step, WindowKind,
 };
 pub use sink::{
     CommitOnCheckpoint, EpochBuffer, EpochStore, PendingEpochs, Sink, SinkState, not_committed,

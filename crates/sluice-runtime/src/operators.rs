@@ -4,6 +4,7 @@ pub mod assign;
 pub mod filter;
 pub mod groups;
 pub mod join_state;
+pub mod lookup_join;
 pub mod project;
 pub mod session_aggregate;
 pub mod sort;

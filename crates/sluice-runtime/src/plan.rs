@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_plan::PhysicalExpr;
 
@@ -113,7 +114,7 @@ impl AggregatePlan {
 }
 
 /// How a join decides which rows can still meet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum JoinTime {
     /// No time bound: every row is kept (or until `ttl_ms` of event time has passed
     /// over it, when the side has a time column).
@@ -123,6 +124,17 @@ pub enum JoinTime {
     /// Both sides windowed alike and joined on the window: a window's rows meet once,
     /// when the watermark passes its end.
     Window,
+    /// The right side is a table looked up by key (`lookup` in the job's lookups): each
+    /// stream row meets the rows it has when the row arrives, fetched by key in batches
+    /// and kept for `ttl_ms` of processing time. Fetched rows go through `steps` to
+    /// become the join's right rows; `key_columns` name the table columns the right keys
+    /// are.
+    Lookup {
+        lookup: usize,
+        ttl_ms: i64,
+        steps: Vec<Step>,
+        key_columns: Vec<String>,
+    },
 }
 
 /// Which rows a join puts out: matched pairs (inner), with the unmatched rows of one or
@@ -211,6 +223,26 @@ impl NodeOp {
             NodeOp::Join(_) => 2,
         }
     }
+}
+
+/// Fetches a table's rows by key: the other side of a lookup join (a database table).
+pub trait Lookup: Send {
+    /// Every row whose key columns equal one of the rows of `keys` (a batch of distinct
+    /// key values, one column per key column, named as the table's).
+    fn fetch(&mut self, keys: &RecordBatch) -> crate::error::Result<RecordBatch>;
+}
+
+/// Opens a lookup for each task of a lookup join.
+pub trait LookupFactory: Send + Sync {
+    fn open(&self) -> crate::error::Result<Box<dyn Lookup>>;
+}
+
+/// A table looked up by key.
+pub struct LookupSpec {
+    pub name: String,
+    /// What it reads (connector, table), for the checkpoint's plan.
+    pub definition: String,
+    pub factory: std::sync::Arc<dyn LookupFactory>,
 }
 
 /// A stateful node, run as `parallelism` tasks when its inputs are keyed, else one.
@@ -317,6 +349,7 @@ pub struct JobSpec {
     pub sinks: Vec<SinkSpec>,
     pub nodes: Vec<NodeSpec>,
     pub edges: Vec<EdgeSpec>,
+    pub lookups: Vec<LookupSpec>,
     pub parallelism: usize,
     /// Capacity of each channel between tasks, in messages.
     pub channel_capacity: usize,

@@ -20,6 +20,8 @@ pub struct JobGraph {
     pub sinks: Vec<SinkTable>,
     pub nodes: Vec<NodeSpec>,
     pub edges: Vec<EdgeSpec>,
+    /// Tables looked up by key (lookup joins' other sides).
+    pub lookups: Vec<SourceTable>,
     /// One per INSERT, in the file's order.
     pub inserts: Vec<InsertInfo>,
     /// What the user should know about the plan (a join whose state grows for ever…).
@@ -173,6 +175,10 @@ fn describe_node(n: &NodeSpec) -> String {
                 JoinTime::Regular { ttl_ms: Some(t) } => {
                     format!("regular join (rows kept for {t}ms of event time)")
                 }
+                JoinTime::Lookup { lookup, ttl_ms, .. } => format!(
+                    "lookup join with table {} (rows fetched by key, cached for {ttl_ms}ms)",
+                    lookup + 1
+                ),
             };
             let on: Vec<String> = j
                 .left_keys

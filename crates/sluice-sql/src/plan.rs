@@ -139,7 +139,7 @@ pub fn plan_job_with_catalog(
         .map(|s| crate::parse_interval_text(&s.value))
         .transpose()
         .map_err(|e| SqlError::refused(None, format!("state.ttl: {e}")))?;
-    let mut planner = Planner::new(&tables, &views, max_windows, ttl_ms);
+    let mut planner = Planner::new(catalog, &tables, &views, max_windows, ttl_ms);
     for stmt in inserts {
         planner.plan_insert(stmt)?;
     }
@@ -150,6 +150,8 @@ pub fn plan_job_with_catalog(
             TableRole::Sink
         } else if planner.source_index.contains_key(&i) {
             TableRole::Source
+        } else if planner.lookup_index.contains_key(&i) {
+            TableRole::Lookup
         } else {
             continue;
         };
@@ -181,6 +183,7 @@ pub fn plan_job_with_catalog(
         sinks: planner.sinks,
         nodes: planner.nodes,
         edges: planner.edges,
+        lookups: planner.lookups,
         inserts: planner.inserts,
         notes: planner.notes,
     })
@@ -214,6 +217,8 @@ pub fn check_catalog(
         }
         let role = if t.columns.is_empty() {
             TableRole::Sink
+        } else if catalog.is_lookup(&t.options) {
+            TableRole::Lookup
         } else {
             TableRole::Source
         };
@@ -233,7 +238,7 @@ pub fn check_catalog(
         names.push(t.name.clone());
     }
     let tables: Vec<TableDef> = defs.tables.iter().map(|(t, _)| t.clone()).collect();
-    let mut planner = Planner::new(&tables, &defs.views, u64::MAX, None);
+    let mut planner = Planner::new(catalog, &tables, &defs.views, u64::MAX, None);
     for v in &defs.views {
         planner.named_stream(&v.name, v.position, &HashMap::new())?;
         names.push(v.name.clone());
@@ -273,7 +278,11 @@ fn parse_view(stmt: &RawStatement) -> Result<ViewDef> {
 }
 
 struct Planner<'a> {
+    catalog: &'a dyn ConnectorCatalog,
     tables: &'a [TableDef],
+    /// Tables looked up by key, and table index → index among them.
+    lookups: Vec<SourceTable>,
+    lookup_index: HashMap<usize, usize>,
     views: &'a [ViewDef],
     /// Views planned so far (each is planned once and shared).
     view_streams: HashMap<String, Stream>,
@@ -297,12 +306,16 @@ struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     fn new(
+        catalog: &'a dyn ConnectorCatalog,
         tables: &'a [TableDef],
         views: &'a [ViewDef],
         max_windows: u64,
         ttl_ms: Option<i64>,
     ) -> Self {
         Planner {
+            catalog,
+            lookups: Vec::new(),
+            lookup_index: HashMap::new(),
             tables,
             views,
             view_streams: HashMap::new(),
@@ -362,6 +375,7 @@ impl<'a> Planner<'a> {
             schema,
             attrs,
             unsessioned: false,
+            lookup: None,
         }
     }
 
@@ -402,12 +416,28 @@ impl<'a> Planner<'a> {
                     "table {name} declares no columns, so it cannot be read; list its columns in CREATE TABLE"
                 ),
             )),
-            Some((ti, _)) => {
+            Some((ti, t)) => {
                 if self.sink_index.contains_key(&ti) {
                     return Err(SqlError::refused(
                         at,
                         format!("table {name} is written by a statement and cannot also be read"),
                     ));
+                }
+                if self.catalog.is_lookup(&t.options) {
+                    let schema = Arc::new(t.schema());
+                    let li = match self.lookup_index.get(&ti) {
+                        Some(&i) => i,
+                        None => {
+                            self.lookups.push(SourceTable {
+                                def: t.clone(),
+                                schema: schema.clone(),
+                                event_time: None,
+                            });
+                            self.lookup_index.insert(ti, self.lookups.len() - 1);
+                            self.lookups.len() - 1
+                        }
+                    };
+                    return Ok(Stream::lookup(li, schema));
                 }
                 Ok(self.source_stream(ti))
             }
@@ -467,6 +497,7 @@ impl<'a> Planner<'a> {
         for w in rewrite.windows.clone() {
             crate::rules::check_window(self.max_windows, &w)?;
             let input = self.named_stream(&w.source, w.source_position, &scope)?;
+            input.stream_only(w.source_position, "windowed")?;
             let is_table =
                 !scope.contains_key(&w.source) && !self.views.iter().any(|v| v.name == w.source);
             let (time_column, delay_ms) = if is_table {
@@ -539,8 +570,17 @@ impl<'a> Planner<'a> {
         let physical = futures::executor::block_on(state.create_physical_plan(&logical))
             .map_err(|e| df_error(e, start))?;
         let leaf = |name: &str| leaves.get(name).cloned();
+        let lookups = &self.lookups;
+        let lookup_ttl = |i: usize| {
+            lookups
+                .get(i)
+                .and_then(|t| t.def.options.get("lookup.cache.ttl"))
+                .and_then(|v| crate::parse_interval_text(v).ok())
+                .unwrap_or(0)
+        };
         let mut cx = Context {
             leaf: &leaf,
+            lookup_ttl: &lookup_ttl,
             nodes: &mut self.nodes,
             edges: &mut self.edges,
             notes: &mut self.notes,

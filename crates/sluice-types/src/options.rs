@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use crate::{JobRules, Position};
 use arrow::datatypes::Schema;
 
-/// Whether a table is read from or written to.
+/// Whether a table is read from (as a stream), written to, or looked up by key (a
+/// database table joined to a stream).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TableRole {
     Source,
     Sink,
+    Lookup,
 }
 
 /// One option's value and where its key stands in the SQL text.
@@ -96,5 +98,11 @@ pub trait ConnectorCatalog: Send + Sync {
     /// of a submitted job.
     fn path_options(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// Whether a table read by a job is looked up by key (a database table) rather than
+    /// read as a stream.
+    fn is_lookup(&self, _options: &ConnectorOptions) -> bool {
+        false
     }
 }

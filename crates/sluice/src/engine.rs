@@ -7,8 +7,10 @@ use std::time::Duration;
 use crate::checkpoints::CheckpointOptions;
 
 use anyhow::{Context, Result, anyhow};
-use sluice_connectors::{Catalog, build_sink, build_source};
-use sluice_runtime::{JobHandle, JobOutcome, JobSpec, Producer, Sink, SinkSpec, SourceSpec, Step};
+use sluice_connectors::{Catalog, build_lookup, build_sink, build_source};
+use sluice_runtime::{
+    JobHandle, JobOutcome, JobSpec, LookupSpec, Producer, Sink, SinkSpec, SourceSpec, Step,
+};
 use sluice_sql::{JobGraph, SinkTable, SqlError};
 use sluice_types::JobRules;
 
@@ -161,6 +163,14 @@ impl JobRun {
                 sink,
             });
         }
+        let mut lookups = Vec::new();
+        for l in &graph.lookups {
+            lookups.push(LookupSpec {
+                name: l.def.name.clone(),
+                definition: sluice_connectors::identity(&l.def.options),
+                factory: build_lookup(&l.def.name, &l.def.options, l.schema.clone(), &interrupt)?,
+            });
+        }
         // Lateness is judged per row where the source has one partition (exact, and
         // independent of how its input was cut into batches).
         let mut edges = graph.edges.clone();
@@ -181,6 +191,7 @@ impl JobRun {
                 sinks,
                 nodes: graph.nodes.clone(),
                 edges,
+                lookups,
                 parallelism: options.parallelism,
                 channel_capacity: options.channel_capacity,
                 checkpoint,

@@ -135,6 +135,9 @@ pub(crate) fn plan_lines(spec: &JobSpec) -> Vec<String> {
     for s in &spec.sinks {
         lines.push(format!("sink {} [{}]", s.name, s.definition));
     }
+    for l in &spec.lookups {
+        lines.push(format!("lookup {} [{}]", l.name, l.definition));
+    }
     lines
 }
 

@@ -93,7 +93,9 @@ impl StreamJoin {
                 let b = w.saturating_sub(ttl);
                 [b, b]
             }
-            JoinTime::Regular { ttl_ms: None } | JoinTime::Window => return Ok(()),
+            JoinTime::Regular { ttl_ms: None } | JoinTime::Window | JoinTime::Lookup { .. } => {
+                return Ok(());
+            }
         };
         for (side, bound) in bounds.into_iter().enumerate() {
             if self.times[side].0.is_none() && !self.ttl_by_arrival() {

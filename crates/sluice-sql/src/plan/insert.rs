@@ -71,6 +71,7 @@ impl Planner<'_> {
                 format!("table {sink_name_s} is both read and written by this statement"),
             ));
         }
+        stream.stream_only(start, "written to a sink as it is")?;
         if stream.unsessioned {
             return Err(SqlError::refused(
                 start,

@@ -61,6 +61,9 @@ pub(crate) struct Stream {
     /// Rows come from a SESSION window's assignment and must be aggregated before
     /// anything else (a session is only known when it closes).
     pub unsessioned: bool,
+    /// Not a stream but a table looked up by key (its index among the job's lookups),
+    /// with the steps its fetched rows go through; only a join may read it.
+    pub lookup: Option<(usize, Vec<Step>)>,
 }
 
 impl Stream {
@@ -68,6 +71,33 @@ impl Stream {
         for b in &mut self.branches {
             b.steps.push(step.clone());
         }
+        if let Some((_, steps)) = &mut self.lookup {
+            steps.push(step);
+        }
+    }
+
+    /// A lookup table's rows, before any step.
+    pub fn lookup(index: usize, schema: SchemaRef) -> Stream {
+        Stream {
+            branches: Vec::new(),
+            attrs: vec![None; schema.fields().len()],
+            schema,
+            unsessioned: false,
+            lookup: Some((index, Vec::new())),
+        }
+    }
+
+    /// Refuses a lookup table where a stream is needed.
+    pub fn stream_only(&self, at: Position, what: &str) -> Result<()> {
+        if self.lookup.is_some() {
+            return Err(SqlError::refused(
+                at,
+                format!(
+                    "a lookup table (a database table read by key) can only be joined to a stream (FROM stream JOIN table ON stream.key = table.key), not {what}"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Column selection by index.
@@ -98,7 +128,7 @@ impl Stream {
 /// What a table name in a planned query reads.
 #[derive(Debug, Clone)]
 pub(crate) enum Leaf {
-    /// A stream planned before: a source's rows, or a view's.
+    /// A stream planned before: a source's rows, or a view's (or a lookup table).
     Stream(Stream),
     /// A window TVF over a stream.
     Window {
@@ -116,6 +146,8 @@ pub(crate) struct Context<'a> {
     pub edges: &'a mut Vec<EdgeSpec>,
     pub notes: &'a mut Vec<String>,
     pub ttl_ms: Option<i64>,
+    /// A lookup table's cache TTL in milliseconds, by its index.
+    pub lookup_ttl: &'a dyn Fn(usize) -> i64,
     /// Where aggregates and joins are reported.
     pub group_by_at: Position,
     pub at: Position,
@@ -261,6 +293,7 @@ impl Context<'_> {
         let mut out: Option<Stream> = None;
         for input in inputs {
             let s = self.translate(input)?;
+            s.stream_only(self.at, "unioned")?;
             // Every branch puts out the union's schema (its names and nullability).
             let all: Vec<usize> = (0..schema.fields().len()).collect();
             let mut s2 = s.clone();
@@ -317,6 +350,7 @@ impl Context<'_> {
             _ => a,
         };
         let input = self.translate(agg.input())?;
+        input.stream_only(at, "aggregated")?;
         let group = agg.group_expr();
         if group.has_grouping_set() {
             return Err(SqlError::refused(
@@ -391,6 +425,7 @@ impl Context<'_> {
             schema: output_schema,
             attrs,
             unsessioned: false,
+            lookup: None,
         })
     }
 
@@ -398,6 +433,13 @@ impl Context<'_> {
         let at = self.at;
         let left = self.translate(j.left())?;
         let right = self.translate(j.right())?;
+        left.stream_only(
+            at,
+            "on the left of a join: put the table on the right (FROM stream JOIN table)",
+        )?;
+        if right.lookup.is_some() {
+            return self.lookup_join(j, left, right);
+        }
         if left.unsessioned || right.unsessioned {
             return Err(SqlError::refused(
                 at,
@@ -518,7 +560,7 @@ impl Context<'_> {
         let keep = |a: Option<TimeAttr>| match time {
             JoinTime::Window => a.filter(|t| t.window().is_some()),
             JoinTime::Interval { .. } => a,
-            JoinTime::Regular { .. } => None,
+            JoinTime::Regular { .. } | JoinTime::Lookup { .. } => None,
         };
         let attrs: Vec<Option<TimeAttr>> = match &projection {
             Some(p) => p.iter().map(|&i| keep(joined_attrs[i])).collect(),
@@ -553,6 +595,90 @@ impl Context<'_> {
             schema: output_schema,
             attrs,
             unsessioned: false,
+            lookup: None,
+        })
+    }
+
+    /// A stream joined to a table looked up by key.
+    fn lookup_join(&mut self, j: &HashJoinExec, left: Stream, right: Stream) -> Result<Stream> {
+        let at = self.at;
+        let kind = match j.join_type() {
+            JoinType::Inner => JoinKind::Inner,
+            JoinType::Left => JoinKind::Left,
+            other => {
+                return Err(SqlError::refused(
+                    at,
+                    format!(
+                        "a lookup table joins as INNER JOIN or LEFT JOIN (each stream row meets the table's rows as they are when it arrives), not {other}"
+                    ),
+                ));
+            }
+        };
+        let Some((lookup, steps)) = right.lookup.clone() else {
+            return Err(SqlError::Internal("a lookup join without its table".into()));
+        };
+        let left_keys: Vec<Arc<dyn PhysicalExpr>> = j.on().iter().map(|(l, _)| l.clone()).collect();
+        let right_keys: Vec<Arc<dyn PhysicalExpr>> =
+            j.on().iter().map(|(_, r)| r.clone()).collect();
+        let key_columns = right_keys
+            .iter()
+            .map(|e| {
+                e.downcast_ref::<Column>()
+                    .map(|c| c.name().to_string())
+                    .ok_or_else(|| {
+                        SqlError::refused(
+                            at,
+                            format!(
+                                "a lookup table is looked up by its own columns: the ON clause must equate a column of the table with the stream, not {e}"
+                            ),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ttl_ms = (self.lookup_ttl)(lookup);
+        let projection: Option<Vec<usize>> = j.projection.as_ref().map(|p| p.to_vec());
+        let nl = left.attrs.len();
+        let attrs = match &projection {
+            Some(p) => p.iter().map(|&i| if i < nl { left.attrs[i] } else { None }).collect(),
+            None => left
+                .attrs
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(None, right.attrs.len()))
+                .collect(),
+        };
+        let output_schema = j.schema();
+        let plan = JoinPlan {
+            time: JoinTime::Lookup {
+                lookup,
+                ttl_ms,
+                steps,
+                key_columns,
+            },
+            kind,
+            left_schema: left.schema.clone(),
+            right_schema: right.schema.clone(),
+            left_keys: left_keys.clone(),
+            right_keys,
+            null_equals_null: false,
+            filter: j.filter().cloned(),
+            left_time: None,
+            right_time: None,
+            time_offset_ms: 0,
+            joined_schema: j.join_schema().clone(),
+            projection,
+            output_schema: output_schema.clone(),
+        };
+        let n = self.node("lookup join", NodeOp::Join(plan), vec![(left, left_keys)]);
+        Ok(Stream {
+            branches: vec![Branch {
+                from: Producer::Node(n),
+                steps: Vec::new(),
+            }],
+            schema: output_schema,
+            attrs,
+            unsessioned: false,
+            lookup: None,
         })
     }
 }
