@@ -99,3 +99,14 @@ CREATE TABLE IF NOT EXISTS sluice_sink_progress (
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (job, sink)
 );
+
+-- Each sensor's own temperature limit (sql/postgres/iot_sensor_limits.sql looks it up;
+-- edit a row and alerts follow within the job's cache TTL).
+CREATE TABLE IF NOT EXISTS sensors (
+    sensor_id text PRIMARY KEY,
+    max_temp  double precision NOT NULL
+);
+INSERT INTO sensors
+SELECT 'sensor-' || lpad(i::text, 4, '0'), 18 + (i % 10)
+FROM generate_series(0, 99) AS i
+ON CONFLICT (sensor_id) DO NOTHING;

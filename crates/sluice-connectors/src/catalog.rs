@@ -182,7 +182,9 @@ impl ConnectorCatalog for Catalog {
                     {
                         return Err(OptionProblem::new(
                             Some("lookup.cache.ttl"),
-                            format!("lookup.cache.ttl must be a duration such as '1 min', not '{v}'"),
+                            format!(
+                                "lookup.cache.ttl must be a duration such as '1 min', not '{v}'"
+                            ),
                         ));
                     }
                 }

@@ -272,7 +272,9 @@ fn join_operator(
     lookups: &[LookupSpec],
 ) -> Result<Box<dyn Operator>> {
     Ok(match &plan.time {
-        JoinTime::Lookup { lookup, steps: s, .. } => {
+        JoinTime::Lookup {
+            lookup, steps: s, ..
+        } => {
             let table = lookups
                 .get(*lookup)
                 .ok_or_else(|| RuntimeError::Internal("a lookup join without its table".into()))?;

@@ -140,10 +140,10 @@ fn a_limit_edited_while_the_job_runs_applies_after_the_cache_ttl() {
     assert_eq!(rows.len(), 8000 * 46 / 50, "every bid meets its limit");
     let mut by_key: HashMap<i64, Vec<(String, i64)>> = HashMap::new();
     for r in &rows {
-        by_key
-            .entry(r["k"].as_i64().unwrap())
-            .or_default()
-            .push((r["date_time"].as_str().unwrap().to_string(), r["lim"].as_i64().unwrap()));
+        by_key.entry(r["k"].as_i64().unwrap()).or_default().push((
+            r["date_time"].as_str().unwrap().to_string(),
+            r["lim"].as_i64().unwrap(),
+        ));
     }
     let (mut old, mut new) = (0, 0);
     for (k, mut seen) in by_key {
@@ -160,5 +160,48 @@ fn a_limit_edited_while_the_job_runs_applies_after_the_cache_ttl() {
             }
         }
     }
-    assert!(old > 500 && new > 500, "{old} rows before the edit, {new} after");
+    assert!(
+        old > 500 && new > 500,
+        "{old} rows before the edit, {new} after"
+    );
+}
+
+#[test]
+fn the_reference_job_alerts_on_each_sensors_own_limit() {
+    let url = pg::fresh_database("sensor_limits");
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    exec(
+        &url,
+        &std::fs::read_to_string(repo.join("sql/schema.sql")).unwrap(),
+    );
+    exec(
+        &url,
+        "CREATE TABLE readings_copy (sensor_id TEXT, location TEXT, temperature DOUBLE PRECISION, event_time TIMESTAMPTZ)",
+    );
+    // The reference job, plus a copy of every reading for PostgreSQL to join as a batch.
+    let sql = format!(
+        "{}\nCREATE TABLE readings_copy WITH (connector = 'postgres', url = '{url}', table = 'readings_copy');
+         INSERT INTO readings_copy SELECT sensor_id, location, temperature, event_time FROM iot_sensors;",
+        std::fs::read_to_string(repo.join("sql/postgres/iot_sensor_limits.sql")).unwrap()
+    );
+    let vars = [
+        ("DATABASE_URL", url.clone()),
+        ("IOT_RATE", "0".to_string()),
+        ("IOT_LIMIT", "20000".to_string()),
+        ("START_TIME", "2024-05-01T06:00:00Z".to_string()),
+    ];
+    support::run_job(&sql, &vars, 2);
+    let got = pg::pg_rows(
+        &url,
+        "SELECT alert_time, kind, entity, location, value, threshold FROM iot_alerts",
+    );
+    let want = pg::pg_rows(
+        &url,
+        "SELECT r.event_time AS alert_time, 'over_sensor_limit' AS kind, r.sensor_id AS entity,
+                r.location, r.temperature AS value, s.max_temp AS threshold
+         FROM readings_copy r JOIN sensors s ON r.sensor_id = s.sensor_id
+         WHERE r.temperature > s.max_temp",
+    );
+    assert!(want.len() > 20, "the stream has alerts: {}", want.len());
+    assert_rows_match("iot_alerts", &got, &want);
 }

@@ -60,7 +60,11 @@ impl LookupJoin {
     }
 
     /// Fetches the keys of `batch` the cache lacks (or holds too long) and caches them.
-    fn refresh(&mut self, batch: &RecordBatch, keys: &crate::operators::join_state::EncodedKeys) -> Result<()> {
+    fn refresh(
+        &mut self,
+        batch: &RecordBatch,
+        keys: &crate::operators::join_state::EncodedKeys,
+    ) -> Result<()> {
         let now = Instant::now();
         let mut missing: Vec<u32> = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -113,7 +117,10 @@ impl LookupJoin {
         let mut by_key: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
         for r in 0..right.num_rows() {
             if rkeys.valid[r] {
-                by_key.entry(rkeys.rows.row(r).as_ref().to_vec()).or_default().push(r as u32);
+                by_key
+                    .entry(rkeys.rows.row(r).as_ref().to_vec())
+                    .or_default()
+                    .push(r as u32);
             }
         }
         for r in missing {
@@ -122,7 +129,8 @@ impl LookupJoin {
                 Some(idx) => Some(take_record_batch(&right, &UInt32Array::from(idx.clone()))?),
                 None => None,
             };
-            self.cache.insert(k.into_boxed_slice(), Cached { at: now, rows });
+            self.cache
+                .insert(k.into_boxed_slice(), Cached { at: now, rows });
         }
         Ok(())
     }
@@ -144,7 +152,8 @@ impl Operator for LookupJoin {
         let mut taken = std::collections::HashSet::new();
         for r in 0..batch.num_rows() {
             let k = keys.rows.row(r);
-            if keys.valid[r] && taken.insert(k.as_ref().to_vec())
+            if keys.valid[r]
+                && taken.insert(k.as_ref().to_vec())
                 && let Some(Cached { rows: Some(b), .. }) = self.cache.get(k.as_ref())
             {
                 parts.push(b.clone());
@@ -162,7 +171,10 @@ impl Operator for LookupJoin {
         let (left, rcols, probe) = match condition(&self.plan, &left, &rcols, n)? {
             None => (left, rcols, probe),
             Some(mask) => {
-                let kept: Vec<u32> = (0..n).filter(|&i| mask.value(i)).map(|i| probe[i]).collect();
+                let kept: Vec<u32> = (0..n)
+                    .filter(|&i| mask.value(i))
+                    .map(|i| probe[i])
+                    .collect();
                 n = kept.len();
                 (keep(left, &mask)?, keep(rcols, &mask)?, kept)
             }
@@ -175,7 +187,9 @@ impl Operator for LookupJoin {
             for p in probe {
                 met[p as usize] = true;
             }
-            let rows: Vec<u32> = (0..batch.num_rows() as u32).filter(|&r| !met[r as usize]).collect();
+            let rows: Vec<u32> = (0..batch.num_rows() as u32)
+                .filter(|&r| !met[r as usize])
+                .collect();
             if !rows.is_empty() {
                 out.batch(padded(&self.plan, &take_rows(&batch, &rows)?, true)?);
             }

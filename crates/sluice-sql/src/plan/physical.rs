@@ -639,7 +639,10 @@ impl Context<'_> {
         let projection: Option<Vec<usize>> = j.projection.as_ref().map(|p| p.to_vec());
         let nl = left.attrs.len();
         let attrs = match &projection {
-            Some(p) => p.iter().map(|&i| if i < nl { left.attrs[i] } else { None }).collect(),
+            Some(p) => p
+                .iter()
+                .map(|&i| if i < nl { left.attrs[i] } else { None })
+                .collect(),
             None => left
                 .attrs
                 .iter()
