@@ -230,23 +230,7 @@ pub struct GeneratorSource {
 impl GeneratorSource {
     /// A generator producing the declared `schema` (a subset of the profile's columns).
     pub fn new(table: &str, opts: GeneratorOptions, schema: SchemaRef) -> Result<Self, String> {
-        let profile_schema = opts.profile.schema();
-        let mut columns = Vec::new();
-        for f in schema.fields() {
-            let Ok(i) = profile_schema.index_of(f.name()) else {
-                let names: Vec<&str> = profile_schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect();
-                return Err(format!(
-                    "table {table}: the generator does not produce a column {} (it produces: {})",
-                    f.name(),
-                    names.join(", ")
-                ));
-            };
-            columns.push(i);
-        }
+        let columns = declared_columns(table, "the generator", &opts.profile.schema(), &schema)?;
         let model = match opts.profile {
             Profile::Iot => Model::Iot(IotModel::new(opts.keys, opts.seed, opts.start_ms)),
             Profile::UserActivity => {
@@ -386,23 +370,57 @@ impl Source for GeneratorSource {
             cols
         };
         self.produced += n as u64;
-        let out = self
-            .columns
-            .iter()
-            .zip(self.schema.fields())
-            .map(|(&i, f)| {
-                let c = &columns[i];
-                if c.data_type() == f.data_type() {
-                    Ok(c.clone())
-                } else {
-                    cast(c, f.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        RecordBatch::try_new(self.schema.clone(), out)
-            .map(Some)
-            .map_err(|e| RuntimeError::Internal(format!("generator: {e}")))
+        select_declared(&columns, &self.columns, &self.schema).map(Some)
     }
+}
+
+/// For each declared column, its index among the columns a generator produces.
+pub(crate) fn declared_columns(
+    table: &str,
+    what: &str,
+    produced: &SchemaRef,
+    declared: &SchemaRef,
+) -> Result<Vec<usize>, String> {
+    declared
+        .fields()
+        .iter()
+        .map(|f| {
+            produced.index_of(f.name()).map_err(|_| {
+                let names: Vec<&str> = produced
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
+                format!(
+                    "table {table}: {what} does not produce a column {} (it produces: {})",
+                    f.name(),
+                    names.join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+/// The declared columns of generated ones, cast to the declared types.
+pub(crate) fn select_declared(
+    all: &[ArrayRef],
+    columns: &[usize],
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
+    let out = columns
+        .iter()
+        .zip(schema.fields())
+        .map(|(&i, f)| {
+            let c = &all[i];
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                cast(c, f.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), out)
+        .map_err(|e| RuntimeError::Internal(format!("generator: {e}")))
 }
 
 #[cfg(test)]

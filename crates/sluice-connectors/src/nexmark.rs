@@ -13,10 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use sluice_runtime::{Positions, Result, RuntimeError, Source};
+use sluice_runtime::{Positions, Result, Source};
 use sluice_types::{ConnectorOptions, OptionProblem};
 
 use crate::generator::rng::{Rng, mix};
@@ -223,20 +222,12 @@ pub struct NexmarkSource {
 
 impl NexmarkSource {
     pub fn new(table: &str, opts: NexmarkOptions, schema: SchemaRef) -> Result<Self, String> {
-        let full = opts.table.schema();
-        let mut columns = Vec::new();
-        for f in schema.fields() {
-            let Ok(i) = full.index_of(f.name()) else {
-                let names: Vec<&str> = full.fields().iter().map(|f| f.name().as_str()).collect();
-                return Err(format!(
-                    "table {table}: nexmark's {:?} table has no column {} (it has: {})",
-                    opts.table,
-                    f.name(),
-                    names.join(", ")
-                ));
-            };
-            columns.push(i);
-        }
+        let columns = crate::generator::declared_columns(
+            table,
+            "the nexmark table",
+            &opts.table.schema(),
+            &schema,
+        )?;
         Ok(NexmarkSource {
             opts,
             next: 0,
@@ -459,22 +450,7 @@ impl Source for NexmarkSource {
         }
         self.next += span;
         let all = self.finish(b);
-        let out = self
-            .columns
-            .iter()
-            .zip(self.schema.fields())
-            .map(|(&i, f)| {
-                let c = &all[i];
-                if c.data_type() == f.data_type() {
-                    Ok(c.clone())
-                } else {
-                    cast(c, f.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        RecordBatch::try_new(self.schema.clone(), out)
-            .map(Some)
-            .map_err(|e| RuntimeError::Internal(format!("nexmark: {e}")))
+        crate::generator::select_declared(&all, &self.columns, &self.schema).map(Some)
     }
 }
 

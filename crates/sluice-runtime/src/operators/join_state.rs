@@ -544,6 +544,33 @@ pub fn condition(
     Ok(Some(b.iter().map(|x| Some(x == Some(true))).collect()))
 }
 
+/// Joined pairs: left columns, right columns, and per pair what came with it.
+pub type Pairs<A, B> = (Vec<ArrayRef>, Vec<ArrayRef>, Vec<A>, Vec<B>);
+
+/// Candidate pairs (left columns, right columns, and per pair something to keep with it,
+/// such as the rows they came from) narrowed to those meeting the join's condition.
+pub fn meeting_condition<A: Copy, B: Copy>(
+    plan: &JoinPlan,
+    left: Vec<ArrayRef>,
+    right: Vec<ArrayRef>,
+    a: Vec<A>,
+    b: Vec<B>,
+) -> Result<Pairs<A, B>> {
+    let n = a.len();
+    match condition(plan, &left, &right, n)? {
+        None => Ok((left, right, a, b)),
+        Some(mask) => {
+            let kept: Vec<usize> = (0..n).filter(|&i| mask.value(i)).collect();
+            Ok((
+                keep(left, &mask)?,
+                keep(right, &mask)?,
+                kept.iter().map(|&i| a[i]).collect(),
+                kept.iter().map(|&i| b[i]).collect(),
+            ))
+        }
+    }
+}
+
 /// Keeps the entries of `cols` where `mask` is true.
 pub fn keep(cols: Vec<ArrayRef>, mask: &BooleanArray) -> Result<Vec<ArrayRef>> {
     cols.iter().map(|c| Ok(filter(c.as_ref(), mask)?)).collect()
@@ -558,15 +585,7 @@ pub fn joined(
 ) -> Result<RecordBatch> {
     let mut cols = left;
     cols.extend(right);
-    let cols = match &plan.projection {
-        Some(p) => p.iter().map(|&i| cols[i].clone()).collect(),
-        None => cols,
-    };
-    Ok(RecordBatch::try_new_with_options(
-        plan.output_schema.clone(),
-        cols,
-        &RecordBatchOptions::new().with_row_count(Some(n)),
-    )?)
+    side_only(plan, cols, n)
 }
 
 /// NULL columns standing for a side that had no match.
@@ -578,7 +597,8 @@ pub fn null_columns(schema: &Schema, n: usize) -> Vec<ArrayRef> {
         .collect()
 }
 
-/// One side's rows as output (semi and anti joins put out one side's columns).
+/// Joined columns (or one side's, for semi and anti joins) as output: the join's
+/// projection applied.
 pub fn side_only(plan: &JoinPlan, cols: Vec<ArrayRef>, n: usize) -> Result<RecordBatch> {
     let cols = match &plan.projection {
         Some(p) => p.iter().map(|&i| cols[i].clone()).collect(),

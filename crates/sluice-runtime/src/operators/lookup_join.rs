@@ -15,7 +15,7 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use crate::error::{Result, RuntimeError};
 use crate::operator::{Chain, Collector, Operator};
 use crate::operators::join_state::{
-    KeyEncoder, SideRows, condition, joined, keep, padded, take_columns, take_rows,
+    KeyEncoder, SideRows, joined, meeting_condition, padded, take_columns, take_rows,
 };
 use crate::plan::{JoinPlan, JoinTime, Lookup};
 
@@ -167,18 +167,8 @@ impl Operator for LookupJoin {
         let (probe, refs) = held.probe(&keys);
         let left = take_columns(&batch, &probe)?;
         let rcols = held.gather(&refs)?;
-        let mut n = probe.len();
-        let (left, rcols, probe) = match condition(&self.plan, &left, &rcols, n)? {
-            None => (left, rcols, probe),
-            Some(mask) => {
-                let kept: Vec<u32> = (0..n)
-                    .filter(|&i| mask.value(i))
-                    .map(|i| probe[i])
-                    .collect();
-                n = kept.len();
-                (keep(left, &mask)?, keep(rcols, &mask)?, kept)
-            }
-        };
+        let (left, rcols, probe, _) = meeting_condition(&self.plan, left, rcols, probe, refs)?;
+        let n = probe.len();
         if n > 0 {
             out.batch(joined(&self.plan, left, rcols, n)?);
         }

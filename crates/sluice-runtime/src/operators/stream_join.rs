@@ -13,7 +13,7 @@ use sluice_types::{Message, Watermark};
 use crate::error::Result;
 use crate::operator::{Collector, Operator, Snapshot};
 use crate::operators::join_state::{
-    KeyEncoder, SideRows, TimeOf, condition, joined, keep, pack, padded, row_times, side_only,
+    KeyEncoder, SideRows, TimeOf, joined, meeting_condition, pack, padded, row_times, side_only,
     take_columns, take_rows, unpack,
 };
 use crate::plan::{JoinPlan, JoinTime};
@@ -173,20 +173,8 @@ impl Operator for StreamJoin {
         } else {
             (theirs, mine)
         };
-        let mut n = probe.len();
-        let (left, right, probe, held) = match condition(&self.plan, &left, &right, n)? {
-            None => (left, right, probe, held),
-            Some(mask) => {
-                let kept: Vec<usize> = (0..n).filter(|&i| mask.value(i)).collect();
-                n = kept.len();
-                (
-                    keep(left, &mask)?,
-                    keep(right, &mask)?,
-                    kept.iter().map(|&i| probe[i]).collect(),
-                    kept.iter().map(|&i| held[i]).collect::<Vec<_>>(),
-                )
-            }
-        };
+        let (left, right, probe, held) = meeting_condition(&self.plan, left, right, probe, held)?;
+        let n = probe.len();
         let mut matched = vec![false; batch.num_rows()];
         for r in &probe {
             matched[*r as usize] = true;

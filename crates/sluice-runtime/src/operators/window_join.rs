@@ -14,7 +14,7 @@ use sluice_types::{Message, Watermark};
 use crate::error::Result;
 use crate::operator::{Collector, Operator, Snapshot};
 use crate::operators::join_state::{
-    KeyEncoder, SideRows, condition, joined, keep, pack, padded, row_times, side_only,
+    KeyEncoder, SideRows, joined, meeting_condition, pack, padded, row_times, side_only,
     take_columns, take_rows, unpack,
 };
 use crate::plan::JoinPlan;
@@ -70,20 +70,8 @@ impl WindowJoin {
         let (probe, refs) = held.probe(&lkeys);
         let lcols = take_columns(&left, &probe)?;
         let rcols = held.gather(&refs)?;
-        let mut n = probe.len();
-        let (lcols, rcols, probe, refs) = match condition(&self.plan, &lcols, &rcols, n)? {
-            None => (lcols, rcols, probe, refs),
-            Some(mask) => {
-                let kept: Vec<usize> = (0..n).filter(|&i| mask.value(i)).collect();
-                n = kept.len();
-                (
-                    keep(lcols, &mask)?,
-                    keep(rcols, &mask)?,
-                    kept.iter().map(|&i| probe[i]).collect(),
-                    kept.iter().map(|&i| refs[i]).collect::<Vec<_>>(),
-                )
-            }
-        };
+        let (lcols, rcols, probe, refs) = meeting_condition(&self.plan, lcols, rcols, probe, refs)?;
+        let n = probe.len();
         match self.plan.kind.semi_side() {
             Some(0) => {
                 let mut rows: Vec<u32> = probe.clone();

@@ -76,6 +76,20 @@ impl Stream {
         }
     }
 
+    /// The rows a node puts out.
+    pub fn of_node(n: usize, schema: SchemaRef, attrs: Vec<Option<TimeAttr>>) -> Stream {
+        Stream {
+            branches: vec![Branch {
+                from: Producer::Node(n),
+                steps: Vec::new(),
+            }],
+            schema,
+            attrs,
+            unsessioned: false,
+            lookup: None,
+        }
+    }
+
     /// A lookup table's rows, before any step.
     pub fn lookup(index: usize, schema: SchemaRef) -> Stream {
         Stream {
@@ -417,16 +431,7 @@ impl Context<'_> {
             NodeOp::Aggregate(plan),
             vec![(input, keys)],
         );
-        Ok(Stream {
-            branches: vec![Branch {
-                from: Producer::Node(n),
-                steps: Vec::new(),
-            }],
-            schema: output_schema,
-            attrs,
-            unsessioned: false,
-            lookup: None,
-        })
+        Ok(Stream::of_node(n, output_schema, attrs))
     }
 
     fn join(&mut self, j: &HashJoinExec) -> Result<Stream> {
@@ -587,16 +592,7 @@ impl Context<'_> {
             NodeOp::Join(plan),
             vec![(left, left_keys), (right, right_keys)],
         );
-        Ok(Stream {
-            branches: vec![Branch {
-                from: Producer::Node(n),
-                steps: Vec::new(),
-            }],
-            schema: output_schema,
-            attrs,
-            unsessioned: false,
-            lookup: None,
-        })
+        Ok(Stream::of_node(n, output_schema, attrs))
     }
 
     /// A stream joined to a table looked up by key.
@@ -673,16 +669,7 @@ impl Context<'_> {
             output_schema: output_schema.clone(),
         };
         let n = self.node("lookup join", NodeOp::Join(plan), vec![(left, left_keys)]);
-        Ok(Stream {
-            branches: vec![Branch {
-                from: Producer::Node(n),
-                steps: Vec::new(),
-            }],
-            schema: output_schema,
-            attrs,
-            unsessioned: false,
-            lookup: None,
-        })
+        Ok(Stream::of_node(n, output_schema, attrs))
     }
 }
 
