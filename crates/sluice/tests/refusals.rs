@@ -294,3 +294,38 @@ fn a_regular_join_plans_and_says_its_state_is_unbounded() {
     );
     assert!(!text.contains("note: the join at"), "{text}");
 }
+
+#[test]
+fn a_lookup_table_is_only_joined_to_a_stream() {
+    let lookup = "CREATE TABLE limits (sensor_id TEXT NOT NULL, max_temp DOUBLE)
+        WITH (connector = 'postgres', url = 'postgres://nobody@127.0.0.1:1/db', table = 'limits');\n";
+    let plan = |tail: &str| sluice::plan_with_env(&format!("{SOURCE}{lookup}{tail}"), &|_| None);
+    // Joined to the stream, it plans as a lookup join.
+    let g = plan(
+        "INSERT INTO out SELECT r.sensor_id, l.max_temp FROM iot r LEFT JOIN limits l ON r.sensor_id = l.sensor_id;",
+    )
+    .unwrap();
+    assert!(g.explain().contains("lookup join"), "{}", g.explain());
+    for (tail, want) in [
+        (
+            "INSERT INTO out SELECT sensor_id FROM limits;",
+            "not written to a sink",
+        ),
+        (
+            "INSERT INTO out SELECT window_start, count(*) FROM TUMBLE(limits, max_temp, INTERVAL '1' MINUTE) GROUP BY window_start, window_end;",
+            "not windowed",
+        ),
+        (
+            "INSERT INTO out SELECT l.max_temp FROM limits l JOIN iot r ON r.sensor_id = l.sensor_id;",
+            "put the table on the right",
+        ),
+        (
+            "INSERT INTO out SELECT r.sensor_id FROM iot r FULL JOIN limits l ON r.sensor_id = l.sensor_id;",
+            "INNER JOIN or LEFT JOIN",
+        ),
+    ] {
+        let err = plan(tail).unwrap_err().to_string();
+        assert!(err.contains(want), "{tail}: {err}");
+        assert!(err.contains("line "), "{tail}: {err}");
+    }
+}
