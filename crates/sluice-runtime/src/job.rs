@@ -324,6 +324,22 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     if checkpoint.skip_if_finished
         && let Some(c) = stored.as_ref().filter(|c| c.manifest.finished)
     {
+        // The final checkpoint is durable, but a crash may have come before its sinks
+        // committed it: each sink recovers what the checkpoint holds for it.
+        for (i, s) in sinks.iter_mut().enumerate() {
+            s.sink.open(&job_name, &s.name)?;
+            let saved = match restored(Some(c), &format!("sink {i}"))? {
+                Some(mut states) if states.len() > 1 => states
+                    .pop()
+                    .map(sink_task::sink_state_from)
+                    .transpose()?
+                    .unwrap_or_default(),
+                _ => crate::sink::SinkState::default(),
+            };
+            s.sink
+                .recover(sluice_types::Epoch(c.manifest.epoch), saved)?;
+            s.sink.finish()?;
+        }
         return Ok(JobOutcome::AlreadyFinished {
             epoch: c.manifest.epoch,
             rows_out: c.manifest.rows_out,

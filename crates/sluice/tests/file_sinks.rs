@@ -257,3 +257,42 @@ fn rows_without_watermarks_pass_through_to_the_output() {
     child.wait().unwrap();
     assert!(seen > 0, "no row reached the output while the stream ran");
 }
+
+/// A crash after the final checkpoint is durable but before the sinks commit it: the
+/// next run has nothing left to read, yet the sinks still get that checkpoint's rows.
+#[test]
+fn a_crash_between_the_final_checkpoint_and_its_commit_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let lines: Vec<String> = (0..50).map(|i| format!("{{\"id\": \"r{i}\"}}")).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let file = dir.path().join("copy.sql");
+    std::fs::write(
+        &file,
+        format!(
+            "SET checkpoint_interval = '1 hour';
+             CREATE TABLE r (id TEXT) WITH (connector = 'file', path = '{}');
+             CREATE TABLE w WITH (connector = 'file', path = '{}');
+             INSERT INTO w SELECT id FROM r;",
+            input.display(),
+            dir.path().join("out.jsonl").display()
+        ),
+    )
+    .unwrap();
+    // The only checkpoint is the final one; the process dies before its commit.
+    let crashed = sluice(dir.path(), &["run", file.to_str().unwrap()])
+        .env("SLUICE_ABORT_AFTER_CHECKPOINT", "1")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    assert_eq!(read_rows(&dir.path().join("out.jsonl")).len(), 0);
+    let again = sluice(dir.path(), &["run", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(read_rows(&dir.path().join("out.jsonl")).len(), 50);
+}

@@ -108,7 +108,7 @@ fn sink_snapshot(state: SinkState) -> Snapshot {
 }
 
 /// What a sink task's snapshot saved for its sink.
-fn sink_state_from(s: Snapshot) -> Result<SinkState> {
+pub(crate) fn sink_state_from(s: Snapshot) -> Result<SinkState> {
     let epochs: Vec<(u64, usize)> = serde_json::from_value(s.values["epochs"].clone())
         .map_err(|_| RuntimeError::Internal("a sink's saved epochs are unreadable".into()))?;
     let mut it = s.batches.into_iter();
