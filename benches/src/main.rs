@@ -125,6 +125,16 @@ pub(crate) fn cpu_seconds() -> f64 {
     secs(u.ru_utime) + secs(u.ru_stime)
 }
 
+/// Runs a job to its end: its final counters, wall seconds and the process's CPU seconds.
+pub(crate) fn timed_run(job: JobRun) -> Result<(sluice_runtime::MetricsSnapshot, f64, f64)> {
+    let metrics = job.handle.metrics.clone();
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    job.run()?;
+    let wall = t0.elapsed().as_secs_f64();
+    Ok((metrics.snapshot(), wall, cpu_seconds() - cpu0))
+}
+
 pub(crate) fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -169,13 +179,7 @@ fn run(scenario: &str, events: usize, parallelism: usize) -> Result<()> {
     } else {
         drop(batches);
     }
-    let metrics = job.handle.metrics.clone();
-    let cpu0 = cpu_seconds();
-    let t0 = Instant::now();
-    job.run()?;
-    let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu0;
-    let snap = metrics.snapshot();
+    let (snap, wall, cpu) = timed_run(job)?;
     println!(
         "{}",
         serde_json::json!({

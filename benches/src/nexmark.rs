@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use datafusion::datasource::MemTable;
@@ -18,7 +17,7 @@ use sluice_connectors::nexmark::{NexmarkOptions, NexmarkSource};
 use sluice_runtime::Source;
 use sluice_types::{ConnectorOptions, Position};
 
-use crate::{cpu_seconds, peak_rss_mib};
+use crate::{peak_rss_mib, timed_run};
 
 pub const QUERIES: &[&str] = &[
     "q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q13", "q14", "q20", "q21", "q22",
@@ -61,13 +60,7 @@ pub fn run_one(q: &str, events: usize) -> Result<()> {
         },
     )
     .context("building the job")?;
-    let metrics = job.handle.metrics.clone();
-    let cpu0 = cpu_seconds();
-    let t0 = Instant::now();
-    job.run()?;
-    let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu0;
-    let snap = metrics.snapshot();
+    let (snap, wall, cpu) = timed_run(job)?;
     println!(
         "{}",
         serde_json::json!({

@@ -74,6 +74,32 @@ pub struct GeneratorOptions {
     pub batch_size: usize,
 }
 
+/// An option's value; an empty one (from `${VAR:-}`) means unset.
+pub(crate) fn set_option<'a>(options: &'a ConnectorOptions, key: &str) -> Option<&'a str> {
+    options.get(key).filter(|v| !v.trim().is_empty())
+}
+
+/// A number of at least 0, or `default` when the option is unset.
+pub(crate) fn number_option(
+    options: &ConnectorOptions,
+    key: &str,
+    default: f64,
+) -> Result<f64, OptionProblem> {
+    match set_option(options, key) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| {
+                OptionProblem::new(
+                    Some(key),
+                    format!("{key} must be a number of at least 0, not '{v}'"),
+                )
+            }),
+    }
+}
+
 pub(crate) fn interval_ms(key: &str, v: &str) -> Result<i64, OptionProblem> {
     if let Ok(n) = v.parse::<i64>() {
         return Ok(n);
@@ -131,22 +157,8 @@ pub(crate) fn parse_time(key: &str, v: &str) -> Result<i64, OptionProblem> {
 impl GeneratorOptions {
     /// Parses a generator table's options; an empty value (from `${VAR:-}`) means unset.
     pub fn parse(options: &ConnectorOptions) -> Result<Self, OptionProblem> {
-        let get = |key: &str| options.get(key).filter(|v| !v.trim().is_empty());
-        let num = |key: &str, default: f64| -> Result<f64, OptionProblem> {
-            match get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite() && *x >= 0.0)
-                    .ok_or_else(|| {
-                        OptionProblem::new(
-                            Some(key),
-                            format!("{key} must be a number of at least 0, not '{v}'"),
-                        )
-                    }),
-            }
-        };
+        let get = |key: &str| set_option(options, key);
+        let num = |key: &str, default: f64| number_option(options, key, default);
         let profile = match get("profile") {
             Some("iot") => Profile::Iot,
             Some("user_activity") | Some("user-activity") => Profile::UserActivity,

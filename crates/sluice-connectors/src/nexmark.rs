@@ -19,6 +19,7 @@ use sluice_runtime::{Positions, Result, Source};
 use sluice_types::{ConnectorOptions, OptionProblem};
 
 use crate::generator::rng::{Rng, mix};
+use crate::generator::{number_option, set_option};
 
 /// The options a Nexmark table takes.
 pub const OPTIONS: &[&str] = &[
@@ -139,22 +140,8 @@ pub struct NexmarkOptions {
 
 impl NexmarkOptions {
     pub fn parse(options: &ConnectorOptions) -> Result<Self, OptionProblem> {
-        let get = |key: &str| options.get(key).filter(|v| !v.trim().is_empty());
-        let num = |key: &str, default: f64| -> Result<f64, OptionProblem> {
-            match get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite() && *x >= 0.0)
-                    .ok_or_else(|| {
-                        OptionProblem::new(
-                            Some(key),
-                            format!("{key} must be a number of at least 0, not '{v}'"),
-                        )
-                    }),
-            }
-        };
+        let get = |key: &str| set_option(options, key);
+        let num = |key: &str, default: f64| number_option(options, key, default);
         let table = match get("table") {
             Some("person") => NexmarkTable::Person,
             Some("auction") => NexmarkTable::Auction,

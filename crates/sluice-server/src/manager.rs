@@ -403,13 +403,16 @@ impl Manager {
             .map_err(invalid_sql)
     }
 
-    /// The table catalog's files.
-    pub fn tables(&self) -> Result<Vec<Definitions>, ServerError> {
+    fn lock_tables(&self) -> Result<MutexGuard<'_, Vec<Definitions>>, ServerError> {
         self.inner
             .tables
             .lock()
-            .map(|t| t.clone())
             .map_err(|_| ServerError::Internal("the table catalog's lock is poisoned".into()))
+    }
+
+    /// The table catalog's files.
+    pub fn tables(&self) -> Result<Vec<Definitions>, ServerError> {
+        self.lock_tables().map(|t| t.clone())
     }
 
     /// Adds (or replaces) a file of definitions, checked first; returns the names it
@@ -421,10 +424,7 @@ impl Manager {
             .launcher
             .check_tables(&file)
             .map_err(invalid_sql)?;
-        let mut tables =
-            self.inner.tables.lock().map_err(|_| {
-                ServerError::Internal("the table catalog's lock is poisoned".into())
-            })?;
+        let mut tables = self.lock_tables()?;
         tables.retain(|t| t.name != file.name);
         tables.push(file);
         catalog::save_tables(&self.inner.dir, &tables)?;
@@ -433,10 +433,7 @@ impl Manager {
 
     /// Removes a file of definitions (jobs already running keep what they planned with).
     pub fn drop_tables(&self, name: &str) -> Result<(), ServerError> {
-        let mut tables =
-            self.inner.tables.lock().map_err(|_| {
-                ServerError::Internal("the table catalog's lock is poisoned".into())
-            })?;
+        let mut tables = self.lock_tables()?;
         let before = tables.len();
         tables.retain(|t| t.name != name);
         if tables.len() == before {

@@ -115,16 +115,7 @@ pub fn plan_job_with_catalog(
         ));
     }
     for (t, origin) in &defs.tables {
-        if t.options.connector().is_none() {
-            return Err(SqlError::refused(
-                t.position,
-                format!(
-                    "table {} needs a connector: WITH (connector = '…', …)",
-                    t.name
-                ),
-            )
-            .in_file(origin.as_deref()));
-        }
+        has_connector(t).map_err(|e| e.in_file(origin.as_deref()))?;
     }
     let tables: Vec<TableDef> = defs.tables.iter().map(|(t, _)| t.clone()).collect();
     let origins: Vec<Option<String>> = defs.tables.iter().map(|(_, o)| o.clone()).collect();
@@ -155,14 +146,7 @@ pub fn plan_job_with_catalog(
         } else {
             continue;
         };
-        let refuse = |p: sluice_types::OptionProblem| {
-            let at = p
-                .key
-                .as_deref()
-                .and_then(|k| t.options.position(k))
-                .unwrap_or(t.position);
-            SqlError::refused(at, format!("table {}: {}", t.name, p.message))
-        };
+        let refuse = |p| option_refusal(t, p);
         let in_file = |e: SqlError| e.in_file(origins[i].as_deref());
         catalog
             .check(role, !t.columns.is_empty(), &t.options, rules)
@@ -206,15 +190,7 @@ pub fn check_catalog(
     let mut names = Vec::new();
     for (t, origin) in &defs.tables {
         let in_file = |e: SqlError| e.in_file(origin.as_deref());
-        if t.options.connector().is_none() {
-            return Err(in_file(SqlError::refused(
-                t.position,
-                format!(
-                    "table {} needs a connector: WITH (connector = '…', …)",
-                    t.name
-                ),
-            )));
-        }
+        has_connector(t).map_err(in_file)?;
         let role = if t.columns.is_empty() {
             TableRole::Sink
         } else if catalog.is_lookup(&t.options) {
@@ -224,17 +200,7 @@ pub fn check_catalog(
         };
         catalog
             .check(role, !t.columns.is_empty(), &t.options, rules)
-            .map_err(|p| {
-                let at = p
-                    .key
-                    .as_deref()
-                    .and_then(|k| t.options.position(k))
-                    .unwrap_or(t.position);
-                in_file(SqlError::refused(
-                    at,
-                    format!("table {}: {}", t.name, p.message),
-                ))
-            })?;
+            .map_err(|p| in_file(option_refusal(t, p)))?;
         names.push(t.name.clone());
     }
     let tables: Vec<TableDef> = defs.tables.iter().map(|(t, _)| t.clone()).collect();
@@ -244,6 +210,29 @@ pub fn check_catalog(
         names.push(v.name.clone());
     }
     Ok(names)
+}
+
+fn has_connector(t: &TableDef) -> Result<()> {
+    match t.options.connector() {
+        Some(_) => Ok(()),
+        None => Err(SqlError::refused(
+            t.position,
+            format!(
+                "table {} needs a connector: WITH (connector = '…', …)",
+                t.name
+            ),
+        )),
+    }
+}
+
+/// A table's option refused by the connector catalog, at the option's key.
+fn option_refusal(t: &TableDef, p: sluice_types::OptionProblem) -> SqlError {
+    let at = p
+        .key
+        .as_deref()
+        .and_then(|k| t.options.position(k))
+        .unwrap_or(t.position);
+    SqlError::refused(at, format!("table {}: {}", t.name, p.message))
 }
 
 fn parse_view(stmt: &RawStatement) -> Result<ViewDef> {

@@ -9,7 +9,6 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sluice::engine::{JobRun, RunOptions};
 use support::read_rows;
 
 fn tables(events: u64) -> String {
@@ -30,16 +29,7 @@ fn tables(events: u64) -> String {
 
 /// Runs `sql`, sampling the rows its joins hold; returns the most seen.
 fn most_rows_held(sql: &str, out: &std::path::Path) -> u64 {
-    let vars: HashMap<String, String> = HashMap::from([("OUT".into(), out.display().to_string())]);
-    let graph = sluice::plan_with_env(sql, &move |k| vars.get(k).cloned()).unwrap();
-    let run = JobRun::build(
-        &graph,
-        &RunOptions {
-            parallelism: 2,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
+    let run = support::build_job(sql, &[("OUT", out.display().to_string())], 2);
     let metrics = run.handle.metrics.clone();
     let job = std::thread::spawn(move || run.run());
     let mut most = 0;

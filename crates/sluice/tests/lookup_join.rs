@@ -13,7 +13,6 @@ mod pg;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sluice::engine::{JobRun, RunOptions};
 use sqlx::Connection;
 use support::{assert_rows_match, read_rows};
 
@@ -116,15 +115,7 @@ fn a_limit_edited_while_the_job_runs_applies_after_the_cache_ttl() {
          FROM bid b JOIN limits l ON b.auction % 10 = l.k;",
         out.display()
     );
-    let graph = sluice::plan_with_env(&sql, &|_| None).unwrap();
-    let run = JobRun::build(
-        &graph,
-        &RunOptions {
-            parallelism: 1,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
+    let run = support::build_job(&sql, &[], 1);
     let job = std::thread::spawn(move || run.run());
     std::thread::sleep(Duration::from_millis(1500));
     exec(&url, "UPDATE limits SET lim = lim + 1000");

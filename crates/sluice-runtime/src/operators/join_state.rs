@@ -143,10 +143,14 @@ impl SideRows {
         self.next_id += 1;
         for (r, ok) in keys.valid.iter().enumerate() {
             if *ok {
-                self.index
-                    .entry(keys.rows.row(r).as_ref().into())
-                    .or_default()
-                    .push((id, r as u32));
+                // A key already held is not copied again.
+                let k = keys.rows.row(r).data();
+                match self.index.get_mut(k) {
+                    Some(refs) => refs.push((id, r as u32)),
+                    None => {
+                        self.index.insert(k.into(), vec![(id, r as u32)]);
+                    }
+                }
                 self.indexed += 1;
             }
         }
@@ -494,23 +498,24 @@ pub fn unpack(plan: &JoinPlan, packed: &RecordBatch) -> Result<Vec<Unpacked>> {
 pub type TimeOf = (Option<usize>, i64);
 
 /// The rows of `batch` at `rows`.
+/// (Unlike arrow's `take_record_batch`, it keeps the row count of a batch without
+/// columns.)
 pub fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch> {
-    let idx = UInt32Array::from(rows.to_vec());
-    let cols = batch
-        .columns()
-        .iter()
-        .map(|c| take(c.as_ref(), &idx, None))
-        .collect::<Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new_with_options(
         batch.schema(),
-        cols,
+        take_columns(batch, rows)?,
         &RecordBatchOptions::new().with_row_count(Some(rows.len())),
     )?)
 }
 
 /// Columns of `batch` at `rows`.
 pub fn take_columns(batch: &RecordBatch, rows: &[u32]) -> Result<Vec<ArrayRef>> {
-    Ok(take_rows(batch, rows)?.columns().to_vec())
+    let idx = UInt32Array::from(rows.to_vec());
+    Ok(batch
+        .columns()
+        .iter()
+        .map(|c| take(c.as_ref(), &idx, None))
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Which candidate pairs meet the join's extra condition (all, without one).

@@ -72,12 +72,12 @@ impl LookupJoin {
             if !keys.valid[r] {
                 continue;
             }
-            let k = keys.rows.row(r);
+            let k = keys.rows.row(r).data();
             let fresh = self
                 .cache
-                .get(k.as_ref())
+                .get(k)
                 .is_some_and(|c| now.duration_since(c.at) < self.ttl);
-            if !fresh && seen.insert(k.as_ref().to_vec()) {
+            if !fresh && seen.insert(k) {
                 missing.push(r as u32);
             }
         }
@@ -151,10 +151,10 @@ impl Operator for LookupJoin {
         let mut parts: Vec<RecordBatch> = Vec::new();
         let mut taken = std::collections::HashSet::new();
         for r in 0..batch.num_rows() {
-            let k = keys.rows.row(r);
+            let k = keys.rows.row(r).data();
             if keys.valid[r]
-                && taken.insert(k.as_ref().to_vec())
-                && let Some(Cached { rows: Some(b), .. }) = self.cache.get(k.as_ref())
+                && taken.insert(k)
+                && let Some(Cached { rows: Some(b), .. }) = self.cache.get(k)
             {
                 parts.push(b.clone());
             }

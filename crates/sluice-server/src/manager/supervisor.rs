@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sluice_runtime::JobHandle;
 use sluice_types::{ErrorKind, redact_secrets};
 
-use super::{Desired, Job, JobState, Manager, Restore, StartRequest};
+use super::{Desired, Job, JobFailure, JobState, Manager, Restore, StartRequest};
 use crate::error::ServerError;
 
 impl Manager {
@@ -62,20 +62,20 @@ impl Manager {
                 Desired::Run => {}
             }
             let t0 = Instant::now();
-            let tables = self
-                .inner
-                .tables
-                .lock()
-                .map(|t| t.clone())
-                .unwrap_or_default();
-            let started = self.inner.launcher.start(StartRequest {
-                name,
-                sql: &sql,
-                checkpoint_dir: &self.inner.dir,
-                restore: &restore,
-                handle: &handle,
-                tables: &tables,
-            });
+            // A job starts with the table catalog as it is now.
+            let started = self
+                .tables()
+                .map_err(|e| JobFailure::new(ErrorKind::Internal, e.to_string()))
+                .and_then(|tables| {
+                    self.inner.launcher.start(StartRequest {
+                        name,
+                        sql: &sql,
+                        checkpoint_dir: &self.inner.dir,
+                        restore: &restore,
+                        handle: &handle,
+                        tables: &tables,
+                    })
+                });
             let outcome = match started {
                 Ok(running) => {
                     self.update(name, |j| {

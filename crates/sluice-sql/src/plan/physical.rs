@@ -306,15 +306,13 @@ impl Context<'_> {
     fn union(&mut self, inputs: &[Arc<dyn ExecutionPlan>], schema: SchemaRef) -> Result<Stream> {
         let mut out: Option<Stream> = None;
         for input in inputs {
-            let s = self.translate(input)?;
-            s.stream_only(self.at, "unioned")?;
-            // Every branch puts out the union's schema (its names and nullability).
-            let all: Vec<usize> = (0..schema.fields().len()).collect();
-            let mut s2 = s.clone();
-            if s.schema != schema {
-                let exprs = all
-                    .iter()
-                    .map(|&i| {
+            let mut s2 = self.translate(input)?;
+            s2.stream_only(self.at, "unioned")?;
+            // Every branch puts out the union's schema: its names and nullability (a
+            // sink without declared columns writes the names it is given).
+            if s2.schema != schema {
+                let exprs = (0..schema.fields().len())
+                    .map(|i| {
                         Arc::new(Column::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>
                     })
                     .collect();

@@ -24,6 +24,24 @@ pub fn run_job_with_rules(
     parallelism: usize,
     rules: &sluice_types::JobRules,
 ) -> MetricsSnapshot {
+    let run = build_job_with_rules(sql, vars, parallelism, rules);
+    let metrics = run.handle.metrics.clone();
+    run.run().unwrap();
+    metrics.snapshot()
+}
+
+/// Plans `sql` with `vars` as its environment and opens its sources and sinks, to be
+/// run (and watched through its handle) by the test.
+pub fn build_job(sql: &str, vars: &[(&str, String)], parallelism: usize) -> JobRun {
+    build_job_with_rules(sql, vars, parallelism, &sluice_types::JobRules::trusted())
+}
+
+fn build_job_with_rules(
+    sql: &str,
+    vars: &[(&str, String)],
+    parallelism: usize,
+    rules: &sluice_types::JobRules,
+) -> JobRun {
     let map: HashMap<String, String> = vars
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
@@ -33,10 +51,7 @@ pub fn run_job_with_rules(
         parallelism,
         ..RunOptions::default()
     };
-    let run = JobRun::build(&graph, &options).unwrap();
-    let metrics = run.handle.metrics.clone();
-    run.run().unwrap();
-    metrics.snapshot()
+    JobRun::build(&graph, &options).unwrap()
 }
 
 /// The test broker's address (started by scripts/test.sh).
