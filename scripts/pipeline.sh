@@ -2,7 +2,8 @@
 # The docker-compose pipeline on one machine without Docker:
 #   scripts/pipeline.sh start    Kafka-protocol broker (tansu) and PostgreSQL if they are
 #                                not running, the schema, `sluice serve`, the IoT and
-#                                user-activity generators, the four jobs of sql/pipeline/
+#                                user-activity generators, the four reference jobs of
+#                                sql/ with the catalogs sql/catalog/kafka.sql, postgres.sql
 #   scripts/pipeline.sh stop     generators, then the server (its jobs take a final
 #                                checkpoint), then the broker this script started
 #   scripts/pipeline.sh status
@@ -58,7 +59,7 @@ case "$cmd" in
     if ! alive server; then
       echo "== sluice serve on $server" >&2
       KAFKA_BROKERS="$brokers" DATABASE_URL="$url" \
-        SLUICE_ALLOW_ENV=KAFKA_BROKERS,DATABASE_URL,IOT_SENSORS_TOPIC,USER_ACTIVITY_TOPIC,SCAN_BOUNDED \
+        SLUICE_ALLOW_ENV=KAFKA_BROKERS,DATABASE_URL,IOT_SENSORS_TOPIC,USER_ACTIVITY_TOPIC,SCAN_BOUNDED,STARTUP_MODE,ALERTS_TOPIC \
         nohup "$sluice" serve --listen "127.0.0.1:$port" --checkpoint-dir "$state/checkpoints" \
         --data-dir "$state/files" --checkpoint-interval 5s >>"$state/server.log" 2>&1 &
       echo $! >"$state/server.pid"
@@ -76,11 +77,14 @@ case "$cmd" in
       fi
     done
     echo "== jobs" >&2
+    # Streams from Kafka, results into PostgreSQL (added in this order: later replace).
+    "$sluice" catalog add kafka sql/catalog/kafka.sql --server "$server" >/dev/null
+    "$sluice" catalog add postgres sql/catalog/postgres.sql --server "$server" >/dev/null
     for job in iot_aggregates iot_alerts user_activity long_sessions; do
       state_now=$("$sluice" job "$job" --server "$server" 2>/dev/null | awk '$1 == "state" {print $2}' || true)
       case "$state_now" in
         running|starting|restarting) ;;
-        "") "$sluice" submit "sql/pipeline/$job.sql" --name "$job" --server "$server" >/dev/null ;;
+        "") "$sluice" submit "sql/$job.sql" --name "$job" --server "$server" >/dev/null ;;
         *) "$sluice" resume "$job" --server "$server" ;;
       esac
     done

@@ -1,66 +1,22 @@
--- Per 5-minute window: events by browser and by event type, distinct users, purchases.
-
-CREATE TABLE user_activity (
-    user_id    TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    page       TEXT,
-    browser    TEXT,
-    device     TEXT,
-    event_time TIMESTAMP NOT NULL,
-    WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE
-) WITH (
-    connector = 'generator',
-    profile = 'user_activity',
-    keys = '${USERS:-2000}',
-    rate = '${USER_RATE:-1}',
-    speedup = '${USER_SPEEDUP:-300}',
-    seed = '${SEED:-42}',
-    disorder = '${DISORDER:-30s}',
-    late_fraction = '${LATE_FRACTION:-0.001}',
-    limit = '${USER_LIMIT:-}',
-    start_time = '${START_TIME:-}'
-);
-
-CREATE TABLE activity_by_browser (
-    window_start TIMESTAMP,
-    window_end   TIMESTAMP,
-    browser      TEXT,
-    events       BIGINT,
-    users        BIGINT,
-    purchases    BIGINT
-) WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/activity_by_browser.jsonl');
-
-CREATE TABLE activity_by_event_type (
-    window_start TIMESTAMP,
-    window_end   TIMESTAMP,
-    event_type   TEXT,
-    events       BIGINT,
-    users        BIGINT
-) WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/activity_by_event_type.jsonl');
-
-CREATE TABLE activity_5m (
-    window_start   TIMESTAMP,
-    window_end     TIMESTAMP,
-    events         BIGINT,
-    distinct_users BIGINT,
-    sessions       BIGINT,
-    purchases      BIGINT
-) WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/activity_5m.jsonl');
+-- Per 5-minute window: events by browser and by event type, and overall (distinct users,
+-- sessions, purchases).
+-- Reads user_activity; writes activity_by_browser, activity_by_event_type and activity_5m.
 
 INSERT INTO activity_by_browser
-SELECT window_start, window_end, browser, count(*), count(DISTINCT user_id),
-       sum(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END)
+SELECT window_start, window_end, browser, count(*) AS events, count(DISTINCT user_id) AS users,
+       sum(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS purchases
 FROM TUMBLE(user_activity, event_time, INTERVAL '5' MINUTE)
 GROUP BY window_start, window_end, browser;
 
 INSERT INTO activity_by_event_type
-SELECT window_start, window_end, event_type, count(*), count(DISTINCT user_id)
+SELECT window_start, window_end, event_type, count(*) AS events,
+       count(DISTINCT user_id) AS users
 FROM TUMBLE(user_activity, event_time, INTERVAL '5' MINUTE)
 GROUP BY window_start, window_end, event_type;
 
 INSERT INTO activity_5m
-SELECT window_start, window_end, count(*), count(DISTINCT user_id), count(DISTINCT session_id),
-       sum(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END)
+SELECT window_start, window_end, count(*) AS events, count(DISTINCT user_id) AS distinct_users,
+       count(DISTINCT session_id) AS sessions,
+       sum(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS purchases
 FROM TUMBLE(user_activity, event_time, INTERVAL '5' MINUTE)
 GROUP BY window_start, window_end;

@@ -30,6 +30,7 @@ use crate::operators::filter::Filter;
 use crate::operators::lookup_join::LookupJoin;
 use crate::operators::project::Project;
 use crate::operators::session_aggregate::SessionAggregate;
+use crate::operators::session_assign::SessionAssign;
 use crate::operators::stream_join::StreamJoin;
 use crate::operators::window_aggregate::WindowAggregate;
 use crate::operators::window_join::WindowJoin;
@@ -534,6 +535,10 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
                         late_of(Consumer::Node { node: ni, port: 0 }),
                     )?),
                 },
+                NodeOp::Sessions(p) => Box::new(SessionAssign::new(
+                    p.clone(),
+                    late_of(Consumer::Node { node: ni, port: 0 }),
+                )?),
                 NodeOp::Join(j) => join_operator(
                     j,
                     late_of(Consumer::Node { node: ni, port: 0 }),

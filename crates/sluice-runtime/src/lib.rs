@@ -20,7 +20,7 @@ pub use operator::{Chain, Collector, Operator, Snapshot};
 pub use plan::{
     AggregatePlan, AssignSpec, CheckpointSettings, Consumer, EdgeSpec, JobOutcome, JobSpec,
     JoinKind, JoinPlan, JoinTime, Lookup, LookupFactory, LookupSpec, NodeOp, NodeSpec, Producer,
-    SinkSpec, SourceSpec, Step, WindowKind,
+    SessionPlan, SinkSpec, SourceSpec, Step, WindowKind,
 };
 pub use sink::{
     CommitOnCheckpoint, EpochBuffer, EpochStore, PendingEpochs, Sink, SinkState, not_committed,

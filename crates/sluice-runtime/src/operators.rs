@@ -7,6 +7,8 @@ pub mod join_state;
 pub mod lookup_join;
 pub mod project;
 pub mod session_aggregate;
+pub mod session_assign;
+pub(crate) mod sessions;
 pub mod sort;
 pub mod stream_join;
 pub mod window_aggregate;

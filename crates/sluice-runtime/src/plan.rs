@@ -201,11 +201,25 @@ pub struct JoinPlan {
     pub output_schema: SchemaRef,
 }
 
+/// Rows of a SESSION window put out with their session's bounds once it closes.
+#[derive(Debug, Clone)]
+pub struct SessionPlan {
+    pub gap_ms: i64,
+    /// In and out (the bounds columns are rewritten).
+    pub schema: SchemaRef,
+    /// Sessions are per value of these (none: one session stream for all rows).
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The `window_start` column: holds each row's event time on the way in.
+    pub start_column: usize,
+    pub end_column: usize,
+}
+
 /// A stateful operator of the job graph.
 #[derive(Debug, Clone)]
 pub enum NodeOp {
     Aggregate(AggregatePlan),
     Join(JoinPlan),
+    Sessions(SessionPlan),
 }
 
 impl NodeOp {
@@ -213,13 +227,14 @@ impl NodeOp {
         match self {
             NodeOp::Aggregate(a) => a.output_schema.clone(),
             NodeOp::Join(j) => j.output_schema.clone(),
+            NodeOp::Sessions(p) => p.schema.clone(),
         }
     }
 
     /// How many input ports the operator has.
     pub fn ports(&self) -> usize {
         match self {
-            NodeOp::Aggregate(_) => 1,
+            NodeOp::Aggregate(_) | NodeOp::Sessions(_) => 1,
             NodeOp::Join(_) => 2,
         }
     }

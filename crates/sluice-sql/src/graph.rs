@@ -153,6 +153,14 @@ impl JobGraph {
 
 fn describe_node(n: &NodeSpec) -> String {
     match &n.op {
+        NodeOp::Sessions(p) => {
+            let keys: Vec<String> = p.keys.iter().map(|e| e.to_string()).collect();
+            format!(
+                "session assignment (gap {}ms; rows go out when their session closes) keys [{}]",
+                p.gap_ms,
+                keys.join(", ")
+            )
+        }
         NodeOp::Aggregate(a) => {
             let keys: Vec<String> = a.group_exprs.iter().map(|e| e.to_string()).collect();
             let aggs: Vec<&str> = a.aggregates.iter().map(|x| x.name()).collect();

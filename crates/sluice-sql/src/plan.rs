@@ -24,6 +24,7 @@ mod checks;
 mod definitions;
 mod insert;
 mod interval;
+mod joins;
 mod physical;
 mod session;
 mod sink_schema;
@@ -396,7 +397,7 @@ impl<'a> Planner<'a> {
             None => Err(SqlError::refused(
                 at,
                 format!(
-                    "no table or view named {name}; declare it with CREATE TABLE or CREATE VIEW"
+                    "no table or view named {name}; declare it with CREATE TABLE or CREATE VIEW, or take it from a catalog file that does (sluice run job.sql --catalog tables.sql; the reference jobs of sql/ use sql/catalog/)"
                 ),
             )),
             Some((_, t)) if t.columns.is_empty() => Err(SqlError::refused(

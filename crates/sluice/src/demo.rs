@@ -33,6 +33,12 @@ pub const JOBS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The catalog the demo reads its streams from: the built-in generators.
+pub const CATALOG: (&str, &str) = (
+    "sql/catalog/generators.sql",
+    include_str!("../../../sql/catalog/generators.sql"),
+);
+
 /// Tables whose rows are alerts; every other table's rows are window results.
 const ALERT_TABLES: &[&str] = &["iot_alerts", "long_sessions"];
 
@@ -167,7 +173,11 @@ pub fn run(duration: Option<Duration>, options: &RunOptions) -> Result<()> {
     };
     let mut runs = Vec::new();
     for (name, sql) in JOBS {
-        let graph = crate::engine::plan_with_env(sql, &env)
+        let catalog = [sluice_sql::CatalogFile {
+            name: CATALOG.0.to_string(),
+            sql: CATALOG.1.to_string(),
+        }];
+        let graph = crate::engine::plan_with_catalog_env(sql, &catalog, &env)
             .map_err(|e| anyhow!("reference job {name}: {e}"))?;
         let run = JobRun::build_with_sinks(&graph, options, &|t| {
             Some(Box::new(DemoSink {

@@ -53,13 +53,16 @@ pub fn plan_with_catalog(
     sql: &str,
     catalog_files: &[sluice_sql::CatalogFile],
 ) -> Result<JobGraph, SqlError> {
-    sluice_sql::plan_job_with_catalog(
-        sql,
-        catalog_files,
-        &Catalog,
-        &sluice_sql::env::process_env,
-        &JobRules::trusted(),
-    )
+    plan_with_catalog_env(sql, catalog_files, &sluice_sql::env::process_env)
+}
+
+/// Plans a job with catalog files and a given environment lookup.
+pub fn plan_with_catalog_env(
+    sql: &str,
+    catalog_files: &[sluice_sql::CatalogFile],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<JobGraph, SqlError> {
+    sluice_sql::plan_job_with_catalog(sql, catalog_files, &Catalog, env, &JobRules::trusted())
 }
 
 /// Plans with a given environment lookup.

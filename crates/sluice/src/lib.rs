@@ -10,5 +10,6 @@ pub mod progress;
 pub mod server;
 
 pub use engine::{
-    JobRun, RunOptions, plan, plan_with_catalog, plan_with_env, plan_with_rules, run_sql,
+    JobRun, RunOptions, plan, plan_with_catalog, plan_with_catalog_env, plan_with_env,
+    plan_with_rules, run_sql,
 };

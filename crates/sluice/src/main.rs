@@ -138,10 +138,15 @@ enum Command {
 #[derive(clap::Args)]
 struct ServerArgs {
     /// The Sluice server.
-    #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     server: String,
     /// Bearer token, when the server wants one.
-    #[arg(long, env = "SLUICE_AUTH_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "SLUICE_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
 }
 

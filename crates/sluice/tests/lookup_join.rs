@@ -173,7 +173,7 @@ fn the_reference_job_alerts_on_each_sensors_own_limit() {
     let sql = format!(
         "{}\nCREATE TABLE readings_copy WITH (connector = 'postgres', url = '{url}', table = 'readings_copy');
          INSERT INTO readings_copy SELECT sensor_id, location, temperature, event_time FROM iot_sensors;",
-        std::fs::read_to_string(repo.join("sql/postgres/iot_sensor_limits.sql")).unwrap()
+        std::fs::read_to_string(repo.join("sql/iot_sensor_limits.sql")).unwrap()
     );
     let vars = [
         ("DATABASE_URL", url.clone()),
@@ -181,7 +181,14 @@ fn the_reference_job_alerts_on_each_sensors_own_limit() {
         ("IOT_LIMIT", "20000".to_string()),
         ("START_TIME", "2024-05-01T06:00:00Z".to_string()),
     ];
-    support::run_job(&sql, &vars, 2);
+    let catalogs = support::sql_catalogs(&["generators", "postgres"]);
+    support::run_job_with_catalogs(
+        &sql,
+        &catalogs,
+        &vars,
+        2,
+        &sluice_types::JobRules::trusted(),
+    );
     let got = pg::pg_rows(
         &url,
         "SELECT alert_time, kind, entity, location, value, threshold FROM iot_alerts",

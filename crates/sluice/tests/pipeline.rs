@@ -1,6 +1,6 @@
 //! The pipeline the dashboards show: generated IoT and user-activity events in Kafka
-//! topics (the test broker, SLUICE_KAFKA_BROKERS), the four jobs of `sql/pipeline/`
-//! writing to PostgreSQL tables made by `sql/schema.sql` (SLUICE_TEST_DATABASE_URL),
+//! topics (the test broker, SLUICE_KAFKA_BROKERS), the four reference jobs of `sql/` with
+//! the Kafka and PostgreSQL catalogs of `sql/catalog/`, writing to PostgreSQL tables made by `sql/schema.sql` (SLUICE_TEST_DATABASE_URL),
 //! then every dashboard panel's query run against what they wrote.
 #![allow(clippy::unwrap_used)]
 
@@ -26,8 +26,12 @@ fn run_job(file: &Path, vars: &[(&str, String)], data_dir: &Path) {
         data_dir.to_path_buf(),
         vars.iter().map(|(k, _)| k.to_string()).collect(),
     );
-    support::run_job_with_rules(&sql, vars, 2, &rules);
+    let catalogs = support::sql_catalogs(PIPELINE_CATALOGS);
+    support::run_job_with_catalogs(&sql, &catalogs, vars, 2, &rules);
 }
+
+/// The pipeline's tables: streams from Kafka, results into PostgreSQL.
+const PIPELINE_CATALOGS: &[&str] = &["kafka", "postgres"];
 
 fn count(db: &str, sql: &str) -> i64 {
     pg::rt().block_on(async {
@@ -72,11 +76,7 @@ fn populated() -> String {
         "user_activity",
         "long_sessions",
     ] {
-        run_job(
-            &repo().join(format!("sql/pipeline/{job}.sql")),
-            &vars,
-            out.path(),
-        );
+        run_job(&repo().join(format!("sql/{job}.sql")), &vars, out.path());
     }
     db
 }
@@ -506,8 +506,20 @@ fn docker_compose_agrees_with_the_code_and_the_provisioning() {
     // The server may only expand the variables it allows: every one the jobs name is.
     let allowed = env("sluice", "SLUICE_ALLOW_ENV").unwrap();
     let allowed: Vec<&str> = allowed.split(',').collect();
-    for job in std::fs::read_dir(repo().join("sql/pipeline")).unwrap() {
-        let text = std::fs::read_to_string(job.unwrap().path()).unwrap();
+    let files = PIPELINE_CATALOGS
+        .iter()
+        .map(|c| format!("sql/catalog/{c}.sql"))
+        .chain(
+            [
+                "iot_aggregates",
+                "iot_alerts",
+                "user_activity",
+                "long_sessions",
+            ]
+            .map(|j| format!("sql/{j}.sql")),
+        );
+    for file in files {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
         for name in text.split("${").skip(1) {
             let name = name.split(['}', ':']).next().unwrap();
             assert!(allowed.contains(&name), "{name} is not in SLUICE_ALLOW_ENV");
@@ -532,10 +544,17 @@ fn docker_compose_agrees_with_the_code_and_the_provisioning() {
         "user_activity",
         "long_sessions",
     ] {
-        assert!(repo().join(format!("sql/pipeline/{job}.sql")).exists());
+        assert!(repo().join(format!("sql/{job}.sql")).exists());
         assert!(submit.contains(job), "submit-jobs does not submit {job}");
     }
-    assert!(submit.contains("/sql/pipeline/"));
+    // The server's table catalog holds Kafka's streams, then PostgreSQL's tables.
+    let kafka = submit.find("catalog add kafka /sql/catalog/kafka.sql");
+    let postgres = submit.find("catalog add postgres /sql/catalog/postgres.sql");
+    assert!(
+        kafka.is_some() && postgres.is_some() && kafka < postgres,
+        "{submit}"
+    );
+    assert!(submit.contains("submit /sql/$$job.sql"), "{submit}");
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
     assert!(dockerfile.contains("COPY sql /sql") && dockerfile.contains("ENTRYPOINT [\"sluice\"]"));
     let user = dockerfile

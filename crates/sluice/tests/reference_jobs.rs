@@ -1,7 +1,8 @@
-//! The reference jobs in `sql/`, run bounded over generated events, agree with the same
-//! queries run as a batch by DataFusion over the same events; the IoT stream produces
-//! both alert kinds and the user stream sessions longer than five minutes; and
-//! `sluice demo` prints window results and alerts.
+//! The reference jobs in `sql/`, with the generators' catalog (`sql/catalog/`), run
+//! bounded over generated events, agree with the same queries run as a batch by
+//! DataFusion over the same events; the IoT stream produces both alert kinds and the user
+//! stream sessions longer than five minutes; every job plans with each catalog set the
+//! README names; and `sluice demo` prints window results and alerts.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/helpers.rs"]
@@ -69,13 +70,12 @@ fn batch_equivalent(select: &str) -> String {
 
 /// (sink table, SELECT text) of every INSERT in a job file.
 fn inserts(sql: &str) -> Vec<(String, String)> {
-    sql.split(';')
-        .map(|s| {
-            s.lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+    let code: Vec<&str> = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect();
+    code.join("\n")
+        .split(';')
         .filter_map(|s| {
             let t = s.trim();
             let rest = t.strip_prefix("INSERT INTO ")?;
@@ -85,15 +85,20 @@ fn inserts(sql: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A reference job's text, planned with the generators' catalog.
+fn plan_reference(name: &str, env: &HashMap<String, String>) -> (String, sluice_sql::JobGraph) {
+    let sql = std::fs::read_to_string(sql_dir().join(format!("{name}.sql"))).unwrap();
+    let lookup = |k: &str| env.get(k).cloned();
+    let graph =
+        sluice::plan_with_catalog_env(&sql, &support::sql_catalogs(&["generators"]), &lookup)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    (sql, graph)
+}
+
 fn check_reference_job(name: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let sql = std::fs::read_to_string(sql_dir().join(format!("{name}.sql"))).unwrap();
     let env = env_for(tmp.path());
-    let lookup = {
-        let env = env.clone();
-        move |k: &str| env.get(k).cloned()
-    };
-    let graph = sluice::plan_with_env(&sql, &lookup).unwrap();
+    let (sql, graph) = plan_reference(name, &env);
 
     // The events, generated once more with the job's own source options.
     let source = &graph.sources[0];
@@ -199,13 +204,14 @@ fn long_sessions_matches_batch_oracle() {
 #[test]
 fn generated_streams_have_both_alert_kinds_and_long_sessions() {
     let tmp = tempfile::tempdir().unwrap();
-    let env: Vec<(&str, String)> = env_for(tmp.path())
-        .into_iter()
-        .map(|(k, v)| (Box::leak(k.into_boxed_str()) as &str, v))
-        .collect();
+    let env = env_for(tmp.path());
     for job in ["iot_alerts", "long_sessions"] {
-        let sql = std::fs::read_to_string(sql_dir().join(format!("{job}.sql"))).unwrap();
-        support::run_job(&sql, &env, 1);
+        let (_, graph) = plan_reference(job, &env);
+        let options = RunOptions {
+            parallelism: 1,
+            ..RunOptions::default()
+        };
+        JobRun::build(&graph, &options).unwrap().run().unwrap();
     }
     let alerts = std::fs::read_to_string(tmp.path().join("iot_alerts.jsonl")).unwrap();
     let high = alerts
@@ -228,6 +234,77 @@ fn generated_streams_have_both_alert_kinds_and_long_sessions() {
         .collect();
     assert!(durations.len() > 10, "{} long sessions", durations.len());
     assert!(durations.iter().all(|d| *d > 300), "{durations:?}");
+}
+
+/// Each catalog set of the README plans every reference job: streams and results
+/// where the catalogs put them, later files replacing earlier ones by name.
+#[test]
+fn every_reference_job_plans_with_each_catalog_set() {
+    let env: HashMap<String, String> = HashMap::new();
+    let lookup = |k: &str| env.get(k).cloned();
+    let connectors = |job: &str, set: &[&str]| -> Vec<String> {
+        let sql = std::fs::read_to_string(sql_dir().join(format!("{job}.sql"))).unwrap();
+        let graph = sluice::plan_with_catalog_env(&sql, &support::sql_catalogs(set), &lookup)
+            .unwrap_or_else(|e| panic!("{job} with {set:?}: {e}"));
+        let mut tables: Vec<String> = graph
+            .sources
+            .iter()
+            .map(|s| &s.def)
+            .chain(graph.sinks.iter().map(|s| &s.def))
+            .map(|d| format!("{} {}", d.name, d.options.connector().unwrap_or("?")))
+            .collect();
+        tables.sort();
+        tables
+    };
+    let jobs = [
+        "iot_aggregates",
+        "iot_alerts",
+        "user_activity",
+        "long_sessions",
+    ];
+    for job in jobs {
+        for t in connectors(job, &["generators"]) {
+            assert!(
+                t.ends_with(" generator") || t.ends_with(" file"),
+                "{job}: {t}"
+            );
+        }
+        for t in connectors(job, &["kafka", "postgres"]) {
+            assert!(
+                t.ends_with(" kafka") || t.ends_with(" postgres"),
+                "{job}: {t}"
+            );
+        }
+    }
+    assert_eq!(
+        connectors("iot_alerts", &["generators", "kafka"]),
+        ["iot_alerts kafka", "iot_sensors kafka"]
+    );
+    assert_eq!(
+        connectors("iot_alerts", &["kafka", "postgres"]),
+        ["iot_alerts postgres", "iot_sensors kafka"]
+    );
+    assert_eq!(
+        connectors("user_activity", &["generators", "kafka"]),
+        [
+            "activity_5m file",
+            "activity_by_browser file",
+            "activity_by_event_type file",
+            "user_activity kafka"
+        ]
+    );
+    // The lookup job needs the database's catalog for its `sensors` table.
+    let sql = std::fs::read_to_string(sql_dir().join("iot_sensor_limits.sql")).unwrap();
+    let err = sluice::plan_with_catalog_env(&sql, &support::sql_catalogs(&["generators"]), &lookup)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sensors"), "{err}");
+    sluice::plan_with_catalog_env(
+        &sql,
+        &support::sql_catalogs(&["generators", "postgres"]),
+        &lookup,
+    )
+    .unwrap();
 }
 
 #[test]

@@ -329,3 +329,46 @@ fn a_lookup_table_is_only_joined_to_a_stream() {
         assert!(err.contains("line "), "{tail}: {err}");
     }
 }
+
+#[test]
+fn a_session_window_join_on_window_start_alone_is_refused() {
+    let (line, col, msg) = join_refusal(
+        "INSERT INTO out
+SELECT a.sensor_id, b.max_temp
+FROM SESSION(iot, event_time, INTERVAL '1' MINUTE) a
+JOIN SESSION(sensors, changed_at, INTERVAL '1' MINUTE) b
+  ON a.sensor_id = b.sensor_id AND a.window_start = b.window_start;",
+    );
+    assert_eq!((line, col), (4, 6), "{msg}");
+    assert!(msg.contains("must equate window_end"), "{msg}");
+}
+
+#[test]
+fn a_session_window_join_plans_a_session_assignment_per_side() {
+    let sql = format!(
+        "{SOURCE}{MORE}INSERT INTO out
+SELECT a.sensor_id, a.temperature, b.max_temp, a.window_end
+FROM SESSION(iot, event_time, INTERVAL '1' MINUTE) a
+LEFT JOIN SESSION(sensors, changed_at, INTERVAL '1' MINUTE) b
+  ON a.sensor_id = b.sensor_id AND a.window_start = b.window_start AND a.window_end = b.window_end;"
+    );
+    let text = sluice::plan_with_env(&sql, &|_| None).unwrap().explain();
+    assert_eq!(
+        text.matches("session assignment (gap 60000ms").count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains("Left window join"), "{text}");
+}
+
+#[test]
+fn a_filter_on_a_session_bound_before_the_session_closes_is_refused() {
+    let (line, _, msg) = refusal(
+        "INSERT INTO out
+SELECT sensor_id, window_end, count(*) FROM SESSION(iot, event_time, INTERVAL '1' MINUTE)
+WHERE window_end > TIMESTAMP '2024-01-01 00:00:00'
+GROUP BY sensor_id, window_start, window_end;",
+    );
+    assert!(line >= 1, "{msg}");
+    assert!(msg.contains("only known when the session closes"), "{msg}");
+}

@@ -1,10 +1,12 @@
 //! Golden SQL over Nexmark's streams: every append-only Nexmark query of
 //! `benches/nexmark/`, and each join shape of `tests/joins/` (window joins inner and
-//! outer over TUMBLE and HOP, interval joins outer, unions in views, WITH, a window over
+//! outer over TUMBLE, HOP and SESSION, interval joins outer, unions in views, WITH, a window over
 //! an earlier window's output), runs as a stream and must equal the same question asked
 //! of the same events as a batch (DataFusion over the generated tables, with windows and
 //! sessions written out by hand), at parallelism 1 and 3, and again with the process
-//! aborted after a checkpoint and restored. `SLUICE_LONG=1` runs them over more events.
+//! aborted after a checkpoint and restored; one query of each stateful shape is also
+//! killed with SIGKILL at random moments. `SLUICE_LONG=1` runs them over more events,
+//! with more kills.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/helpers.rs"]
@@ -182,9 +184,43 @@ fn oracle_sql(q: &str) -> String {
                 SELECT (ten_end / 30000) * 30000 AS w, auction, sum(n) AS bids, max(n) AS busiest
                 FROM per10 GROUP BY (ten_end / 30000) * 30000, auction)"
         }
+        "window_join_session" => {
+            return format!(
+                "WITH b AS ({}), h AS ({})
+                 SELECT b.bidder, h.bidder AS high_bidder, to_timestamp_millis(b.s) AS b_start,
+                        to_timestamp_millis(h.e) AS h_end, b.n AS bids, h.n AS high_bids
+                 FROM b FULL JOIN h ON b.bidder = h.bidder AND b.s = h.s AND b.e = h.e",
+                session_sql("SELECT bidder, min(ts) AS s, max(ts) + 10000 AS e, count(*) AS n", "TRUE"),
+                session_sql("SELECT bidder, min(ts) AS s, max(ts) + 10000 AS e, count(*) AS n", "price > 1000000"),
+            );
+        }
+        "window_join_session_rows" => {
+            return format!(
+                "WITH n AS ({}), s AS (SELECT bidder, sid, min(ts) AS s, max(ts) + 10000 AS e,
+                                        count(*) AS bids, max(price) AS top FROM n GROUP BY bidder, sid)
+                 SELECT n.auction, n.bidder, n.price, to_timestamp_millis(s.s) AS window_start,
+                        to_timestamp_millis(s.e) AS window_end, s.bids, s.top
+                 FROM n JOIN s ON n.bidder = s.bidder AND n.sid = s.sid",
+                session_sql("SELECT auction, bidder, price, ts, sid", "TRUE").replace(" GROUP BY bidder, sid", ""),
+            );
+        }
         _ => unreachable!("no oracle for {q}"),
     };
     sql.to_string()
+}
+
+/// `select` over bids (those meeting `filter`) numbered by their bidder's 10-second
+/// sessions: a session starts where the gap to the bidder's previous bid is 10 s or more.
+fn session_sql(select: &str, filter: &str) -> String {
+    format!(
+        "{select} FROM (
+            SELECT auction, bidder, price, ts, sum(fresh) OVER (PARTITION BY bidder ORDER BY ts
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid
+            FROM (SELECT auction, bidder, price, ts,
+                         CASE WHEN ts - lag(ts) OVER (PARTITION BY bidder ORDER BY ts) < 10000 THEN 0 ELSE 1 END AS fresh
+                  FROM (SELECT auction, bidder, price, CAST(date_time AS BIGINT) AS ts FROM bid WHERE {filter})))
+         GROUP BY bidder, sid"
+    )
 }
 
 fn expected(q: &str, dir: &Path) -> Vec<String> {
@@ -213,30 +249,47 @@ fn straight(q: &str) {
     }
 }
 
+/// The job file of a crash test (checkpoints every 100 ms) in `dir`, and the command
+/// that runs it paced, so that a crash comes in the middle of the stream.
+fn crash_job(q: &str, dir: &Path, out: &Path) -> impl Fn() -> Command {
+    let file = dir.join(format!("{q}.sql"));
+    let mut sql = String::from("SET checkpoint_interval = '100ms';\n");
+    sql.push_str(&job(q, out));
+    std::fs::write(&file, sql).unwrap();
+    let dir = dir.to_path_buf();
+    move || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.current_dir(&dir)
+            .args(["run", file.to_str().unwrap(), "--parallelism", "2"])
+            .env("SLUICE_LOG", "warn");
+        for (k, v) in vars(&dir, &(events() / 2).to_string()) {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+}
+
+/// The last run of a crash test ends the job, and its output equals the oracle.
+fn finish_and_check(q: &str, mut cmd: Command, out: &Path, want: &[String]) {
+    let last = cmd.output().unwrap();
+    assert!(
+        last.status.success(),
+        "{q}: the restored run failed: {}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    assert_rows_match(&format!("{q} after a restore"), &read_rows(out), want);
+}
+
 /// Aborted once a checkpoint is durable (before its sink commit), then run again.
 fn restored(q: &str) {
     let dir = tempfile::tempdir().unwrap();
     let want = expected(q, dir.path());
     let out = dir.path().join("out.jsonl");
-    let file = dir.path().join(format!("{q}.sql"));
-    let mut sql = String::from("SET checkpoint_interval = '100ms';\n");
-    sql.push_str(&job(q, &out));
-    std::fs::write(&file, sql).unwrap();
-    let run = |abort: bool| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-        cmd.current_dir(dir.path())
-            .args(["run", file.to_str().unwrap(), "--parallelism", "2"])
-            .env("SLUICE_LOG", "warn");
-        // Paced so that the abort comes in the middle of the stream.
-        for (k, v) in vars(dir.path(), &(events() / 2).to_string()) {
-            cmd.env(k, v);
-        }
-        if abort {
-            cmd.env("SLUICE_ABORT_AFTER_CHECKPOINT", "4");
-        }
-        cmd.output().unwrap()
-    };
-    let first = run(true);
+    let cmd = crash_job(q, dir.path(), &out);
+    let first = cmd()
+        .env("SLUICE_ABORT_AFTER_CHECKPOINT", "4")
+        .output()
+        .unwrap();
     assert!(
         !first.status.success(),
         "{q}: the first run should have been aborted: {}",
@@ -248,13 +301,36 @@ fn restored(q: &str) {
         "{q}: the abort came after the end ({partial} rows of {})",
         want.len()
     );
-    let second = run(false);
-    assert!(
-        second.status.success(),
-        "{q}: the restored run failed: {}",
-        String::from_utf8_lossy(&second.stderr)
-    );
-    assert_rows_match(&format!("{q} after a restore"), &read_rows(&out), &want);
+    finish_and_check(q, cmd(), &out, &want);
+}
+
+/// Killed with SIGKILL at random moments (2 times, 6 with `SLUICE_LONG=1`), restored each
+/// time: after every kill the output holds only oracle rows, none twice; at the end all.
+fn killed(q: &str) {
+    let kills = if events() > 20_000 { 6 } else { 2 };
+    let dir = tempfile::tempdir().unwrap();
+    let want = expected(q, dir.path());
+    let out = dir.path().join("out.jsonl");
+    let cmd = crash_job(q, dir.path(), &out);
+    let mut seed = q
+        .bytes()
+        .fold(0x5eed_u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    for k in 0..kills {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let after = std::time::Duration::from_millis(300 + (seed >> 33) % 900);
+        let mut child = cmd().spawn().unwrap();
+        std::thread::sleep(after);
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{q}: the job ended before kill {k}; the test needs a longer stream"
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        support::assert_rows_within(&format!("{q} after kill {k}"), &read_rows(&out), &want);
+    }
+    finish_and_check(q, cmd(), &out, &want);
 }
 
 macro_rules! nexmark {
@@ -266,6 +342,30 @@ macro_rules! nexmark {
             $(#[test] fn $q() { super::restored(stringify!($q)); })*
         }
     };
+}
+
+/// One query of each stateful shape, killed at random moments.
+mod killed {
+    #[test]
+    fn q3_regular_join() {
+        super::killed("q3");
+    }
+    #[test]
+    fn q5_window_over_window() {
+        super::killed("q5");
+    }
+    #[test]
+    fn window_join_full() {
+        super::killed("window_join_full");
+    }
+    #[test]
+    fn window_join_session_rows() {
+        super::killed("window_join_session_rows");
+    }
+    #[test]
+    fn interval_join_left() {
+        super::killed("interval_join_left");
+    }
 }
 
 nexmark!(
@@ -285,6 +385,8 @@ nexmark!(
     window_join_full,
     window_join_left_rows,
     window_join_right_hop,
+    window_join_session,
+    window_join_session_rows,
     interval_join_left,
     interval_join_right,
     union_view_window,

@@ -43,7 +43,9 @@ impl Planner<'_> {
         let Some((sink_ti, sink_def)) = self.table(&sink_name_s) else {
             return Err(SqlError::refused(
                 sink_pos,
-                format!("INSERT INTO {sink_name_s}: no such table; declare it with CREATE TABLE"),
+                format!(
+                    "INSERT INTO {sink_name_s}: no such table; declare it with CREATE TABLE, or take it from a catalog file that does (--catalog)"
+                ),
             ));
         };
         if !columns.is_empty() {
@@ -75,7 +77,7 @@ impl Planner<'_> {
         if stream.unsessioned {
             return Err(SqlError::refused(
                 start,
-                "SESSION windows need a GROUP BY with aggregates (a session is only known when it closes)",
+                "rows of SESSION(…) need a GROUP BY with aggregates, or a window join, before a sink (a session is only known when it closes)",
             ));
         }
         let (sink_schema, cast_stage) = sink_schema_for(sink_def, &stream.schema, &query)?;

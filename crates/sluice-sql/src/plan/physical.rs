@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::{JoinType, NullEquality};
+use datafusion::common::tree_node::TreeNode;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::filter::FilterExec;
@@ -17,12 +17,10 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::{InterleaveExec, UnionExec};
 use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
 use sluice_runtime::{
-    AggregatePlan, AssignSpec, Consumer, EdgeSpec, JoinKind, JoinPlan, JoinTime, NodeOp, NodeSpec,
-    Producer, Step, WindowKind,
+    AggregatePlan, AssignSpec, Consumer, EdgeSpec, NodeOp, NodeSpec, Producer, Step, WindowKind,
 };
 use sluice_types::Position;
 
-use super::interval::interval_bounds;
 use crate::error::{Result, SqlError};
 use crate::scan::StreamScanExec;
 
@@ -37,7 +35,7 @@ pub(crate) enum TimeAttr {
 }
 
 impl TimeAttr {
-    fn window(self) -> Option<WindowKind> {
+    pub(super) fn window(self) -> Option<WindowKind> {
         match self {
             TimeAttr::WindowStart(k) | TimeAttr::WindowEnd(k) => Some(k),
             TimeAttr::Event => None,
@@ -67,7 +65,7 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
-    fn push(&mut self, step: Step) {
+    pub(super) fn push(&mut self, step: Step) {
         for b in &mut self.branches {
             b.steps.push(step.clone());
         }
@@ -109,6 +107,35 @@ impl Stream {
                 format!(
                     "a lookup table (a database table read by key) can only be joined to a stream (FROM stream JOIN table ON stream.key = table.key), not {what}"
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses an expression over a session's bounds before the session is known.
+    fn no_session_bounds(&self, e: &Arc<dyn PhysicalExpr>, at: Position) -> Result<()> {
+        if !self.unsessioned {
+            return Ok(());
+        }
+        let mut found = false;
+        let _ = e.apply(|x| {
+            if let Some(c) = x.downcast_ref::<Column>()
+                && self
+                    .attrs
+                    .get(c.index())
+                    .copied()
+                    .flatten()
+                    .and_then(|a| a.window())
+                    .is_some()
+            {
+                found = true;
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        });
+        if found {
+            return Err(SqlError::refused(
+                at,
+                "a SESSION window's window_start and window_end are only known when the session closes: use them after its GROUP BY or join, not in a filter or an expression before it",
             ));
         }
         Ok(())
@@ -168,7 +195,7 @@ pub(crate) struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn node(
+    pub(super) fn node(
         &mut self,
         name: &str,
         op: NodeOp,
@@ -201,6 +228,11 @@ impl Context<'_> {
         }
         if let Some(p) = plan.downcast_ref::<ProjectionExec>() {
             let mut s = self.translate(p.input())?;
+            for e in p.expr() {
+                if e.expr.downcast_ref::<Column>().is_none() {
+                    s.no_session_bounds(&e.expr, self.at)?;
+                }
+            }
             let attrs = p
                 .expr()
                 .iter()
@@ -222,6 +254,7 @@ impl Context<'_> {
         }
         if let Some(f) = plan.downcast_ref::<FilterExec>() {
             let mut s = self.translate(f.input())?;
+            s.no_session_bounds(f.predicate(), self.at)?;
             s.push(Step::Filter(f.predicate().clone()));
             if let Some(proj) = f.projection() {
                 let proj: Vec<usize> = proj.to_vec();
@@ -411,17 +444,11 @@ impl Context<'_> {
             output_schema: output_schema.clone(),
         };
         let keys = plan.key_exprs();
-        // The windows' own columns stay time attributes in the output; a SESSION
-        // aggregate's real sessions are not windows of a fixed size.
+        // The windows' own columns stay time attributes in the output (a SESSION
+        // aggregate's too: each session goes out before the watermark passes its end).
         let mut attrs: Vec<Option<TimeAttr>> = group_exprs
             .iter()
-            .map(|e| {
-                if input.unsessioned {
-                    None
-                } else {
-                    attr_of(e).filter(|t| t.window().is_some())
-                }
-            })
+            .map(|e| attr_of(e).filter(|t| t.window().is_some()))
             .collect();
         attrs.resize(output_schema.fields().len(), None);
         let n = self.node(
@@ -429,244 +456,6 @@ impl Context<'_> {
             NodeOp::Aggregate(plan),
             vec![(input, keys)],
         );
-        Ok(Stream::of_node(n, output_schema, attrs))
-    }
-
-    fn join(&mut self, j: &HashJoinExec) -> Result<Stream> {
-        let at = self.at;
-        let left = self.translate(j.left())?;
-        let right = self.translate(j.right())?;
-        left.stream_only(
-            at,
-            "on the left of a join: put the table on the right (FROM stream JOIN table)",
-        )?;
-        if right.lookup.is_some() {
-            return self.lookup_join(j, left, right);
-        }
-        if left.unsessioned || right.unsessioned {
-            return Err(SqlError::refused(
-                at,
-                "a join over SESSION windows is not supported; join TUMBLE or HOP windows, or aggregate the sessions first",
-            ));
-        }
-        let kind = match j.join_type() {
-            JoinType::Inner => JoinKind::Inner,
-            JoinType::Left => JoinKind::Left,
-            JoinType::Right => JoinKind::Right,
-            JoinType::Full => JoinKind::Full,
-            JoinType::LeftSemi => JoinKind::LeftSemi,
-            JoinType::RightSemi => JoinKind::RightSemi,
-            JoinType::LeftAnti => JoinKind::LeftAnti,
-            JoinType::RightAnti => JoinKind::RightAnti,
-            other => {
-                return Err(SqlError::refused(
-                    at,
-                    format!(
-                        "this query needs a {other} join (from a subquery in WHERE), which is not supported on streams yet; write it as a JOIN"
-                    ),
-                ));
-            }
-        };
-        let left_keys: Vec<Arc<dyn PhysicalExpr>> = j.on().iter().map(|(l, _)| l.clone()).collect();
-        let right_keys: Vec<Arc<dyn PhysicalExpr>> =
-            j.on().iter().map(|(_, r)| r.clone()).collect();
-        let col_attr = |s: &Stream, e: &Arc<dyn PhysicalExpr>| {
-            e.downcast_ref::<Column>().and_then(|c| {
-                s.attrs
-                    .get(c.index())
-                    .copied()
-                    .flatten()
-                    .map(|a| (c.index(), a))
-            })
-        };
-        // A window join meets on the windows' start (or end) on both sides.
-        let mut window_pair = None;
-        for (l, r) in j.on() {
-            if let (Some((li, la)), Some((ri, ra))) = (col_attr(&left, l), col_attr(&right, r)) {
-                match (la, ra) {
-                    (TimeAttr::WindowStart(a), TimeAttr::WindowStart(b))
-                    | (TimeAttr::WindowEnd(a), TimeAttr::WindowEnd(b)) => {
-                        if a != b {
-                            return Err(SqlError::refused(
-                                at,
-                                format!(
-                                    "a window join's two sides must use the same window: the left is {a}, the right {b}"
-                                ),
-                            ));
-                        }
-                        let offset = match (la, a) {
-                            (TimeAttr::WindowStart(_), WindowKind::Tumble { size_ms })
-                            | (TimeAttr::WindowStart(_), WindowKind::Hop { size_ms, .. }) => {
-                                size_ms
-                            }
-                            _ => 0,
-                        };
-                        if window_pair.is_none() || matches!(la, TimeAttr::WindowEnd(_)) {
-                            window_pair = Some((li, ri, offset, a));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let event = |s: &Stream| s.attrs.iter().position(|a| *a == Some(TimeAttr::Event));
-        let (time, left_time, right_time, time_offset_ms) = if let Some((li, ri, off, _)) =
-            window_pair
-        {
-            (JoinTime::Window, Some(li), Some(ri), off)
-        } else if let Some(b) = j
-            .filter()
-            .and_then(|f| interval_bounds(f, &left.attrs, &right.attrs))
-        {
-            (
-                JoinTime::Interval {
-                    lower_ms: b.lower_ms,
-                    upper_ms: b.upper_ms,
-                },
-                Some(b.left_column),
-                Some(b.right_column),
-                0,
-            )
-        } else {
-            if kind.keeps_left() || kind.keeps_right() {
-                return Err(SqlError::refused(
-                    at,
-                    format!(
-                        "{} without a time bound cannot run yet: its rows without a match would have to be taken back when a match arrives later, which needs updating results (the issue on updating results brings them). Bound it in time (a window join, or b.t BETWEEN a.t - INTERVAL … AND a.t + INTERVAL …) or use an INNER JOIN",
-                        match kind {
-                            JoinKind::Left => "a LEFT JOIN",
-                            JoinKind::Right => "a RIGHT JOIN",
-                            JoinKind::Full => "a FULL JOIN",
-                            _ => "NOT IN / NOT EXISTS (an anti join)",
-                        }
-                    ),
-                ));
-            }
-            let (lt, rt) = (event(&left), event(&right));
-            if self.ttl_ms.is_none() {
-                self.notes.push(format!(
-                    "the join at {at} has no time bound: it keeps every row of both sides for ever (its rows held show in /metrics as sluice_join_rows_held); SET state.ttl = '…' lets rows go after that much event time"
-                ));
-            }
-            let ttl_ms = self.ttl_ms;
-            (JoinTime::Regular { ttl_ms }, lt, rt, 0)
-        };
-        let joined_schema = j.join_schema().clone();
-        let output_schema = j.schema();
-        let projection: Option<Vec<usize>> = j.projection.as_ref().map(|p| p.to_vec());
-        // Which columns stay time attributes: a regular join's output has none.
-        let joined_attrs: Vec<Option<TimeAttr>> = match kind {
-            JoinKind::LeftSemi | JoinKind::LeftAnti => left.attrs.clone(),
-            JoinKind::RightSemi | JoinKind::RightAnti => right.attrs.clone(),
-            _ => left.attrs.iter().chain(&right.attrs).copied().collect(),
-        };
-        let keep = |a: Option<TimeAttr>| match time {
-            JoinTime::Window => a.filter(|t| t.window().is_some()),
-            JoinTime::Interval { .. } => a,
-            JoinTime::Regular { .. } | JoinTime::Lookup { .. } => None,
-        };
-        let attrs: Vec<Option<TimeAttr>> = match &projection {
-            Some(p) => p.iter().map(|&i| keep(joined_attrs[i])).collect(),
-            None => joined_attrs.into_iter().map(keep).collect(),
-        };
-        let plan = JoinPlan {
-            time,
-            kind,
-            left_schema: left.schema.clone(),
-            right_schema: right.schema.clone(),
-            left_keys: left_keys.clone(),
-            right_keys: right_keys.clone(),
-            null_equals_null: j.null_equality() == NullEquality::NullEqualsNull,
-            filter: j.filter().cloned(),
-            left_time,
-            right_time,
-            time_offset_ms,
-            joined_schema,
-            projection,
-            output_schema: output_schema.clone(),
-        };
-        let n = self.node(
-            "join",
-            NodeOp::Join(plan),
-            vec![(left, left_keys), (right, right_keys)],
-        );
-        Ok(Stream::of_node(n, output_schema, attrs))
-    }
-
-    /// A stream joined to a table looked up by key.
-    fn lookup_join(&mut self, j: &HashJoinExec, left: Stream, right: Stream) -> Result<Stream> {
-        let at = self.at;
-        let kind = match j.join_type() {
-            JoinType::Inner => JoinKind::Inner,
-            JoinType::Left => JoinKind::Left,
-            other => {
-                return Err(SqlError::refused(
-                    at,
-                    format!(
-                        "a lookup table joins as INNER JOIN or LEFT JOIN (each stream row meets the table's rows as they are when it arrives), not {other}"
-                    ),
-                ));
-            }
-        };
-        let Some((lookup, steps)) = right.lookup.clone() else {
-            return Err(SqlError::Internal("a lookup join without its table".into()));
-        };
-        let left_keys: Vec<Arc<dyn PhysicalExpr>> = j.on().iter().map(|(l, _)| l.clone()).collect();
-        let right_keys: Vec<Arc<dyn PhysicalExpr>> =
-            j.on().iter().map(|(_, r)| r.clone()).collect();
-        let key_columns = right_keys
-            .iter()
-            .map(|e| {
-                e.downcast_ref::<Column>()
-                    .map(|c| c.name().to_string())
-                    .ok_or_else(|| {
-                        SqlError::refused(
-                            at,
-                            format!(
-                                "a lookup table is looked up by its own columns: the ON clause must equate a column of the table with the stream, not {e}"
-                            ),
-                        )
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let ttl_ms = (self.lookup_ttl)(lookup);
-        let projection: Option<Vec<usize>> = j.projection.as_ref().map(|p| p.to_vec());
-        let nl = left.attrs.len();
-        let attrs = match &projection {
-            Some(p) => p
-                .iter()
-                .map(|&i| if i < nl { left.attrs[i] } else { None })
-                .collect(),
-            None => left
-                .attrs
-                .iter()
-                .copied()
-                .chain(std::iter::repeat_n(None, right.attrs.len()))
-                .collect(),
-        };
-        let output_schema = j.schema();
-        let plan = JoinPlan {
-            time: JoinTime::Lookup {
-                lookup,
-                ttl_ms,
-                steps,
-                key_columns,
-            },
-            kind,
-            left_schema: left.schema.clone(),
-            right_schema: right.schema.clone(),
-            left_keys: left_keys.clone(),
-            right_keys,
-            null_equals_null: false,
-            filter: j.filter().cloned(),
-            left_time: None,
-            right_time: None,
-            time_offset_ms: 0,
-            joined_schema: j.join_schema().clone(),
-            projection,
-            output_schema: output_schema.clone(),
-        };
-        let n = self.node("lookup join", NodeOp::Join(plan), vec![(left, left_keys)]);
         Ok(Stream::of_node(n, output_schema, attrs))
     }
 }

@@ -42,11 +42,54 @@ fn build_job_with_rules(
     parallelism: usize,
     rules: &sluice_types::JobRules,
 ) -> JobRun {
+    build_job_with_catalogs(sql, &[], vars, parallelism, rules)
+}
+
+/// The catalog files of the repository's `sql/catalog/` (`generators`, `kafka`,
+/// `postgres`), read, in the order given (later ones replace earlier tables by name).
+pub fn sql_catalogs(names: &[&str]) -> Vec<sluice_sql::CatalogFile> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql/catalog");
+    names
+        .iter()
+        .map(|n| {
+            let path = dir.join(format!("{n}.sql"));
+            sluice_sql::CatalogFile {
+                name: format!("sql/catalog/{n}.sql"),
+                sql: std::fs::read_to_string(&path).unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// Like [`run_job_with_rules`], with the tables and views of catalog files.
+pub fn run_job_with_catalogs(
+    sql: &str,
+    catalogs: &[sluice_sql::CatalogFile],
+    vars: &[(&str, String)],
+    parallelism: usize,
+    rules: &sluice_types::JobRules,
+) -> MetricsSnapshot {
+    let run = build_job_with_catalogs(sql, catalogs, vars, parallelism, rules);
+    let metrics = run.handle.metrics.clone();
+    run.run().unwrap();
+    metrics.snapshot()
+}
+
+fn build_job_with_catalogs(
+    sql: &str,
+    catalogs: &[sluice_sql::CatalogFile],
+    vars: &[(&str, String)],
+    parallelism: usize,
+    rules: &sluice_types::JobRules,
+) -> JobRun {
     let map: HashMap<String, String> = vars
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
-    let graph = sluice::plan_with_rules(sql, &move |k| map.get(k).cloned(), rules).unwrap();
+    let env = move |k: &str| map.get(k).cloned();
+    let graph =
+        sluice_sql::plan_job_with_catalog(sql, catalogs, &sluice_connectors::Catalog, &env, rules)
+            .unwrap_or_else(|e| panic!("{e}"));
     let options = RunOptions {
         parallelism,
         ..RunOptions::default()

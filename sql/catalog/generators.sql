@@ -1,0 +1,60 @@
+-- The embedded default: the reference jobs' streams from the built-in generators and
+-- their results as JSON-lines files under ${OUTPUT_DIR:-out}. No Kafka, no database.
+--   sluice run sql/iot_alerts.sql --catalog sql/catalog/generators.sql
+-- Later catalog files replace these tables by name (sql/catalog/kafka.sql reads the
+-- streams from Kafka instead, sql/catalog/postgres.sql writes the results to PostgreSQL).
+
+-- Streams: rates, speed-up, limits and seed from the environment.
+CREATE TABLE iot_sensors (
+    sensor_id     TEXT NOT NULL,
+    location      TEXT NOT NULL,
+    temperature   DOUBLE,
+    humidity      DOUBLE,
+    pressure      DOUBLE,
+    battery_level DOUBLE,
+    event_time    TIMESTAMP NOT NULL,
+    WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE
+) WITH (
+    connector = 'generator',
+    profile = 'iot',
+    keys = '${IOT_SENSORS:-100}',
+    rate = '${IOT_RATE:-2000}',
+    speedup = '${IOT_SPEEDUP:-60}',
+    seed = '${SEED:-42}',
+    disorder = '${DISORDER:-30s}',
+    late_fraction = '${LATE_FRACTION:-0.001}',
+    limit = '${IOT_LIMIT:-}',
+    start_time = '${START_TIME:-}'
+);
+
+CREATE TABLE user_activity (
+    user_id    TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    page       TEXT,
+    browser    TEXT,
+    device     TEXT,
+    event_time TIMESTAMP NOT NULL,
+    WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE
+) WITH (
+    connector = 'generator',
+    profile = 'user_activity',
+    keys = '${USERS:-2000}',
+    rate = '${USER_RATE:-1}',
+    speedup = '${USER_SPEEDUP:-300}',
+    seed = '${SEED:-42}',
+    disorder = '${DISORDER:-30s}',
+    late_fraction = '${LATE_FRACTION:-0.001}',
+    limit = '${USER_LIMIT:-}',
+    start_time = '${START_TIME:-}'
+);
+
+-- Results: one JSON object per line, named as the jobs name their columns.
+CREATE TABLE sensor_metrics_5m WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/sensor_metrics_5m.jsonl');
+CREATE TABLE sensor_battery_5m WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/sensor_battery_5m.jsonl');
+CREATE TABLE iot_alerts WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/iot_alerts.jsonl');
+CREATE TABLE activity_by_browser WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/activity_by_browser.jsonl');
+CREATE TABLE activity_by_event_type WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/activity_by_event_type.jsonl');
+CREATE TABLE activity_5m WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/activity_5m.jsonl');
+CREATE TABLE sessions WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/sessions.jsonl');
+CREATE TABLE long_sessions WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/long_sessions.jsonl');

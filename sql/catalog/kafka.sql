@@ -1,0 +1,52 @@
+-- The reference jobs' streams from Kafka topics (filled by `sluice generate`, JSON, one
+-- record per event), and the IoT alerts to the Kafka topic iot_alerts, keyed by entity.
+-- Put it after sql/catalog/generators.sql, whose file sinks the other results keep:
+--   sluice run sql/iot_alerts.sql --catalog sql/catalog/generators.sql --catalog sql/catalog/kafka.sql
+-- Malformed records go to dead_letters/<table>.jsonl with their offsets.
+
+CREATE TABLE iot_sensors (
+    sensor_id     TEXT NOT NULL,
+    location      TEXT NOT NULL,
+    temperature   DOUBLE,
+    humidity      DOUBLE,
+    pressure      DOUBLE,
+    battery_level DOUBLE,
+    event_time    TIMESTAMP NOT NULL,
+    WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE
+) WITH (
+    connector = 'kafka',
+    topic = '${IOT_SENSORS_TOPIC:-iot_sensors}',
+    'bootstrap.servers' = '${KAFKA_BROKERS:-localhost:9092}',
+    format = 'json',
+    scan.startup.mode = '${STARTUP_MODE:-earliest}',
+    scan.bounded.mode = '${SCAN_BOUNDED:-unbounded}',
+    bad_data = 'dead_letter',
+    'dead_letter.path' = 'dead_letters/iot_sensors.jsonl'
+);
+
+CREATE TABLE user_activity (
+    user_id    TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    page       TEXT,
+    browser    TEXT,
+    device     TEXT,
+    event_time TIMESTAMP NOT NULL,
+    WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE
+) WITH (
+    connector = 'kafka',
+    topic = '${USER_ACTIVITY_TOPIC:-user_activity}',
+    'bootstrap.servers' = '${KAFKA_BROKERS:-localhost:9092}',
+    format = 'json',
+    scan.startup.mode = '${STARTUP_MODE:-earliest}',
+    scan.bounded.mode = '${SCAN_BOUNDED:-unbounded}',
+    bad_data = 'dead_letter',
+    'dead_letter.path' = 'dead_letters/user_activity.jsonl'
+);
+
+CREATE TABLE iot_alerts WITH (
+    connector = 'kafka',
+    topic = '${ALERTS_TOPIC:-iot_alerts}',
+    'bootstrap.servers' = '${KAFKA_BROKERS:-localhost:9092}',
+    key = 'entity'
+);
