@@ -278,24 +278,28 @@ fn compare_rows(got: &[String], want: &[String]) -> (Vec<String>, Vec<String>) {
     let (g, w) = (group(got), group(want));
     let mut missing = Vec::new();
     let mut extra = Vec::new();
+    // Per group, both sides sorted by their numbers and merged: a row of one side without
+    // a close row of the other is missing or extra (so a part of the wanted rows is seen
+    // as missing rows only, whichever part it is).
     for (k, want_rows) in &w {
         let got_rows = g.get(k).map_or(&[][..], Vec::as_slice);
-        for (i, (n, r)) in want_rows.iter().enumerate() {
-            match got_rows.get(i) {
-                Some((m, _)) if close(n, m) => {}
-                Some((_, other)) => {
-                    missing.push(r.clone());
-                    extra.push(other.clone());
-                }
-                None => missing.push(r.clone()),
+        let (mut i, mut j) = (0, 0);
+        while i < want_rows.len() && j < got_rows.len() {
+            let (n, r) = &want_rows[i];
+            let (m, other) = &got_rows[j];
+            if close(n, m) {
+                i += 1;
+                j += 1;
+            } else if n.partial_cmp(m) == Some(std::cmp::Ordering::Less) {
+                missing.push(r.clone());
+                i += 1;
+            } else {
+                extra.push(other.clone());
+                j += 1;
             }
         }
-        extra.extend(
-            got_rows
-                .iter()
-                .skip(want_rows.len())
-                .map(|(_, r)| r.clone()),
-        );
+        missing.extend(want_rows[i..].iter().map(|(_, r)| r.clone()));
+        extra.extend(got_rows[j..].iter().map(|(_, r)| r.clone()));
     }
     for (k, got_rows) in &g {
         if !w.contains_key(k) {
