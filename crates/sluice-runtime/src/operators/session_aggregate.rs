@@ -3,7 +3,7 @@
 //! aggregated once and emitted with the session's start and end.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
@@ -23,8 +23,6 @@ pub struct SessionAggregate {
     group_schema: SchemaRef,
     start_col: Option<usize>,
     end_col: Option<usize>,
-    watermark: Watermark,
-    late: Arc<AtomicU64>,
 }
 
 impl SessionAggregate {
@@ -32,7 +30,7 @@ impl SessionAggregate {
         let WindowKind::Session { gap_ms } = plan.window else {
             return Err(RuntimeError::Internal("not a session window".into()));
         };
-        let sessions = Sessions::new(gap_ms, plan.key_exprs(), &plan.input_schema)?;
+        let sessions = Sessions::new(gap_ms, plan.key_exprs(), &plan.input_schema, late)?;
         let group_schema = group_schema(&plan)?;
         let start_col = plan.input_schema.index_of("window_start").ok();
         let end_col = plan.input_schema.index_of("window_end").ok();
@@ -43,24 +41,11 @@ impl SessionAggregate {
             group_schema,
             start_col,
             end_col,
-            watermark: Watermark::MIN,
-            late,
         })
     }
 
-    fn close_until(&mut self, wm: Watermark, out: &mut Collector) -> Result<()> {
-        let Some(closed) = self.sessions.close_until(wm)? else {
-            return Ok(());
-        };
-        let rows = closed.with_bounds(self.start_col, self.end_col)?;
-        let mut agg = GroupedAggregation::new(&self.plan, &self.group_schema)?;
-        agg.update(&AggregateInput::evaluate(&self.plan, &rows)?)?;
-        out.batch(agg.emit()?);
-        Ok(())
-    }
-
-    /// Keeps a batch's rows under their keys; with `check_late`, rows of sessions that
-    /// may already have closed are dropped and counted.
+    /// Keeps a batch's rows at the time their window key says (its start, or its end
+    /// less the gap).
     fn insert(&mut self, batch: RecordBatch, check_late: bool) -> Result<()> {
         let n = batch.num_rows();
         if n == 0 {
@@ -78,13 +63,7 @@ impl SessionAggregate {
         } else {
             0
         };
-        let late =
-            self.sessions
-                .insert(batch, &win, offset, check_late.then_some(self.watermark))?;
-        if late > 0 {
-            self.late.fetch_add(late, Ordering::Relaxed);
-        }
-        Ok(())
+        self.sessions.insert(batch, &win, offset, check_late)
     }
 }
 
@@ -98,30 +77,23 @@ impl Operator for SessionAggregate {
     }
 
     fn snapshot(&mut self) -> Result<Snapshot> {
-        Ok(Snapshot {
-            values: serde_json::json!({ "watermark": self.watermark.millis() }),
-            batches: self.sessions.rows()?,
-        })
+        self.sessions.snapshot()
     }
 
     fn restore(&mut self, state: Snapshot) -> Result<()> {
+        self.sessions.restore_watermark(&state);
         for b in state.batches {
             self.insert(b, false)?;
-        }
-        if let Some(wm) = state
-            .values
-            .get("watermark")
-            .and_then(serde_json::Value::as_i64)
-        {
-            self.watermark = Watermark::from_millis(wm);
         }
         Ok(())
     }
 
     fn on_watermark(&mut self, watermark: Watermark, out: &mut Collector) -> Result<()> {
-        if watermark > self.watermark {
-            self.watermark = watermark;
-            self.close_until(watermark, out)?;
+        if let Some(closed) = self.sessions.advance(watermark)? {
+            let rows = closed.with_bounds(self.start_col, self.end_col)?;
+            let mut agg = GroupedAggregation::new(&self.plan, &self.group_schema)?;
+            agg.update(&AggregateInput::evaluate(&self.plan, &rows)?)?;
+            out.batch(agg.emit()?);
         }
         out.message(Message::Watermark(watermark));
         Ok(())

@@ -4,7 +4,7 @@
 //! session that ends at or before a watermark goes out before that watermark does.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::TimestampMillisecondType;
@@ -19,19 +19,12 @@ use crate::plan::SessionPlan;
 pub struct SessionAssign {
     plan: SessionPlan,
     sessions: Sessions,
-    watermark: Watermark,
-    late: Arc<AtomicU64>,
 }
 
 impl SessionAssign {
     pub fn new(plan: SessionPlan, late: Arc<AtomicU64>) -> Result<Self> {
-        let sessions = Sessions::new(plan.gap_ms, plan.keys.clone(), &plan.schema)?;
-        Ok(SessionAssign {
-            plan,
-            sessions,
-            watermark: Watermark::MIN,
-            late,
-        })
+        let sessions = Sessions::new(plan.gap_ms, plan.keys.clone(), &plan.schema, late)?;
+        Ok(SessionAssign { plan, sessions })
     }
 
     /// Keeps a batch's rows; the window-assignment step put each row's event time in its
@@ -42,13 +35,7 @@ impl SessionAssign {
             .as_primitive_opt::<TimestampMillisecondType>()
             .ok_or_else(|| RuntimeError::Internal("window_start is not a timestamp".into()))?
             .clone();
-        let late = self
-            .sessions
-            .insert(batch, &times, 0, check_late.then_some(self.watermark))?;
-        if late > 0 {
-            self.late.fetch_add(late, Ordering::Relaxed);
-        }
-        Ok(())
+        self.sessions.insert(batch, &times, 0, check_late)
     }
 }
 
@@ -62,34 +49,21 @@ impl Operator for SessionAssign {
     }
 
     fn snapshot(&mut self) -> Result<Snapshot> {
-        Ok(Snapshot {
-            values: serde_json::json!({ "watermark": self.watermark.millis() }),
-            batches: self.sessions.rows()?,
-        })
+        self.sessions.snapshot()
     }
 
     fn restore(&mut self, state: Snapshot) -> Result<()> {
+        self.sessions.restore_watermark(&state);
         for b in state.batches {
             self.insert(b, false)?;
-        }
-        if let Some(wm) = state
-            .values
-            .get("watermark")
-            .and_then(serde_json::Value::as_i64)
-        {
-            self.watermark = Watermark::from_millis(wm);
         }
         Ok(())
     }
 
     fn on_watermark(&mut self, watermark: Watermark, out: &mut Collector) -> Result<()> {
-        if watermark > self.watermark {
-            self.watermark = watermark;
-            if let Some(closed) = self.sessions.close_until(watermark)? {
-                out.batch(
-                    closed.with_bounds(Some(self.plan.start_column), Some(self.plan.end_column))?,
-                );
-            }
+        if let Some(closed) = self.sessions.advance(watermark)? {
+            let (start, end) = (self.plan.start_column, self.plan.end_column);
+            out.batch(closed.with_bounds(Some(start), Some(end))?);
         }
         out.message(Message::Watermark(watermark));
         Ok(())
@@ -170,7 +144,7 @@ mod tests {
         assert_eq!(rows(&mut out), vec![(1, 0, 22); 3]);
         // A row whose session would already have closed is late.
         op.process_batch(batch(&[(2, 5)]), &mut out).unwrap();
-        assert_eq!(late.load(Ordering::Relaxed), 1);
+        assert_eq!(late.load(std::sync::atomic::Ordering::Relaxed), 1);
         let state = op.snapshot().unwrap();
         let mut again = SessionAssign::new(op.plan.clone(), late).unwrap();
         again.restore(state).unwrap();

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::array::{Array, ArrayRef, PrimitiveArray, TimestampMillisecondArray};
 use datafusion::arrow::compute::interleave_record_batch;
@@ -15,6 +16,7 @@ use datafusion::physical_plan::PhysicalExpr;
 use sluice_types::Watermark;
 
 use crate::error::{Result, RuntimeError};
+use crate::operator::Snapshot;
 use crate::plan::WindowKind;
 
 #[derive(Clone, Copy)]
@@ -52,6 +54,9 @@ impl Closed {
 
 pub(crate) struct Sessions {
     gap_ms: i64,
+    /// The greatest watermark seen: rows of sessions it may have closed are late.
+    watermark: Watermark,
+    late: Arc<AtomicU64>,
     key_exprs: Vec<Arc<dyn PhysicalExpr>>,
     converter: RowConverter,
     pending: Vec<RecordBatch>,
@@ -61,11 +66,13 @@ pub(crate) struct Sessions {
 }
 
 impl Sessions {
-    /// Sessions of `gap_ms` per value of `key_exprs` over rows of `schema`.
+    /// Sessions of `gap_ms` per value of `key_exprs` over rows of `schema`; late rows
+    /// are counted in `late`.
     pub fn new(
         gap_ms: i64,
         key_exprs: Vec<Arc<dyn PhysicalExpr>>,
         schema: &Schema,
+        late: Arc<AtomicU64>,
     ) -> Result<Self> {
         let fields = key_exprs
             .iter()
@@ -73,6 +80,8 @@ impl Sessions {
             .collect::<Result<Vec<_>, RuntimeError>>()?;
         Ok(Sessions {
             gap_ms,
+            watermark: Watermark::MIN,
+            late,
             key_exprs,
             converter: RowConverter::new(fields)?,
             pending: Vec::new(),
@@ -83,18 +92,18 @@ impl Sessions {
     }
 
     /// Keeps a batch's rows under their keys, each at its event time (`times` less
-    /// `offset`; rows without one are skipped). With a watermark, rows of sessions that
-    /// may already have closed are dropped; how many is returned.
+    /// `offset`; rows without one are skipped). With `check_late`, rows of sessions that
+    /// may already have closed are dropped and counted as late.
     pub fn insert(
         &mut self,
         batch: RecordBatch,
         times: &PrimitiveArray<TimestampMillisecondType>,
         offset: i64,
-        watermark: Option<Watermark>,
-    ) -> Result<u64> {
+        check_late: bool,
+    ) -> Result<()> {
         let n = batch.num_rows();
         if n == 0 {
-            return Ok(0);
+            return Ok(());
         }
         let key_cols = self
             .key_exprs
@@ -113,7 +122,7 @@ impl Sessions {
                 continue;
             }
             let t = times.value(i) - offset;
-            if watermark.is_some_and(|wm| window.is_late(t, wm.millis())) {
+            if check_late && window.is_late(t, self.watermark.millis()) {
                 late += 1;
                 continue;
             }
@@ -131,15 +140,27 @@ impl Sessions {
             }
             kept += 1;
         }
+        if late > 0 {
+            self.late.fetch_add(late, Ordering::Relaxed);
+        }
         self.pending.push(batch);
         self.live_rows += kept;
         self.total_rows += n;
-        Ok(late)
+        Ok(())
+    }
+
+    /// Takes a newer watermark: the rows of every session it closes come out.
+    pub fn advance(&mut self, watermark: Watermark) -> Result<Option<Closed>> {
+        if watermark <= self.watermark {
+            return Ok(None);
+        }
+        self.watermark = watermark;
+        self.close_until(watermark)
     }
 
     /// Takes out the rows of every session that ends at or before `wm` (all of them at
     /// the end of the input).
-    pub fn close_until(&mut self, wm: Watermark) -> Result<Option<Closed>> {
+    fn close_until(&mut self, wm: Watermark) -> Result<Option<Closed>> {
         let mut closed: Vec<(usize, usize)> = Vec::new();
         let mut bounds: Vec<(i64, i64)> = Vec::new();
         let gap = self.gap_ms;
@@ -201,16 +222,33 @@ impl Sessions {
         Ok(())
     }
 
-    /// The rows of open sessions, as they came in (for a checkpoint).
-    pub fn rows(&self) -> Result<Vec<RecordBatch>> {
+    /// The rows of open sessions, as they came in, and the watermark: a checkpoint.
+    pub fn snapshot(&self) -> Result<Snapshot> {
         let mut order: Vec<(usize, usize)> = Vec::with_capacity(self.live_rows);
         for entries in self.keys.values() {
             order.extend(entries.iter().map(|e| (e.batch as usize, e.row as usize)));
         }
-        if order.is_empty() {
-            return Ok(Vec::new());
+        let batches = if order.is_empty() {
+            Vec::new()
+        } else {
+            let refs: Vec<&RecordBatch> = self.pending.iter().collect();
+            vec![interleave_record_batch(&refs, &order)?]
+        };
+        Ok(Snapshot {
+            values: serde_json::json!({ "watermark": self.watermark.millis() }),
+            batches,
+        })
+    }
+
+    /// The watermark of a checkpoint; its rows are to be inserted again (without the
+    /// lateness check) by the operator, which knows their times.
+    pub fn restore_watermark(&mut self, state: &Snapshot) {
+        if let Some(wm) = state
+            .values
+            .get("watermark")
+            .and_then(serde_json::Value::as_i64)
+        {
+            self.watermark = Watermark::from_millis(wm);
         }
-        let refs: Vec<&RecordBatch> = self.pending.iter().collect();
-        Ok(vec![interleave_record_batch(&refs, &order)?])
     }
 }
