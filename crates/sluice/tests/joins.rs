@@ -118,3 +118,45 @@ fn an_interval_join_counts_and_drops_rows_behind_the_watermark() {
     assert!(rows.iter().all(|r| !r.contains("00:05")), "{rows:#?}");
     assert!(metrics.late >= 1, "the late row is counted: {metrics:?}");
 }
+
+#[test]
+fn window_joins_over_tumble_and_session_count_and_drop_rows_behind_the_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    // One row every 10 s, then one 95 s behind the newest: each on-time row is alone in
+    // its 5-second window and in its 2-second session.
+    let mut lines: Vec<String> = (0..=10)
+        .map(|i| format!("{{\"k\":1,\"t\":{}}}", 1_700_000_000_000i64 + i * 10_000))
+        .collect();
+    lines.push(format!(
+        "{{\"k\":1,\"t\":{}}}",
+        1_700_000_000_000i64 + 5_000
+    ));
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    for window in [
+        "TUMBLE(a, t, INTERVAL '5' SECOND)",
+        "SESSION(a, t, INTERVAL '2' SECOND)",
+    ] {
+        let out = dir.path().join(format!("out-{}.jsonl", &window[..3]));
+        let sql = format!(
+            "CREATE TABLE a (k BIGINT NOT NULL, t TIMESTAMP NOT NULL, WATERMARK FOR t AS t - INTERVAL '1' SECOND)
+                 WITH (connector = 'file', path = '{}', batch_size = '1');
+             CREATE TABLE out WITH (connector = 'file', path = '{}');
+             INSERT INTO out SELECT x.t AS t1, y.t AS t2, x.window_start, x.window_end
+             FROM {window} x JOIN {window} y
+               ON x.k = y.k AND x.window_start = y.window_start AND x.window_end = y.window_end;",
+            input.display(),
+            out.display()
+        );
+        let metrics = support::run_job(&sql, &[], 1);
+        let rows = read_rows(&out);
+        // Each on-time row meets itself in its window; the late one is dropped and counted.
+        assert_eq!(rows.len(), 11, "{window}: {rows:#?}");
+        let late_row = "t1=\"2023-11-14T22:13:25";
+        assert!(
+            rows.iter().all(|r| !r.contains(late_row)),
+            "{window}: {rows:#?}"
+        );
+        assert!(metrics.late >= 1, "{window}: {metrics:?}");
+    }
+}
