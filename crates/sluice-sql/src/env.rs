@@ -33,15 +33,19 @@ pub fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
     Ok(out)
 }
 
-/// The names of the variables `value` refers to.
-pub fn referenced(value: &str) -> Vec<&str> {
+/// The variables `value` refers to, each with whether it gives a default.
+pub fn referenced(value: &str) -> Vec<(&str, bool)> {
     let mut names = Vec::new();
     let mut rest = value;
     while let Some(start) = rest.find("${") {
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else { break };
         let inner = &after[..end];
-        names.push(inner.split_once(":-").map_or(inner, |(n, _)| n));
+        names.push(
+            inner
+                .split_once(":-")
+                .map_or((inner, false), |(n, _)| (n, true)),
+        );
         rest = &after[end + 1..];
     }
     names

@@ -13,7 +13,6 @@ use sluice_runtime::{EdgeSpec, NodeSpec, Producer};
 use sluice_types::{ConnectorCatalog, JobRules, Position, TableRole};
 
 use crate::ddl::{SetDef, TableDef, parse_create_table, parse_set};
-use crate::env::expand;
 use crate::error::{Result, SqlError};
 use crate::graph::{EventTime, InsertInfo, JobGraph, SinkTable, SourceTable};
 use crate::scan::StreamTable;
@@ -76,10 +75,7 @@ pub fn plan_job_with_catalog(
     env: &dyn Fn(&str) -> Option<String>,
     rules: &JobRules,
 ) -> Result<JobGraph> {
-    let expander = |v: &str| {
-        crate::rules::check_env(rules, v)?;
-        expand(v, env)
-    };
+    let expander = |v: &str| crate::rules::expand_env(rules, env, v);
     let mut defs = load_catalog_files(catalog_files, catalog, &expander, rules)?;
     let statements = split(sql)?;
     let mut settings: Vec<SetDef> = Vec::new();
@@ -183,10 +179,7 @@ pub fn check_catalog(
     env: &dyn Fn(&str) -> Option<String>,
     rules: &JobRules,
 ) -> Result<Vec<String>> {
-    let expander = |v: &str| {
-        crate::rules::check_env(rules, v)?;
-        expand(v, env)
-    };
+    let expander = |v: &str| crate::rules::expand_env(rules, env, v);
     let defs = load_catalog_files(files, catalog, &expander, rules)?;
     let mut names = Vec::new();
     for (t, origin) in &defs.tables {

@@ -10,13 +10,30 @@ use crate::error::{Result, SqlError};
 use crate::window::WindowCall;
 use sluice_runtime::WindowKind;
 
-/// Every `${NAME}` in `value` must be one the rules allow.
-pub(crate) fn check_env(rules: &JobRules, value: &str) -> Result<(), String> {
-    for name in crate::env::referenced(value) {
-        if !rules.allows_env(name) {
+/// `value` with its `${NAME}`s expanded under `rules`: a variable the rules do not
+/// allow reads as unset, so its default applies, and without a default it is refused.
+pub(crate) fn expand_env(
+    rules: &JobRules,
+    env: &dyn Fn(&str) -> Option<String>,
+    value: &str,
+) -> Result<String, String> {
+    check_env(rules, value)?;
+    crate::env::expand(value, &|name| {
+        if rules.allows_env(name) {
+            env(name)
+        } else {
+            None
+        }
+    })
+}
+
+/// Every `${NAME}` in `value` without a default must be one the rules allow.
+fn check_env(rules: &JobRules, value: &str) -> Result<(), String> {
+    for (name, has_default) in crate::env::referenced(value) {
+        if !has_default && !rules.allows_env(name) {
             let allowed = rules.allowed_env.as_deref().unwrap_or_default().join(", ");
             return Err(format!(
-                "environment variable {name} may not be used by a submitted job (the server allows: {}; start it with --allow-env to allow more)",
+                "environment variable {name} may not be used by a submitted job (the server allows: {}; start it with --allow-env to allow more, or give it a default: ${{{name}:-…}})",
                 if allowed.is_empty() { "none" } else { &allowed }
             ));
         }
@@ -209,12 +226,19 @@ mod tests {
     #[test]
     fn only_allowed_variables_expand() {
         let rules = JobRules::submitted(PathBuf::from("/"), vec!["KAFKA_BROKERS".into()]);
-        assert!(check_env(&rules, "${KAFKA_BROKERS:-x}").is_ok());
-        let why = check_env(&rules, "a${HOME}b").err().unwrap_or_default();
+        let env = |name: &str| Some(format!("<{name}>"));
+        let expand = |v: &str| expand_env(&rules, &env, v);
+        assert_eq!(expand("${KAFKA_BROKERS:-x}").unwrap(), "<KAFKA_BROKERS>");
+        // A variable the server does not allow reads as unset: its default, never its value.
+        assert_eq!(expand("${HOME:-/nowhere}").unwrap(), "/nowhere");
+        let why = expand("a${HOME}b").err().unwrap_or_default();
         assert!(
             why.contains("HOME") && why.contains("KAFKA_BROKERS"),
             "{why}"
         );
-        assert!(check_env(&JobRules::trusted(), "${HOME}").is_ok());
+        assert_eq!(
+            expand_env(&JobRules::trusted(), &env, "${HOME}").unwrap(),
+            "<HOME>"
+        );
     }
 }
