@@ -250,8 +250,9 @@ fn straight(q: &str) {
 }
 
 /// The job file of a crash test (checkpoints every 100 ms) in `dir`, and the command
-/// that runs it paced, so that a crash comes in the middle of the stream.
-fn crash_job(q: &str, dir: &Path, out: &Path) -> impl Fn() -> Command {
+/// that runs it paced at `rate` events a second, so that crashes come in the middle of
+/// the stream.
+fn crash_job(q: &str, dir: &Path, out: &Path, rate: u64) -> impl Fn() -> Command {
     let file = dir.join(format!("{q}.sql"));
     let mut sql = String::from("SET checkpoint_interval = '100ms';\n");
     sql.push_str(&job(q, out));
@@ -262,7 +263,7 @@ fn crash_job(q: &str, dir: &Path, out: &Path) -> impl Fn() -> Command {
         cmd.current_dir(&dir)
             .args(["run", file.to_str().unwrap(), "--parallelism", "2"])
             .env("SLUICE_LOG", "warn");
-        for (k, v) in vars(&dir, &(events() / 2).to_string()) {
+        for (k, v) in vars(&dir, &rate.to_string()) {
             cmd.env(k, v);
         }
         cmd
@@ -285,7 +286,7 @@ fn restored(q: &str) {
     let dir = tempfile::tempdir().unwrap();
     let want = expected(q, dir.path());
     let out = dir.path().join("out.jsonl");
-    let cmd = crash_job(q, dir.path(), &out);
+    let cmd = crash_job(q, dir.path(), &out, events() / 2);
     let first = cmd()
         .env("SLUICE_ABORT_AFTER_CHECKPOINT", "4")
         .output()
@@ -307,11 +308,13 @@ fn restored(q: &str) {
 /// Killed with SIGKILL at random moments (2 times, 6 with `SLUICE_LONG=1`), restored each
 /// time: after every kill the output holds only oracle rows, none twice; at the end all.
 fn killed(q: &str) {
-    let kills = if events() > 20_000 { 6 } else { 2 };
+    let kills: u64 = if events() > 20_000 { 6 } else { 2 };
     let dir = tempfile::tempdir().unwrap();
     let want = expected(q, dir.path());
     let out = dir.path().join("out.jsonl");
-    let cmd = crash_job(q, dir.path(), &out);
+    // Each run gets at most 1.2 s before its kill: the stream lasts twice as long as
+    // all of them together.
+    let cmd = crash_job(q, dir.path(), &out, events() / (2 * kills));
     let mut seed = q
         .bytes()
         .fold(0x5eed_u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
