@@ -372,3 +372,16 @@ GROUP BY sensor_id, window_start, window_end;",
     assert!(line >= 1, "{msg}");
     assert!(msg.contains("only known when the session closes"), "{msg}");
 }
+
+#[test]
+fn a_time_bound_from_an_ordinary_column_makes_a_regular_join_with_a_filter() {
+    let sql = format!(
+        "{SOURCE}{MORE}INSERT INTO out SELECT r.sensor_id, r.temperature, s.max_temp
+         FROM iot r JOIN sensors s ON r.sensor_id = s.sensor_id
+          AND s.changed_at BETWEEN r.event_time AND r.seen_at;"
+    );
+    let text = sluice::plan_with_env(&sql, &|_| None).unwrap().explain();
+    assert!(text.contains("Inner regular join"), "{text}");
+    assert!(text.contains(" where "), "{text}");
+    assert!(!text.contains("interval join"), "{text}");
+}

@@ -165,6 +165,12 @@ fn oracle_sql(q: &str) -> String {
              FROM person p RIGHT JOIN bid b ON p.id = b.bidder
               AND p.date_time >= b.date_time - INTERVAL '2' SECOND AND p.date_time <= b.date_time"
         }
+        "regular_join_column_bound" => {
+            "SELECT a.id AS auction, a.seller, b.bidder, b.price, b.date_time AS bid_time
+             FROM auction a JOIN bid b ON a.id = b.auction
+              AND b.date_time >= a.date_time AND b.date_time <= a.expires
+             WHERE b.price > 5000000"
+        }
         "union_view_window" => {
             "WITH act AS (SELECT seller AS who, 'auction' AS what, CAST(date_time AS BIGINT) AS t FROM auction
                           UNION ALL SELECT bidder, 'bid', CAST(date_time AS BIGINT) FROM bid)
@@ -392,6 +398,7 @@ nexmark!(
     window_join_session_rows,
     interval_join_left,
     interval_join_right,
+    regular_join_column_bound,
     union_view_window,
     with_window_over_window
 );
