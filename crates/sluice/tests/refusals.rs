@@ -323,6 +323,11 @@ fn a_lookup_table_is_only_joined_to_a_stream() {
             "INSERT INTO out SELECT r.sensor_id FROM iot r FULL JOIN limits l ON r.sensor_id = l.sensor_id;",
             "INNER JOIN or LEFT JOIN",
         ),
+        (
+            "INSERT INTO out SELECT r.sensor_id, r.window_end, count(*) FROM SESSION(iot, event_time, INTERVAL '1' MINUTE) r
+             JOIN limits l ON r.sensor_id = l.sensor_id GROUP BY r.sensor_id, r.window_start, r.window_end;",
+            "before looking them up",
+        ),
     ] {
         let err = plan(tail).unwrap_err().to_string();
         assert!(err.contains(want), "{tail}: {err}");

@@ -27,6 +27,12 @@ impl Context<'_> {
             "on the left of a join: put the table on the right (FROM stream JOIN table)",
         )?;
         if right.lookup.is_some() {
+            if left.unsessioned {
+                return Err(SqlError::refused(
+                    at,
+                    "rows of SESSION(…) get their session's bounds when it closes: aggregate them (GROUP BY window_start, window_end, …) before looking them up in a table",
+                ));
+            }
             return self.lookup_join(j, left, right);
         }
         let kind = match j.join_type() {
