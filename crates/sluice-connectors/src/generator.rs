@@ -7,7 +7,8 @@
 //! event time advances as if `rate` were 1,000). User activity takes its event times from
 //! the users' behaviour and is paced at `speedup` times the wall clock (`rate = 0`: as
 //! fast as possible). Then up to `disorder` is taken off each time, and a `late_fraction`
-//! of events is moved `late_by` to twice that into the past.
+//! of events is moved `late_by` to twice that into the past. A `duplicate_fraction` of
+//! events re-send one of the last few events (an IoT reading keeps its `reading_id`).
 
 mod iot;
 pub(crate) mod rng;
@@ -16,8 +17,8 @@ mod user_activity;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray, UInt32Array};
+use datafusion::arrow::compute::{cast, concat, take};
 use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use sluice_runtime::{Positions, Result, RuntimeError, Source};
@@ -38,6 +39,7 @@ pub const OPTIONS: &[&str] = &[
     "disorder",
     "late_fraction",
     "late_by",
+    "duplicate_fraction",
     "limit",
     "start_time",
     "batch_size",
@@ -69,6 +71,9 @@ pub struct GeneratorOptions {
     pub disorder_ms: i64,
     pub late_fraction: f64,
     pub late_by_ms: i64,
+    /// The share of events that re-send one of the last few events instead of a new one,
+    /// as an at-least-once producer does after a lost acknowledgement.
+    pub duplicate_fraction: f64,
     pub limit: Option<u64>,
     pub start_ms: i64,
     pub batch_size: usize,
@@ -179,13 +184,18 @@ impl GeneratorOptions {
             Profile::Iot => 100.0,
             Profile::UserActivity => 1000.0,
         };
-        let late_fraction = num("late_fraction", 0.0)?;
-        if late_fraction > 1.0 {
-            return Err(OptionProblem::new(
-                Some("late_fraction"),
-                "late_fraction is a share between 0 and 1",
-            ));
-        }
+        let share = |key: &str| -> Result<f64, OptionProblem> {
+            let v = num(key, 0.0)?;
+            if v > 1.0 {
+                return Err(OptionProblem::new(
+                    Some(key),
+                    format!("{key} is a share between 0 and 1"),
+                ));
+            }
+            Ok(v)
+        };
+        let late_fraction = share("late_fraction")?;
+        let duplicate_fraction = share("duplicate_fraction")?;
         let speedup = num("speedup", 1.0)?;
         if speedup <= 0.0 {
             return Err(OptionProblem::new(
@@ -204,6 +214,7 @@ impl GeneratorOptions {
             speedup,
             disorder_ms: get("disorder").map_or(Ok(5_000), |v| interval_ms("disorder", v))?,
             late_fraction,
+            duplicate_fraction,
             late_by_ms: get("late_by").map_or(Ok(3_600_000), |v| interval_ms("late_by", v))?,
             limit: get("limit")
                 .map(|_| num("limit", 0.0))
@@ -229,6 +240,10 @@ pub struct GeneratorSource {
     /// Disorder and lateness draw from their own stream, so that the events do not
     /// depend on how they were cut into batches (pacing and restores cut differently).
     perturb_rng: Rng,
+    /// Duplicates draw from theirs too, once per event.
+    duplicate_rng: Rng,
+    /// The last events sent (every profile column), which a duplicate re-sends.
+    recent: Vec<ArrayRef>,
     produced: u64,
     wall_start: Option<Instant>,
     /// Pacing restarts from here after a restore: events already out, and event time.
@@ -253,6 +268,8 @@ impl GeneratorSource {
         Ok(GeneratorSource {
             rng: Rng::new(opts.seed.wrapping_add(1)),
             perturb_rng: Rng::new(opts.seed.wrapping_add(2)),
+            duplicate_rng: Rng::new(opts.seed.wrapping_add(3)),
+            recent: Vec::new(),
             opts,
             model,
             produced: 0,
@@ -367,7 +384,7 @@ impl Source for GeneratorSource {
                 .collect();
             self.perturb(&mut times);
             match &mut self.model {
-                Model::Iot(m) => m.batch(&times, &mut self.rng),
+                Model::Iot(m) => m.batch(first, &times, &mut self.rng),
                 Model::Users(_) => Vec::new(),
             }
         } else {
@@ -381,8 +398,58 @@ impl Source for GeneratorSource {
             }
             cols
         };
+        let columns = self.duplicate(columns)?;
         self.produced += n as u64;
         select_declared(&columns, &self.columns, &self.schema).map(Some)
+    }
+}
+
+/// How many of the last events a duplicate may re-send.
+const RECENT: usize = 8;
+
+impl GeneratorSource {
+    /// Replaces a `duplicate_fraction` of a batch's new events by copies of one of the
+    /// last `RECENT` events sent before each. Each event draws once, in order, and may
+    /// copy only events before it, so the stream does not depend on the batching.
+    fn duplicate(&mut self, fresh: Vec<ArrayRef>) -> Result<Vec<ArrayRef>> {
+        let p = self.opts.duplicate_fraction;
+        let n = fresh.first().map_or(0, |c| c.len());
+        if p <= 0.0 || n == 0 {
+            return Ok(fresh);
+        }
+        // The recent events, then this batch's new ones.
+        let held = self.recent.first().map_or(0, |c| c.len());
+        let all: Vec<ArrayRef> = if held == 0 {
+            fresh
+        } else {
+            self.recent
+                .iter()
+                .zip(&fresh)
+                .map(|(r, f)| concat(&[r.as_ref(), f.as_ref()]))
+                .collect::<Result<_, _>>()?
+        };
+        // Where each event sent (the recent ones, then this batch's) is in `all`.
+        let mut sent: Vec<u32> = (0..held as u32).collect();
+        for j in 0..n {
+            let before = self.produced as usize + j;
+            let pick = if self.duplicate_rng.chance(p) && before > 0 {
+                let k = self.duplicate_rng.below(before.min(RECENT) as u64) as usize;
+                sent[sent.len() - 1 - k]
+            } else {
+                (held + j) as u32
+            };
+            sent.push(pick);
+        }
+        let out = UInt32Array::from(sent[held..].to_vec());
+        let keep = UInt32Array::from(sent[sent.len().saturating_sub(RECENT)..].to_vec());
+        self.recent = all
+            .iter()
+            .map(|c| take(c.as_ref(), &keep, None))
+            .collect::<Result<_, _>>()?;
+        Ok(all
+            .iter()
+            .map(|c| take(c.as_ref(), &out, None))
+            .collect::<Result<_, _>>()?)
     }
 }
 
@@ -463,7 +530,8 @@ mod tests {
     }
 
     fn times(b: &RecordBatch) -> Vec<i64> {
-        b.column(b.num_columns() - 1)
+        b.column_by_name("event_time")
+            .unwrap()
             .as_primitive::<TimestampMillisecondType>()
             .values()
             .to_vec()
@@ -640,5 +708,60 @@ mod tests {
             let err = GeneratorOptions::parse(&options(&pairs)).unwrap_err();
             assert!(err.message.contains(needle), "{}", err.message);
         }
+    }
+
+    #[test]
+    fn duplicates_resend_recent_readings_whatever_the_batching() {
+        use std::collections::HashMap;
+        let base = [
+            ("profile", "iot"),
+            ("rate", "0"),
+            ("limit", "5000"),
+            ("seed", "9"),
+            ("start_time", "2024-05-01T00:00:00Z"),
+        ];
+        // Without duplicates every reading has its own number, in order.
+        let plain = generate(&base);
+        let ids = plain.column_by_name("reading_id").unwrap();
+        let ids = ids.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        assert!(
+            ids.values()
+                .iter()
+                .enumerate()
+                .all(|(i, &id)| id == i as i64)
+        );
+
+        let with = |batch: &'static str| {
+            let mut o = base.to_vec();
+            o.extend([("duplicate_fraction", "0.1"), ("batch_size", batch)]);
+            generate(&o)
+        };
+        let a = with("7");
+        assert_eq!(a, with("1000"), "the same events however they are batched");
+        assert_eq!(a.num_rows(), 5000);
+        let ids = a.column_by_name("reading_id").unwrap();
+        let ids = ids.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let row = |i: usize| -> Vec<String> {
+            a.columns()
+                .iter()
+                .map(|c| datafusion::arrow::util::display::array_value_to_string(c, i).unwrap())
+                .collect()
+        };
+        let mut first_seen: HashMap<i64, usize> = HashMap::new();
+        let mut repeats = 0;
+        for i in 0..a.num_rows() {
+            match first_seen.get(&ids.value(i)) {
+                // A re-sent reading is the very same row, sent shortly before.
+                Some(&j) => {
+                    repeats += 1;
+                    assert_eq!(row(i), row(j), "row {i} re-sends row {j}");
+                    assert!(i - j <= 64, "row {i} re-sends row {j}, long before");
+                }
+                None => {
+                    first_seen.insert(ids.value(i), i);
+                }
+            }
+        }
+        assert!((350..650).contains(&repeats), "{repeats} of 5000 re-sent");
     }
 }

@@ -276,6 +276,9 @@ struct GenerateCmd {
     /// Share of events older than the watermark allows.
     #[arg(long)]
     late_fraction: Option<String>,
+    /// Share of events that re-send one of the last few (as an at-least-once producer).
+    #[arg(long)]
+    duplicate_fraction: Option<String>,
     /// Stop after this many events.
     #[arg(long)]
     limit: Option<String>,
@@ -407,6 +410,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 speedup,
                 disorder,
                 late_fraction,
+                duplicate_fraction,
                 limit,
                 start_time,
                 partitions,
@@ -422,6 +426,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ("speedup", speedup),
                 ("disorder", disorder),
                 ("late_fraction", late_fraction),
+                ("duplicate_fraction", duplicate_fraction),
                 ("limit", limit),
                 ("start_time", start_time),
             ]

@@ -5,7 +5,9 @@
 use std::f64::consts::PI;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::rng::{Rng, mix};
@@ -36,6 +38,8 @@ pub fn schema() -> SchemaRef {
             DataType::Timestamp(TimeUnit::Millisecond, None),
             false,
         ),
+        // The reading's own number: a re-sent reading (duplicate_fraction) repeats it.
+        Field::new("reading_id", DataType::Int64, false),
     ]))
 }
 
@@ -83,8 +87,8 @@ impl IotModel {
         }
     }
 
-    /// One batch of readings at the given event times.
-    pub fn batch(&mut self, times: &[i64], rng: &mut Rng) -> Vec<ArrayRef> {
+    /// One batch of readings at the given event times, numbered from `first`.
+    pub fn batch(&mut self, first: u64, times: &[i64], rng: &mut Rng) -> Vec<ArrayRef> {
         let n = times.len();
         let mut ids = Vec::with_capacity(n);
         let mut locs = Vec::with_capacity(n);
@@ -123,6 +127,9 @@ impl IotModel {
             Arc::new(Float64Array::from(pres)),
             Arc::new(Float64Array::from(batt)),
             Arc::new(TimestampMillisecondArray::from(times.to_vec())),
+            Arc::new(Int64Array::from_iter_values(
+                (first..first + n as u64).map(|i| i as i64),
+            )),
         ]
     }
 }
