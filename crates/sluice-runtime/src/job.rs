@@ -27,6 +27,7 @@ use crate::metrics::JobMetrics;
 use crate::operator::{Chain, Operator, Snapshot};
 use crate::operators::assign::AssignWindows;
 use crate::operators::filter::Filter;
+use crate::operators::first_row::FirstRow;
 use crate::operators::lookup_join::LookupJoin;
 use crate::operators::project::Project;
 use crate::operators::session_aggregate::SessionAggregate;
@@ -535,6 +536,10 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
                         late_of(Consumer::Node { node: ni, port: 0 }),
                     )?),
                 },
+                NodeOp::FirstRow(p) => Box::new(FirstRow::new(
+                    p.clone(),
+                    late_of(Consumer::Node { node: ni, port: 0 }),
+                )?),
                 NodeOp::Sessions(p) => Box::new(SessionAssign::new(
                     p.clone(),
                     late_of(Consumer::Node { node: ni, port: 0 }),

@@ -18,9 +18,9 @@ pub use metrics::{
 };
 pub use operator::{Chain, Collector, Operator, Snapshot};
 pub use plan::{
-    AggregatePlan, AssignSpec, CheckpointSettings, Consumer, EdgeSpec, JobOutcome, JobSpec,
-    JoinKind, JoinPlan, JoinTime, Lookup, LookupFactory, LookupSpec, NodeOp, NodeSpec, Producer,
-    SessionPlan, SinkSpec, SourceSpec, Step, WindowKind,
+    AggregatePlan, AssignSpec, CheckpointSettings, Consumer, EdgeSpec, FirstRowPlan, JobOutcome,
+    JobSpec, JoinKind, JoinPlan, JoinTime, Lookup, LookupFactory, LookupSpec, NodeOp, NodeSpec,
+    Producer, SessionPlan, SinkSpec, SourceSpec, Step, WindowKind,
 };
 pub use sink::{
     CommitOnCheckpoint, EpochBuffer, EpochStore, PendingEpochs, Sink, SinkState, not_committed,

@@ -2,6 +2,7 @@
 
 pub mod assign;
 pub mod filter;
+pub mod first_row;
 pub mod groups;
 pub mod join_state;
 pub mod lookup_join;

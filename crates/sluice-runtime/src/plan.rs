@@ -214,12 +214,25 @@ pub struct SessionPlan {
     pub end_column: usize,
 }
 
+/// The first row per key by event time (`ROW_NUMBER() … = 1`).
+#[derive(Debug, Clone)]
+pub struct FirstRowPlan {
+    pub schema: SchemaRef,
+    /// The PARTITION BY expressions.
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The ORDER BY column: an event-time attribute.
+    pub time_column: usize,
+    /// The input's columns and `row_number` (always 1).
+    pub output_schema: SchemaRef,
+}
+
 /// A stateful operator of the job graph.
 #[derive(Debug, Clone)]
 pub enum NodeOp {
     Aggregate(AggregatePlan),
     Join(JoinPlan),
     Sessions(SessionPlan),
+    FirstRow(FirstRowPlan),
 }
 
 impl NodeOp {
@@ -228,13 +241,14 @@ impl NodeOp {
             NodeOp::Aggregate(a) => a.output_schema.clone(),
             NodeOp::Join(j) => j.output_schema.clone(),
             NodeOp::Sessions(p) => p.schema.clone(),
+            NodeOp::FirstRow(p) => p.output_schema.clone(),
         }
     }
 
     /// How many input ports the operator has.
     pub fn ports(&self) -> usize {
         match self {
-            NodeOp::Aggregate(_) | NodeOp::Sessions(_) => 1,
+            NodeOp::Aggregate(_) | NodeOp::Sessions(_) | NodeOp::FirstRow(_) => 1,
             NodeOp::Join(_) => 2,
         }
     }

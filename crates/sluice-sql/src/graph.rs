@@ -153,6 +153,14 @@ impl JobGraph {
 
 fn describe_node(n: &NodeSpec) -> String {
     match &n.op {
+        NodeOp::FirstRow(p) => {
+            let keys: Vec<String> = p.keys.iter().map(|e| e.to_string()).collect();
+            format!(
+                "first row per key by {} (append-only: each key's earliest row goes out when the watermark passes it) keys [{}]",
+                p.schema.field(p.time_column).name(),
+                keys.join(", ")
+            )
+        }
         NodeOp::Sessions(p) => {
             let keys: Vec<String> = p.keys.iter().map(|e| e.to_string()).collect();
             format!(

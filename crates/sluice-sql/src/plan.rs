@@ -21,6 +21,7 @@ use crate::window::{Rewrite, rewrite_query, span_pos};
 
 mod checks;
 mod definitions;
+mod first_row;
 mod insert;
 mod interval;
 mod joins;

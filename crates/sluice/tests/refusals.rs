@@ -390,3 +390,36 @@ fn a_time_bound_from_an_ordinary_column_makes_a_regular_join_with_a_filter() {
     assert!(text.contains(" where "), "{text}");
     assert!(!text.contains("interval join"), "{text}");
 }
+
+#[test]
+fn window_functions_other_than_first_row_deduplication_are_refused() {
+    for (tail, want) in [
+        (
+            "INSERT INTO out SELECT sensor_id, sum(temperature) OVER (PARTITION BY sensor_id) FROM iot;",
+            "only as deduplication",
+        ),
+        (
+            "INSERT INTO out SELECT sensor_id FROM (SELECT sensor_id, ROW_NUMBER() OVER (PARTITION BY sensor_id ORDER BY event_time) AS rn FROM iot) WHERE rn <= 3;",
+            "top-N",
+        ),
+        (
+            "INSERT INTO out SELECT sensor_id FROM (SELECT sensor_id, ROW_NUMBER() OVER (PARTITION BY sensor_id ORDER BY event_time DESC) AS rn FROM iot) WHERE rn = 1;",
+            "the last row per key",
+        ),
+        (
+            "INSERT INTO out SELECT sensor_id FROM (SELECT sensor_id, ROW_NUMBER() OVER (PARTITION BY sensor_id ORDER BY temperature) AS rn FROM iot) WHERE rn = 1;",
+            "event time",
+        ),
+    ] {
+        let (line, _, msg) = refusal(tail);
+        assert_eq!(line, 1, "{tail}: {msg}");
+        assert!(msg.contains(want), "{tail}: {msg}");
+    }
+    // The deduplication shape plans.
+    let sql = format!(
+        "{SOURCE}INSERT INTO out SELECT sensor_id, temperature FROM (SELECT sensor_id, temperature,
+           ROW_NUMBER() OVER (PARTITION BY sensor_id ORDER BY event_time) AS rn FROM iot) WHERE rn = 1;"
+    );
+    let text = sluice::plan_with_env(&sql, &|_| None).unwrap().explain();
+    assert!(text.contains("first row per key by event_time"), "{text}");
+}

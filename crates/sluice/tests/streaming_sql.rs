@@ -165,6 +165,13 @@ fn oracle_sql(q: &str) -> String {
              FROM person p RIGHT JOIN bid b ON p.id = b.bidder
               AND p.date_time >= b.date_time - INTERVAL '2' SECOND AND p.date_time <= b.date_time"
         }
+        // The same question in DataFusion's batch engine, which runs ROW_NUMBER itself.
+        "dedup_first_bid" => {
+            "SELECT auction, bidder, price, date_time FROM (
+                SELECT auction, bidder, price, date_time,
+                       ROW_NUMBER() OVER (PARTITION BY auction, bidder ORDER BY date_time) AS rn
+                FROM bid) WHERE rn = 1"
+        }
         "regular_join_column_bound" => {
             "SELECT a.id AS auction, a.seller, b.bidder, b.price, b.date_time AS bid_time
              FROM auction a JOIN bid b ON a.id = b.auction
@@ -375,6 +382,10 @@ mod killed {
     fn interval_join_left() {
         super::killed("interval_join_left");
     }
+    #[test]
+    fn dedup_first_bid() {
+        super::killed("dedup_first_bid");
+    }
 }
 
 nexmark!(
@@ -399,6 +410,7 @@ nexmark!(
     interval_join_left,
     interval_join_right,
     regular_join_column_bound,
+    dedup_first_bid,
     union_view_window,
     with_window_over_window
 );

@@ -113,6 +113,16 @@ pub(crate) fn plan_lines(spec: &JobSpec) -> Vec<String> {
                 fields(&j.right_schema),
                 fields(&j.output_schema)
             ),
+            crate::plan::NodeOp::FirstRow(p) => format!(
+                "node {i}: first row by column {} per [{}] over ({})",
+                p.time_column,
+                p.keys
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                fields(&p.schema)
+            ),
             crate::plan::NodeOp::Sessions(p) => format!(
                 "node {i}: sessions of {}ms by [{}] over ({})",
                 p.gap_ms,

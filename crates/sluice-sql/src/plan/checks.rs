@@ -133,17 +133,12 @@ pub(super) fn group_by_position(query: &Query) -> Option<Position> {
     })
 }
 
-/// What no streaming operator runs: window functions with OVER, ORDER BY, LIMIT.
+/// What no streaming operator runs: ORDER BY, LIMIT. (Window functions with OVER are
+/// judged in the physical translation, which runs the deduplication shape.)
 pub(super) fn check_logical(plan: &LogicalPlan, fallback: Position) -> Result<()> {
     let mut problem: Option<SqlError> = None;
     let _ = plan.apply(|node| {
         match node {
-            LogicalPlan::Window(_) => {
-                problem = Some(SqlError::refused(
-                    fallback,
-                    "window functions with OVER (…) are not supported on streams yet; use TUMBLE, HOP or SESSION in FROM",
-                ))
-            }
             LogicalPlan::Sort(_) => {
                 problem = Some(SqlError::refused(
                     fallback,

@@ -15,12 +15,14 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::HashJoinExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::{InterleaveExec, UnionExec};
+use datafusion::physical_plan::windows::BoundedWindowAggExec;
 use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
 use sluice_runtime::{
     AggregatePlan, AssignSpec, Consumer, EdgeSpec, NodeOp, NodeSpec, Producer, Step, WindowKind,
 };
 use sluice_types::Position;
 
+use super::first_row::DEDUP_ONLY;
 use crate::error::{Result, SqlError};
 use crate::scan::StreamScanExec;
 
@@ -253,6 +255,41 @@ impl Context<'_> {
             });
         }
         if let Some(f) = plan.downcast_ref::<FilterExec>() {
+            // A filter on row numbers, perhaps through a choice of columns: deduplication.
+            let between = f
+                .input()
+                .downcast_ref::<ProjectionExec>()
+                .filter(|p| p.input().downcast_ref::<BoundedWindowAggExec>().is_some());
+            let window = match between {
+                Some(p) => p.input().downcast_ref::<BoundedWindowAggExec>(),
+                None => f.input().downcast_ref::<BoundedWindowAggExec>(),
+            };
+            if let Some(w) = window {
+                let width = w.input().schema().fields().len();
+                let chosen: Option<Vec<usize>> = match between {
+                    Some(p) => Some(
+                        p.expr()
+                            .iter()
+                            .map(|e| e.expr.downcast_ref::<Column>().map(Column::index))
+                            .collect::<Option<Vec<_>>>()
+                            .ok_or_else(|| SqlError::refused(self.at, DEDUP_ONLY))?,
+                    ),
+                    None => None,
+                };
+                let rn = match &chosen {
+                    Some(cols) => cols.iter().position(|&c| c == width),
+                    None => Some(width),
+                }
+                .ok_or_else(|| SqlError::refused(self.at, DEDUP_ONLY))?;
+                let mut s = self.first_row(f.predicate(), rn, w)?;
+                if let (Some(p), Some(cols)) = (between, chosen) {
+                    s = s.select(&cols, p.schema());
+                }
+                return Ok(match f.projection() {
+                    Some(proj) => s.select(proj, f.schema()),
+                    None => s,
+                });
+            }
             let mut s = self.translate(f.input())?;
             s.no_session_bounds(f.predicate(), self.at)?;
             s.push(Step::Filter(f.predicate().clone()));
@@ -284,6 +321,9 @@ impl Context<'_> {
                 | "CooperativeExec",
                 Some(k),
             ) => self.translate(k),
+            ("BoundedWindowAggExec" | "WindowAggExec", _) => {
+                Err(SqlError::refused(self.at, DEDUP_ONLY))
+            }
             ("NestedLoopJoinExec" | "CrossJoinExec", _) => Err(SqlError::refused(
                 self.at,
                 "a join of streams needs an equality between the two sides in its ON clause (a key to meet on); a join without one would hold and compare every pair of rows for ever",

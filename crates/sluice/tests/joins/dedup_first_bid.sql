@@ -1,0 +1,10 @@
+-- Deduplication: each bidder's first bid on each auction, by event time
+-- (ROW_NUMBER() … = 1 keeps a key's earliest row once the watermark passes it).
+INSERT INTO nexmark_out
+SELECT auction, bidder, price, date_time
+FROM (
+    SELECT auction, bidder, price, date_time,
+           ROW_NUMBER() OVER (PARTITION BY auction, bidder ORDER BY date_time) AS rn
+    FROM bid
+)
+WHERE rn = 1;
