@@ -116,21 +116,13 @@ pub(crate) fn plan_lines(spec: &JobSpec) -> Vec<String> {
             crate::plan::NodeOp::FirstRow(p) => format!(
                 "node {i}: first row by column {} per [{}] over ({})",
                 p.time_column,
-                p.keys
-                    .iter()
-                    .map(|k| k.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                exprs(&p.keys),
                 fields(&p.schema)
             ),
             crate::plan::NodeOp::Sessions(p) => format!(
                 "node {i}: sessions of {}ms by [{}] over ({})",
                 p.gap_ms,
-                p.keys
-                    .iter()
-                    .map(|k| k.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                exprs(&p.keys),
                 fields(&p.schema)
             ),
         };
@@ -316,4 +308,12 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Expressions as a plan line lists them.
+fn exprs(e: &[std::sync::Arc<dyn datafusion::physical_plan::PhysicalExpr>]) -> String {
+    e.iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
