@@ -167,7 +167,7 @@ fn oracle_sql(q: &str) -> String {
         }
         // The same question in DataFusion's batch engine, which runs ROW_NUMBER itself.
         "dedup_first_bid" => {
-            "SELECT auction, bidder, price, date_time FROM (
+            "SELECT auction, bidder, date_time FROM (
                 SELECT auction, bidder, price, date_time,
                        ROW_NUMBER() OVER (PARTITION BY auction, bidder ORDER BY date_time) AS rn
                 FROM bid) WHERE rn = 1"
