@@ -222,6 +222,9 @@ pub struct FirstRowPlan {
     pub keys: Vec<Arc<dyn PhysicalExpr>>,
     /// The ORDER BY column: an event-time attribute.
     pub time_column: usize,
+    /// `SET state.ttl`: a key already out is forgotten once the watermark is this far
+    /// past its row's time (a later row of it is then a first row again).
+    pub ttl_ms: Option<i64>,
     /// The input's columns and `row_number` (always 1).
     pub output_schema: SchemaRef,
 }

@@ -3,12 +3,13 @@
 //! (with `row_number` 1); the key's later rows are dropped. Append-only and exact: a row
 //! that could still come first would not be behind the watermark.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, RecordBatch, RecordBatchOptions, UInt64Array,
+    Array, ArrayRef, AsArray, BinaryArray, RecordBatch, RecordBatchOptions,
+    TimestampMillisecondArray, UInt64Array,
 };
 use datafusion::arrow::compute::interleave_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -29,8 +30,8 @@ struct Held {
 pub struct FirstRow {
     plan: FirstRowPlan,
     encoder: KeyEncoder,
-    /// Keys whose first row has gone out.
-    done: HashSet<Box<[u8]>>,
+    /// Keys whose first row has gone out, with that row's time.
+    done: HashMap<Box<[u8]>, i64>,
     /// Per key, its earliest row so far (in `batches`).
     held: HashMap<Box<[u8]>, Held>,
     batches: Vec<RecordBatch>,
@@ -45,7 +46,7 @@ impl FirstRow {
         Ok(FirstRow {
             plan,
             encoder,
-            done: HashSet::new(),
+            done: HashMap::new(),
             held: HashMap::new(),
             batches: Vec::new(),
             watermark: Watermark::MIN,
@@ -67,7 +68,7 @@ impl FirstRow {
                 continue;
             }
             let key = keys.rows.row(i);
-            if self.done.contains(key.as_ref()) {
+            if self.done.contains_key(key.as_ref()) {
                 continue;
             }
             let held = Held {
@@ -149,12 +150,15 @@ impl Operator for FirstRow {
             self.held.retain(|k, h| {
                 if h.time <= wm || watermark == Watermark::MAX {
                     order.push((h.batch as usize, h.row as usize));
-                    done.insert(k.clone());
+                    done.insert(k.clone(), h.time);
                     false
                 } else {
                     true
                 }
             });
+            if let Some(ttl) = self.plan.ttl_ms {
+                self.done.retain(|_, t| t.saturating_add(ttl) >= wm);
+            }
             if !order.is_empty() {
                 let rows = self.rows(&order)?;
                 let mut cols = rows.columns().to_vec();
@@ -182,10 +186,14 @@ impl Operator for FirstRow {
             batches.push(RecordBatch::try_new(schema.clone(), cols)?);
         }
         if !self.done.is_empty() {
+            // A key already out: its bytes, and its row's time in the time column.
             let n = self.done.len();
             let mut cols = null_columns(&self.plan.schema, n);
+            cols[self.plan.time_column] = Arc::new(TimestampMillisecondArray::from_iter_values(
+                self.done.values().copied(),
+            ));
             cols.push(Arc::new(BinaryArray::from_iter_values(
-                self.done.iter().map(|k| k.as_ref()),
+                self.done.keys().map(|k| k.as_ref()),
             )));
             batches.push(RecordBatch::try_new_with_options(
                 schema,
@@ -218,12 +226,13 @@ impl Operator for FirstRow {
                 .column(width)
                 .as_binary_opt::<i32>()
                 .ok_or_else(|| RuntimeError::Internal("first-row keys are unreadable".into()))?;
+            let times = row_times(&saved, Some(self.plan.time_column), 0)?;
             let mut rows = Vec::new();
-            for r in 0..saved.num_rows() {
+            for (r, &t) in times.iter().enumerate() {
                 if done.is_null(r) {
                     rows.push(r as u32);
                 } else {
-                    self.done.insert(done.value(r).into());
+                    self.done.insert(done.value(r).into(), t);
                 }
             }
             if rows.is_empty() {
@@ -293,8 +302,39 @@ mod tests {
             schema: schema(),
             keys: vec![Arc::new(Column::new("k", 0))],
             time_column: 1,
+            ttl_ms: None,
             output_schema: Arc::new(Schema::new(fields)),
         }
+    }
+
+    #[test]
+    fn with_a_ttl_a_key_out_long_ago_is_forgotten_and_first_again() {
+        let late = Arc::new(AtomicU64::new(0));
+        let mut p = plan();
+        p.ttl_ms = Some(10);
+        let mut op = FirstRow::new(p.clone(), late.clone()).unwrap();
+        let mut out = Collector::default();
+        op.process_batch(batch(&[(1, 5, 50), (2, 30, 300)]), &mut out)
+            .unwrap();
+        op.on_watermark(Watermark::from_millis(14), &mut out)
+            .unwrap();
+        assert_eq!(rows(&mut out), vec![(1, 5, 50)]);
+        // Within the TTL key 1 is still out; past it (and through a checkpoint) it is
+        // forgotten, so its next row is a first row again.
+        op.process_batch(batch(&[(1, 15, 150)]), &mut out).unwrap();
+        op.on_watermark(Watermark::from_millis(15), &mut out)
+            .unwrap();
+        assert_eq!(rows(&mut out), vec![]);
+        let mut again = FirstRow::new(p, late).unwrap();
+        again.restore(op.snapshot().unwrap()).unwrap();
+        again
+            .on_watermark(Watermark::from_millis(16), &mut out)
+            .unwrap();
+        again
+            .process_batch(batch(&[(1, 20, 200)]), &mut out)
+            .unwrap();
+        again.on_watermark(Watermark::MAX, &mut out).unwrap();
+        assert_eq!(rows(&mut out), vec![(1, 20, 200), (2, 30, 300)]);
     }
 
     #[test]

@@ -67,6 +67,7 @@ impl Context<'_> {
             schema: s.schema.clone(),
             keys: keys.clone(),
             time_column,
+            ttl_ms: self.ttl_ms,
             output_schema: w.schema(),
         };
         let mut attrs = s.attrs.clone();
