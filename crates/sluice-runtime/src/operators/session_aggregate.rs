@@ -5,8 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use sluice_types::{Message, Watermark};
 
@@ -18,7 +17,6 @@ use crate::plan::{AggregatePlan, WindowKind};
 
 pub struct SessionAggregate {
     plan: AggregatePlan,
-    gap_ms: i64,
     sessions: Sessions,
     group_schema: SchemaRef,
     start_col: Option<usize>,
@@ -30,40 +28,22 @@ impl SessionAggregate {
         let WindowKind::Session { gap_ms } = plan.window else {
             return Err(RuntimeError::Internal("not a session window".into()));
         };
-        let sessions = Sessions::new(gap_ms, plan.key_exprs(), &plan.input_schema, late)?;
+        // A row's time: its window key (the start, or the end less the gap).
+        let time = (
+            plan.group_exprs[plan.window_key].clone(),
+            if plan.window_key_is_end { gap_ms } else { 0 },
+        );
+        let sessions = Sessions::new(gap_ms, plan.key_exprs(), time, &plan.input_schema, late)?;
         let group_schema = group_schema(&plan)?;
         let start_col = plan.input_schema.index_of("window_start").ok();
         let end_col = plan.input_schema.index_of("window_end").ok();
         Ok(SessionAggregate {
             plan,
-            gap_ms,
             sessions,
             group_schema,
             start_col,
             end_col,
         })
-    }
-
-    /// Keeps a batch's rows at the time their window key says (its start, or its end
-    /// less the gap).
-    fn insert(&mut self, batch: RecordBatch, check_late: bool) -> Result<()> {
-        let n = batch.num_rows();
-        if n == 0 {
-            return Ok(());
-        }
-        let win = self.plan.group_exprs[self.plan.window_key]
-            .evaluate(&batch)?
-            .into_array(n)?;
-        let win = win
-            .as_primitive_opt::<TimestampMillisecondType>()
-            .ok_or_else(|| RuntimeError::Internal("window key is not a timestamp".into()))?
-            .clone();
-        let offset = if self.plan.window_key_is_end {
-            self.gap_ms
-        } else {
-            0
-        };
-        self.sessions.insert(batch, &win, offset, check_late)
     }
 }
 
@@ -73,7 +53,7 @@ impl Operator for SessionAggregate {
     }
 
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Collector) -> Result<()> {
-        self.insert(batch, true)
+        self.sessions.insert(batch, true)
     }
 
     fn snapshot(&mut self) -> Result<Snapshot> {
@@ -81,11 +61,7 @@ impl Operator for SessionAggregate {
     }
 
     fn restore(&mut self, state: Snapshot) -> Result<()> {
-        self.sessions.restore_watermark(&state);
-        for b in state.batches {
-            self.insert(b, false)?;
-        }
-        Ok(())
+        self.sessions.restore(state)
     }
 
     fn on_watermark(&mut self, watermark: Watermark, out: &mut Collector) -> Result<()> {

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::TimestampMillisecondType;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::PhysicalExpr;
 use sluice_types::{Message, Watermark};
 
-use crate::error::{Result, RuntimeError};
+use crate::error::Result;
 use crate::operator::{Collector, Operator, Snapshot};
 use crate::operators::sessions::Sessions;
 use crate::plan::SessionPlan;
@@ -23,19 +23,17 @@ pub struct SessionAssign {
 
 impl SessionAssign {
     pub fn new(plan: SessionPlan, late: Arc<AtomicU64>) -> Result<Self> {
-        let sessions = Sessions::new(plan.gap_ms, plan.keys.clone(), &plan.schema, late)?;
+        // The window-assignment step put each row's event time in its `window_start`.
+        let start = plan.schema.field(plan.start_column).name();
+        let time: Arc<dyn PhysicalExpr> = Arc::new(Column::new(start, plan.start_column));
+        let sessions = Sessions::new(
+            plan.gap_ms,
+            plan.keys.clone(),
+            (time, 0),
+            &plan.schema,
+            late,
+        )?;
         Ok(SessionAssign { plan, sessions })
-    }
-
-    /// Keeps a batch's rows; the window-assignment step put each row's event time in its
-    /// `window_start`.
-    fn insert(&mut self, batch: RecordBatch, check_late: bool) -> Result<()> {
-        let times = batch
-            .column(self.plan.start_column)
-            .as_primitive_opt::<TimestampMillisecondType>()
-            .ok_or_else(|| RuntimeError::Internal("window_start is not a timestamp".into()))?
-            .clone();
-        self.sessions.insert(batch, &times, 0, check_late)
     }
 }
 
@@ -45,7 +43,7 @@ impl Operator for SessionAssign {
     }
 
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Collector) -> Result<()> {
-        self.insert(batch, true)
+        self.sessions.insert(batch, true)
     }
 
     fn snapshot(&mut self) -> Result<Snapshot> {
@@ -53,11 +51,7 @@ impl Operator for SessionAssign {
     }
 
     fn restore(&mut self, state: Snapshot) -> Result<()> {
-        self.sessions.restore_watermark(&state);
-        for b in state.batches {
-            self.insert(b, false)?;
-        }
-        Ok(())
+        self.sessions.restore(state)
     }
 
     fn on_watermark(&mut self, watermark: Watermark, out: &mut Collector) -> Result<()> {
@@ -73,7 +67,9 @@ impl Operator for SessionAssign {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::AsArray;
     use datafusion::arrow::array::{Int64Array, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::TimestampMillisecondType;
     use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use datafusion::physical_expr::expressions::Column;
 

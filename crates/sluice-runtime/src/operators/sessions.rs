@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use datafusion::arrow::array::{Array, ArrayRef, PrimitiveArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray};
 use datafusion::arrow::compute::interleave_record_batch;
 use datafusion::arrow::datatypes::{Schema, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -54,6 +54,9 @@ impl Closed {
 
 pub(crate) struct Sessions {
     gap_ms: i64,
+    /// Each row's event time: this expression less `offset`.
+    time: Arc<dyn PhysicalExpr>,
+    offset: i64,
     /// The greatest watermark seen: rows of sessions it may have closed are late.
     watermark: Watermark,
     late: Arc<AtomicU64>,
@@ -66,11 +69,12 @@ pub(crate) struct Sessions {
 }
 
 impl Sessions {
-    /// Sessions of `gap_ms` per value of `key_exprs` over rows of `schema`; late rows
-    /// are counted in `late`.
+    /// Sessions of `gap_ms` per value of `key_exprs` over rows of `schema`, each row at
+    /// the time `time` less `offset` gives it; late rows are counted in `late`.
     pub fn new(
         gap_ms: i64,
         key_exprs: Vec<Arc<dyn PhysicalExpr>>,
+        (time, offset): (Arc<dyn PhysicalExpr>, i64),
         schema: &Schema,
         late: Arc<AtomicU64>,
     ) -> Result<Self> {
@@ -80,6 +84,8 @@ impl Sessions {
             .collect::<Result<Vec<_>, RuntimeError>>()?;
         Ok(Sessions {
             gap_ms,
+            time,
+            offset,
             watermark: Watermark::MIN,
             late,
             key_exprs,
@@ -91,20 +97,18 @@ impl Sessions {
         })
     }
 
-    /// Keeps a batch's rows under their keys, each at its event time (`times` less
-    /// `offset`; rows without one are skipped). With `check_late`, rows of sessions that
-    /// may already have closed are dropped and counted as late.
-    pub fn insert(
-        &mut self,
-        batch: RecordBatch,
-        times: &PrimitiveArray<TimestampMillisecondType>,
-        offset: i64,
-        check_late: bool,
-    ) -> Result<()> {
+    /// Keeps a batch's rows under their keys, each at its event time (rows without one
+    /// are skipped). With `check_late`, rows of sessions that may already have closed are
+    /// dropped and counted as late.
+    pub fn insert(&mut self, batch: RecordBatch, check_late: bool) -> Result<()> {
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
         }
+        let times = self.time.evaluate(&batch)?.into_array(n)?;
+        let times = times
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .ok_or_else(|| RuntimeError::Internal("a session's time is not a timestamp".into()))?;
         let key_cols = self
             .key_exprs
             .iter()
@@ -121,7 +125,7 @@ impl Sessions {
             if times.is_null(i) {
                 continue;
             }
-            let t = times.value(i) - offset;
+            let t = times.value(i) - self.offset;
             if check_late && window.is_late(t, self.watermark.millis()) {
                 late += 1;
                 continue;
@@ -240,9 +244,8 @@ impl Sessions {
         })
     }
 
-    /// The watermark of a checkpoint; its rows are to be inserted again (without the
-    /// lateness check) by the operator, which knows their times.
-    pub fn restore_watermark(&mut self, state: &Snapshot) {
+    /// Takes back a checkpoint: its watermark, and its rows without the lateness check.
+    pub fn restore(&mut self, state: Snapshot) -> Result<()> {
         if let Some(wm) = state
             .values
             .get("watermark")
@@ -250,5 +253,9 @@ impl Sessions {
         {
             self.watermark = Watermark::from_millis(wm);
         }
+        for b in state.batches {
+            self.insert(b, false)?;
+        }
+        Ok(())
     }
 }
