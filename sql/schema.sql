@@ -92,6 +92,25 @@ CREATE TABLE IF NOT EXISTS long_sessions (
 CREATE INDEX IF NOT EXISTS long_sessions_end ON long_sessions (session_end);
 
 -- Written by the sinks themselves (one row per job and sink: the last committed epoch).
+-- Updating results (sql/sensor_state.sql): one row per sensor, replaced by its newest
+-- reading, and a running count per location.
+CREATE TABLE IF NOT EXISTS sensor_latest (
+    sensor_id     text PRIMARY KEY,
+    location      text NOT NULL,
+    temperature   double precision,
+    humidity      double precision,
+    pressure      double precision,
+    battery_level double precision,
+    reading_time  timestamptz NOT NULL,
+    reading_id    bigint
+);
+
+CREATE TABLE IF NOT EXISTS location_readings (
+    location     text PRIMARY KEY,
+    readings     bigint NOT NULL,
+    last_reading timestamptz
+);
+
 CREATE TABLE IF NOT EXISTS sluice_sink_progress (
     job        text NOT NULL,
     sink       text NOT NULL,

@@ -18,6 +18,9 @@
 //!   parallelism 1 over N events (default 10 M) in a process of its own, checked against
 //!   the batch oracle; prints a table;
 //!
+//! - `updating`: `GROUP BY` without a window over 1 M keys (count, sum, avg, min, max)
+//!   over N events (default 10 M), checked key by key;
+//!
 //! - `checkpoint`: the final checkpoint of 1 M keys of open window state (time, size),
 //!   and the time from restarting the job on it to its first processed event;
 //!
@@ -40,6 +43,7 @@ use sluice_runtime::Source;
 mod checkpoint;
 mod nexmark;
 mod postgres;
+mod updating;
 
 const JOB: &str = "CREATE TABLE iot (
     sensor_id TEXT NOT NULL,
@@ -66,9 +70,9 @@ fn event(i: usize) -> (usize, f64, i64) {
     (key, temp, ts)
 }
 
-struct MemorySource {
-    schema: SchemaRef,
-    batches: std::vec::IntoIter<RecordBatch>,
+pub(crate) struct MemorySource {
+    pub(crate) schema: SchemaRef,
+    pub(crate) batches: std::vec::IntoIter<RecordBatch>,
 }
 
 impl Source for MemorySource {
@@ -367,6 +371,10 @@ fn main() -> Result<()> {
             }
             "checkpoint" => {
                 checkpoint::run_checkpoint(events.unwrap_or(1_000_000))?;
+                continue;
+            }
+            "updating" => {
+                updating::run_updating(events.unwrap_or(10_000_000))?;
                 continue;
             }
             "nexmark" => {

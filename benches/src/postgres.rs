@@ -73,6 +73,41 @@ fn psql(url: &str, sql: &str) -> Result<()> {
     Ok(())
 }
 
+/// The same rows as an updating result's changelog: a key's first row is `+I`, each
+/// later one a `-U` of the row before it and a `+U` of itself (adjacent, as operators put
+/// them out).
+fn changelog(data: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+    use datafusion::arrow::compute::interleave_record_batch;
+    use sluice_types::RowKind;
+    let all: Vec<&RecordBatch> = data.iter().collect();
+    let schema = sluice_types::changelog::with_op(&schema());
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    for (bi, b) in data.iter().enumerate() {
+        let mut picks = Vec::new();
+        let mut kinds = Vec::new();
+        for r in 0..b.num_rows() {
+            let j = at + r;
+            if j >= KEYS {
+                // Row j - KEYS: batch and row (batches are all BATCH rows but the last).
+                let p = j - KEYS;
+                picks.push((p / BATCH, p % BATCH));
+                kinds.push(RowKind::UpdateBefore as i8);
+                kinds.push(RowKind::UpdateAfter as i8);
+            } else {
+                kinds.push(RowKind::Insert as i8);
+            }
+            picks.push((bi, r));
+        }
+        at += b.num_rows();
+        let rows = interleave_record_batch(&all, &picks)?;
+        let mut cols = rows.columns().to_vec();
+        cols.push(Arc::new(datafusion::arrow::array::Int8Array::from(kinds)));
+        out.push(RecordBatch::try_new(schema.clone(), cols)?);
+    }
+    Ok(out)
+}
+
 /// Rows per second through the sink into `table` (keyed when `key` is set).
 fn through_sink(url: &str, table: &str, key: Option<&str>, data: &[RecordBatch]) -> Result<f64> {
     let mut options = ConnectorOptions::default();
@@ -81,15 +116,15 @@ fn through_sink(url: &str, table: &str, key: Option<&str>, data: &[RecordBatch])
     if let Some(k) = key {
         options.insert("primary_key", k.to_string(), Position::default());
     }
-    let mut sink = CommitOnCheckpoint::new(PostgresSink::open(table, &options, schema())?);
+    let mut sink = CommitOnCheckpoint::new(PostgresSink::open(table, &options, data[0].schema())?);
     sink.open("bench", table)?;
-    let total: usize = data.iter().map(RecordBatch::num_rows).sum();
     let t0 = Instant::now();
     let (mut rows, mut epoch) = (0usize, 0u64);
-    for b in data {
+    for (i, b) in data.iter().enumerate() {
         sink.write_batch(b)?;
         rows += b.num_rows();
-        if rows.is_multiple_of(EPOCH_ROWS) || rows == total {
+        // An epoch per EPOCH_ROWS rows of the input (each batch is BATCH of them).
+        if (i + 1).is_multiple_of(EPOCH_ROWS / BATCH) || i + 1 == data.len() {
             epoch += 1;
             sink.pre_commit(Epoch(epoch))?;
             sink.commit(Epoch(epoch))?;
@@ -127,10 +162,34 @@ pub fn run_postgres(rows: usize) -> Result<()> {
 
     let append = through_sink(&url, "bench_append", None, &data)?;
     let upsert = through_sink(&url, "bench_upsert", Some("sensor_id"), &data)?;
+    // A changelog: one `-U`/`+U` pair per row after a key's first, counted as one change.
+    let changes = changelog(&data)?;
+    let raw = through_sink(&url, "bench_changelog", Some("sensor_id"), &changes)?;
+    let changelog_rate =
+        raw * rows as f64 / changes.iter().map(RecordBatch::num_rows).sum::<usize>() as f64;
+    // Each key's row is its last change: readings holds the row's number.
+    let out = Command::new("psql")
+        .args([
+            url.as_str(),
+            "-tAc",
+            "SELECT count(*), min(readings), max(readings) FROM bench_changelog",
+        ])
+        .output()?;
+    let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let want = format!(
+        "{}|{}|{}",
+        KEYS.min(rows),
+        rows.saturating_sub(KEYS),
+        rows - 1
+    );
+    if got != want {
+        bail!("bench_changelog holds {got}, expected {want} (keys|min|max readings)");
+    }
     for (name, rate) in [
         ("postgres-copy-from-file", copy),
         ("postgres-sink-append", append),
         ("postgres-sink-upsert-10k-keys", upsert),
+        ("postgres-sink-changelog-10k-keys", changelog_rate),
     ] {
         println!(
             "{}",

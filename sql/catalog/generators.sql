@@ -13,6 +13,7 @@ CREATE TABLE iot_sensors (
     pressure      DOUBLE,
     battery_level DOUBLE,
     event_time    TIMESTAMP NOT NULL,
+    reading_id    BIGINT,
     WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE
 ) WITH (
     connector = 'generator',
@@ -23,6 +24,7 @@ CREATE TABLE iot_sensors (
     seed = '${SEED:-42}',
     disorder = '${DISORDER:-30s}',
     late_fraction = '${LATE_FRACTION:-0.001}',
+    duplicate_fraction = '${DUPLICATE_FRACTION:-0.01}',
     limit = '${IOT_LIMIT:-}',
     start_time = '${START_TIME:-}'
 );
@@ -58,3 +60,8 @@ CREATE TABLE activity_by_event_type WITH (connector = 'file', path = '${OUTPUT_D
 CREATE TABLE activity_5m WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/activity_5m.jsonl');
 CREATE TABLE sessions WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/sessions.jsonl');
 CREATE TABLE long_sessions WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/long_sessions.jsonl');
+-- Updating results as changelogs: each row with an op column (+I, -U, +U, -D).
+CREATE TABLE sensor_latest WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/sensor_latest.jsonl',
+    'changelog.mode' = 'all');
+CREATE TABLE location_readings WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/location_readings.jsonl',
+    'changelog.mode' = 'all');

@@ -12,6 +12,7 @@ CREATE TABLE iot_sensors (
     pressure      DOUBLE,
     battery_level DOUBLE,
     event_time    TIMESTAMP NOT NULL,
+    reading_id    BIGINT,
     WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE
 ) WITH (
     connector = 'kafka',

@@ -70,3 +70,19 @@ CREATE TABLE sensors (
     table = 'sensors',
     'lookup.cache.ttl' = '1 min'
 );
+
+-- Updating results, upserted on their keys (a sensor's row replaced by its newest
+-- reading; a location's running count).
+CREATE TABLE sensor_latest WITH (
+    connector = 'postgres',
+    url = '${DATABASE_URL:-postgres://postgres@localhost:5432/sluice}',
+    create_table = 'false',
+    primary_key = 'sensor_id'
+);
+
+CREATE TABLE location_readings WITH (
+    connector = 'postgres',
+    url = '${DATABASE_URL:-postgres://postgres@localhost:5432/sluice}',
+    create_table = 'false',
+    primary_key = 'location'
+);

@@ -38,7 +38,7 @@ const CONNECTORS: &[Spec] = &[
             "bad_data",
             "dead_letter.path",
         ]),
-        sink_options: Some(&["path", "format"]),
+        sink_options: Some(&["path", "format", "changelog.mode"]),
         lookup_options: None,
     },
     Spec {
@@ -78,6 +78,26 @@ const CONNECTORS: &[Spec] = &[
         lookup_options: None,
     },
 ];
+
+/// A sink's declared key must be the updating result's key (when known): one row is
+/// kept per declared key, so another key would mix rows.
+fn same_key(option: &str, declared: &[&str], key: Option<&[String]>) -> Result<(), String> {
+    let Some(key) = key else {
+        return Ok(());
+    };
+    let mut a: Vec<&str> = declared.to_vec();
+    let mut b: Vec<&str> = key.iter().map(String::as_str).collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    if a == b {
+        return Ok(());
+    }
+    Err(format!(
+        "{option} ({}) must be the updating result's key ({}): one row is kept per {option}, so another key would mix rows",
+        declared.join(", "),
+        key.join(", ")
+    ))
+}
 
 /// The connectors of this build.
 #[derive(Debug, Default, Clone, Copy)]
@@ -160,10 +180,17 @@ impl ConnectorCatalog for Catalog {
                 TableRole::Source | TableRole::Lookup => crate::kafka::check_source(options)?,
                 TableRole::Sink => crate::kafka::check_sink(options)?,
             }
-            if let Some(f) = options.get("format").filter(|f| *f != "json") {
+            let formats: &[&str] = match role {
+                TableRole::Sink => &["json", "debezium-json"],
+                _ => &["json"],
+            };
+            if let Some(f) = options.get("format").filter(|f| !formats.contains(f)) {
                 return Err(OptionProblem::new(
                     Some("format"),
-                    format!("format '{f}' is not supported for kafka (use 'json')"),
+                    format!(
+                        "format '{f}' is not supported here for kafka (use {})",
+                        formats.join(" or ")
+                    ),
                 ));
             }
         }
@@ -237,8 +264,77 @@ impl ConnectorCatalog for Catalog {
                 ));
             }
             BadData::check_options(options)?;
+            if let Some(m) = options.get("changelog.mode")
+                && (m != "all" || format != "json")
+            {
+                return Err(OptionProblem::new(
+                    Some("changelog.mode"),
+                    format!(
+                        "changelog.mode '{m}' is not supported here (a json file sink takes 'all')"
+                    ),
+                ));
+            }
         }
         Ok(())
+    }
+
+    fn check_changelog_sink(
+        &self,
+        options: &ConnectorOptions,
+        key: Option<&[String]>,
+    ) -> Result<(), String> {
+        let key_hint = key.map_or(String::new(), |k| {
+            format!(" (the result's key: {})", k.join(", "))
+        });
+        match options.connector() {
+            Some("console" | "blackhole") => Ok(()),
+            Some("postgres") => {
+                let pk: Vec<&str> = options
+                    .get("primary_key")
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .collect();
+                if pk.is_empty() {
+                    return Err(format!(
+                        "a postgres table takes an updating result only with a primary key, so that each change updates or deletes its row: add 'primary_key' = '…'{key_hint}"
+                    ));
+                }
+                same_key("primary_key", &pk, key)
+            }
+            Some("file") => match (
+                options.get("format").unwrap_or("json"),
+                options.get("changelog.mode"),
+            ) {
+                ("json", Some("all")) => Ok(()),
+                _ => Err(
+                    "a file sink takes an updating result only as a changelog: add 'changelog.mode' = 'all' (format json; each row gets an op column: +I, -U, +U or -D)".into(),
+                ),
+            },
+            Some("kafka") => {
+                if options.get("format") == Some("debezium-json") {
+                    return Ok(());
+                }
+                if options.get("changelog.mode") != Some("upsert") {
+                    return Err(format!(
+                        "a kafka topic takes an updating result with 'changelog.mode' = 'upsert' and key = '…'{key_hint} (a record per change, a tombstone per delete), or with format = 'debezium-json' (before/after envelopes)"
+                    ));
+                }
+                let declared: Vec<&str> = options
+                    .get("key")
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .collect();
+                same_key("key", &declared, key)
+            }
+            Some(other) => Err(format!(
+                "a {other} sink takes only append-only results; write the updating result to a postgres table with a primary key, to a kafka topic with 'changelog.mode' = 'upsert', or to a file with 'changelog.mode' = 'all'"
+            )),
+            None => Err("the sink has no connector".into()),
+        }
     }
 
     fn check_sink_columns(

@@ -6,7 +6,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use sluice_runtime::{Result, RuntimeError, Sink};
 
-use crate::json::timestamps_as_text;
+use crate::json::for_output;
 
 pub struct ConsoleSink {
     table: String,
@@ -22,7 +22,7 @@ impl ConsoleSink {
 
 impl Sink for ConsoleSink {
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
-        let text = pretty_format_batches(&[timestamps_as_text(batch)?])?;
+        let text = pretty_format_batches(&[for_output(batch)?])?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "{} ({} rows)\n{text}", self.table, batch.num_rows())
             .map_err(|e| RuntimeError::External(format!("cannot write to the console: {e}")))

@@ -126,9 +126,35 @@ pub fn json_lines(batches: &[RecordBatch], out: &mut Vec<u8>) -> Result<(), Arro
         .with_explicit_nulls(true)
         .build::<_, LineDelimited>(out);
     for b in batches {
-        w.write(&timestamps_as_text(b)?)?;
+        w.write(&for_output(b)?)?;
     }
     w.finish()
+}
+
+/// The batch as people and files see it: timestamps as RFC 3339 UTC text, and a
+/// changelog's `__op` as an `op` column of Flink's short forms (`+I`, `-U`, `+U`, `-D`).
+pub fn for_output(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let batch = timestamps_as_text(batch)?;
+    let Some(kinds) = sluice_types::changelog::row_kinds(&batch) else {
+        return Ok(batch);
+    };
+    let text: StringArray = kinds
+        .iter()
+        .map(|k| {
+            k.and_then(sluice_types::RowKind::from_i8)
+                .map(|k| k.short())
+        })
+        .collect();
+    let n = batch.num_columns() - 1;
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = schema.fields()[..n]
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("op", DataType::Utf8, false));
+    let mut columns = batch.columns()[..n].to_vec();
+    columns.push(Arc::new(text));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
 /// The batch with every timestamp column turned into RFC 3339 UTC text.

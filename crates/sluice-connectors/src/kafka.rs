@@ -42,6 +42,7 @@ pub const SINK_OPTIONS: &[&str] = &[
     "bootstrap.servers",
     "format",
     "key",
+    "changelog.mode",
     "sink.delivery-guarantee",
     "sink.transactional-id-prefix",
 ];
@@ -69,6 +70,22 @@ pub fn check_sink(options: &ConnectorOptions) -> Result<(), OptionProblem> {
                 format!(
                     "'sink.delivery-guarantee' must be 'at-least-once' or 'exactly-once', not '{other}'"
                 ),
+            ));
+        }
+    }
+    if let Some(m) = options.get("changelog.mode") {
+        if m != "upsert" || options.get("format").is_some_and(|f| f != "json") {
+            return Err(OptionProblem::new(
+                Some("changelog.mode"),
+                format!(
+                    "changelog.mode '{m}' is not supported for kafka (format 'json' takes 'upsert'; format 'debezium-json' needs none)"
+                ),
+            ));
+        }
+        if options.get("key").is_none_or(str::is_empty) {
+            return Err(OptionProblem::new(
+                Some("changelog.mode"),
+                "'changelog.mode' = 'upsert' needs key = '…' (the columns each record is keyed by; a delete is a tombstone for its key)",
             ));
         }
     }

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rdkafka::ClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use sluice_runtime::{Result, RuntimeError, Sink, SinkState};
-use sluice_types::ConnectorOptions;
 use sluice_types::Epoch;
+use sluice_types::{ConnectorOptions, RowKind};
 
 use crate::error::ConnectorError;
 use crate::json::{json_lines, timestamps_as_text};
@@ -72,11 +72,23 @@ pub struct KafkaSink {
     producer: CountingProducer,
 }
 
-/// Rows as Kafka records: each a JSON object (timestamps as RFC 3339 UTC text), keyed by
-/// an optional column's text.
+/// How rows become records: JSON objects (timestamps as RFC 3339 UTC text) keyed by an
+/// optional column's text; for an updating result, `'changelog.mode' = 'upsert'` (key:
+/// a JSON object of the key columns; value: the row, or no value, a tombstone, for a
+/// delete; an update-before is not written, its update-after replaces it), or
+/// `format = 'debezium-json'` (value: `{"before", "after", "op"}` with op `c`, `u` or
+/// `d`; an update's `-U`/`+U` pair is one `u`).
 pub struct KeyedRows {
     table: String,
-    key: Option<String>,
+    key: Vec<String>,
+    format: RecordFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RecordFormat {
+    Plain,
+    Upsert,
+    Debezium,
 }
 
 /// Why a row could not become a record.
@@ -85,48 +97,122 @@ pub enum RowsError {
     Other(String),
 }
 
+/// One JSON line per row of `batch`.
+fn lines(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, RowsError> {
+    let mut buf = Vec::new();
+    json_lines(std::slice::from_ref(batch), &mut buf)
+        .map_err(|e| RowsError::Other(e.to_string()))?;
+    Ok(buf
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
 impl KeyedRows {
-    pub fn new(table: &str, key: Option<&str>) -> Self {
+    pub fn new(table: &str, options: &ConnectorOptions) -> Self {
+        let format = if options.get("format") == Some("debezium-json") {
+            RecordFormat::Debezium
+        } else if options.get("changelog.mode") == Some("upsert") {
+            RecordFormat::Upsert
+        } else {
+            RecordFormat::Plain
+        };
         KeyedRows {
             table: table.to_string(),
-            key: key.map(str::to_string),
+            key: options
+                .get("key")
+                .unwrap_or_default()
+                .split(',')
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .collect(),
+            format,
         }
     }
 
-    /// Calls `send` with each row's key and value, in order.
+    fn key_columns(&self, batch: &RecordBatch) -> Result<Vec<usize>, RowsError> {
+        self.key
+            .iter()
+            .map(|k| {
+                batch.schema().index_of(k).map_err(|_| {
+                    RowsError::Other(format!(
+                        "table {}: key column {k} is not in the output",
+                        self.table
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Each row's key: the key column's text (plain, Debezium), or a JSON object of the
+    /// key columns (upsert); none without a key.
+    fn keys(&self, data: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>, RowsError> {
+        let cols = self.key_columns(data)?;
+        let n = data.num_rows();
+        if cols.is_empty() {
+            return Ok(vec![None; n]);
+        }
+        if self.format == RecordFormat::Upsert {
+            let keys = data
+                .project(&cols)
+                .map_err(|e| RowsError::Other(e.to_string()))?;
+            return Ok(lines(&keys)?.into_iter().map(Some).collect());
+        }
+        let text = timestamps_as_text(data).map_err(|e| RowsError::Other(e.to_string()))?;
+        let c = text.column(cols[0]);
+        let options = FormatOptions::default();
+        let f = ArrayFormatter::try_new(c.as_ref(), &options)
+            .map_err(|e| RowsError::Other(e.to_string()))?;
+        Ok((0..n)
+            .map(|r| (!c.is_null(r)).then(|| f.value(r).to_string().into_bytes()))
+            .collect())
+    }
+
+    /// Calls `send` with each record's key and value (none: a tombstone), in order.
     pub fn each(
         &self,
         batch: &RecordBatch,
-        mut send: impl FnMut(Option<&[u8]>, &[u8]) -> Result<(), KafkaError>,
+        mut send: impl FnMut(Option<&[u8]>, Option<&[u8]>) -> Result<(), KafkaError>,
     ) -> Result<(), RowsError> {
-        let text = timestamps_as_text(batch).map_err(|e| RowsError::Other(e.to_string()))?;
-        let mut buf = Vec::new();
-        json_lines(std::slice::from_ref(batch), &mut buf)
-            .map_err(|e| RowsError::Other(e.to_string()))?;
-        let key_col = match &self.key {
-            Some(k) => Some(text.column(text.schema().index_of(k).map_err(|_| {
-                RowsError::Other(format!(
-                    "table {}: key column {k} is not in the output",
-                    self.table
-                ))
-            })?)),
-            None => None,
+        let kinds = sluice_types::changelog::kinds_of(batch);
+        let data = sluice_types::changelog::data_columns(batch);
+        let values = lines(&data)?;
+        let keys = self.keys(&data)?;
+        let mut send = |key: &Option<Vec<u8>>, value: Option<&[u8]>| {
+            send(key.as_deref(), value).map_err(RowsError::Kafka)
         };
-        let options = FormatOptions::default();
-        let formatter = key_col
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .transpose()
-            .map_err(|e| RowsError::Other(e.to_string()))?;
-        for (row, line) in buf
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .enumerate()
-        {
-            let key = match (&formatter, key_col) {
-                (Some(f), Some(c)) if !c.is_null(row) => Some(f.value(row).to_string()),
-                _ => None,
-            };
-            send(key.as_deref().map(str::as_bytes), line).map_err(RowsError::Kafka)?;
+        let mut row = 0;
+        while row < values.len() {
+            let (key, value, kind) = (&keys[row], &values[row], kinds[row]);
+            match self.format {
+                RecordFormat::Plain => send(key, Some(value))?,
+                RecordFormat::Upsert => match kind {
+                    RowKind::Insert | RowKind::UpdateAfter => send(key, Some(value))?,
+                    RowKind::Delete => send(key, None)?,
+                    RowKind::UpdateBefore => {}
+                },
+                RecordFormat::Debezium => {
+                    let json = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+                    let next_after = kinds.get(row + 1) == Some(&RowKind::UpdateAfter);
+                    let (before, after, op) = match kind {
+                        RowKind::Insert => (None, Some(value), "c"),
+                        RowKind::UpdateBefore if next_after => {
+                            row += 1;
+                            (Some(value), Some(&values[row]), "u")
+                        }
+                        RowKind::UpdateAfter => (None, Some(value), "u"),
+                        RowKind::UpdateBefore | RowKind::Delete => (Some(value), None, "d"),
+                    };
+                    let envelope = format!(
+                        "{{\"before\":{},\"after\":{},\"op\":\"{op}\"}}",
+                        before.map_or("null".into(), |v| json(v)),
+                        after.map_or("null".into(), |v| json(v)),
+                    );
+                    send(&keys[row], Some(envelope.as_bytes()))?;
+                }
+            }
+            row += 1;
         }
         Ok(())
     }
@@ -143,22 +229,25 @@ impl KafkaSink {
         Ok(KafkaSink {
             table: table.to_string(),
             topic,
-            rows: KeyedRows::new(table, options.get("key")),
+            rows: KeyedRows::new(table, options),
             producer,
         })
     }
 }
 
-/// Sends one record, waiting while librdkafka's queue is full.
+/// Sends one record (no value: a tombstone), waiting while librdkafka's queue is full.
 pub fn send_record(
     producer: &CountingProducer,
     topic: &str,
     key: Option<&[u8]>,
-    value: &[u8],
+    value: Option<&[u8]>,
 ) -> Result<(), KafkaError> {
     let mut warned = Instant::now() - Duration::from_secs(60);
     loop {
-        let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(value);
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic);
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
         if let Some(k) = key {
             record = record.key(k);
         }

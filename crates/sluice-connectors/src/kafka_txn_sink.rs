@@ -46,7 +46,7 @@ impl TransactionalKafkaSink {
             table: table.to_string(),
             topic: options.get("topic").unwrap_or_default().to_string(),
             options: options.clone(),
-            rows: KeyedRows::new(table, options.get("key")),
+            rows: KeyedRows::new(table, options),
             id: String::new(),
             open: None,
 

@@ -3,6 +3,9 @@
 //! in `sluice_sink_progress` (only forwards), so each epoch lands exactly once. Keyed
 //! tables are upserts (COPY into a session temp table, then `INSERT … ON CONFLICT`);
 //! tables without a key are appends (COPY straight in), fenced by the same epoch row.
+//! An updating result (a changelog) goes to a keyed table: per key the epoch's last
+//! change wins, a delete or update-before deleting the row, an insert or update-after
+//! upserting it.
 //! A server that goes away is waited for with backoff; rows are never dropped.
 
 mod client;
@@ -52,6 +55,8 @@ pub struct PostgresSink {
     table: String,
     columns: Vec<String>,
     key: Vec<String>,
+    /// The rows carry `__op` (an updating result).
+    changelog: bool,
     create: bool,
     schema: SchemaRef,
     job: String,
@@ -66,6 +71,13 @@ impl PostgresSink {
     ) -> Result<Self, ConnectorError> {
         check_sink(options)
             .map_err(|p| ConnectorError::Config(format!("table {table}: {}", p.message)))?;
+        let changelog = sluice_types::changelog::is_changelog(&schema);
+        let schema = if changelog {
+            let data: Vec<_> = schema.fields()[..schema.fields().len() - 1].to_vec();
+            std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(data))
+        } else {
+            schema
+        };
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         let key: Vec<String> = options
             .get("primary_key")
@@ -82,12 +94,18 @@ impl PostgresSink {
                 )));
             }
         }
+        if changelog && key.is_empty() {
+            return Err(ConnectorError::Config(format!(
+                "table {table}: an updating result needs primary_key"
+            )));
+        }
         let name = options.get("table").unwrap_or(table).to_string();
         Ok(PostgresSink {
             client: PgClient::new(options.get("url").unwrap_or_default(), &name)?,
             table: name,
             columns,
             key,
+            changelog,
             create: options.get("create_table") != Some("false"),
             schema,
             job: String::new(),
@@ -109,6 +127,84 @@ impl PostgresSink {
         f: impl for<'c> FnMut(&'c mut PgConnection) -> PgFuture<'c, T>,
     ) -> Result<T> {
         self.client.with_retry(what, f)
+    }
+
+    /// The epoch's statements: the COPY its rows go through, what applies them from the
+    /// stage table to the target (none for an append), and what makes the stage table.
+    fn statements(&self) -> (String, Vec<String>, Option<String>) {
+        let target = quote_table(&self.table);
+        let cols: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
+        let col_list = cols.join(", ");
+        if self.key.is_empty() {
+            return (
+                format!("COPY {target} ({col_list}) FROM STDIN"),
+                Vec::new(),
+                None,
+            );
+        }
+        let key: Vec<String> = self.key.iter().map(|k| quote_ident(k)).collect();
+        let key_list = key.join(", ");
+        let updates: Vec<String> = cols
+            .iter()
+            .filter(|c| !key.contains(c))
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect();
+        let on_conflict = if updates.is_empty() {
+            "DO NOTHING".to_string()
+        } else {
+            format!("DO UPDATE SET {}", updates.join(", "))
+        };
+        let op = quote_ident(sluice_types::OP_COLUMN);
+        let (stage_table, stage, stage_cols) = if self.changelog {
+            (
+                "pg_temp.sluice_changes",
+                format!(
+                    "CREATE TEMP TABLE IF NOT EXISTS sluice_changes (LIKE {target}) ON COMMIT DELETE ROWS; \
+                     ALTER TABLE pg_temp.sluice_changes ADD COLUMN IF NOT EXISTS {op} smallint"
+                ),
+                format!("{col_list}, {op}"),
+            )
+        } else {
+            (
+                "pg_temp.sluice_stage",
+                format!(
+                    "CREATE TEMP TABLE IF NOT EXISTS sluice_stage (LIKE {target}) ON COMMIT DELETE ROWS"
+                ),
+                col_list.clone(),
+            )
+        };
+        // The last row per key wins within an epoch (COPY keeps input order).
+        let last = format!(
+            "SELECT DISTINCT ON ({key_list}) {stage_cols} FROM {stage_table} ORDER BY {key_list}, ctid DESC"
+        );
+        let mut apply = Vec::new();
+        if self.changelog {
+            let retraction = [
+                sluice_types::RowKind::UpdateBefore as i8,
+                sluice_types::RowKind::Delete as i8,
+            ];
+            let on: Vec<String> = key.iter().map(|k| format!("t.{k} = c.{k}")).collect();
+            apply.push(format!(
+                "DELETE FROM {target} t USING ({last}) c WHERE c.{op} IN ({}, {}) AND {}",
+                retraction[0],
+                retraction[1],
+                on.join(" AND ")
+            ));
+            apply.push(format!(
+                "INSERT INTO {target} ({col_list}) SELECT {col_list} FROM ({last}) c \
+                 WHERE c.{op} NOT IN ({}, {}) ON CONFLICT ({key_list}) {on_conflict}",
+                retraction[0], retraction[1]
+            ));
+        } else {
+            apply.push(format!(
+                "INSERT INTO {target} ({col_list}) {last} ON CONFLICT ({key_list}) {on_conflict}"
+            ));
+        }
+        (
+            format!("COPY {stage_table} ({stage_cols}) FROM STDIN"),
+            apply,
+            Some(stage),
+        )
     }
 
     fn create_sql(&self) -> String {
@@ -232,45 +328,13 @@ impl EpochStore for PostgresSink {
                 RuntimeError::Internal(format!("postgres table {}: {e}", self.table))
             })?;
         }
-        let target = quote_table(&self.table);
-        let cols: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
-        let col_list = cols.join(", ");
-        let statements: (String, Option<String>) = if self.key.is_empty() {
-            (format!("COPY {target} ({col_list}) FROM STDIN"), None)
-        } else {
-            let key: Vec<String> = self.key.iter().map(|k| quote_ident(k)).collect();
-            let key_list = key.join(", ");
-            let updates: Vec<String> = cols
-                .iter()
-                .filter(|c| !key.contains(c))
-                .map(|c| format!("{c} = EXCLUDED.{c}"))
-                .collect();
-            let on_conflict = if updates.is_empty() {
-                "DO NOTHING".to_string()
-            } else {
-                format!("DO UPDATE SET {}", updates.join(", "))
-            };
-            (
-                format!("COPY pg_temp.sluice_stage ({col_list}) FROM STDIN"),
-                // The last row per key wins within an epoch (COPY keeps input order).
-                Some(format!(
-                    "INSERT INTO {target} ({col_list}) SELECT DISTINCT ON ({key_list}) {col_list} \
-                     FROM pg_temp.sluice_stage ORDER BY {key_list}, ctid DESC \
-                     ON CONFLICT ({key_list}) {on_conflict}"
-                )),
-            )
-        };
-        let stage = (!self.key.is_empty()).then(|| {
-            format!(
-                "CREATE TEMP TABLE IF NOT EXISTS sluice_stage (LIKE {target}) ON COMMIT DELETE ROWS"
-            )
-        });
+        let (copy, apply, stage) = self.statements();
         let started = Instant::now();
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         let data = std::sync::Arc::new(data);
         let (job, sink) = (self.job.clone(), self.sink.clone());
         let applied = self.with_retry(&format!("committing epoch {epoch}"), |conn| {
-            let (copy, upsert) = statements.clone();
+            let (copy, apply) = (copy.clone(), apply.clone());
             let stage = stage.clone();
             let data = data.clone();
             let (job, sink) = (job.clone(), sink.clone());
@@ -298,8 +362,8 @@ impl EpochStore for PostgresSink {
                     c.send(data.as_slice()).await?;
                     c.finish().await?;
                 }
-                if let Some(upsert) = upsert {
-                    sqlx::raw_sql(&upsert).execute(&mut *tx).await?;
+                for statement in apply {
+                    sqlx::raw_sql(&statement).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(true)

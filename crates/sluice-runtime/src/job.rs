@@ -33,6 +33,8 @@ use crate::operators::project::Project;
 use crate::operators::session_aggregate::SessionAggregate;
 use crate::operators::session_assign::SessionAssign;
 use crate::operators::stream_join::StreamJoin;
+use crate::operators::top_n::TopN;
+use crate::operators::updating_aggregate::UpdatingAggregate;
 use crate::operators::window_aggregate::WindowAggregate;
 use crate::operators::window_join::WindowJoin;
 use crate::plan::{
@@ -527,7 +529,11 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
             let id = format!("node {ni} part {part}");
             let mut op: Box<dyn Operator> = match &node.op {
                 NodeOp::Aggregate(agg) => match agg.window {
-                    WindowKind::Session { .. } => Box::new(SessionAggregate::new(
+                    None => Box::new(UpdatingAggregate::new(
+                        agg.clone(),
+                        handle.metrics.keys_held_counter(),
+                    )?),
+                    Some(WindowKind::Session { .. }) => Box::new(SessionAggregate::new(
                         agg.clone(),
                         late_of(Consumer::Node { node: ni, port: 0 }),
                     )?),
@@ -539,6 +545,11 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
                 NodeOp::FirstRow(p) => Box::new(FirstRow::new(
                     p.clone(),
                     late_of(Consumer::Node { node: ni, port: 0 }),
+                )?),
+                NodeOp::TopN(p) => Box::new(TopN::new(
+                    p.clone(),
+                    late_of(Consumer::Node { node: ni, port: 0 }),
+                    handle.metrics.keys_held_counter(),
                 )?),
                 NodeOp::Sessions(p) => Box::new(SessionAssign::new(
                     p.clone(),

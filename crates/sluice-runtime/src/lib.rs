@@ -20,7 +20,7 @@ pub use operator::{Chain, Collector, Operator, Snapshot};
 pub use plan::{
     AggregatePlan, AssignSpec, CheckpointSettings, Consumer, EdgeSpec, FirstRowPlan, JobOutcome,
     JobSpec, JoinKind, JoinPlan, JoinTime, Lookup, LookupFactory, LookupSpec, NodeOp, NodeSpec,
-    Producer, SessionPlan, SinkSpec, SourceSpec, Step, WindowKind,
+    Producer, SessionPlan, SinkSpec, SourceSpec, Step, TopNPlan, WindowKind,
 };
 pub use sink::{
     CommitOnCheckpoint, EpochBuffer, EpochStore, PendingEpochs, Sink, SinkState, not_committed,

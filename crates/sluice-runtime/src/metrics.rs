@@ -15,7 +15,8 @@ pub struct JobMetrics {
     rows_out: AtomicU64,
     /// Late rows dropped, one counter per pipeline.
     late: Mutex<Vec<Arc<AtomicU64>>>,
-    held: Mutex<Vec<Arc<AtomicI64>>>,
+    held: Gauges,
+    keys: Gauges,
     bad: AtomicU64,
     watermark: AtomicI64,
     checkpoint: Mutex<Option<CheckpointStats>>,
@@ -24,6 +25,28 @@ pub struct JobMetrics {
     tasks: Mutex<Vec<(String, Arc<TaskCounters>)>>,
     commits: Mutex<BTreeMap<String, CommitStats>>,
     lag: Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+/// Per-task gauges of one kind (rows a join holds, keys an updating result holds),
+/// reported summed.
+#[derive(Debug, Default)]
+struct Gauges(Mutex<Vec<Arc<AtomicI64>>>);
+
+impl Gauges {
+    fn counter(&self) -> Arc<AtomicI64> {
+        let c = Arc::new(AtomicI64::new(0));
+        if let Ok(mut v) = self.0.lock() {
+            v.push(c.clone());
+        }
+        c
+    }
+    fn sum(&self) -> u64 {
+        self.0.lock().map_or(0, |v| {
+            v.iter()
+                .map(|c| c.load(Ordering::Relaxed).max(0) as u64)
+                .sum()
+        })
+    }
 }
 
 /// Rows, bytes and batches through one task (a chain of operators run together).
@@ -102,7 +125,8 @@ impl Default for JobMetrics {
             events_in: AtomicU64::new(0),
             rows_out: AtomicU64::new(0),
             late: Mutex::new(Vec::new()),
-            held: Mutex::new(Vec::new()),
+            held: Gauges::default(),
+            keys: Gauges::default(),
             bad: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             checkpoint: Mutex::new(None),
@@ -124,6 +148,9 @@ pub struct MetricsSnapshot {
     pub bad: u64,
     /// Rows the job's joins hold, all joins together.
     pub join_rows_held: u64,
+    /// Keys the job's updating results hold (groups of aggregates without a window,
+    /// deduplicated keys), all together.
+    pub state_keys_held: u64,
     pub watermark: Watermark,
     pub checkpoint: Option<CheckpointStats>,
 }
@@ -201,11 +228,11 @@ impl JobMetrics {
     }
     /// A counter of the rows one join task holds.
     pub fn rows_held_counter(&self) -> Arc<AtomicI64> {
-        let c = Arc::new(AtomicI64::new(0));
-        if let Ok(mut v) = self.held.lock() {
-            v.push(c.clone());
-        }
-        c
+        self.held.counter()
+    }
+    /// A counter of the keys one task of an updating result holds.
+    pub fn keys_held_counter(&self) -> Arc<AtomicI64> {
+        self.keys.counter()
     }
     pub fn add_bad(&self, n: u64) {
         self.bad.fetch_add(n, Ordering::Relaxed);
@@ -233,11 +260,8 @@ impl JobMetrics {
                     .unwrap_or(0)
             }),
             bad: self.bad.load(Ordering::Relaxed),
-            join_rows_held: self.held.lock().map_or(0, |v| {
-                v.iter()
-                    .map(|c| c.load(Ordering::Relaxed).max(0) as u64)
-                    .sum()
-            }),
+            join_rows_held: self.held.sum(),
+            state_keys_held: self.keys.sum(),
             watermark: Watermark::from_millis(self.watermark.load(Ordering::Relaxed)),
             checkpoint: self.checkpoint.lock().ok().and_then(|c| *c),
         }

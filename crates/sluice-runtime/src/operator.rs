@@ -59,6 +59,14 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Called when a checkpoint barrier has arrived on every input, before the state is
+    /// taken: what the operator holds back until a barrier (an updating result's changed
+    /// groups) goes out here, ahead of the barrier, in the epoch that ends.
+    fn before_barrier(&mut self, epoch: Epoch, out: &mut Collector) -> Result<()> {
+        let _ = (epoch, out);
+        Ok(())
+    }
+
     /// Called on a checkpoint barrier; by default it is passed on.
     fn on_barrier(&mut self, epoch: Epoch, out: &mut Collector) -> Result<()> {
         out.message(Message::Barrier(epoch));
@@ -120,7 +128,10 @@ impl Chain {
                 match m {
                     Message::Batch(b) => op.process_batch(b, &mut out)?,
                     Message::Watermark(w) => op.on_watermark(w, &mut out)?,
-                    Message::Barrier(e) => op.on_barrier(e, &mut out)?,
+                    Message::Barrier(e) => {
+                        op.before_barrier(e, &mut out)?;
+                        op.on_barrier(e, &mut out)?;
+                    }
                     Message::EndOfStream => op.on_end(&mut out)?,
                 }
             }

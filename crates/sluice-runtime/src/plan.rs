@@ -83,17 +83,25 @@ pub struct AssignSpec {
     pub schema: SchemaRef,
 }
 
-/// A windowed GROUP BY.
+/// A GROUP BY: over a window (each window's rows emitted once, when it closes), or
+/// without one (an updating result: each changed group's new row at every barrier).
 #[derive(Debug, Clone)]
 pub struct AggregatePlan {
-    pub window: WindowKind,
+    /// `None`: no window, an updating result.
+    pub window: Option<WindowKind>,
     pub input_schema: SchemaRef,
     pub group_exprs: Vec<Arc<dyn PhysicalExpr>>,
     pub window_key: usize,
     pub window_key_is_end: bool,
     pub aggregates: Vec<Arc<AggregateFunctionExpr>>,
     pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    /// The group columns then one per aggregate (without `__op`).
     pub output_schema: SchemaRef,
+    /// Whether the input is a changelog (rows carry `__op`; retractions are taken back).
+    pub input_updating: bool,
+    /// `SET state.ttl` (no window only): a group unchanged while the watermark moved
+    /// this far is forgotten, and deleted downstream.
+    pub ttl_ms: Option<i64>,
 }
 
 impl AggregatePlan {
@@ -102,7 +110,9 @@ impl AggregatePlan {
         self.group_exprs
             .iter()
             .enumerate()
-            .filter(|(i, e)| *i != self.window_key && !self.is_window_column(e))
+            .filter(|(i, e)| {
+                self.window.is_none() || (*i != self.window_key && !self.is_window_column(e))
+            })
             .map(|(_, e)| e.clone())
             .collect()
     }
@@ -229,6 +239,26 @@ pub struct FirstRowPlan {
     pub output_schema: SchemaRef,
 }
 
+/// The best `limit` rows per key (`ROW_NUMBER() … <= N`): per window, append-only; else
+/// an updating result.
+#[derive(Debug, Clone)]
+pub struct TopNPlan {
+    pub schema: SchemaRef,
+    /// The PARTITION BY expressions.
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The ORDER BY expressions, with their directions.
+    pub order: Vec<datafusion::physical_expr::PhysicalSortExpr>,
+    pub limit: usize,
+    /// Per window: the input column of a window bound among the keys and what to add to
+    /// it for the window's end (the size, for `window_start`). `None`: updating.
+    pub window: Option<(usize, i64)>,
+    /// `SET state.ttl` (updating only): a key unchanged while the watermark moved this
+    /// far is forgotten, and its rows deleted downstream.
+    pub ttl_ms: Option<i64>,
+    /// The input's columns and `row_number`.
+    pub output_schema: SchemaRef,
+}
+
 /// A stateful operator of the job graph.
 #[derive(Debug, Clone)]
 pub enum NodeOp {
@@ -236,22 +266,40 @@ pub enum NodeOp {
     Join(JoinPlan),
     Sessions(SessionPlan),
     FirstRow(FirstRowPlan),
+    TopN(TopNPlan),
 }
 
 impl NodeOp {
     pub fn output_schema(&self) -> SchemaRef {
         match self {
+            NodeOp::Aggregate(a) if a.window.is_none() => {
+                sluice_types::changelog::with_op(&a.output_schema)
+            }
             NodeOp::Aggregate(a) => a.output_schema.clone(),
             NodeOp::Join(j) => j.output_schema.clone(),
             NodeOp::Sessions(p) => p.schema.clone(),
             NodeOp::FirstRow(p) => p.output_schema.clone(),
+            NodeOp::TopN(p) if p.window.is_none() => {
+                sluice_types::changelog::with_op(&p.output_schema)
+            }
+            NodeOp::TopN(p) => p.output_schema.clone(),
+        }
+    }
+
+    /// Whether the node's output is a changelog (its rows carry `__op`) rather than
+    /// append-only.
+    pub fn updating(&self) -> bool {
+        match self {
+            NodeOp::Aggregate(a) => a.window.is_none(),
+            NodeOp::TopN(p) => p.window.is_none(),
+            _ => false,
         }
     }
 
     /// How many input ports the operator has.
     pub fn ports(&self) -> usize {
         match self {
-            NodeOp::Aggregate(_) | NodeOp::Sessions(_) | NodeOp::FirstRow(_) => 1,
+            NodeOp::Aggregate(_) | NodeOp::Sessions(_) | NodeOp::FirstRow(_) | NodeOp::TopN(_) => 1,
             NodeOp::Join(_) => 2,
         }
     }

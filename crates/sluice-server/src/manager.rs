@@ -650,6 +650,7 @@ fn empty_snapshot() -> MetricsSnapshot {
         late: 0,
         bad: 0,
         join_rows_held: 0,
+        state_keys_held: 0,
         watermark: Watermark::MIN,
         checkpoint: None,
     }

@@ -26,6 +26,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "sluice_late_records_total",
     "sluice_bad_records_total",
     "sluice_join_rows_held",
+    "sluice_state_keys_held",
     "sluice_watermark_seconds",
     "sluice_watermark_lag_seconds",
     "sluice_checkpoint_epoch",
@@ -126,6 +127,13 @@ pub fn render(jobs: &[JobFigures]) -> String {
             "Rows the job's joins hold in their state (a join without a time bound keeps every row unless state.ttl is set).",
             job(),
             s.join_rows_held as f64,
+        );
+        add(
+            "sluice_state_keys_held",
+            "gauge",
+            "Keys the job's updating results hold in their state (groups of a GROUP BY without a window, deduplicated keys); state.ttl bounds them.",
+            job(),
+            s.state_keys_held as f64,
         );
         add(
             "sluice_bad_records_total",
@@ -281,6 +289,7 @@ mod tests {
                 late: 1,
                 bad: 0,
                 join_rows_held: 5,
+                state_keys_held: 7,
                 watermark: Watermark::from_millis(1_000),
                 checkpoint: None,
             },

@@ -55,7 +55,21 @@ pub struct EventTime {
 #[derive(Debug, Clone)]
 pub struct SinkTable {
     pub def: TableDef,
+    /// The columns written.
     pub schema: SchemaRef,
+    /// Whether it takes an updating result: its rows then carry `__op` after `schema`.
+    pub changelog: bool,
+}
+
+impl SinkTable {
+    /// The schema of the rows the sink receives (`__op` last for a changelog).
+    pub fn rows_schema(&self) -> SchemaRef {
+        if self.changelog {
+            sluice_types::changelog::with_op(&self.schema)
+        } else {
+            self.schema.clone()
+        }
+    }
 }
 
 impl JobGraph {
@@ -110,7 +124,17 @@ impl JobGraph {
             }
         };
         for (i, n) in self.nodes.iter().enumerate() {
-            let _ = writeln!(s, "node {}: {}", i + 1, describe_node(n));
+            let _ = writeln!(
+                s,
+                "node {}: {} -> {}",
+                i + 1,
+                describe_node(n),
+                if n.op.updating() {
+                    "updating"
+                } else {
+                    "append-only"
+                }
+            );
             for e in edges_into(&|c| matches!(c, Consumer::Node { node, .. } if node == i)) {
                 let port = match (&n.op, e.to) {
                     (NodeOp::Join(_), Consumer::Node { port: 0, .. }) => Some("left"),
@@ -130,12 +154,17 @@ impl JobGraph {
                 .collect();
             let _ = writeln!(
                 s,
-                "insert {} (at {}): sink {} [{}] ({})",
+                "insert {} (at {}): sink {} [{}] ({}) {}",
                 i + 1,
                 ins.position,
                 sink.def.name,
                 sink.def.options.connector().unwrap_or("?"),
-                out.join(", ")
+                out.join(", "),
+                if sink.changelog {
+                    "updating: inserts, updates and deletes"
+                } else {
+                    "append-only"
+                }
             );
         }
         for (i, sink) in self.sinks.iter().enumerate() {
@@ -161,6 +190,25 @@ fn describe_node(n: &NodeSpec) -> String {
                 keys.join(", ")
             )
         }
+        NodeOp::TopN(p) => {
+            let keys: Vec<String> = p.keys.iter().map(|e| e.to_string()).collect();
+            let order: Vec<String> = p.order.iter().map(|o| o.to_string()).collect();
+            let how = match (p.window, p.ttl_ms) {
+                (Some(_), _) => "per window: each window's rows go out when it closes".to_string(),
+                (None, None) => {
+                    "updating: changed ranks go out at each checkpoint; state unbounded: every key is kept".to_string()
+                }
+                (None, Some(t)) => format!(
+                    "updating: changed ranks go out at each checkpoint; keys unchanged for {t}ms of event time deleted"
+                ),
+            };
+            format!(
+                "top {} per key by [{}] ({how}) keys [{}]",
+                p.limit,
+                order.join(", "),
+                keys.join(", ")
+            )
+        }
         NodeOp::Sessions(p) => {
             let keys: Vec<String> = p.keys.iter().map(|e| e.to_string()).collect();
             format!(
@@ -172,12 +220,27 @@ fn describe_node(n: &NodeSpec) -> String {
         NodeOp::Aggregate(a) => {
             let keys: Vec<String> = a.group_exprs.iter().map(|e| e.to_string()).collect();
             let aggs: Vec<&str> = a.aggregates.iter().map(|x| x.name()).collect();
-            format!(
-                "window aggregate {} (emit on window close) keys [{}] aggregates [{}]",
-                a.window,
-                keys.join(", "),
-                aggs.join(", ")
-            )
+            match a.window {
+                Some(w) => format!(
+                    "window aggregate {w} (emit on window close) keys [{}] aggregates [{}]",
+                    keys.join(", "),
+                    aggs.join(", ")
+                ),
+                None => format!(
+                    "aggregate without a window (each changed group emitted once per checkpoint{}{}) keys [{}] aggregates [{}]",
+                    if a.input_updating {
+                        "; input updating: groups recomputed from their live rows"
+                    } else {
+                        ""
+                    },
+                    match a.ttl_ms {
+                        Some(t) => format!("; groups unchanged for {t}ms of event time deleted"),
+                        None => "; state unbounded: every group is kept".to_string(),
+                    },
+                    keys.join(", "),
+                    aggs.join(", ")
+                ),
+            }
         }
         NodeOp::Join(j) => {
             let time = match j.time {

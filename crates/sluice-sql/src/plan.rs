@@ -21,11 +21,11 @@ use crate::window::{Rewrite, rewrite_query, span_pos};
 
 mod checks;
 mod definitions;
-mod first_row;
 mod insert;
 mod interval;
 mod joins;
 mod physical;
+mod row_number;
 mod session;
 mod sink_schema;
 
@@ -360,6 +360,8 @@ impl<'a> Planner<'a> {
             attrs,
             unsessioned: false,
             lookup: None,
+            updating: false,
+            unique_key: None,
         }
     }
 

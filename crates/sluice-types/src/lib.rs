@@ -1,6 +1,7 @@
 //! Shared vocabulary of Sluice: time and progress types, the messages that flow
 //! between tasks, connector options and error kinds. No I/O lives here.
 
+pub mod changelog;
 mod error;
 mod message;
 mod options;
@@ -9,6 +10,7 @@ mod retry;
 mod rules;
 mod time;
 
+pub use changelog::{OP_COLUMN, RowKind};
 pub use error::{ErrorKind, Position};
 pub use message::Message;
 pub use options::{ConnectorCatalog, ConnectorOptions, OptionProblem, OptionValue, TableRole};

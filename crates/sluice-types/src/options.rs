@@ -105,4 +105,15 @@ pub trait ConnectorCatalog: Send + Sync {
     fn is_lookup(&self, _options: &ConnectorOptions) -> bool {
         false
     }
+
+    /// Checks that a sink takes an updating result (inserts, updates and deletes) whose
+    /// rows are identified by the columns `key` (when known); if it does not, says why
+    /// and what to declare instead.
+    fn check_changelog_sink(
+        &self,
+        _options: &ConnectorOptions,
+        _key: Option<&[String]>,
+    ) -> Result<(), String> {
+        Err("this sink takes only append-only results".into())
+    }
 }

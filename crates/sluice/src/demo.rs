@@ -145,6 +145,7 @@ fn status(handles: &[JobHandle], since: &mut (Instant, u64)) -> String {
         late: snaps.iter().map(|s| s.late).sum(),
         bad: snaps.iter().map(|s| s.bad).sum(),
         join_rows_held: snaps.iter().map(|s| s.join_rows_held).sum(),
+        state_keys_held: snaps.iter().map(|s| s.state_keys_held).sum(),
         watermark: snaps
             .iter()
             .map(|s| s.watermark)

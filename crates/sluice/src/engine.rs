@@ -157,11 +157,11 @@ impl JobRun {
         for s in &graph.sinks {
             let sink = match sink_for(s) {
                 Some(sink) => sink,
-                None => build_sink(&s.def.name, &s.def.options, s.schema.clone(), &interrupt)?,
+                None => build_sink(&s.def.name, &s.def.options, s.rows_schema(), &interrupt)?,
             };
             sinks.push(SinkSpec {
                 name: s.def.name.clone(),
-                schema: s.schema.clone(),
+                schema: s.rows_schema(),
                 definition: sluice_connectors::identity(&s.def.options),
                 sink,
             });

@@ -115,7 +115,7 @@ pub fn run(args: &GenerateArgs, stop: Arc<AtomicBool>) -> Result<u64> {
             .enumerate()
         {
             let key = (!keys.is_null(row)).then(|| keys.value(row).as_bytes());
-            match send_record(&producer, &args.topic, key, line) {
+            match send_record(&producer, &args.topic, key, Some(line)) {
                 Ok(()) => sent += 1,
                 Err(e) => {
                     errors += 1;

@@ -54,17 +54,14 @@ fn refusal_points_at_the_sql() {
         dir.path().join("job.sql"),
         job(
             "drop",
-            "INSERT INTO hot\nSELECT id, count(*) FROM readings\nGROUP BY id;",
+            "INSERT INTO hot\nSELECT id, temp FROM readings\nORDER BY id;",
         ),
     )
     .unwrap();
     let (code, _out, err) = sluice(&["explain", "job.sql"], dir.path());
     assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("job.sql:16:10: GROUP BY without a window"),
-        "{err}"
-    );
-    assert!(err.contains("  GROUP BY id;\n           ^"), "{err}");
+    assert!(err.contains("job.sql:16:10: ORDER BY cannot run"), "{err}");
+    assert!(err.contains("  ORDER BY id;\n           ^"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
 

@@ -676,3 +676,98 @@ fn an_exactly_once_sink_on_a_broker_without_transactions_is_refused_at_start() {
     );
     assert!(read_back(&t).is_empty(), "nothing was written");
 }
+
+/// An updating result (per sensor and 10-minute slot, slots deleted after `state.ttl`)
+/// written three ways by one job: to a Kafka topic as upserts (a tombstone per delete),
+/// to one as Debezium envelopes, and to a changelog file. Each topic read back and
+/// replayed gives the table the file's changelog gives, deletes included.
+#[test]
+fn an_updating_result_into_kafka_as_upserts_and_debezium_replays_to_the_same_table() {
+    let (upserts, debezium) = (topic("upserts"), topic("debezium"));
+    for t in [&upserts, &debezium] {
+        sluice::generate::ensure_topic(&support::brokers(), t, 2).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("changes.jsonl");
+    let query = "SELECT sensor_id, date_bin(INTERVAL '10 minutes', event_time) AS slot,
+                        count(*) AS readings, max(temperature) AS hottest
+                 FROM iot GROUP BY sensor_id, date_bin(INTERVAL '10 minutes', event_time)";
+    let sql = format!(
+        "SET checkpoint_interval = '50ms';
+         SET state.ttl = '30 minutes';
+         CREATE TABLE iot ({IOT_COLUMNS}) WITH (connector = 'generator', profile = 'iot',
+               keys = '20', rate = '20000', speedup = '600', limit = '20000',
+               start_time = '2024-05-01T12:00:00Z');
+         CREATE TABLE upserts WITH (connector = 'kafka', topic = '${{UPSERTS}}',
+               'bootstrap.servers' = '${{BROKERS}}', 'changelog.mode' = 'upsert', key = 'sensor_id, slot');
+         CREATE TABLE debezium WITH (connector = 'kafka', topic = '${{DEBEZIUM}}',
+               'bootstrap.servers' = '${{BROKERS}}', format = 'debezium-json', key = 'sensor_id');
+         CREATE TABLE changes WITH (connector = 'file', path = '${{OUT}}', 'changelog.mode' = 'all');
+         INSERT INTO upserts {query};
+         INSERT INTO debezium {query};
+         INSERT INTO changes {query};"
+    );
+    run_sql(
+        &sql,
+        &[
+            ("UPSERTS", upserts.clone()),
+            ("DEBEZIUM", debezium.clone()),
+            ("BROKERS", support::brokers()),
+            ("OUT", out.display().to_string()),
+        ],
+    );
+    let want = support::replayed(&out);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("\"op\":\"-D\"") && text.contains("\"op\":\"+U\""),
+        "the changelog has updates and deletes"
+    );
+
+    // Upserts: per key, the last value; a tombstone removes the key.
+    let mut table: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
+    let mut tombstones = 0;
+    for (_, _, key, value) in read_back(&upserts) {
+        let key = key.expect("every upsert record has a key");
+        let k: serde_json::Value = serde_json::from_slice(&key).unwrap();
+        assert!(k["sensor_id"].is_string() && k["slot"].is_string(), "{k}");
+        if value.is_empty() {
+            tombstones += 1;
+            table.remove(&key);
+        } else {
+            table.insert(key, value);
+        }
+    }
+    assert!(tombstones > 0, "deletes are tombstones");
+    let mut got: Vec<String> = table
+        .values()
+        .map(|v| support::normalize(std::str::from_utf8(v).unwrap()))
+        .collect();
+    got.sort();
+    support::assert_rows_match("the upsert topic, replayed", &got, &want);
+
+    // Debezium: `before` taken out, `after` put in.
+    let mut rows: Vec<String> = Vec::new();
+    let mut ops = std::collections::BTreeSet::new();
+    for (_, _, _, value) in read_back(&debezium) {
+        let v: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        ops.insert(v["op"].as_str().unwrap().to_string());
+        if !v["before"].is_null() {
+            let before = support::normalize(&v["before"].to_string());
+            let at = rows
+                .iter()
+                .position(|r| *r == before)
+                .unwrap_or_else(|| panic!("a before that is not there: {before}"));
+            rows.swap_remove(at);
+        }
+        if !v["after"].is_null() {
+            rows.push(support::normalize(&v["after"].to_string()));
+        }
+    }
+    assert_eq!(
+        ops.into_iter().collect::<Vec<_>>(),
+        vec!["c", "d", "u"],
+        "creates, updates and deletes"
+    );
+    rows.sort();
+    support::assert_rows_match("the debezium topic, replayed", &rows, &want);
+}

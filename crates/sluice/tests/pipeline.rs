@@ -44,7 +44,16 @@ fn count(db: &str, sql: &str) -> i64 {
     })
 }
 
-/// A database with the schema, filled by a real run of the four pipeline jobs.
+/// The pipeline's jobs (`sql/<job>.sql`), as scripts/pipeline.sh and docker-compose run them.
+const JOBS: [&str; 5] = [
+    "iot_aggregates",
+    "iot_alerts",
+    "user_activity",
+    "long_sessions",
+    "sensor_state",
+];
+
+/// A database with the schema, filled by a real run of the pipeline jobs.
 fn populated() -> String {
     let db = pg::fresh_database("pipeline");
     let schema = std::fs::read_to_string(repo().join("sql/schema.sql")).unwrap();
@@ -59,6 +68,7 @@ fn populated() -> String {
         ("speedup", "60"),
         ("seed", "7"),
         ("start_time", "2024-05-01T00:00:00Z"),
+        ("duplicate_fraction", "0.02"),
     ];
     support::generate_topic("iot", &iot, 2, &options, 30_000);
     support::generate_topic("user-activity", &users, 2, &options, 30_000);
@@ -70,12 +80,7 @@ fn populated() -> String {
         ("SCAN_BOUNDED", "latest-offset".into()),
         ("DATABASE_URL", db.clone()),
     ];
-    for job in [
-        "iot_aggregates",
-        "iot_alerts",
-        "user_activity",
-        "long_sessions",
-    ] {
+    for job in JOBS {
         run_job(&repo().join(format!("sql/{job}.sql")), &vars, out.path());
     }
     db
@@ -93,6 +98,8 @@ fn the_pipeline_jobs_fill_every_table_of_the_schema() {
         "activity_5m",
         "sessions",
         "long_sessions",
+        "sensor_latest",
+        "location_readings",
     ] {
         let n = count(&db, &format!("SELECT count(*) FROM {table}"));
         assert!(n > 0, "{table} is empty");
@@ -121,6 +128,21 @@ fn the_pipeline_jobs_fill_every_table_of_the_schema() {
             "SELECT count(*) FROM long_sessions WHERE duration_seconds <= 300"
         ),
         0
+    );
+
+    // One row per sensor, its newest reading; readings per location count each reading
+    // once (duplicates the producer re-sent are dropped).
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM sensor_latest"),
+        count(
+            &db,
+            "SELECT count(DISTINCT sensor_id) FROM sensor_battery_5m"
+        )
+    );
+    let distinct = count(&db, "SELECT sum(readings)::bigint FROM location_readings");
+    assert!(
+        distinct < 30_000 && distinct > 29_000,
+        "readings without duplicates: {distinct}"
     );
 
     // Every PostgreSQL panel's query, macros expanded to the data's time range, returns rows.
@@ -509,15 +531,7 @@ fn docker_compose_agrees_with_the_code_and_the_provisioning() {
     let files = PIPELINE_CATALOGS
         .iter()
         .map(|c| format!("sql/catalog/{c}.sql"))
-        .chain(
-            [
-                "iot_aggregates",
-                "iot_alerts",
-                "user_activity",
-                "long_sessions",
-            ]
-            .map(|j| format!("sql/{j}.sql")),
-        );
+        .chain(JOBS.map(|j| format!("sql/{j}.sql")));
     for file in files {
         let text = std::fs::read_to_string(repo().join(file)).unwrap();
         for name in text.split("${").skip(1) {
@@ -538,12 +552,7 @@ fn docker_compose_agrees_with_the_code_and_the_provisioning() {
         env("submit-jobs", "SLUICE_SERVER").as_deref(),
         Some("http://sluice:8080")
     );
-    for job in [
-        "iot_aggregates",
-        "iot_alerts",
-        "user_activity",
-        "long_sessions",
-    ] {
+    for job in JOBS {
         assert!(repo().join(format!("sql/{job}.sql")).exists());
         assert!(submit.contains(job), "submit-jobs does not submit {job}");
     }

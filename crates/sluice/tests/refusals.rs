@@ -46,11 +46,83 @@ fn limit_is_refused() {
 }
 
 #[test]
-fn group_by_without_window_is_refused() {
-    let (line, col, msg) =
-        refusal("INSERT INTO out\nSELECT sensor_id, count(*) FROM iot\nGROUP BY sensor_id;");
-    assert_eq!((line, col), (3, 10), "{msg}");
-    assert!(msg.contains("GROUP BY without a window"), "{msg}");
+fn updating_results_into_sinks_that_cannot_take_them_are_refused() {
+    let query = "SELECT sensor_id, count(*) AS n FROM iot\nGROUP BY sensor_id;";
+    for (sink, want) in [
+        (
+            "connector = 'file', path = '/tmp/x.jsonl'",
+            "add 'changelog.mode' = 'all'",
+        ),
+        (
+            "connector = 'postgres', url = 'postgres://localhost/x'",
+            "only with a primary key, so that each change updates or deletes its row: add 'primary_key' = '…' (the result's key: sensor_id)",
+        ),
+        (
+            "connector = 'postgres', url = 'postgres://localhost/x', primary_key = 'n'",
+            "primary_key (n) must be the updating result's key (sensor_id)",
+        ),
+        (
+            "connector = 'kafka', topic = 't', 'bootstrap.servers' = 'localhost:9092'",
+            "'changelog.mode' = 'upsert'",
+        ),
+        ("connector = 'blackhole'", ""),
+        (
+            "connector = 'file', path = '/tmp/x.jsonl', 'changelog.mode' = 'all'",
+            "",
+        ),
+        (
+            "connector = 'kafka', topic = 't', 'bootstrap.servers' = 'localhost:9092', format = 'debezium-json'",
+            "",
+        ),
+    ] {
+        let sql =
+            format!("{SOURCE}CREATE TABLE counts WITH ({sink});\nINSERT INTO counts\n{query}");
+        match sluice::plan_with_env(&sql, &|_| None) {
+            Ok(graph) => {
+                assert!(want.is_empty(), "{sink}: planned, but should say {want}");
+                let text = graph.explain();
+                assert!(
+                    text.contains("-> updating")
+                        && text.contains("updating: inserts, updates and deletes"),
+                    "{text}"
+                );
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(!want.is_empty(), "{sink}: {msg}");
+                assert!(msg.contains("the query's result is updating"), "{msg}");
+                assert!(msg.contains(want), "{sink}: {msg}");
+                let p = e.position().unwrap();
+                assert_eq!(
+                    (p.line as usize, p.column),
+                    (SOURCE.lines().count() + 2, 13),
+                    "{msg}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn windows_joins_and_row_numbers_over_an_updating_result_are_refused() {
+    let counts = "(SELECT sensor_id, count(*) AS n, max(event_time) AS event_time FROM iot GROUP BY sensor_id)";
+    for (tail, want) in [
+        (
+            format!(
+                "INSERT INTO out SELECT a.sensor_id FROM {counts} a JOIN iot b ON a.sensor_id = b.sensor_id;"
+            ),
+            "a join over an updating result",
+        ),
+        (
+            format!(
+                "INSERT INTO out SELECT sensor_id FROM (SELECT sensor_id, ROW_NUMBER() OVER (PARTITION BY sensor_id ORDER BY n DESC) AS rn FROM {counts}) WHERE rn <= 3;"
+            ),
+            "ROW_NUMBER() over an updating result",
+        ),
+    ] {
+        let (_, _, msg) = refusal(&tail);
+        assert!(msg.contains(want), "{tail}: {msg}");
+    }
 }
 
 #[test]
@@ -392,34 +464,45 @@ fn a_time_bound_from_an_ordinary_column_makes_a_regular_join_with_a_filter() {
 }
 
 #[test]
-fn window_functions_other_than_first_row_deduplication_are_refused() {
+fn window_functions_other_than_row_number_top_n_are_refused() {
     for (tail, want) in [
         (
             "INSERT INTO out SELECT sensor_id, sum(temperature) OVER (PARTITION BY sensor_id) FROM iot;",
-            "only as deduplication",
+            "only as ROW_NUMBER() filtered to the first rows per key",
         ),
         (
-            "INSERT INTO out SELECT sensor_id FROM (SELECT sensor_id, ROW_NUMBER() OVER (PARTITION BY sensor_id ORDER BY event_time) AS rn FROM iot) WHERE rn <= 3;",
-            "top-N",
+            "INSERT INTO out SELECT sensor_id FROM (SELECT sensor_id, ROW_NUMBER() OVER (PARTITION BY sensor_id ORDER BY event_time) AS rn FROM iot) WHERE rn > 3;",
+            "only as ROW_NUMBER() filtered to the first rows per key",
         ),
         (
-            "INSERT INTO out SELECT sensor_id FROM (SELECT sensor_id, ROW_NUMBER() OVER (PARTITION BY sensor_id ORDER BY event_time DESC) AS rn FROM iot) WHERE rn = 1;",
-            "the last row per key",
-        ),
-        (
-            "INSERT INTO out SELECT sensor_id FROM (SELECT sensor_id, ROW_NUMBER() OVER (PARTITION BY sensor_id ORDER BY temperature) AS rn FROM iot) WHERE rn = 1;",
-            "event time",
+            "INSERT INTO out SELECT sensor_id FROM (SELECT sensor_id, ROW_NUMBER() OVER (PARTITION BY sensor_id ORDER BY event_time) AS rn FROM iot) WHERE rn <= 100000;",
+            "at most 10000 rows per key",
         ),
     ] {
         let (line, _, msg) = refusal(tail);
         assert_eq!(line, 1, "{tail}: {msg}");
         assert!(msg.contains(want), "{tail}: {msg}");
     }
-    // The deduplication shape plans.
-    let sql = format!(
-        "{SOURCE}INSERT INTO out SELECT sensor_id, temperature FROM (SELECT sensor_id, temperature,
-           ROW_NUMBER() OVER (PARTITION BY sensor_id ORDER BY event_time) AS rn FROM iot) WHERE rn = 1;"
-    );
-    let text = sluice::plan_with_env(&sql, &|_| None).unwrap().explain();
-    assert!(text.contains("first row per key by event_time"), "{text}");
+    // Each shape plans as what it is.
+    for (select, want) in [
+        (
+            "ORDER BY event_time) AS rn FROM iot) WHERE rn = 1",
+            "first row per key by event_time",
+        ),
+        (
+            "ORDER BY event_time DESC) AS rn FROM iot) WHERE rn = 1",
+            "top 1 per key by [event_time@2 DESC",
+        ),
+        (
+            "ORDER BY temperature DESC) AS rn FROM iot) WHERE rn <= 3",
+            "top 3 per key by [temperature@1 DESC",
+        ),
+    ] {
+        let sql = format!(
+            "{SOURCE}INSERT INTO out SELECT sensor_id, temperature FROM (SELECT sensor_id, temperature,
+               ROW_NUMBER() OVER (PARTITION BY sensor_id {select};"
+        );
+        let text = sluice::plan_with_env(&sql, &|_| None).unwrap().explain();
+        assert!(text.contains(want), "{text}");
+    }
 }

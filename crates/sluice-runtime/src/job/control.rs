@@ -96,9 +96,15 @@ pub(crate) fn plan_lines(spec: &JobSpec) -> Vec<String> {
             crate::plan::NodeOp::Aggregate(a) => {
                 let groups: Vec<String> = a.group_exprs.iter().map(|e| e.to_string()).collect();
                 let aggs: Vec<String> = a.aggregates.iter().map(|e| e.name().to_string()).collect();
+                let window = match a.window {
+                    Some(w) => format!("{w:?}"),
+                    None => format!(
+                        "none (updating, input updating {}, ttl {:?})",
+                        a.input_updating, a.ttl_ms
+                    ),
+                };
                 format!(
-                    "node {i}: window {:?}, group by [{}], aggregates [{}] from ({}) to ({})",
-                    a.window,
+                    "node {i}: window {window}, group by [{}], aggregates [{}] from ({}) to ({})",
                     groups.join(", "),
                     aggs.join(", "),
                     fields(&a.input_schema),
@@ -117,6 +123,19 @@ pub(crate) fn plan_lines(spec: &JobSpec) -> Vec<String> {
                 "node {i}: first row by column {} per [{}] over ({})",
                 p.time_column,
                 exprs(&p.keys),
+                fields(&p.schema)
+            ),
+            crate::plan::NodeOp::TopN(p) => format!(
+                "node {i}: top {} by [{}] per [{}] window {:?} ttl {:?} over ({})",
+                p.limit,
+                p.order
+                    .iter()
+                    .map(|o| o.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                exprs(&p.keys),
+                p.window,
+                p.ttl_ms,
                 fields(&p.schema)
             ),
             crate::plan::NodeOp::Sessions(p) => format!(

@@ -70,6 +70,10 @@ impl NodeTask {
                 Event::Closed => break,
                 Event::Commit(_) => {}
                 Event::Aligned(epoch) => {
+                    // What goes out at a barrier belongs to the epoch that ends, and the
+                    // state is taken after it.
+                    self.op.before_barrier(epoch, &mut out)?;
+                    self.emit(&mut out, counters)?;
                     let mut parts = vec![Part::Task {
                         id: self.id.clone(),
                         snapshots: vec![self.op.snapshot()?],

@@ -221,8 +221,16 @@ impl SinkTask {
                     }
                     let batches = entry.remove();
                     if !batches.is_empty() {
-                        let sorted = sort_all_columns(&self.schema, &batches)?;
-                        write(&sorted, sink)?;
+                        if sluice_types::changelog::is_changelog(&self.schema) {
+                            // A changelog keeps its order: each key's changes come from
+                            // one input, in order, and must reach the sink so.
+                            for b in &batches {
+                                write(b, sink)?;
+                            }
+                        } else {
+                            let sorted = sort_all_columns(&self.schema, &batches)?;
+                            write(&sorted, sink)?;
+                        }
                     }
                 }
                 if min > m.released {

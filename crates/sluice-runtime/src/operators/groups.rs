@@ -115,23 +115,28 @@ pub fn group_schema(plan: &AggregatePlan) -> Result<SchemaRef> {
     Ok(Arc::new(Schema::new(fields)))
 }
 
+/// One groups accumulator per aggregate of the plan (DataFusion's vectorized one where it
+/// has one, else its row accumulator behind an adapter).
+pub fn new_accumulators(plan: &AggregatePlan) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+    plan.aggregates
+        .iter()
+        .map(|a| -> Result<Box<dyn GroupsAccumulator>> {
+            if a.groups_accumulator_supported() {
+                Ok(a.create_groups_accumulator()?)
+            } else {
+                let a = a.clone();
+                Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+                    a.create_accumulator()
+                })))
+            }
+        })
+        .collect()
+}
+
 impl GroupedAggregation {
     pub fn new(plan: &AggregatePlan, group_schema: &SchemaRef) -> Result<Self> {
         let group_values = new_group_values(group_schema.clone(), &GroupOrdering::None)?;
-        let accumulators = plan
-            .aggregates
-            .iter()
-            .map(|a| -> Result<Box<dyn GroupsAccumulator>> {
-                if a.groups_accumulator_supported() {
-                    Ok(a.create_groups_accumulator()?)
-                } else {
-                    let a = a.clone();
-                    Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
-                        a.create_accumulator()
-                    })))
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let accumulators = new_accumulators(plan)?;
         Ok(GroupedAggregation {
             group_values,
             accumulators,

@@ -25,7 +25,7 @@ pub struct SessionAggregate {
 
 impl SessionAggregate {
     pub fn new(plan: AggregatePlan, late: Arc<AtomicU64>) -> Result<Self> {
-        let WindowKind::Session { gap_ms } = plan.window else {
+        let Some(WindowKind::Session { gap_ms }) = plan.window else {
             return Err(RuntimeError::Internal("not a session window".into()));
         };
         // A row's time: its window key (the start, or the end less the gap).

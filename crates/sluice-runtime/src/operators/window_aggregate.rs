@@ -28,10 +28,10 @@ pub struct WindowAggregate {
 impl WindowAggregate {
     pub fn new(plan: AggregatePlan, late: Arc<AtomicU64>) -> Result<Self> {
         let size_ms = match plan.window {
-            WindowKind::Tumble { size_ms } | WindowKind::Hop { size_ms, .. } => size_ms,
-            WindowKind::Session { .. } => {
+            Some(WindowKind::Tumble { size_ms } | WindowKind::Hop { size_ms, .. }) => size_ms,
+            _ => {
                 return Err(RuntimeError::Internal(
-                    "session windows use the session operator".into(),
+                    "the window aggregate takes tumbling and hopping windows".into(),
                 ));
             }
         };

@@ -9,6 +9,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use sluice_runtime::{Consumer, EdgeSpec};
 
 use super::Planner;
+use super::physical::carry_op;
 use super::sink_schema::{describe_schema, same_types, sink_schema_for};
 use crate::error::{Result, SqlError};
 use crate::graph::{InsertInfo, SinkTable};
@@ -81,8 +82,51 @@ impl Planner<'_> {
             ));
         }
         let (sink_schema, cast_stage) = sink_schema_for(sink_def, &stream.schema, &query)?;
+        if stream.updating {
+            let key: Option<Vec<String>> = stream.unique_key.as_ref().map(|k| {
+                k.iter()
+                    .map(|&i| sink_schema.field(i).name().clone())
+                    .collect()
+            });
+            self.catalog
+                .check_changelog_sink(&sink_def.options, key.as_deref())
+                .map_err(|why| {
+                    SqlError::refused(
+                        sink_pos,
+                        format!(
+                            "INSERT INTO {sink_name_s}: the query's result is updating (a GROUP BY without a window changes its rows as events arrive), and {why}"
+                        ),
+                    )
+                })?;
+        }
+        // The cast stage sees the query's columns; a changelog's `__op` rides after them.
+        let cast_stage = cast_stage.map(|step| {
+            if stream.updating {
+                carry_op(step, stream.schema.fields().len())
+            } else {
+                step
+            }
+        });
         let sink = match self.sink_index.get(&sink_ti) {
             Some(&i) => {
+                if self.sinks[i].changelog != stream.updating {
+                    return Err(SqlError::refused(
+                        sink_pos,
+                        format!(
+                            "{sink_name_s} is written by an earlier statement with an {} result; this one's is {}: write them to separate tables",
+                            if stream.updating {
+                                "append-only"
+                            } else {
+                                "updating"
+                            },
+                            if stream.updating {
+                                "updating"
+                            } else {
+                                "append-only"
+                            },
+                        ),
+                    ));
+                }
                 let existing = &self.sinks[i].schema;
                 if !same_types(existing, &sink_schema) {
                     return Err(SqlError::refused(
@@ -100,6 +144,7 @@ impl Planner<'_> {
                 self.sinks.push(SinkTable {
                     def: sink_def.clone(),
                     schema: sink_schema.clone(),
+                    changelog: stream.updating,
                 });
                 self.sink_index.insert(sink_ti, self.sinks.len() - 1);
                 self.sinks.len() - 1

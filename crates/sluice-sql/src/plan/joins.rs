@@ -26,6 +26,8 @@ impl Context<'_> {
             at,
             "on the left of a join: put the table on the right (FROM stream JOIN table)",
         )?;
+        left.append_only(at, "a join")?;
+        right.append_only(at, "a join")?;
         if right.lookup.is_some() {
             if left.unsessioned {
                 return Err(SqlError::refused(

@@ -22,9 +22,24 @@ use sluice_runtime::{
 };
 use sluice_types::Position;
 
-use super::first_row::DEDUP_ONLY;
+use super::row_number::ROW_NUMBER_ONLY;
 use crate::error::{Result, SqlError};
 use crate::scan::StreamScanExec;
+
+/// A step over a changelog: a projection also carries the `__op` column, which rides
+/// after the `width` columns every step sees.
+pub(super) fn carry_op(step: Step, width: usize) -> Step {
+    match step {
+        Step::Project { mut exprs, schema } => {
+            exprs.push(Arc::new(Column::new(sluice_types::OP_COLUMN, width)));
+            Step::Project {
+                exprs,
+                schema: sluice_types::changelog::with_op(&schema),
+            }
+        }
+        other => other,
+    }
+}
 
 /// What a column means in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,10 +79,21 @@ pub(crate) struct Stream {
     /// Not a stream but a table looked up by key (its index among the job's lookups),
     /// with the steps its fetched rows go through; only a join may read it.
     pub lookup: Option<(usize, Vec<Step>)>,
+    /// An updating result (a changelog: rows carry `__op` after the schema's columns)
+    /// rather than append-only.
+    pub updating: bool,
+    /// Columns that identify a row of an updating result (the GROUP BY keys), while
+    /// they are all still there.
+    pub unique_key: Option<Vec<usize>>,
 }
 
 impl Stream {
     pub(super) fn push(&mut self, step: Step) {
+        let step = if self.updating {
+            carry_op(step, self.schema.fields().len())
+        } else {
+            step
+        };
         for b in &mut self.branches {
             b.steps.push(step.clone());
         }
@@ -87,7 +113,44 @@ impl Stream {
             attrs,
             unsessioned: false,
             lookup: None,
+            updating: false,
+            unique_key: None,
         }
+    }
+
+    /// The changelog a node puts out, identified by `key` columns.
+    pub fn updating_of_node(n: usize, schema: SchemaRef, key: Vec<usize>) -> Stream {
+        let attrs = vec![None; schema.fields().len()];
+        Stream {
+            updating: true,
+            unique_key: Some(key),
+            ..Stream::of_node(n, schema, attrs)
+        }
+    }
+
+    /// Refuses an updating result where only an append-only stream can go.
+    pub fn append_only(&self, at: Position, what: &str) -> Result<()> {
+        if self.updating {
+            return Err(SqlError::refused(
+                at,
+                format!(
+                    "{what} over an updating result is not supported yet (a GROUP BY without a window changes its rows as events arrive); put it before that GROUP BY, or write the updating result to a table with a primary key"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The unique key after a projection to `exprs`.
+    fn key_through(&self, exprs: &[Arc<dyn PhysicalExpr>]) -> Option<Vec<usize>> {
+        let key = self.unique_key.as_ref()?;
+        key.iter()
+            .map(|k| {
+                exprs
+                    .iter()
+                    .position(|e| e.downcast_ref::<Column>().is_some_and(|c| c.index() == *k))
+            })
+            .collect()
     }
 
     /// A lookup table's rows, before any step.
@@ -98,6 +161,8 @@ impl Stream {
             schema,
             unsessioned: false,
             lookup: Some((index, Vec::new())),
+            updating: false,
+            unique_key: None,
         }
     }
 
@@ -150,17 +215,19 @@ impl Stream {
         {
             return Stream { schema, ..self };
         }
-        let exprs = projection
+        let exprs: Vec<Arc<dyn PhysicalExpr>> = projection
             .iter()
             .map(|&i| {
                 Arc::new(Column::new(self.schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>
             })
             .collect();
+        let unique_key = self.key_through(&exprs);
         self.push(Step::Project {
             exprs,
             schema: schema.clone(),
         });
         Stream {
+            unique_key,
             attrs: projection.iter().map(|&i| self.attrs[i]).collect(),
             schema,
             ..self
@@ -244,11 +311,15 @@ impl Context<'_> {
                         .and_then(|c| s.attrs.get(c.index()).copied().flatten())
                 })
                 .collect();
+            let exprs: Vec<Arc<dyn PhysicalExpr>> =
+                p.expr().iter().map(|e| e.expr.clone()).collect();
+            let unique_key = s.key_through(&exprs);
             s.push(Step::Project {
-                exprs: p.expr().iter().map(|e| e.expr.clone()).collect(),
+                exprs,
                 schema: p.schema(),
             });
             return Ok(Stream {
+                unique_key,
                 schema: p.schema(),
                 attrs,
                 ..s
@@ -272,7 +343,7 @@ impl Context<'_> {
                             .iter()
                             .map(|e| e.expr.downcast_ref::<Column>().map(Column::index))
                             .collect::<Option<Vec<_>>>()
-                            .ok_or_else(|| SqlError::refused(self.at, DEDUP_ONLY))?,
+                            .ok_or_else(|| SqlError::refused(self.at, ROW_NUMBER_ONLY))?,
                     ),
                     None => None,
                 };
@@ -280,8 +351,8 @@ impl Context<'_> {
                     Some(cols) => cols.iter().position(|&c| c == width),
                     None => Some(width),
                 }
-                .ok_or_else(|| SqlError::refused(self.at, DEDUP_ONLY))?;
-                let mut s = self.first_row(f.predicate(), rn, w)?;
+                .ok_or_else(|| SqlError::refused(self.at, ROW_NUMBER_ONLY))?;
+                let mut s = self.row_number(f.predicate(), rn, w)?;
                 if let (Some(p), Some(cols)) = (between, chosen) {
                     s = s.select(&cols, p.schema());
                 }
@@ -322,7 +393,7 @@ impl Context<'_> {
                 Some(k),
             ) => self.translate(k),
             ("BoundedWindowAggExec" | "WindowAggExec", _) => {
-                Err(SqlError::refused(self.at, DEDUP_ONLY))
+                Err(SqlError::refused(self.at, ROW_NUMBER_ONLY))
             }
             ("NestedLoopJoinExec" | "CrossJoinExec", _) => Err(SqlError::refused(
                 self.at,
@@ -346,6 +417,7 @@ impl Context<'_> {
                 time_column,
                 delay_ms,
             } => {
+                input.append_only(self.at, "a window")?;
                 let width = input.schema.fields().len();
                 let mut attrs = Vec::new();
                 for &i in &scan.projection {
@@ -401,6 +473,13 @@ impl Context<'_> {
                 },
                 Some(mut acc) => {
                     acc.branches.extend(s2.branches);
+                    if acc.updating != s2.updating {
+                        return Err(SqlError::refused(
+                            self.at,
+                            "UNION ALL of an updating result (a GROUP BY without a window) and an append-only stream is not supported yet; write them to separate sinks",
+                        ));
+                    }
+                    acc.unique_key = None;
                     for (a, b) in acc.attrs.iter_mut().zip(&s2.attrs) {
                         if a != b {
                             *a = None;
@@ -455,11 +534,9 @@ impl Context<'_> {
             .filter_map(|(i, e)| attr_of(e).and_then(|t| t.window().map(|k| (i, t, k))))
             .min_by_key(|(_, t, _)| matches!(t, TimeAttr::WindowEnd(_)));
         let Some((window_key, attr, window)) = window_key else {
-            return Err(SqlError::refused(
-                at,
-                "GROUP BY without a window cannot run on an unbounded stream: its groups would never be complete; aggregate over TUMBLE(…), HOP(…) or SESSION(…) and GROUP BY window_start, window_end",
-            ));
+            return self.updating_aggregate(a, agg, input, group_exprs);
         };
+        input.append_only(at, "a window aggregate")?;
         if matches!(window, WindowKind::Session { .. }) && !input.unsessioned {
             return Err(SqlError::refused(
                 at,
@@ -474,7 +551,7 @@ impl Context<'_> {
             ));
         }
         let plan = AggregatePlan {
-            window,
+            window: Some(window),
             input_schema: agg.input_schema(),
             group_exprs: group_exprs.clone(),
             window_key,
@@ -482,6 +559,8 @@ impl Context<'_> {
             aggregates: agg.aggr_expr().to_vec(),
             filters: agg.filter_expr().to_vec(),
             output_schema: output_schema.clone(),
+            input_updating: false,
+            ttl_ms: None,
         };
         let keys = plan.key_exprs();
         // The windows' own columns stay time attributes in the output (a SESSION
@@ -497,6 +576,53 @@ impl Context<'_> {
             vec![(input, keys)],
         );
         Ok(Stream::of_node(n, output_schema, attrs))
+    }
+}
+
+impl Context<'_> {
+    /// A GROUP BY without a window: an updating result keyed by its groups, each changed
+    /// group put out once per barrier.
+    fn updating_aggregate(
+        &mut self,
+        a: &AggregateExec,
+        agg: &AggregateExec,
+        input: Stream,
+        group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> Result<Stream> {
+        let at = self.group_by_at;
+        if input.unsessioned {
+            return Err(SqlError::refused(
+                at,
+                "rows of SESSION(…) must be grouped by their window (GROUP BY window_start, window_end, …)",
+            ));
+        }
+        check_buildable(agg, at)?;
+        let output_schema = a.schema();
+        if output_schema.fields().len() != group_exprs.len() + agg.aggr_expr().len() {
+            return Err(SqlError::Internal(
+                "unexpected aggregate output shape".into(),
+            ));
+        }
+        let k = group_exprs.len();
+        let plan = AggregatePlan {
+            window: None,
+            input_schema: agg.input_schema(),
+            group_exprs,
+            window_key: 0,
+            window_key_is_end: false,
+            aggregates: agg.aggr_expr().to_vec(),
+            filters: agg.filter_expr().to_vec(),
+            output_schema: output_schema.clone(),
+            input_updating: input.updating,
+            ttl_ms: self.ttl_ms,
+        };
+        let keys = plan.key_exprs();
+        let n = self.node(
+            "updating aggregate",
+            NodeOp::Aggregate(plan),
+            vec![(input, keys)],
+        );
+        Ok(Stream::updating_of_node(n, output_schema, (0..k).collect()))
     }
 }
 

@@ -143,6 +143,42 @@ pub fn read_rows(path: &Path) -> Vec<String> {
     sorted_rows(&std::fs::read_to_string(path).unwrap_or_default())
 }
 
+/// The rows a changelog file leaves when replayed in order: `+I`/`+U` put a row in,
+/// `-U`/`-D` take one out (a row of an append-only output has no `op` and goes in).
+/// Taking out a row that is not there fails the test: a change applied twice, or lost.
+pub fn replayed(path: &Path) -> Vec<String> {
+    use std::collections::BTreeMap;
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut rows: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let op = v
+            .as_object_mut()
+            .and_then(|m| m.remove("op"))
+            .and_then(|o| o.as_str().map(str::to_string))
+            .unwrap_or_else(|| "+I".into());
+        let row = normalize(&v.to_string());
+        match op.as_str() {
+            "+I" | "+U" => *rows.entry(row).or_default() += 1,
+            "-U" | "-D" => match rows.get_mut(&row) {
+                Some(n) if *n > 1 => *n -= 1,
+                Some(_) => {
+                    rows.remove(&row);
+                }
+                None => panic!(
+                    "{}: line {}: {op} takes back a row that is not there: {row}",
+                    path.display(),
+                    i + 1
+                ),
+            },
+            other => panic!("{}: line {}: unknown op {other}", path.display(), i + 1),
+        }
+    }
+    rows.into_iter()
+        .flat_map(|(r, n)| std::iter::repeat_n(r, n))
+        .collect()
+}
+
 /// JSON-lines text as normalized, sorted rows.
 pub fn sorted_rows(text: &str) -> Vec<String> {
     let mut rows: Vec<String> = text

@@ -1,0 +1,542 @@
+//! Top N per key (`ROW_NUMBER() OVER (PARTITION BY k ORDER BY o) <= N`), the last row per
+//! key among them (`ORDER BY t DESC`, N = 1). Each key keeps its best N rows (an input
+//! row that ranks below them can never rise, the input being append-only). Per window
+//! (a window column among the keys) a window's rows go out once, when the watermark
+//! passes its end: append-only. Without a window the result is updating: at each
+//! barrier a changed key's ranks whose row changed are updated (a row's rank is its
+//! identity with the key: a new best row shifts the others down one rank each).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use datafusion::arrow::array::{
+    AsArray, Int8Array, Int64Array, RecordBatch, RecordBatchOptions, UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimestampMillisecondType};
+use datafusion::arrow::row::{RowConverter, SortField};
+use sluice_types::{Epoch, Message, RowKind, Watermark};
+
+use crate::error::{Result, RuntimeError};
+use crate::operator::{Collector, Operator, Snapshot};
+use crate::operators::join_state::KeyEncoder;
+use crate::plan::TopNPlan;
+
+struct Entry {
+    /// The ORDER BY values, encoded so that bytes compare as the order does.
+    order: Box<[u8]>,
+    row: Box<[u8]>,
+}
+
+#[derive(Default)]
+struct Partition {
+    top: Vec<Entry>,
+    /// The rows out downstream, in rank order (updating only).
+    emitted: Vec<Box<[u8]>>,
+    changed: bool,
+    /// The watermark when it last changed (updating), or its window's end (per window).
+    time: i64,
+}
+
+pub struct TopN {
+    plan: TopNPlan,
+    keys: KeyEncoder,
+    order: RowConverter,
+    rows: RowConverter,
+    partitions: HashMap<Box<[u8]>, Partition>,
+    watermark: Watermark,
+    late: Arc<AtomicU64>,
+    keys_held: Arc<AtomicI64>,
+}
+
+impl TopN {
+    pub fn new(plan: TopNPlan, late: Arc<AtomicU64>, keys_held: Arc<AtomicI64>) -> Result<Self> {
+        let keys = KeyEncoder::new(&plan.keys, &plan.schema, true)?;
+        let order = RowConverter::new(
+            plan.order
+                .iter()
+                .map(|o| {
+                    Ok(SortField::new_with_options(
+                        o.expr.data_type(&plan.schema)?,
+                        o.options,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        )?;
+        let rows = RowConverter::new(
+            plan.schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
+        Ok(TopN {
+            plan,
+            keys,
+            order,
+            rows,
+            partitions: HashMap::new(),
+            watermark: Watermark::MIN,
+            late,
+            keys_held,
+        })
+    }
+
+    fn updating(&self) -> bool {
+        self.plan.window.is_none()
+    }
+
+    /// Each row's window end (per window only).
+    fn window_ends(&self, batch: &RecordBatch) -> Result<Option<Vec<i64>>> {
+        let Some((column, offset)) = self.plan.window else {
+            return Ok(None);
+        };
+        let times = batch
+            .column(column)
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .ok_or_else(|| RuntimeError::Internal("a window column is not a timestamp".into()))?;
+        Ok(Some(
+            times
+                .iter()
+                .map(|t| t.map_or(i64::MAX, |t| t.saturating_add(offset)))
+                .collect(),
+        ))
+    }
+
+    fn insert(&mut self, batch: &RecordBatch, check_late: bool) -> Result<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let keys = self.keys.encode(batch)?;
+        let order_cols = self
+            .plan
+            .order
+            .iter()
+            .map(|o| o.expr.evaluate(batch).and_then(|v| v.into_array(n)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let order = self.order.convert_columns(&order_cols)?;
+        let rows = self.rows.convert_columns(batch.columns())?;
+        let ends = self.window_ends(batch)?;
+        let wm = self.watermark.millis();
+        let mut late = 0;
+        for i in 0..n {
+            let time = match &ends {
+                Some(e) => {
+                    if check_late && e[i] <= wm {
+                        late += 1;
+                        continue;
+                    }
+                    e[i]
+                }
+                None => wm,
+            };
+            let p = self
+                .partitions
+                .entry(keys.rows.row(i).as_ref().into())
+                .or_default();
+            let o = order.row(i);
+            // Ties keep their arrival order: a new row goes after its equals.
+            let at = p.top.partition_point(|e| e.order.as_ref() <= o.as_ref());
+            if at >= self.plan.limit {
+                continue;
+            }
+            p.top.insert(
+                at,
+                Entry {
+                    order: o.as_ref().into(),
+                    row: rows.row(i).as_ref().into(),
+                },
+            );
+            p.top.truncate(self.plan.limit);
+            p.changed = true;
+            p.time = time;
+        }
+        if late > 0 {
+            self.late.fetch_add(late, Ordering::Relaxed);
+        }
+        self.keys_held
+            .store(self.partitions.len() as i64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Rows out: (encoded row, rank from 1, kind).
+    fn output(&self, rows: &[(&[u8], u64, RowKind)]) -> Result<Option<RecordBatch>> {
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let parser = self.rows.parser();
+        let mut columns = self
+            .rows
+            .convert_rows(rows.iter().map(|(r, _, _)| parser.parse(r)))?;
+        columns.push(Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|(_, rank, _)| *rank),
+        )));
+        let schema = if self.updating() {
+            columns.push(Arc::new(Int8Array::from_iter_values(
+                rows.iter().map(|(_, _, k)| *k as i8),
+            )));
+            sluice_types::changelog::with_op(&self.plan.output_schema)
+        } else {
+            self.plan.output_schema.clone()
+        };
+        Ok(Some(RecordBatch::try_new_with_options(
+            schema,
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows.len())),
+        )?))
+    }
+
+    /// Updating: what changed since the last barrier, an update's `-U` right before its
+    /// `+U`.
+    fn flush(&mut self, out: &mut Collector) -> Result<()> {
+        let wm = self.watermark.millis();
+        let mut changes: Vec<(Box<[u8]>, u64, RowKind)> = Vec::new();
+        let ttl = self
+            .plan
+            .ttl_ms
+            .filter(|_| wm != i64::MIN && wm != i64::MAX);
+        let mut gone = Vec::new();
+        for (key, p) in self.partitions.iter_mut() {
+            if p.time == i64::MIN && wm != i64::MIN {
+                p.time = wm;
+            }
+            if !p.changed {
+                if let Some(ttl) = ttl
+                    && p.time.saturating_add(ttl) <= wm
+                {
+                    for (r, row) in p.emitted.drain(..).enumerate() {
+                        changes.push((row, r as u64 + 1, RowKind::Delete));
+                    }
+                    gone.push(key.clone());
+                }
+                continue;
+            }
+            p.changed = false;
+            let new: Vec<Box<[u8]>> = p.top.iter().map(|e| e.row.clone()).collect();
+            let old = std::mem::replace(&mut p.emitted, new.clone());
+            // By rank: a rank whose row changed is updated.
+            for r in 0..old.len().max(new.len()) {
+                let rank = r as u64 + 1;
+                match (old.get(r), new.get(r)) {
+                    (Some(o), Some(n)) if o == n => {}
+                    (Some(o), Some(n)) => {
+                        changes.push((o.clone(), rank, RowKind::UpdateBefore));
+                        changes.push((n.clone(), rank, RowKind::UpdateAfter));
+                    }
+                    (Some(o), None) => changes.push((o.clone(), rank, RowKind::Delete)),
+                    (None, Some(n)) => changes.push((n.clone(), rank, RowKind::Insert)),
+                    (None, None) => {}
+                }
+            }
+        }
+        for key in gone {
+            self.partitions.remove(&key);
+        }
+        let rows: Vec<(&[u8], u64, RowKind)> = changes
+            .iter()
+            .map(|(r, n, k)| (r.as_ref(), *n, *k))
+            .collect();
+        if let Some(b) = self.output(&rows)? {
+            out.batch(b);
+        }
+        self.keys_held
+            .store(self.partitions.len() as i64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Per window: every window the watermark has passed goes out, in window order.
+    fn close_windows(&mut self, watermark: Watermark, out: &mut Collector) -> Result<()> {
+        let wm = watermark.millis();
+        let mut closed: Vec<(i64, Box<[u8]>)> = self
+            .partitions
+            .iter()
+            .filter(|(_, p)| p.time <= wm || watermark == Watermark::MAX)
+            .map(|(k, p)| (p.time, k.clone()))
+            .collect();
+        closed.sort();
+        let mut parts = Vec::new();
+        for (_, key) in &closed {
+            if let Some(p) = self.partitions.remove(key) {
+                parts.push(p);
+            }
+        }
+        let rows: Vec<(&[u8], u64, RowKind)> = parts
+            .iter()
+            .flat_map(|p| {
+                p.top
+                    .iter()
+                    .enumerate()
+                    .map(|(r, e)| (e.row.as_ref(), r as u64 + 1, RowKind::Insert))
+            })
+            .collect();
+        if let Some(b) = self.output(&rows)? {
+            out.batch(b);
+        }
+        self.keys_held
+            .store(self.partitions.len() as i64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Operator for TopN {
+    fn name(&self) -> &str {
+        "top n per key"
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Collector) -> Result<()> {
+        self.insert(&batch, true)
+    }
+
+    fn on_watermark(&mut self, watermark: Watermark, out: &mut Collector) -> Result<()> {
+        if watermark > self.watermark {
+            self.watermark = watermark;
+            if self.updating() {
+                if watermark == Watermark::MAX {
+                    self.flush(out)?;
+                }
+            } else {
+                self.close_windows(watermark, out)?;
+            }
+        }
+        out.message(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    fn before_barrier(&mut self, _epoch: Epoch, out: &mut Collector) -> Result<()> {
+        if self.updating() {
+            self.flush(out)?;
+        }
+        Ok(())
+    }
+
+    /// Each key's rows in rank order with `time`: the input's columns (nullable) and
+    /// the partition's time. (At a barrier an updating key's rows out are its rows.)
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        let mut encoded: Vec<&[u8]> = Vec::new();
+        let mut times = Vec::new();
+        for p in self.partitions.values() {
+            for e in &p.top {
+                encoded.push(&e.row);
+                times.push(p.time);
+            }
+        }
+        let parser = self.rows.parser();
+        let mut columns = self
+            .rows
+            .convert_rows(encoded.iter().map(|r| parser.parse(r)))?;
+        let mut fields: Vec<Field> = self
+            .plan
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        fields.push(Field::new("time", DataType::Int64, false));
+        columns.push(Arc::new(Int64Array::from(times)));
+        Ok(Snapshot {
+            values: serde_json::json!({ "watermark": self.watermark.millis() }),
+            batches: vec![RecordBatch::try_new_with_options(
+                Arc::new(Schema::new(fields)),
+                columns,
+                &RecordBatchOptions::new().with_row_count(Some(encoded.len())),
+            )?],
+        })
+    }
+
+    fn restore(&mut self, state: Snapshot) -> Result<()> {
+        if let Some(wm) = state
+            .values
+            .get("watermark")
+            .and_then(serde_json::Value::as_i64)
+        {
+            self.watermark = Watermark::from_millis(wm);
+        }
+        for batch in &state.batches {
+            let w = self.plan.schema.fields().len();
+            let times: Vec<i64> = batch
+                .columns()
+                .get(w)
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                .ok_or_else(|| RuntimeError::Internal("top-n state has no time column".into()))?
+                .values()
+                .to_vec();
+            let data = RecordBatch::try_new_with_options(
+                self.plan.schema.clone(),
+                batch.columns()[..w].to_vec(),
+                &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+            )?;
+            // Rows come in rank order: inserting them again rebuilds each key's list.
+            self.insert(&data, false)?;
+            let keys = self.keys.encode(&data)?;
+            for (i, t) in times.iter().enumerate() {
+                if let Some(p) = self.partitions.get_mut(keys.rows.row(i).as_ref()) {
+                    p.time = *t;
+                }
+            }
+        }
+        let updating = self.updating();
+        for p in self.partitions.values_mut() {
+            p.changed = false;
+            if updating {
+                p.emitted = p.top.iter().map(|e| e.row.clone()).collect();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use datafusion::arrow::array::{StringArray, TimestampMillisecondArray};
+    use datafusion::arrow::compute::SortOptions;
+    use datafusion::arrow::datatypes::{SchemaRef, TimeUnit};
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::physical_expr::PhysicalSortExpr;
+    use datafusion::physical_expr::expressions::Column;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("v", DataType::Int64, false),
+            Field::new(
+                "window_end",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]))
+    }
+
+    /// The best `limit` rows by `v` descending per `k` (per window: per `window_end`).
+    fn op(limit: usize, per_window: bool) -> TopN {
+        let s = schema();
+        let mut fields: Vec<Field> = s.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("row_number", DataType::UInt64, false));
+        let keys: Vec<Arc<dyn datafusion::physical_plan::PhysicalExpr>> = if per_window {
+            vec![Arc::new(Column::new("window_end", 2))]
+        } else {
+            vec![Arc::new(Column::new("k", 0))]
+        };
+        let plan = TopNPlan {
+            schema: s,
+            keys,
+            order: vec![PhysicalSortExpr {
+                expr: Arc::new(Column::new("v", 1)),
+                options: SortOptions {
+                    descending: true,
+                    nulls_first: false,
+                },
+            }],
+            limit,
+            window: per_window.then_some((2, 0)),
+            ttl_ms: None,
+            output_schema: Arc::new(Schema::new(fields)),
+        };
+        TopN::new(plan, Arc::default(), Arc::default()).unwrap()
+    }
+
+    fn rows(k: &str, values: &[i64], end: i64) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from(vec![k; values.len()])),
+                Arc::new(Int64Array::from(values.to_vec())),
+                Arc::new(TimestampMillisecondArray::from(vec![end; values.len()])),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// `k v rank [op]` per row out.
+    fn lines(out: &mut Collector) -> Vec<String> {
+        let batches: Vec<RecordBatch> = out
+            .take()
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Batch(b) => Some(b.project(&[0, 1, 3]).ok().map(|p| {
+                    let mut cols = p.columns().to_vec();
+                    let mut fields: Vec<Field> = p
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.as_ref().clone())
+                        .collect();
+                    if let Some(op) = sluice_types::changelog::row_kinds(&b) {
+                        cols.push(Arc::new(op.clone()));
+                        fields.push(Field::new("op", DataType::Int8, false));
+                    }
+                    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+                })),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        pretty_format_batches(&batches)
+            .unwrap()
+            .to_string()
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.contains("row_number"))
+            .map(|l| {
+                l.split('|')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+
+    fn barrier(t: &mut TopN, e: u64) -> Vec<String> {
+        let mut out = Collector::default();
+        t.before_barrier(Epoch(e), &mut out).unwrap();
+        lines(&mut out)
+    }
+
+    #[test]
+    fn a_new_best_row_updates_each_rank_it_moves_and_a_restore_keeps_what_is_out() {
+        let mut t = op(2, false);
+        let mut out = Collector::default();
+        t.process_batch(rows("a", &[1, 5, 3], 0), &mut out).unwrap();
+        assert_eq!(barrier(&mut t, 1), vec!["a 5 1 0", "a 3 2 0"]);
+        t.process_batch(rows("a", &[4, 2], 0), &mut out).unwrap();
+        assert_eq!(barrier(&mut t, 2), vec!["a 3 2 1", "a 4 2 2"]);
+        t.process_batch(rows("a", &[9], 0), &mut out).unwrap();
+        assert_eq!(
+            barrier(&mut t, 3),
+            vec!["a 5 1 1", "a 9 1 2", "a 4 2 1", "a 5 2 2"]
+        );
+        let state = t.snapshot().unwrap();
+        let mut again = op(2, false);
+        again.restore(state).unwrap();
+        assert!(barrier(&mut again, 4).is_empty(), "nothing changed");
+        again.process_batch(rows("a", &[6], 0), &mut out).unwrap();
+        assert_eq!(barrier(&mut again, 5), vec!["a 5 2 1", "a 6 2 2"]);
+    }
+
+    #[test]
+    fn per_window_each_windows_best_rows_go_out_once_when_it_closes() {
+        let mut t = op(2, true);
+        let mut out = Collector::default();
+        t.process_batch(rows("a", &[1, 7], 10), &mut out).unwrap();
+        t.process_batch(rows("b", &[5], 10), &mut out).unwrap();
+        t.process_batch(rows("c", &[3], 20), &mut out).unwrap();
+        assert!(
+            barrier(&mut t, 1).is_empty(),
+            "nothing before a window closes"
+        );
+        t.on_watermark(Watermark::from_millis(10), &mut out)
+            .unwrap();
+        assert_eq!(lines(&mut out), vec!["a 7 1", "b 5 2"]);
+        // A row of a closed window is late: dropped and counted.
+        t.process_batch(rows("d", &[99], 10), &mut out).unwrap();
+        assert_eq!(t.late.load(Ordering::Relaxed), 1);
+        let state = t.snapshot().unwrap();
+        let mut again = op(2, true);
+        again.restore(state).unwrap();
+        again.on_watermark(Watermark::MAX, &mut out).unwrap();
+        assert_eq!(lines(&mut out), vec!["c 3 1"]);
+    }
+}
