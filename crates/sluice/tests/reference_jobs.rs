@@ -68,23 +68,23 @@ fn batch_equivalent(select: &str) -> String {
     )
 }
 
-/// The statements of a job file, without comments.
-fn statements(sql: &str) -> impl Iterator<Item = &str> {
-    sql.split(';').map(|s| {
-        let code = s
-            .lines()
-            .position(|l| !l.trim_start().starts_with("--") && !l.trim().is_empty())
-            .map_or("", |first| {
-                let skip: usize = s.lines().take(first).map(|l| l.len() + 1).sum();
-                &s[skip..]
-            });
-        code.trim()
-    })
+/// The statements of a job file, without comment lines (which may hold semicolons).
+fn statements(sql: &str) -> Vec<String> {
+    let code: Vec<&str> = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect();
+    code.join("\n")
+        .split(';')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// (sink table, SELECT text) of every INSERT in a job file.
 fn inserts(sql: &str) -> Vec<(String, String)> {
     statements(sql)
+        .iter()
         .filter_map(|t| {
             let rest = t.strip_prefix("INSERT INTO ")?;
             let (table, select) = rest.split_once(char::is_whitespace)?;
@@ -133,7 +133,10 @@ fn check_reference_job(name: &str) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    for view in statements(&sql).filter(|s| s.starts_with("CREATE VIEW")) {
+    for view in statements(&sql)
+        .iter()
+        .filter(|s| s.starts_with("CREATE VIEW"))
+    {
         rt.block_on(async { ctx.sql(view).await?.collect().await })
             .unwrap();
     }

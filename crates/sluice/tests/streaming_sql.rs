@@ -270,7 +270,16 @@ fn straight(q: &str) {
     );
     for parallelism in [1, 3] {
         let out = dir.path().join(format!("{q}-{parallelism}.jsonl"));
-        support::run_job(&job(q, &out), &vars(dir.path(), "0"), parallelism);
+        // Frequent checkpoints: an updating result puts out its changes at each.
+        let sql = format!("SET checkpoint_interval = '10ms';\n{}", job(q, &out));
+        support::run_job(&sql, &vars(dir.path(), "0"), parallelism);
+        if UPDATING.contains(&q) {
+            let text = std::fs::read_to_string(&out).unwrap();
+            assert!(
+                text.contains("\"op\":\"-U\""),
+                "{q}: the changelog updates rows (the test exercises updates)"
+            );
+        }
         assert_rows_match(
             &format!("{q} at parallelism {parallelism}"),
             &support::replayed(&out),

@@ -44,16 +44,34 @@ const PER_LOCATION: &str =
        max(temperature) AS max_temperature, min(battery_level) AS min_battery
 FROM iot GROUP BY location";
 
-fn with(limit: u64, rate: u64) -> String {
-    let mut w: Vec<String> = GENERATOR
+/// The generator's options: GENERATOR with `limit`, `rate` and any of `more` (which
+/// replace those of the same name).
+fn options(limit: u64, rate: u64, more: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut o: Vec<(String, String)> = GENERATOR
+        .iter()
+        .filter(|(k, _)| !more.iter().any(|(m, _)| m == k))
+        .chain(more)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    o.push(("limit".into(), limit.to_string()));
+    o.push(("rate".into(), rate.to_string()));
+    o
+}
+
+fn with(limit: u64, rate: u64, more: &[(&str, &str)]) -> String {
+    let mut w: Vec<String> = options(limit, rate, more)
         .iter()
         .map(|(k, v)| format!("{k} = '{v}'"))
         .collect();
     w.push("connector = 'generator'".into());
-    w.push(format!("limit = '{limit}'"));
-    w.push(format!("rate = '{rate}'"));
     w.push("batch_size = '200'".into());
     w.join(", ")
+}
+
+fn options_with_connector(limit: u64, rate: u64, more: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut o = options(limit, rate, more);
+    o.push(("connector".into(), "generator".into()));
+    o
 }
 
 fn job(limit: u64, rate: u64) -> String {
@@ -63,22 +81,16 @@ fn job(limit: u64, rate: u64) -> String {
          CREATE TABLE location_counts WITH (connector = 'postgres', url = '${{DB}}',
              table = 'location_counts', primary_key = 'location');
          INSERT INTO location_counts {PER_LOCATION};",
-        with(limit, rate)
+        with(limit, rate, &[])
     )
 }
 
-/// The query as a batch over the generated events.
-fn oracle(limit: u64, sql: &str) -> Vec<String> {
+/// The query as a batch over the events the generator makes with these options (event
+/// times, and so values, follow the rate and speed-up).
+fn oracle(limit: u64, rate: u64, more: &[(&str, &str)], sql: &str) -> Vec<String> {
     let mut options = sluice_types::ConnectorOptions::default();
-    for (k, v) in GENERATOR {
-        options.insert(k, v.to_string(), sluice_types::Position::default());
-    }
-    for (k, v) in [
-        ("connector", "generator".to_string()),
-        ("limit", limit.to_string()),
-        ("rate", "0".into()),
-    ] {
-        options.insert(k, v, sluice_types::Position::default());
+    for (k, v) in options_with_connector(limit, rate, more) {
+        options.insert(&k, v, sluice_types::Position::default());
     }
     let opts = sluice_connectors::generator::GeneratorOptions::parse(&options).unwrap();
     let schema = opts.profile.schema();
@@ -108,7 +120,7 @@ fn table(db: &str) -> Vec<String> {
 #[test]
 fn a_group_by_without_a_window_upserted_equals_the_batch_query() {
     const EVENTS: u64 = 20_000;
-    let want = oracle(EVENTS, PER_LOCATION);
+    let want = oracle(EVENTS, 0, &[], PER_LOCATION);
     assert!(want.len() > 3, "the oracle has rows");
     for parallelism in [1, 3] {
         let db = fresh_database("upsert");
@@ -145,12 +157,13 @@ fn killed_and_restored_the_upserted_table_equals_the_batch_query() {
     let long = std::env::var("SLUICE_LONG").is_ok_and(|v| v == "1");
     let kills: u64 = if long { 20 } else { 3 };
     let events: u64 = if long { 400_000 } else { 60_000 };
-    let want = oracle(events, PER_LOCATION);
+    // Paced so that the stream outlasts the kills (each run lasts at most ~1 s).
+    let rate = events / (2 * kills);
+    let want = oracle(events, rate, &[], PER_LOCATION);
     let db = fresh_database("upsert_killed");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("job.sql");
-    // Paced so that the stream outlasts the kills (each run lasts at most ~1 s).
-    std::fs::write(&file, job(events, events / (2 * kills))).unwrap();
+    std::fs::write(&file, job(events, rate)).unwrap();
     let checkpoints = dir.path().join("checkpoints");
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -223,6 +236,9 @@ fn readings_of(row: &str) -> f64 {
     field(row, "readings").parse().unwrap()
 }
 
+/// Five hours of event time in 1.5 s of the stream.
+const FAST_TIME: &[(&str, &str)] = &[("speedup", "12000")];
+
 /// `SET state.ttl`: a group unchanged while the watermark moved that far is deleted from
 /// the table, and the state holds only the recent groups however many keys go by.
 #[test]
@@ -240,7 +256,7 @@ fn groups_that_go_quiet_are_deleted_downstream_and_the_state_stays_flat() {
          INSERT INTO recent
          SELECT sensor_id, date_bin(INTERVAL '10 minutes', event_time) AS slot, count(*) AS readings
          FROM iot GROUP BY sensor_id, date_bin(INTERVAL '10 minutes', event_time);",
-        with(EVENTS, 20_000)
+        with(EVENTS, 20_000, FAST_TIME)
     );
     let d = db.clone();
     let graph = sluice::plan_with_env(&sql, &move |k| (k == "DB").then(|| d.clone())).unwrap();
@@ -265,6 +281,8 @@ fn groups_that_go_quiet_are_deleted_downstream_and_the_state_stays_flat() {
     let most_held = watcher.join().unwrap();
     let all_groups = oracle(
         EVENTS,
+        20_000,
+        FAST_TIME,
         "SELECT sensor_id, date_bin(INTERVAL '10 minutes', event_time) AS slot FROM iot GROUP BY 1, 2",
     )
     .len() as u64;

@@ -53,13 +53,7 @@ impl Context<'_> {
             ));
         }
         // Under the window sits the sort that orders its partitions: a stream needs none.
-        let mut input = w.input().clone();
-        while input.name() == "SortExec" || input.name() == "CoalescePartitionsExec" {
-            let Some(k) = input.children().first().map(|k| (*k).clone()) else {
-                return Err(refuse());
-            };
-            input = k;
-        }
+        let input = without_sorts(w.input()).map_err(|e| SqlError::Internal(e.to_string()))?;
         let s = self.translate(&input)?;
         s.stream_only(at, "ranked")?;
         s.append_only(at, "ROW_NUMBER()")?;
@@ -139,6 +133,29 @@ impl Context<'_> {
         let mut out = Stream::updating_of_node(n, w.schema(), Vec::new());
         out.unique_key = unique;
         Ok(out)
+    }
+}
+
+/// `plan` without the sorts (and repartitions) DataFusion put under a window function,
+/// through the projections between them.
+fn without_sorts(
+    plan: &Arc<dyn ExecutionPlan>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    match plan.name() {
+        "SortExec" | "CoalescePartitionsExec" | "RepartitionExec" | "CoalesceBatchesExec" => {
+            match plan.children().first() {
+                Some(k) => without_sorts(k),
+                None => Ok(plan.clone()),
+            }
+        }
+        "ProjectionExec" => match plan.children().first() {
+            Some(k) => {
+                let k = without_sorts(k)?;
+                plan.clone().with_new_children(vec![k])
+            }
+            None => Ok(plan.clone()),
+        },
+        _ => Ok(plan.clone()),
     }
 }
 
