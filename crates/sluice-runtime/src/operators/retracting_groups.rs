@@ -29,6 +29,9 @@ struct Group {
     changed: bool,
 }
 
+/// A row going out: its group's key, its values (both encoded) and its kind.
+type Change = (Box<[u8]>, Box<[u8]>, RowKind);
+
 pub struct RetractingGroups {
     plan: AggregatePlan,
     /// Group keys (none: one group for all rows).
@@ -138,7 +141,7 @@ impl RetractingGroups {
 
     /// The aggregate values of each group in `keys`, from its live rows (a group with
     /// none gets a row anyway; the caller deletes it).
-    fn compute(&self, keys: &[&Box<[u8]>]) -> Result<Vec<ArrayRef>> {
+    fn compute(&self, keys: &[&[u8]]) -> Result<Vec<ArrayRef>> {
         let mut encoded: Vec<&[u8]> = Vec::new();
         let mut group_of: Vec<usize> = Vec::new();
         for (gi, key) in keys.iter().enumerate() {
@@ -176,7 +179,7 @@ impl RetractingGroups {
         Ok(out)
     }
 
-    fn decode_keys(&self, keys: &[&Box<[u8]>]) -> Result<Vec<ArrayRef>> {
+    fn decode_keys(&self, keys: &[&[u8]]) -> Result<Vec<ArrayRef>> {
         match &self.keys {
             None => Ok(Vec::new()),
             Some(conv) => {
@@ -221,12 +224,12 @@ impl RetractingGroups {
         if changed.is_empty() && expired.is_empty() {
             return Ok(None);
         }
-        let refs: Vec<&Box<[u8]>> = changed.iter().collect();
+        let refs: Vec<&[u8]> = changed.iter().map(|k| k.as_ref()).collect();
         let values = self.compute(&refs)?;
         let new_rows = self.values.convert_columns(&values)?;
         // Rows going out: (key, encoded values, kind); an update's `-U` right before its
         // `+U`.
-        let mut out: Vec<(Box<[u8]>, Box<[u8]>, RowKind)> = Vec::new();
+        let mut out: Vec<Change> = Vec::new();
         for (i, key) in changed.iter().enumerate() {
             let Some(g) = self.groups.get_mut(key) else {
                 continue;
@@ -259,7 +262,7 @@ impl RetractingGroups {
         if out.is_empty() {
             return Ok(None);
         }
-        let keys: Vec<&Box<[u8]>> = out.iter().map(|(k, _, _)| k).collect();
+        let keys: Vec<&[u8]> = out.iter().map(|(k, _, _)| k.as_ref()).collect();
         let vals: Vec<&[u8]> = out.iter().map(|(_, v, _)| v.as_ref()).collect();
         let mut columns = self.decode_keys(&keys)?;
         columns.extend(self.decode_values(&vals)?);
@@ -341,7 +344,7 @@ impl RetractingGroups {
         }
         // Every group's row out is its current value.
         let all: Vec<Box<[u8]>> = self.groups.keys().cloned().collect();
-        let refs: Vec<&Box<[u8]>> = all.iter().collect();
+        let refs: Vec<&[u8]> = all.iter().map(|k| k.as_ref()).collect();
         let values = self.compute(&refs)?;
         let encoded = self.values.convert_columns(&values)?;
         for (i, key) in all.iter().enumerate() {

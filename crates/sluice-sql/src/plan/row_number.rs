@@ -151,7 +151,10 @@ fn without_sorts(
         "ProjectionExec" => match plan.children().first() {
             Some(k) => {
                 let k = without_sorts(k)?;
-                plan.clone().with_new_children(vec![k])
+                datafusion::physical_plan::execution_plan::replace_children_if_necessary(
+                    plan.clone(),
+                    vec![k],
+                )
             }
             None => Ok(plan.clone()),
         },
