@@ -12,6 +12,9 @@
 #[path = "support/helpers.rs"]
 mod support;
 
+#[path = "support/pg.rs"]
+mod pg;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -390,6 +393,85 @@ fn killed(q: &str) {
         }
     }
     finish_and_check(q, cmd(), &out, &want);
+}
+
+/// Nexmark's updating queries into a PostgreSQL table keyed by each result's key (an
+/// upsert per change, a delete per retraction, in the epoch's transaction), killed once
+/// with SIGKILL and restored: the table equals the batch result.
+fn upserted(q: &str, key: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let want = expected(q, dir.path());
+    let db = pg::fresh_database(&format!("nexmark_{q}"));
+    let file = dir.path().join(format!("{q}.sql"));
+    let sql = format!(
+        "SET checkpoint_interval = '50ms';\n{}\nCREATE TABLE nexmark_out WITH (connector = 'postgres', url = '{db}', table = 'nexmark_out', primary_key = '{key}');\n{}",
+        std::fs::read_to_string(bench_dir().join("tables.sql")).unwrap(),
+        query_text(q)
+    );
+    std::fs::write(&file, sql).unwrap();
+    let cmd = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.current_dir(dir.path())
+            .args(["run", file.to_str().unwrap(), "--parallelism", "2"])
+            .args(["--name", q, "--checkpoint-dir"])
+            .arg(dir.path().join("checkpoints"))
+            .env("SLUICE_LOG", "warn");
+        for (k, v) in vars(dir.path(), &(events() / 2).to_string()) {
+            cmd.env(k, v);
+        }
+        cmd
+    };
+    let mut child = cmd().spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "{q}: ended before the kill"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let last = cmd().output().unwrap();
+    assert!(
+        last.status.success(),
+        "{q}: the restored run failed: {}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    assert_rows_match(
+        &format!("{q} upserted into PostgreSQL"),
+        &pg::pg_table_rows(&db, "nexmark_out"),
+        &want,
+    );
+}
+
+/// Each updating Nexmark query with the key of its result.
+mod upserted {
+    #[test]
+    fn q4() {
+        super::upserted("q4", "category");
+    }
+    #[test]
+    fn q9() {
+        super::upserted("q9", "id");
+    }
+    #[test]
+    fn q15() {
+        super::upserted("q15", "day");
+    }
+    #[test]
+    fn q16() {
+        super::upserted("q16", "channel, day");
+    }
+    #[test]
+    fn q17() {
+        super::upserted("q17", "auction, day");
+    }
+    #[test]
+    fn q18() {
+        super::upserted("q18", "bidder, auction");
+    }
+    #[test]
+    fn q19() {
+        super::upserted("q19", "auction, rank_number");
+    }
 }
 
 /// The queries whose result is updating (their output is a changelog).

@@ -58,6 +58,42 @@ pub fn pg_rows(url: &str, select: &str) -> Vec<String> {
     super::support::sorted_rows(&rows.join("\n"))
 }
 
+/// Every row of `table`, timestamps as RFC 3339 UTC text with milliseconds (as the
+/// oracle prints them), normalized and sorted.
+pub fn pg_table_rows(url: &str, table: &str) -> Vec<String> {
+    let columns: Vec<(String, String)> = rt().block_on(async {
+        let mut c = PgConnection::connect(url).await.unwrap();
+        sqlx::query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_name = $1 ORDER BY ordinal_position",
+        )
+        .bind(table)
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
+        .collect()
+    });
+    assert!(!columns.is_empty(), "no table {table}");
+    let select: Vec<String> = columns
+        .iter()
+        .map(|(name, kind)| {
+            if kind.starts_with("timestamp") {
+                format!(
+                    "to_char(\"{name}\" AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS \"{name}\""
+                )
+            } else {
+                format!("\"{name}\"")
+            }
+        })
+        .collect();
+    pg_rows(
+        url,
+        &format!("SELECT {} FROM \"{table}\"", select.join(", ")),
+    )
+}
+
 /// A private PostgreSQL server (scripts/pg-instance.sh) that the test can stop and start.
 pub struct PrivatePostgres {
     dir: std::path::PathBuf,
