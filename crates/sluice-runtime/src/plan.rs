@@ -211,6 +211,15 @@ pub struct JoinPlan {
     pub output_schema: SchemaRef,
 }
 
+impl JoinPlan {
+    /// Whether the join's output is a changelog: an outer join without a time bound puts
+    /// out an unmatched row padded at once and takes it back when a match comes.
+    pub fn updating(&self) -> bool {
+        matches!(self.time, JoinTime::Regular { .. })
+            && matches!(self.kind, JoinKind::Left | JoinKind::Right | JoinKind::Full)
+    }
+}
+
 /// Rows of a SESSION window put out with their session's bounds once it closes.
 #[derive(Debug, Clone)]
 pub struct SessionPlan {
@@ -276,6 +285,7 @@ impl NodeOp {
                 sluice_types::changelog::with_op(&a.output_schema)
             }
             NodeOp::Aggregate(a) => a.output_schema.clone(),
+            NodeOp::Join(j) if j.updating() => sluice_types::changelog::with_op(&j.output_schema),
             NodeOp::Join(j) => j.output_schema.clone(),
             NodeOp::Sessions(p) => p.schema.clone(),
             NodeOp::FirstRow(p) => p.output_schema.clone(),
@@ -292,6 +302,7 @@ impl NodeOp {
         match self {
             NodeOp::Aggregate(a) => a.window.is_none(),
             NodeOp::TopN(p) => p.window.is_none(),
+            NodeOp::Join(j) => j.updating(),
             _ => false,
         }
     }

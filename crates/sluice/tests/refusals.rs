@@ -309,13 +309,20 @@ fn join_refusal(tail: &str) -> (u64, u64, String) {
 }
 
 #[test]
-fn an_outer_join_without_a_time_bound_is_refused_at_the_join() {
+fn an_anti_join_without_a_time_bound_is_refused_and_an_outer_one_is_updating() {
     let (line, col, msg) = join_refusal(
-        "INSERT INTO out\nSELECT r.sensor_id, s.max_temp FROM iot r\nLEFT JOIN sensors s ON r.sensor_id = s.sensor_id;",
+        "INSERT INTO out\nSELECT r.sensor_id FROM iot r\nLEFT ANTI JOIN sensors s ON r.sensor_id = s.sensor_id;",
     );
-    assert_eq!((line, col), (3, 11), "{msg}");
-    assert!(msg.contains("a LEFT JOIN without a time bound"), "{msg}");
-    assert!(msg.contains("updating results"), "{msg}");
+    assert_eq!((line, col), (3, 16), "{msg}");
+    assert!(msg.contains("an anti join) without a time bound"), "{msg}");
+    let sql = format!(
+        "{SOURCE}{MORE}INSERT INTO out\nSELECT r.sensor_id, s.max_temp FROM iot r\nLEFT JOIN sensors s ON r.sensor_id = s.sensor_id;"
+    );
+    let text = sluice::plan_with_env(&sql, &|_| None).unwrap().explain();
+    assert!(
+        text.contains("Left regular join") && text.contains("-> updating"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -188,6 +188,11 @@ impl SideRows {
         (probe, held)
     }
 
+    /// The schema of the rows held.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
     /// The held rows at `refs`, column by column.
     pub fn gather(&self, refs: &[RowRef]) -> Result<Vec<ArrayRef>> {
         if refs.is_empty() {

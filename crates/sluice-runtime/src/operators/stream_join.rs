@@ -2,13 +2,16 @@
 //! held rows with an equal key at once. An interval join (`r.t BETWEEN l.t + lower AND
 //! l.t + upper`) lets go of rows once the watermark says nothing more can meet them, and
 //! only then emits an outer join's unmatched rows; a regular join holds rows for ever,
-//! or for `state.ttl` of event time.
+//! or for `state.ttl` of event time. An outer regular join is an updating result: an
+//! unmatched row goes out padded at once (`+I`) and is taken back (`-D`) just before its
+//! first match goes out.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::record_batch::RecordBatch;
-use sluice_types::{Message, Watermark};
+use sluice_types::changelog::{op_column, with_op};
+use sluice_types::{Message, RowKind, Watermark};
 
 use crate::error::Result;
 use crate::operator::{Collector, Operator, Snapshot};
@@ -32,6 +35,8 @@ pub struct StreamJoin {
     ended: [bool; 2],
     /// Rows held, for /metrics.
     held: Arc<std::sync::atomic::AtomicI64>,
+    /// Outer without a time bound: the output is a changelog.
+    updating: bool,
 }
 
 impl StreamJoin {
@@ -40,6 +45,7 @@ impl StreamJoin {
         late: Arc<AtomicU64>,
         held: Arc<std::sync::atomic::AtomicI64>,
     ) -> Result<Self> {
+        let updating = plan.updating();
         let encoders = [
             KeyEncoder::new(&plan.left_keys, &plan.left_schema, plan.null_equals_null)?,
             KeyEncoder::new(&plan.right_keys, &plan.right_schema, plan.null_equals_null)?,
@@ -56,7 +62,23 @@ impl StreamJoin {
             late,
             ended: [false; 2],
             held,
+            updating,
         })
+    }
+
+    /// Puts out rows of `kind` (a changelog's `__op` added when the output is one).
+    fn emit(&self, out: &mut Collector, batch: RecordBatch, kind: RowKind) -> Result<()> {
+        if !self.updating {
+            out.batch(batch);
+            return Ok(());
+        }
+        let mut cols = batch.columns().to_vec();
+        cols.push(op_column(kind, batch.num_rows()));
+        out.batch(RecordBatch::try_new(
+            with_op(&self.plan.output_schema),
+            cols,
+        )?);
+        Ok(())
     }
 
     fn report_held(&self) {
@@ -101,7 +123,8 @@ impl StreamJoin {
             if self.times[side].0.is_none() && !self.ttl_by_arrival() {
                 continue;
             }
-            let keeps = self.keeps(side);
+            // An updating join's unmatched rows went out when they came.
+            let keeps = self.keeps(side) && !self.updating;
             if let Some(rows) = self.sides[side].expire(bound, keeps)? {
                 out.batch(padded(&self.plan, &rows, side == 0)?);
             }
@@ -199,11 +222,42 @@ impl Operator for StreamJoin {
                 }
             }
             None if self.plan.kind.one_side() => {} // anti: at expiry
-            None if n > 0 => out.batch(joined(&self.plan, left, right, n)?),
+            None if n > 0 => {
+                if self.updating && self.keeps(other) {
+                    // Held rows meeting their first match: their padded rows are taken
+                    // back first.
+                    let newly = self.sides[other].mark_new(&held);
+                    if !newly.is_empty() {
+                        let rows = self.sides[other].gather(&newly)?;
+                        let n = newly.len();
+                        let rows = RecordBatch::try_new_with_options(
+                            self.sides[other].schema(),
+                            rows,
+                            &datafusion::arrow::array::RecordBatchOptions::new()
+                                .with_row_count(Some(n)),
+                        )?;
+                        self.emit(out, padded(&self.plan, &rows, other == 0)?, RowKind::Delete)?;
+                    }
+                }
+                self.emit(out, joined(&self.plan, left, right, n)?, RowKind::Insert)?;
+            }
             None => {}
         }
         self.sides[other].mark(&held);
+        if self.updating && self.keeps(side) {
+            // This side's rows without a match go out padded now, taken back later.
+            let unmatched: Vec<u32> = (0..batch.num_rows() as u32)
+                .filter(|&r| !matched[r as usize])
+                .collect();
+            if !unmatched.is_empty() {
+                let rows = take_rows(&batch, &unmatched)?;
+                self.emit(out, padded(&self.plan, &rows, side == 0)?, RowKind::Insert)?;
+            }
+        }
         if self.ended[other] {
+            if self.updating {
+                return Ok(());
+            }
             // Nothing more comes from the other side: these rows can meet nothing else.
             if self.keeps(side) {
                 let unmatched: Vec<u32> = (0..batch.num_rows() as u32)
@@ -232,6 +286,7 @@ impl Operator for StreamJoin {
         // rows go out now.
         let other = 1 - side;
         if self.keeps(other)
+            && !self.updating
             && let Some(rows) = self.sides[other].expire(i64::MAX, true)?
         {
             out.batch(padded(&self.plan, &rows, other == 0)?);

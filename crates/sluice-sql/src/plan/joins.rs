@@ -123,18 +123,10 @@ impl Context<'_> {
                 0,
             )
         } else {
-            if kind.keeps_left() || kind.keeps_right() {
+            if matches!(kind, JoinKind::LeftAnti | JoinKind::RightAnti) {
                 return Err(SqlError::refused(
                     at,
-                    format!(
-                        "{} without a time bound cannot run yet: its rows without a match would have to be taken back when a match arrives later, which needs updating results (the issue on updating results brings them). Bound it in time (a window join, or b.t BETWEEN a.t - INTERVAL … AND a.t + INTERVAL …) or use an INNER JOIN",
-                        match kind {
-                            JoinKind::Left => "a LEFT JOIN",
-                            JoinKind::Right => "a RIGHT JOIN",
-                            JoinKind::Full => "a FULL JOIN",
-                            _ => "NOT IN / NOT EXISTS (an anti join)",
-                        }
-                    ),
+                    "NOT IN / NOT EXISTS (an anti join) without a time bound is not supported yet: bound it in time (b.t BETWEEN a.t - INTERVAL … AND a.t + INTERVAL …), or write it as a LEFT JOIN … WHERE b.k IS NULL",
                 ));
             }
             let (lt, rt) = (event(&left), event(&right));
@@ -180,11 +172,17 @@ impl Context<'_> {
             projection,
             output_schema: output_schema.clone(),
         };
+        let updating = plan.updating();
         let n = self.node(
             "join",
             NodeOp::Join(plan),
             vec![(left, left_keys), (right, right_keys)],
         );
+        if updating {
+            // An outer join without a time bound: an unmatched row goes out padded at
+            // once and is taken back when its first match comes.
+            return Ok(Stream::updating_of_node(n, output_schema, Vec::new()).no_key());
+        }
         Ok(Stream::of_node(n, output_schema, attrs))
     }
 

@@ -128,6 +128,14 @@ impl Stream {
         }
     }
 
+    /// The same stream, its rows identified by no known key.
+    pub fn no_key(self) -> Stream {
+        Stream {
+            unique_key: None,
+            ..self
+        }
+    }
+
     /// Refuses an updating result where only an append-only stream can go.
     pub fn append_only(&self, at: Position, what: &str) -> Result<()> {
         if self.updating {
