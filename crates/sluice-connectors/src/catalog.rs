@@ -343,7 +343,13 @@ impl ConnectorCatalog for Catalog {
         schema: &Schema,
     ) -> Result<(), OptionProblem> {
         let (key, columns): (&str, Vec<&str>) = match options.connector() {
-            Some("kafka") => ("key", options.get("key").into_iter().collect()),
+            Some("kafka") => (
+                "key",
+                options
+                    .get("key")
+                    .map(|k| k.split(',').map(str::trim).collect())
+                    .unwrap_or_default(),
+            ),
             Some("postgres") => (
                 "primary_key",
                 options

@@ -696,7 +696,7 @@ fn an_updating_result_into_kafka_as_upserts_and_debezium_replays_to_the_same_tab
         "SET checkpoint_interval = '50ms';
          SET state.ttl = '30 minutes';
          CREATE TABLE iot ({IOT_COLUMNS}) WITH (connector = 'generator', profile = 'iot',
-               keys = '20', rate = '20000', speedup = '600', limit = '20000',
+               keys = '20', rate = '20000', speedup = '12000', limit = '20000',
                start_time = '2024-05-01T12:00:00Z');
          CREATE TABLE upserts WITH (connector = 'kafka', topic = '${{UPSERTS}}',
                'bootstrap.servers' = '${{BROKERS}}', 'changelog.mode' = 'upsert', key = 'sensor_id, slot');

@@ -642,7 +642,7 @@ fn the_no_docker_script_brings_the_pipeline_up_and_down() {
         std::fs::read_to_string(state.path().join("checkpoints/sluice-jobs.json")).unwrap();
     assert_eq!(
         catalog.matches("\"state\": \"running\"").count(),
-        4,
+        JOBS.len(),
         "{catalog}"
     );
 }
