@@ -82,7 +82,8 @@ const CONNECTORS: &[Spec] = &[
 /// A sink's declared key must be the updating result's key (when known): one row is
 /// kept per declared key, so another key would mix rows.
 fn same_key(option: &str, declared: &[&str], key: Option<&[String]>) -> Result<(), String> {
-    let Some(key) = key else {
+    // An unknown key, or none (a single row, as a running total), takes any.
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
         return Ok(());
     };
     let mut a: Vec<&str> = declared.to_vec();

@@ -284,7 +284,8 @@ fn straight(q: &str) {
         // Frequent checkpoints: an updating result puts out its changes at each.
         let sql = format!("SET checkpoint_interval = '10ms';\n{}", job(q, &out));
         support::run_job(&sql, &vars(dir.path(), "0"), parallelism);
-        if UPDATING.contains(&q) {
+        // (A join's retractions depend on which source runs ahead: checked when paced.)
+        if UPDATING.contains(&q) && !q.starts_with("regular_") {
             let text = std::fs::read_to_string(&out).unwrap();
             assert!(
                 text.contains("\"op\":\"-"),
@@ -401,6 +402,13 @@ fn killed(q: &str) {
         }
     }
     finish_and_check(q, cmd(), &out, &want);
+    if UPDATING.contains(&q) {
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            text.contains("\"op\":\"-"),
+            "{q}: the changelog takes rows back (the test exercises updates)"
+        );
+    }
 }
 
 /// Nexmark's updating queries into a PostgreSQL table keyed by each result's key (an
