@@ -195,7 +195,8 @@ mod tests {
         RecordBatch::try_new(schema, cols).unwrap()
     }
 
-    /// What goes out at a barrier, one `k n top op` line per row.
+    /// What goes out at a barrier, one `k n top op` line per row, ordered
+    /// by key (groups may go out in any order; a key's own rows keep theirs).
     fn barrier(op: &mut UpdatingAggregate, epoch: u64) -> Vec<String> {
         let mut out = Collector::default();
         op.before_barrier(Epoch(epoch), &mut out).unwrap();
@@ -208,7 +209,8 @@ mod tests {
             })
             .collect();
         let text = pretty_format_batches(&batches).unwrap().to_string();
-        text.lines()
+        let mut lines: Vec<String> = text
+            .lines()
             .filter(|l| l.starts_with("| ") && !l.contains("__op"))
             .map(|l| {
                 l.split('|')
@@ -217,7 +219,10 @@ mod tests {
                     .collect::<Vec<_>>()
                     .join(" ")
             })
-            .collect()
+            .collect();
+        // A stable sort on the key alone keeps each update's -U before its +U.
+        lines.sort_by(|a, b| a.split(' ').next().cmp(&b.split(' ').next()));
+        lines
     }
 
     fn push(op: &mut UpdatingAggregate, batch: RecordBatch) {
