@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, then every test. Installs what the build
-# needs first and starts the services the tests use (a Kafka-protocol broker on
+# The whole test suite: formatting, lints, then every test. Installs what the build and
+# the tests need first (scripts/setup.sh; scripts/test-tools.sh: chromium, prometheus,
+# playwright-core) and starts the services the tests use (a Kafka-protocol broker on
 # loopback, and PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ if [ "${1:-}" = "--long" ]; then
   shift
 fi
 scripts/setup.sh
+scripts/test-tools.sh
 . scripts/env.sh
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check

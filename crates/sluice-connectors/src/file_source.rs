@@ -215,7 +215,16 @@ impl Source for FileSource {
                                 "dropped a bad record"
                             );
                         }
-                        self.metrics.add_bad(bad.len() as u64);
+                        self.metrics.add_bad_records(bad.iter().map(|b| {
+                            sluice_runtime::BadRecord::new(
+                                &self.table,
+                                &self.path,
+                                0,
+                                self.line_numbers[b.index] as i64,
+                                &b.error,
+                                records[b.index],
+                            )
+                        }));
                     }
                 }
             }

@@ -203,9 +203,7 @@ impl GeneratorOptions {
                 "speedup must be above 0",
             ));
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now = sluice_types::now_ms();
         Ok(GeneratorOptions {
             profile,
             rate: num("rate", 1000.0)?,

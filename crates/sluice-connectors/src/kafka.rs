@@ -490,9 +490,17 @@ impl KafkaSource {
                 }
             }
         }
-        if !bad.is_empty() {
-            self.metrics.add_bad(bad.len() as u64);
-        }
+        self.metrics.add_bad_records(bad.iter().map(|b| {
+            let (offset, raw) = &records[b.index];
+            sluice_runtime::BadRecord::new(
+                &self.table,
+                &self.topic,
+                partition as i64,
+                *offset,
+                &b.error,
+                raw,
+            )
+        }));
         Ok(batch)
     }
 }

@@ -23,7 +23,8 @@ use sluice_state::StoredCheckpoint;
 use sluice_types::{Interrupt, Message};
 
 use crate::error::{Result, RuntimeError};
-use crate::metrics::JobMetrics;
+use crate::live::LiveRows;
+use crate::metrics::{JobMetrics, TaskCounters};
 use crate::operator::{Chain, Operator, Snapshot};
 use crate::operators::assign::AssignWindows;
 use crate::operators::filter::Filter;
@@ -53,11 +54,21 @@ pub struct JobHandle {
     stop: Interrupt,
     abort: Arc<AtomicBool>,
     pub metrics: Arc<JobMetrics>,
+    /// The rows the sinks receive, for watchers; shared by every run of a job.
+    pub live: Arc<LiveRows>,
 }
 
 impl JobHandle {
     pub fn new() -> Self {
         JobHandle::default()
+    }
+
+    /// A handle for a new run of a job whose watchers (`live`) carry over.
+    pub fn with_live(live: Arc<LiveRows>) -> Self {
+        JobHandle {
+            live,
+            ..JobHandle::default()
+        }
     }
 
     /// Asks the sources to stop reading; a final checkpoint keeps the open windows
@@ -92,10 +103,13 @@ type TaskTx = SyncSender<TaskMsg>;
 pub(crate) struct Target {
     tx: TaskTx,
     input: usize,
+    /// The consumer's counters, whose `queued` counts what waits in its queue.
+    queue: Arc<TaskCounters>,
 }
 
 impl Target {
     fn send(&self, msg: Message) -> Result<()> {
+        self.queue.queued.fetch_add(1, Ordering::Relaxed);
         self.tx
             .send(TaskMsg::Data(self.input, msg))
             .map_err(|_| closed())
@@ -301,6 +315,7 @@ fn join_operator(
 /// [`JobHandle::stop`] (then a final checkpoint keeps what is open).
 pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     let plan = plan_lines(&spec);
+    handle.metrics.set_topology(crate::topology::topology(&spec));
     let timed = timed_nodes(&spec);
     let JobSpec {
         name: job_name,
@@ -350,6 +365,9 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
         });
     }
     let stored = stored.as_ref();
+    if let Some(c) = stored {
+        handle.metrics.set_restored_from(c.manifest.epoch);
+    }
 
     // Sinks say what they have committed before; epochs continue above all of it.
     let mut last_epoch = checkpoint
@@ -405,13 +423,16 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
 
     // Sinks.
     let mut sink_txs: Vec<Option<TaskTx>> = Vec::new();
+    let mut sink_queues: Vec<Option<Arc<TaskCounters>>> = Vec::new();
     for (i, s) in sinks.into_iter().enumerate() {
         if sink_inputs[i].is_empty() {
             sink_txs.push(None); // a table nothing is inserted into
+            sink_queues.push(None);
             continue;
         }
         let (tx, rx) = sync_channel::<TaskMsg>(cap);
         sink_txs.push(Some(tx));
+        sink_queues.push(Some(queue_counters(handle, &format!("sink {}", s.name), cap)));
         expected_acks += 1;
         let id = format!("sink {i}");
         let restore = restored(stored, &id)?;
@@ -434,13 +455,13 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     }
 
     // Node tasks' channels, made before any route points at them.
-    let mut node_txs: Vec<Vec<TaskTx>> = Vec::new();
+    let mut node_txs: Vec<Vec<(TaskTx, Arc<TaskCounters>)>> = Vec::new();
     let mut node_rxs: Vec<Vec<Option<Receiver<TaskMsg>>>> = Vec::new();
-    for ni in 0..nodes.len() {
+    for (ni, node) in nodes.iter().enumerate() {
         let (mut txs, mut rxs) = (Vec::new(), Vec::new());
-        for _ in 0..instances(&nodes, Producer::Node(ni), parallelism) {
+        for part in 0..instances(&nodes, Producer::Node(ni), parallelism) {
             let (tx, rx) = sync_channel::<TaskMsg>(cap);
-            txs.push(tx);
+            txs.push((tx, queue_counters(handle, &format!("{} {part}", node.name), cap)));
             rxs.push(Some(rx));
         }
         node_txs.push(txs);
@@ -482,14 +503,18 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
                         .clone()
                         .ok_or_else(|| RuntimeError::Internal("an edge into no sink".into()))?,
                     input: input_index(&sink_inputs[s], ei, part)?,
+                    queue: sink_queues[s]
+                        .clone()
+                        .ok_or_else(|| RuntimeError::Internal("an edge into no sink".into()))?,
                 }),
                 Consumer::Node { node, .. } => {
                     let input = input_index(&node_inputs[node], ei, part)?;
                     let mut targets: Vec<Target> = node_txs[node]
                         .iter()
-                        .map(|tx| Target {
+                        .map(|(tx, queue)| Target {
                             tx: tx.clone(),
                             input,
+                            queue: queue.clone(),
                         })
                         .collect();
                     if targets.len() == 1 {
@@ -650,6 +675,13 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
         Some(e) => Err(e),
         None => Ok(JobOutcome::Ran),
     }
+}
+
+/// A consumer task's counters, with the capacity of its input queue set.
+fn queue_counters(handle: &JobHandle, task: &str, capacity: usize) -> Arc<TaskCounters> {
+    let c = handle.metrics.task(task);
+    c.capacity.store(capacity as u64, Ordering::Relaxed);
+    c
 }
 
 fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {

@@ -3,17 +3,21 @@
 
 mod error;
 mod job;
+mod live;
 mod metrics;
 mod operator;
 pub mod operators;
+pub mod output;
 mod plan;
 mod sink;
 mod source;
+mod topology;
 
 pub use error::{Result, RuntimeError};
 pub use job::{JobHandle, run_job};
+pub use live::{LiveRows, LiveSubscription, MAX_WATCHERS, TooManyWatchers, WATCHER_QUEUE};
 pub use metrics::{
-    CheckpointStats, CommitStats, JobMetrics, MetricsDetail, MetricsSnapshot, TaskCounters,
+    BadRecord, CheckpointStats, CommitStats, JobMetrics, MetricsDetail, MetricsSnapshot, TaskCounters,
     TaskFigures,
 };
 pub use operator::{Chain, Collector, Operator, Snapshot};
@@ -25,4 +29,5 @@ pub use plan::{
 pub use sink::{
     CommitOnCheckpoint, EpochBuffer, EpochStore, PendingEpochs, Sink, SinkState, not_committed,
 };
+pub use topology::{Topology, TopologyEdge, TopologyNode};
 pub use source::{Positions, Source, SourcePoll, SourceWatermarks, WatermarkGenerator};

@@ -1,6 +1,8 @@
-//! Counters a running job shares with whoever watches it (the progress line, later /metrics).
+//! Counters a running job shares with whoever watches it (the progress line, /metrics,
+//! the console): totals, per task (with how full its input queue is), per source
+//! partition, the newest bad records and checkpoints, and the job's graph.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -25,6 +27,57 @@ pub struct JobMetrics {
     tasks: Mutex<Vec<(String, Arc<TaskCounters>)>>,
     commits: Mutex<BTreeMap<String, CommitStats>>,
     lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Per (source, partition index), the partition's own watermark.
+    partition_watermarks: Mutex<BTreeMap<(String, usize), i64>>,
+    bad_records: Mutex<VecDeque<BadRecord>>,
+    checkpoints: Mutex<VecDeque<CheckpointStats>>,
+    topology: Mutex<Option<crate::topology::Topology>>,
+    /// The epoch of the checkpoint this run restored (0: none).
+    restored_from: AtomicU64,
+}
+
+/// How many of the newest bad records and checkpoints a job keeps in memory.
+pub const KEPT_BAD_RECORDS: usize = 50;
+pub const KEPT_CHECKPOINTS: usize = 100;
+/// A bad record's raw bytes are kept up to this length.
+const KEPT_RAW_BYTES: usize = 2048;
+
+/// A record a source could not decode, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BadRecord {
+    /// When it was read, ms since the Unix epoch.
+    pub at_ms: i64,
+    pub table: String,
+    /// The Kafka topic or the file.
+    pub origin: String,
+    pub partition: i64,
+    /// The Kafka offset, or the file's line number.
+    pub offset: i64,
+    pub error: String,
+    /// The record as text (invalid UTF-8 replaced), cut at 2 KiB.
+    pub raw: String,
+}
+
+impl BadRecord {
+    pub fn new(
+        table: &str,
+        origin: &str,
+        partition: i64,
+        offset: i64,
+        error: &str,
+        raw: &[u8],
+    ) -> Self {
+        let cut = &raw[..raw.len().min(KEPT_RAW_BYTES)];
+        BadRecord {
+            at_ms: sluice_types::now_ms(),
+            table: table.to_string(),
+            origin: origin.to_string(),
+            partition,
+            offset,
+            error: error.to_string(),
+            raw: String::from_utf8_lossy(cut).trim_end().to_string(),
+        }
+    }
 }
 
 /// Per-task gauges of one kind (rows a join holds, keys an updating result holds),
@@ -57,6 +110,9 @@ pub struct TaskCounters {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub batches_in: AtomicU64,
+    /// Messages waiting in the task's input queue, and how many it holds at most.
+    pub queued: AtomicI64,
+    pub capacity: AtomicU64,
 }
 
 impl TaskCounters {
@@ -86,6 +142,10 @@ pub struct TaskFigures {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub batches_in: u64,
+    /// Messages in the task's input queue now, of `capacity` (a full queue means the
+    /// task holds back the ones before it).
+    pub queued: u64,
+    pub capacity: u64,
 }
 
 /// A sink's commits so far.
@@ -105,10 +165,19 @@ pub struct MetricsDetail {
     pub commits: BTreeMap<String, CommitStats>,
     /// Records behind the partition's end, by (source, partition).
     pub kafka_lag: Vec<(String, i32, i64)>,
+    /// Each source partition's watermark (ms), by (source, partition index).
+    pub partition_watermarks: Vec<(String, usize, i64)>,
+    /// The newest records that could not be decoded, newest first.
+    pub bad_records: Vec<BadRecord>,
+    /// The checkpoints this run took, newest first.
+    pub checkpoints: Vec<CheckpointStats>,
+    pub topology: Option<crate::topology::Topology>,
+    /// The checkpoint this run started from, if any.
+    pub restored_from: Option<u64>,
 }
 
-/// The last completed checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A completed checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CheckpointStats {
     pub epoch: u64,
     /// When it completed, ms since the Unix epoch.
@@ -135,6 +204,11 @@ impl Default for JobMetrics {
             tasks: Mutex::new(Vec::new()),
             commits: Mutex::new(BTreeMap::new()),
             lag: Mutex::new(BTreeMap::new()),
+            partition_watermarks: Mutex::new(BTreeMap::new()),
+            bad_records: Mutex::new(VecDeque::new()),
+            checkpoints: Mutex::new(VecDeque::new()),
+            topology: Mutex::new(None),
+            restored_from: AtomicU64::new(0),
         }
     }
 }
@@ -186,6 +260,22 @@ impl JobMetrics {
             s.last_ms = ms;
         }
     }
+    /// A source partition's watermark moved.
+    pub fn set_partition_watermark(&self, source: &str, partition: usize, wm: i64) {
+        if let Ok(mut w) = self.partition_watermarks.lock() {
+            w.insert((source.to_string(), partition), wm);
+        }
+    }
+    /// The run restored the checkpoint of `epoch`.
+    pub fn set_restored_from(&self, epoch: u64) {
+        self.restored_from.store(epoch, Ordering::Relaxed);
+    }
+    /// The job's graph, set when it starts.
+    pub fn set_topology(&self, t: crate::topology::Topology) {
+        if let Ok(mut g) = self.topology.lock() {
+            *g = Some(t);
+        }
+    }
     /// How far a Kafka partition's reader is behind its end.
     pub fn set_lag(&self, source: &str, partition: i32, lag: i64) {
         if let Ok(mut l) = self.lag.lock() {
@@ -206,6 +296,8 @@ impl JobMetrics {
                         bytes_in: load(&c.bytes_in),
                         bytes_out: load(&c.bytes_out),
                         batches_in: load(&c.batches_in),
+                        queued: c.queued.load(Ordering::Relaxed).max(0) as u64,
+                        capacity: load(&c.capacity),
                     })
                     .collect()
             }),
@@ -213,6 +305,13 @@ impl JobMetrics {
             kafka_lag: self.lag.lock().map_or(Vec::new(), |l| {
                 l.iter().map(|((s, p), v)| (s.clone(), *p, *v)).collect()
             }),
+            partition_watermarks: self.partition_watermarks.lock().map_or(Vec::new(), |w| {
+                w.iter().map(|((s, p), v)| (s.clone(), *p, *v)).collect()
+            }),
+            bad_records: newest_first(&self.bad_records),
+            checkpoints: newest_first(&self.checkpoints),
+            topology: self.topology.lock().ok().and_then(|t| t.clone()),
+            restored_from: Some(load(&self.restored_from)).filter(|e| *e > 0),
         }
     }
     pub fn add_rows_out(&self, n: u64) {
@@ -234,8 +333,14 @@ impl JobMetrics {
     pub fn keys_held_counter(&self) -> Arc<AtomicI64> {
         self.keys.counter()
     }
-    pub fn add_bad(&self, n: u64) {
-        self.bad.fetch_add(n, Ordering::Relaxed);
+    /// Records a source could not decode: counted, and the newest kept to be shown.
+    pub fn add_bad_records(&self, records: impl IntoIterator<Item = BadRecord>) {
+        if let Ok(mut kept) = self.bad_records.lock() {
+            for r in records {
+                self.bad.fetch_add(1, Ordering::Relaxed);
+                keep_newest(&mut kept, r, KEPT_BAD_RECORDS);
+            }
+        }
     }
     pub fn observe_watermark(&self, wm: Watermark) {
         if wm != Watermark::MAX {
@@ -245,6 +350,9 @@ impl JobMetrics {
     pub fn record_checkpoint(&self, stats: CheckpointStats) {
         if let Ok(mut c) = self.checkpoint.lock() {
             *c = Some(stats);
+        }
+        if let Ok(mut kept) = self.checkpoints.lock() {
+            keep_newest(&mut kept, stats, KEPT_CHECKPOINTS);
         }
     }
     pub fn snapshot(&self) -> MetricsSnapshot {
@@ -266,4 +374,16 @@ impl JobMetrics {
             checkpoint: self.checkpoint.lock().ok().and_then(|c| *c),
         }
     }
+}
+
+fn keep_newest<T>(kept: &mut VecDeque<T>, item: T, at_most: usize) {
+    if kept.len() == at_most {
+        kept.pop_front();
+    }
+    kept.push_back(item);
+}
+
+fn newest_first<T: Clone>(kept: &Mutex<VecDeque<T>>) -> Vec<T> {
+    kept.lock()
+        .map_or(Vec::new(), |k| k.iter().rev().cloned().collect())
 }

@@ -135,6 +135,12 @@ impl SourceWatermarks {
         Ok(())
     }
 
+    /// One partition's own watermark, once it has seen an event time.
+    pub fn partition_watermark(&self, partition: usize) -> Option<i64> {
+        let g = self.partitions.get(partition)?;
+        g.max_event.map(|_| g.current().millis())
+    }
+
     /// The source's watermark if it advanced.
     pub fn advance(&mut self, now: Instant) -> Option<Watermark> {
         let active: Vec<Watermark> = self

@@ -1,6 +1,8 @@
-//! The HTTP API: JSON under `/api/v1`, Prometheus text at `/metrics`, an optional bearer
-//! token on everything. A refusal is JSON `{"error": ...}` with the status that says
-//! whose fault it is (400, 401, 404, 409); 500 only for the server's own failures.
+//! The HTTP API: JSON under `/api/v1`, live results as server-sent events, Prometheus
+//! text at `/metrics`, an optional bearer token on all of it; the console's page at `/`
+//! (without a token: it asks for one). A refusal is JSON `{"error": ...}` with the
+//! status that says whose fault it is (400, 401, 404, 409); 500 only for the server's
+//! own failures.
 
 use std::future::Future;
 
@@ -178,6 +180,21 @@ async fn delete(State(c): State<ServerConfig>, Path(job): Path<String>) -> ApiRe
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+async fn checkpoints(State(c): State<ServerConfig>, Path(job): Path<String>) -> ApiResult {
+    json(
+        StatusCode::OK,
+        &blocking(move || c.manager.checkpoints(&job)).await?,
+    )
+}
+
+async fn live_rows(
+    State(c): State<ServerConfig>,
+    Path((job, sink)): Path<(String, String)>,
+) -> Result<Response, ServerError> {
+    let sub = c.manager.watch(&job, &sink)?;
+    Ok(crate::live::events(&job, &sink, sub).into_response())
+}
+
 async fn metrics(State(c): State<ServerConfig>) -> ApiResult {
     let text = crate::prometheus::render(&c.manager.figures()?);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
@@ -227,7 +244,7 @@ async fn auth(
 }
 
 pub fn router(config: ServerConfig) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/validate", post(validate))
@@ -238,10 +255,13 @@ pub fn router(config: ServerConfig) -> Router {
         .route("/api/v1/jobs/{job}/stop", post(stop))
         .route("/api/v1/jobs/{job}/cancel", post(cancel))
         .route("/api/v1/jobs/{job}/resume", post(resume))
+        .route("/api/v1/jobs/{job}/checkpoints", get(checkpoints))
+        .route("/api/v1/jobs/{job}/sinks/{sink}/rows", get(live_rows))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(config.clone(), auth))
-        .with_state(config)
+        .with_state(config);
+    crate::console::router().merge(api)
 }
 
 /// Serves until `shutdown` completes.

@@ -3,13 +3,15 @@
 //! pause, up to a limit. Stop takes a final checkpoint; cancel does not. Every change of
 //! state is written to the catalog.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sluice_runtime::{CheckpointStats, JobHandle, MetricsDetail, MetricsSnapshot};
+use sluice_runtime::{
+    CheckpointStats, JobHandle, LiveRows, LiveSubscription, MetricsDetail, MetricsSnapshot,
+};
 use sluice_types::{ErrorKind, Watermark, redact_secrets};
 
 use crate::catalog::{self, CatalogEntry, Definitions};
@@ -179,7 +181,14 @@ struct Job {
     /// Events per second over the last sampling interval.
     rate: f64,
     sample: Option<(Instant, u64)>,
+    /// The rate once a second, oldest first, for the last [`RATE_HISTORY`] seconds.
+    rates: VecDeque<f64>,
+    /// Watchers of the rows its sinks receive, kept over restarts.
+    live: Arc<LiveRows>,
 }
+
+/// Seconds of events-per-second history a job keeps (its sparkline).
+pub const RATE_HISTORY: usize = 300;
 
 impl Job {
     fn new(id: String, name: &str, sql: String, created_ms: i64, state: JobState) -> Self {
@@ -197,6 +206,8 @@ impl Job {
             last_metrics: None,
             rate: 0.0,
             sample: None,
+            rates: VecDeque::new(),
+            live: Arc::default(),
         }
     }
 }
@@ -213,6 +224,8 @@ pub struct JobInfo {
     pub last_error: Option<String>,
     pub events_in: u64,
     pub events_per_s: f64,
+    /// Events per second, once a second, oldest first (up to five minutes).
+    pub events_per_s_history: Vec<f64>,
     pub rows_out: u64,
     pub late: u64,
     pub bad: u64,
@@ -246,6 +259,21 @@ impl From<CheckpointStats> for CheckpointInfo {
     }
 }
 
+/// A checkpoint on disk, as the API lists it. One whose manifest cannot be read has
+/// only its epoch and the `problem`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredCheckpointInfo {
+    pub epoch: u64,
+    pub at_ms: Option<i64>,
+    pub bytes: Option<u64>,
+    /// Known for checkpoints the current (or last) run took.
+    pub duration_ms: Option<u64>,
+    pub rows_out: Option<u64>,
+    pub watermark_ms: Option<i64>,
+    pub finished: bool,
+    pub problem: Option<String>,
+}
+
 /// A job's figures for `/metrics`.
 pub struct JobFigures {
     pub name: String,
@@ -253,6 +281,9 @@ pub struct JobFigures {
     pub restarts: u32,
     pub snapshot: MetricsSnapshot,
     pub detail: MetricsDetail,
+    /// Live-results watchers now, and rows dropped for slow ones.
+    pub watchers: usize,
+    pub watch_dropped: u64,
 }
 
 struct Inner {
@@ -272,11 +303,7 @@ pub struct Manager {
     inner: Arc<Inner>,
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use sluice_types::now_ms;
 
 fn job_id(name: &str, created_ms: i64) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -483,6 +510,87 @@ impl Manager {
             .ok_or_else(|| ServerError::NotFound(format!("no job named {name_or_id}")))
     }
 
+    /// The job's checkpoints on disk, newest first: each one can be restored.
+    pub fn checkpoints(&self, name_or_id: &str) -> Result<Vec<StoredCheckpointInfo>, ServerError> {
+        let (name, taken) = {
+            let jobs = self.lock()?;
+            let key = Self::key(&jobs, name_or_id)?;
+            let taken = jobs
+                .get(&key)
+                .and_then(|j| j.last_metrics.as_ref())
+                .map(|h| h.metrics.detail().checkpoints)
+                .unwrap_or_default();
+            (key, taken)
+        };
+        let store = sluice_state::CheckpointStore::new(&self.inner.dir, &name);
+        let mut out: Vec<StoredCheckpointInfo> = store
+            .manifests()
+            .map_err(|e| ServerError::Internal(e.to_string()))?
+            .into_iter()
+            .rev()
+            .map(|(epoch, m)| match m {
+                Ok(m) => StoredCheckpointInfo {
+                    epoch,
+                    at_ms: Some(m.created_ms),
+                    bytes: Some(m.files.iter().map(|f| f.bytes).sum()),
+                    duration_ms: taken
+                        .iter()
+                        .find(|c| c.epoch == epoch)
+                        .map(|c| c.duration_ms),
+                    rows_out: Some(m.rows_out),
+                    watermark_ms: m.watermark,
+                    finished: m.finished,
+                    problem: None,
+                },
+                Err(e) => StoredCheckpointInfo {
+                    epoch,
+                    at_ms: None,
+                    bytes: None,
+                    duration_ms: None,
+                    rows_out: None,
+                    watermark_ms: None,
+                    finished: false,
+                    problem: Some(e.to_string()),
+                },
+            })
+            .collect();
+        out.truncate(1000);
+        Ok(out)
+    }
+
+    /// Starts watching the rows the job's sink `sink` receives.
+    pub fn watch(&self, name_or_id: &str, sink: &str) -> Result<LiveSubscription, ServerError> {
+        let jobs = self.lock()?;
+        let key = Self::key(&jobs, name_or_id)?;
+        let Some(j) = jobs.get(&key) else {
+            return Err(ServerError::NotFound(format!("no job named {name_or_id}")));
+        };
+        let topology = j
+            .last_metrics
+            .as_ref()
+            .and_then(|h| h.metrics.detail().topology);
+        if let Some(t) = topology {
+            let sinks: Vec<&str> = t
+                .nodes
+                .iter()
+                .filter(|n| n.kind == "sink")
+                .map(|n| n.name.as_str())
+                .collect();
+            if !sinks.contains(&sink) {
+                return Err(ServerError::NotFound(format!(
+                    "job {key} writes no table named {sink} (it writes: {})",
+                    sinks.join(", ")
+                )));
+            }
+        }
+        j.live.subscribe(sink).map_err(|_| {
+            ServerError::Conflict(format!(
+                "job {key} has {} live-results watchers already; close one first",
+                sluice_runtime::MAX_WATCHERS
+            ))
+        })
+    }
+
     /// Stops a job after a final checkpoint.
     pub fn stop(&self, name_or_id: &str) -> Result<JobInfo, ServerError> {
         self.end(name_or_id, Desired::Stop)
@@ -593,6 +701,8 @@ impl Manager {
                     restarts: j.restarts,
                     snapshot: h.map_or_else(empty_snapshot, |h| h.metrics.snapshot()),
                     detail: h.map(|h| h.metrics.detail()).unwrap_or_default(),
+                    watchers: j.live.watchers(),
+                    watch_dropped: j.live.dropped(),
                 }
             })
             .collect())
@@ -686,6 +796,7 @@ fn info(j: &Job, detail: bool) -> JobInfo {
         last_error: j.last_error.as_deref().map(redact_secrets),
         events_in: s.events_in,
         events_per_s: j.rate.round(),
+        events_per_s_history: j.rates.iter().copied().collect(),
         rows_out: s.rows_out,
         late: s.late,
         bad: s.bad,

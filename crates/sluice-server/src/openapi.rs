@@ -24,6 +24,8 @@ mod tests {
             ("/api/v1/openapi.json", &["get"]),
             ("/api/v1/catalog", &["get", "post"]),
             ("/api/v1/catalog/{name}", &["delete"]),
+            ("/api/v1/jobs/{job}/checkpoints", &["get"]),
+            ("/api/v1/jobs/{job}/sinks/{sink}/rows", &["get"]),
         ] {
             for m in methods {
                 assert!(paths[path][m].is_object(), "{m} {path} is not documented");

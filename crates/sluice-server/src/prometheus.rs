@@ -41,6 +41,10 @@ pub const METRIC_NAMES: &[&str] = &[
     "sluice_task_bytes_in_total",
     "sluice_task_bytes_out_total",
     "sluice_task_batches_in_total",
+    "sluice_task_queue_fill_ratio",
+    "sluice_source_partition_watermark_seconds",
+    "sluice_live_watchers",
+    "sluice_live_rows_dropped_total",
 ];
 
 fn escape(v: &str) -> String {
@@ -256,7 +260,43 @@ pub fn render(jobs: &[JobFigures]) -> String {
                 l(),
                 t.batches_in as f64,
             );
+            if t.capacity > 0 {
+                add(
+                    "sluice_task_queue_fill_ratio",
+                    "gauge",
+                    "How full a task's input queue is, 0 to 1 (near 1: the task holds back the tasks before it).",
+                    l(),
+                    t.queued as f64 / t.capacity as f64,
+                );
+            }
         }
+        for (source, partition, wm) in &d.partition_watermarks {
+            add(
+                "sluice_source_partition_watermark_seconds",
+                "gauge",
+                "A source partition's own watermark, seconds since the Unix epoch.",
+                vec![
+                    ("job", j.name.clone()),
+                    ("source", source.clone()),
+                    ("partition", partition.to_string()),
+                ],
+                *wm as f64 / 1000.0,
+            );
+        }
+        add(
+            "sluice_live_watchers",
+            "gauge",
+            "Clients watching the job's live results.",
+            job(),
+            j.watchers as f64,
+        );
+        add(
+            "sluice_live_rows_dropped_total",
+            "counter",
+            "Live-result rows dropped because a watching client did not take them in time (the job never waits for one).",
+            job(),
+            j.watch_dropped as f64,
+        );
     }
     let mut out = String::new();
     for f in fams {
@@ -294,6 +334,8 @@ mod tests {
                 checkpoint: None,
             },
             detail: Default::default(),
+            watchers: 1,
+            watch_dropped: 4,
         };
         let text = render(&[figures]);
         for line in text.lines().filter(|l| !l.starts_with('#')) {

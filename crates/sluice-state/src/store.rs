@@ -97,6 +97,16 @@ impl CheckpointStore {
         Ok(epochs)
     }
 
+    /// Every complete checkpoint's manifest, oldest first, read without verifying the
+    /// state files (a listing; [`CheckpointStore::load`] verifies).
+    pub fn manifests(&self) -> Result<Vec<(u64, Result<Manifest>)>> {
+        Ok(self
+            .epochs()?
+            .into_iter()
+            .map(|e| (e, read_manifest(&self.epoch_dir(e))))
+            .collect())
+    }
+
     /// Writes a checkpoint: the state files, then the manifest, then the rename.
     /// Returns the manifest as written (with its file list).
     pub fn write(
@@ -201,8 +211,8 @@ impl CheckpointStore {
     }
 }
 
-/// Reads and verifies a checkpoint directory (as given by a user's path).
-pub fn load_dir(dir: &Path) -> Result<StoredCheckpoint> {
+/// A checkpoint directory's manifest, of a format this build reads.
+fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join("manifest.json");
     let bytes = match fs::read(&path) {
         Ok(b) => b,
@@ -223,6 +233,12 @@ pub fn load_dir(dir: &Path) -> Result<StoredCheckpoint> {
             manifest.format
         )));
     }
+    Ok(manifest)
+}
+
+/// Reads and verifies a checkpoint directory (as given by a user's path).
+pub fn load_dir(dir: &Path) -> Result<StoredCheckpoint> {
+    let manifest = read_manifest(dir)?;
     for f in &manifest.files {
         check_file_name(&f.name)?;
         let p = dir.join(&f.name);

@@ -17,4 +17,4 @@ pub use options::{ConnectorCatalog, ConnectorOptions, OptionProblem, OptionValue
 pub use redact::redact_secrets;
 pub use retry::{Backoff, Interrupt};
 pub use rules::{DEFAULT_ALLOWED_ENV, DEFAULT_MAX_WINDOWS_PER_ROW, JobRules};
-pub use time::{Epoch, Watermark, format_millis, parse_interval_text};
+pub use time::{Epoch, Watermark, format_millis, now_ms, parse_interval_text};

@@ -43,6 +43,14 @@ impl fmt::Display for Watermark {
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC text (`2024-05-01T12:00:00.000Z`).
+/// The wall clock, ms since the Unix epoch: the one clock for "when" (checkpoint and
+/// bad-record times, watermark lag).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 pub fn format_millis(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let milli = ms.rem_euclid(1000);

@@ -20,9 +20,7 @@ pub fn line(s: &MetricsSnapshot, rate: f64) -> String {
         group(s.bad)
     );
     if let Some(c) = s.checkpoint {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now = sluice_types::now_ms();
         l.push_str(&format!(
             " | checkpoint {} ({:.0}s ago, {} ms, {})",
             c.epoch,

@@ -25,11 +25,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use sluice::engine::{JobRun, RunOptions};
 
 fn topic(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
+    support::unique_topic(name)
 }
 
 /// One record read back: (partition, offset, key, value).

@@ -282,7 +282,7 @@ impl Coordinator {
                 format: 0,
                 job: self.job.clone(),
                 epoch: epoch.0,
-                created_ms: now_ms(),
+                created_ms: sluice_types::now_ms(),
                 sql: self.settings.sql.clone(),
                 fingerprint: sluice_state::fingerprint(&self.plan),
                 plan: self.plan.clone(),
@@ -304,7 +304,7 @@ impl Coordinator {
         }
         handle.metrics.record_checkpoint(CheckpointStats {
             epoch: epoch.0,
-            at_ms: now_ms(),
+            at_ms: sluice_types::now_ms(),
             bytes,
             duration_ms: f.started.elapsed().as_millis() as u64,
         });
@@ -321,12 +321,6 @@ impl Coordinator {
         }
         Ok(())
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Expressions as a plan line lists them.

@@ -3,11 +3,13 @@
 //! delivered it too; then the task snapshots, consistent with the sources' offsets.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 
 use sluice_types::{Epoch, Message};
 
 use super::control::TaskMsg;
+use crate::metrics::TaskCounters;
 
 /// What a task does next.
 pub(crate) enum Event {
@@ -40,7 +42,8 @@ impl Inputs {
         self.ended.iter().all(|e| *e)
     }
 
-    pub fn next(&mut self, rx: &Receiver<TaskMsg>) -> Event {
+    /// The next event; `queue` counts the messages taken off the task's queue.
+    pub fn next(&mut self, rx: &Receiver<TaskMsg>, queue: &TaskCounters) -> Event {
         let n = self.ended.len();
         loop {
             let ready =
@@ -50,6 +53,7 @@ impl Inputs {
                 None => match rx.recv() {
                     Ok(TaskMsg::Commit(e)) => return Event::Commit(e),
                     Ok(TaskMsg::Data(i, msg)) => {
+                        queue.queued.fetch_sub(1, Ordering::Relaxed);
                         if self.at_barrier[i].is_some() {
                             self.queued[i].push_back(msg);
                             continue;

@@ -66,7 +66,7 @@ impl NodeTask {
             if handle.is_aborted() {
                 return Ok(());
             }
-            match inputs.next(&rx) {
+            match inputs.next(&rx, counters) {
                 Event::Closed => break,
                 Event::Commit(_) => {}
                 Event::Aligned(epoch) => {

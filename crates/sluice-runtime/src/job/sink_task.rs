@@ -161,6 +161,7 @@ impl SinkTask {
             if batch.num_rows() > 0 {
                 handle.metrics.add_rows_out(batch.num_rows() as u64);
                 counters.output(batch);
+                handle.live.publish(&self.table, batch);
                 sink.write_batch(batch)?;
             }
             Ok(())
@@ -169,7 +170,7 @@ impl SinkTask {
             if handle.is_aborted() {
                 return Ok(());
             }
-            let (i, msg) = match inputs.next(&rx) {
+            let (i, msg) = match inputs.next(&rx, &counters) {
                 Event::Closed => break,
                 Event::Commit(e) => {
                     commit(sink, e)?;

@@ -135,6 +135,11 @@ impl SourceTask {
                         .add_source_batch(batch.num_rows() as u64, bytes);
                     if let Some(g) = self.watermarks.as_mut() {
                         g.observe(partition, &batch)?;
+                        if let Some(wm) = g.partition_watermark(partition) {
+                            handle
+                                .metrics
+                                .set_partition_watermark(&self.name, partition, wm);
+                        }
                     }
                     self.deliver(Message::Batch(batch))?;
                 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sluice_runtime::JobHandle;
 use sluice_types::{ErrorKind, redact_secrets};
 
-use super::{Desired, Job, JobFailure, JobState, Manager, Restore, StartRequest};
+use super::{Desired, Job, JobFailure, JobState, Manager, RATE_HISTORY, Restore, StartRequest};
 use crate::error::ServerError;
 
 impl Manager {
@@ -50,7 +50,14 @@ impl Manager {
             };
             // The handle exists before the job opens anything, so that a stop or cancel
             // during a slow start (a broker that does not answer) reaches it.
-            let handle = JobHandle::new();
+            let Some(live) = self
+                .lock()
+                .ok()
+                .and_then(|j| j.get(name).map(|j| j.live.clone()))
+            else {
+                return;
+            };
+            let handle = JobHandle::with_live(live);
             let mut desired = Desired::Run;
             self.update(name, |j| {
                 desired = j.desired;
@@ -186,15 +193,26 @@ impl Manager {
                 return;
             };
             for j in jobs.values_mut() {
-                let Some(h) = &j.handle else { continue };
-                let now = (Instant::now(), h.metrics.snapshot().events_in);
-                if let Some((t, n)) = j.sample {
-                    let dt = now.0.duration_since(t).as_secs_f64();
-                    if dt > 0.0 {
-                        j.rate = (now.1.saturating_sub(n)) as f64 / dt;
+                match &j.handle {
+                    Some(h) => {
+                        let now = (Instant::now(), h.metrics.snapshot().events_in);
+                        if let Some((t, n)) = j.sample {
+                            let dt = now.0.duration_since(t).as_secs_f64();
+                            if dt > 0.0 {
+                                j.rate = (now.1.saturating_sub(n)) as f64 / dt;
+                            }
+                        }
+                        j.sample = Some(now);
+                    }
+                    None => {
+                        j.rate = 0.0;
+                        j.sample = None;
                     }
                 }
-                j.sample = Some(now);
+                if j.rates.len() == RATE_HISTORY {
+                    j.rates.pop_front();
+                }
+                j.rates.push_back(j.rate.round());
             }
         }
     }

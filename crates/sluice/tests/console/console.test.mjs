@@ -1,0 +1,163 @@
+// The console in a real browser (Debian's chromium, headless), as a user goes through
+// it: give the token, write a job with an SQL error and see it underlined at its line,
+// fix it and submit, see it run (rates above zero, its graph drawn), watch its live
+// results, stop it, restore an older checkpoint, cancel and delete it. A screenshot of
+// each page goes to SHOTS. Run by crates/sluice/tests/console.rs against a real server.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import assert from 'node:assert/strict';
+
+const BASE = process.env.BASE_URL;
+const TOKEN = process.env.TOKEN;
+const SHOTS = process.env.SHOTS;
+const JOB = 'console-job';
+mkdirSync(SHOTS, { recursive: true });
+
+// A paced generator: 400 readings/s, event time 60 times faster, 10 s windows.
+const tail = `CREATE TABLE per_sensor WITH (connector = 'blackhole');
+
+INSERT INTO per_sensor
+SELECT sensor_id, window_start, window_end, count(*) AS readings, avg(temperature) AS avg_temp
+FROM TUMBLE(readings, event_time, INTERVAL '10' SECOND)
+GROUP BY sensor_id, window_start, window_end;
+`;
+const head = `SET checkpoint_interval = '300ms';
+CREATE TABLE readings (
+    sensor_id     TEXT NOT NULL,
+    location      TEXT NOT NULL,
+    temperature   DOUBLE,
+    humidity      DOUBLE,
+    pressure      DOUBLE,
+    battery_level DOUBLE,
+    event_time    TIMESTAMP NOT NULL,
+    reading_id    BIGINT,
+    WATERMARK FOR event_time AS event_time - INTERVAL '2' SECOND
+) WITH (connector = 'generator', profile = 'iot', keys = '8', rate = '400', speedup = '60',
+        disorder = '1s', batch_size = '20');
+
+`;
+// The INSERT names a column the table lacks, on line 18 of this text.
+const broken = head + tail.replace('avg(temperature)', 'avg(temprature)');
+const fixed = head + tail;
+
+const step = (what) => console.log(`-- ${what}`);
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--no-first-run', '--disable-quic'],
+});
+const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+page.setDefaultTimeout(30_000);
+const errors = [];
+page.on('pageerror', (e) => errors.push(e.message));
+page.on('dialog', (d) => d.accept());
+const shot = (name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+
+try {
+  step('the page loads without a token, then asks for one once');
+  await page.goto(BASE + '/');
+  await page.locator('#token-dialog[open]').waitFor();
+  await page.fill('#token-input', TOKEN);
+  await page.click('#token-form button');
+  await page.locator('#jobs').waitFor();
+  await page.locator('#no-jobs').waitFor({ state: 'visible' });
+  await shot('1-jobs-empty');
+
+  step('an SQL error shows at its line, with the sentence');
+  await page.click('#nav-new');
+  await page.fill('#job-name', JOB);
+  await page.fill('#sql', broken);
+  const problem = page.locator('#sql-problem.bad');
+  await problem.waitFor();
+  const text = await problem.textContent();
+  assert.match(text, /^Line 18, column \d+: /, text);
+  assert.match(text, /temprature/, text);
+  const underlined = page.locator('#bad-at');
+  await underlined.waitFor();
+  assert.match(await underlined.textContent(), /temprature/);
+  // The underline sits on the 18th line of the editor.
+  const box = await underlined.boundingBox();
+  const editor = await page.locator('#sql').boundingBox();
+  const line = Math.floor((box.y + box.height / 2 - editor.y - 11) / 20) + 1;
+  assert.equal(line, 18, `the underline is on line ${line}`);
+  await shot('2-new-job-with-an-error');
+  // Submitting it anyway is refused and the error stays.
+  await page.click('#submit');
+  await page.locator('#sql-problem.bad').waitFor();
+
+  step('fixed, it validates and is submitted');
+  await page.fill('#sql', fixed);
+  await page.locator('#sql-problem.ok').waitFor();
+  await page.locator('#sql-plan').waitFor({ state: 'visible' });
+  await page.click('#submit');
+  await page.waitForURL(`**/#/jobs/${JOB}`);
+
+  step('it runs: rates above zero, its graph drawn');
+  await page.locator('h1 [data-state="running"]').waitFor();
+  await page.locator('#graph g.node').nth(2).waitFor();
+  assert.equal(await page.locator('#graph g.node').count(), 3);
+  assert.equal(await page.locator('#graph path.edge').count(), 2);
+  await page.waitForFunction(() => {
+    const t = document.querySelector('#graph g.node.source .rates');
+    return t && /reads [1-9]/.test(t.textContent);
+  });
+  await page.waitForFunction(() => document.querySelectorAll('#checkpoints tbody tr[data-epoch]').length >= 3);
+  await page.waitForFunction(() => document.querySelectorAll('#partitions tbody tr td').length >= 5);
+  await shot('3-job');
+
+  step('the jobs page shows it with its rate and sparkline');
+  await page.click('#nav-jobs');
+  const row = page.locator(`#jobs tr[data-job="${JOB}"]`);
+  await row.waitFor();
+  await page.waitForFunction((job) => {
+    const r = document.querySelector(`#jobs tr[data-job="${job}"] td.rate`);
+    return r && Number(r.textContent.replace(/[^0-9.]/g, '')) > 0;
+  }, JOB);
+  await page.waitForFunction((job) => document.querySelector(`#jobs tr[data-job="${job}"] svg.spark polyline`), JOB);
+  await shot('4-jobs');
+
+  step('live results: rows arrive');
+  await row.locator('a').first().click();
+  await page.locator('#sinks a[data-sink="per_sensor"]').click();
+  await page.locator('#live-state', { hasText: 'watching' }).waitFor();
+  await page.waitForFunction(() => Number(document.querySelector('#live-received').textContent) >= 20);
+  const cells = await page.locator('#live-rows thead th').allTextContents();
+  assert.deepEqual(cells, ['#', 'sensor_id', 'window_start', 'window_end', 'readings', 'avg_temp']);
+  assert.ok(await page.locator('#live-rows tbody tr').count() >= 20);
+  await shot('5-live-results');
+
+  step('stop it; restore an older checkpoint from the list');
+  await page.goto(`${BASE}/#/jobs/${JOB}`);
+  await page.locator('h1 [data-state="running"]').waitFor();
+  await page.click('h1 button[data-action="stop"]');
+  await page.locator('h1 [data-state="stopped"]').waitFor();
+  const epochs = await page.locator('#checkpoints tbody tr[data-epoch]').evaluateAll(
+    (rows) => rows.map((r) => Number(r.dataset.epoch)));
+  assert.ok(epochs.length >= 2, `checkpoints listed: ${epochs}`);
+  const older = epochs[epochs.length - 1];
+  assert.ok(older < epochs[0], `${older} is older than ${epochs[0]}`);
+  await shot('6-stopped-with-checkpoints');
+  await page.click(`#checkpoints tr[data-epoch="${older}"] button[data-action="restore"]`);
+  await page.locator('h1 [data-state="running"]').waitFor();
+  await page.locator('#restored-from', { hasText: `restored from checkpoint ${older}` }).waitFor();
+  await shot('7-restored');
+
+  step('cancel and delete');
+  await page.click('h1 button[data-action="cancel"]');
+  await page.locator('h1 [data-state="cancelled"]').waitFor();
+  await page.click('h1 button[data-action="delete"]');
+  await page.waitForURL(/#\/$/);
+  await page.locator('#no-jobs').waitFor({ state: 'visible' });
+  await shot('8-deleted');
+
+  assert.deepEqual(errors, [], 'the page threw');
+  console.log('console test passed');
+} catch (e) {
+  await shot('failure').catch(() => {});
+  console.error(e);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
