@@ -315,7 +315,9 @@ fn join_operator(
 /// [`JobHandle::stop`] (then a final checkpoint keeps what is open).
 pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     let plan = plan_lines(&spec);
-    handle.metrics.set_topology(crate::topology::topology(&spec));
+    handle
+        .metrics
+        .set_topology(crate::topology::topology(&spec));
     let timed = timed_nodes(&spec);
     let JobSpec {
         name: job_name,
@@ -432,7 +434,11 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
         }
         let (tx, rx) = sync_channel::<TaskMsg>(cap);
         sink_txs.push(Some(tx));
-        sink_queues.push(Some(queue_counters(handle, &format!("sink {}", s.name), cap)));
+        sink_queues.push(Some(queue_counters(
+            handle,
+            &format!("sink {}", s.name),
+            cap,
+        )));
         expected_acks += 1;
         let id = format!("sink {i}");
         let restore = restored(stored, &id)?;
@@ -461,7 +467,10 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
         let (mut txs, mut rxs) = (Vec::new(), Vec::new());
         for part in 0..instances(&nodes, Producer::Node(ni), parallelism) {
             let (tx, rx) = sync_channel::<TaskMsg>(cap);
-            txs.push((tx, queue_counters(handle, &format!("{} {part}", node.name), cap)));
+            txs.push((
+                tx,
+                queue_counters(handle, &format!("{} {part}", node.name), cap),
+            ));
             rxs.push(Some(rx));
         }
         node_txs.push(txs);

@@ -17,8 +17,8 @@ pub use error::{Result, RuntimeError};
 pub use job::{JobHandle, run_job};
 pub use live::{LiveRows, LiveSubscription, MAX_WATCHERS, TooManyWatchers, WATCHER_QUEUE};
 pub use metrics::{
-    BadRecord, CheckpointStats, CommitStats, JobMetrics, MetricsDetail, MetricsSnapshot, TaskCounters,
-    TaskFigures,
+    BadRecord, CheckpointStats, CommitStats, JobMetrics, MetricsDetail, MetricsSnapshot,
+    TaskCounters, TaskFigures,
 };
 pub use operator::{Chain, Collector, Operator, Snapshot};
 pub use plan::{
@@ -29,5 +29,5 @@ pub use plan::{
 pub use sink::{
     CommitOnCheckpoint, EpochBuffer, EpochStore, PendingEpochs, Sink, SinkState, not_committed,
 };
-pub use topology::{Topology, TopologyEdge, TopologyNode};
 pub use source::{Positions, Source, SourcePoll, SourceWatermarks, WatermarkGenerator};
+pub use topology::{Topology, TopologyEdge, TopologyNode};

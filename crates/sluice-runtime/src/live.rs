@@ -105,8 +105,7 @@ mod tests {
 
     fn batch(v: &[i64]) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(v.to_vec()))])
-            .expect("a batch")
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(v.to_vec()))]).expect("a batch")
     }
 
     #[test]

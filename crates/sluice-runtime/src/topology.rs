@@ -40,8 +40,8 @@ pub struct TopologyEdge {
 fn operator_kind(op: &NodeOp) -> String {
     match op {
         NodeOp::Aggregate(a) => match a.window {
-            Some(w) => format!("window aggregate {w}"),
-            None => "updating aggregate".into(),
+            Some(w) => format!("{w}"),
+            None => "GROUP BY without a window".into(),
         },
         NodeOp::Join(j) => format!("{:?} join", j.kind).to_lowercase(),
         NodeOp::Sessions(p) => format!("session windows (gap {} ms)", p.gap_ms),

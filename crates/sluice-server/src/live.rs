@@ -31,8 +31,7 @@ impl Watching {
             );
         }
         let mut text = Vec::new();
-        if let Err(e) = sluice_runtime::output::json_lines(std::slice::from_ref(batch), &mut text)
-        {
+        if let Err(e) = sluice_runtime::output::json_lines(std::slice::from_ref(batch), &mut text) {
             self.ready.push_back(
                 Event::default()
                     .event("error")

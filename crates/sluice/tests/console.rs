@@ -98,7 +98,10 @@ impl Events {
         let (mut name, mut id, mut data) = (String::new(), None, String::new());
         loop {
             let mut line = String::new();
-            assert!(self.lines.read_line(&mut line).unwrap() > 0, "the stream ended");
+            assert!(
+                self.lines.read_line(&mut line).unwrap() > 0,
+                "the stream ended"
+            );
             let line = line.trim_end_matches(['\r', '\n']);
             if let Some(v) = line.strip_prefix("event: ") {
                 name = v.to_string();
@@ -148,7 +151,12 @@ fn live_results_arrive_in_order_and_a_client_that_does_not_read_never_slows_the_
     // reads: the job runs to its end all the same, and the rows it missed are counted.
     const EVENTS: u64 = 400_000;
     submit(&c, "flood", &passthrough("50000", EVENTS, 100));
-    wait_state(&c, "flood", &["running", "finished"], Duration::from_secs(30));
+    wait_state(
+        &c,
+        "flood",
+        &["running", "finished"],
+        Duration::from_secs(30),
+    );
     let mut sleeper = Events::open(&server.url, "/api/v1/jobs/flood/sinks/out/rows");
     let t0 = Instant::now();
     let done = wait_state(&c, "flood", &["finished"], Duration::from_secs(120));

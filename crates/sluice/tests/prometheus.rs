@@ -47,7 +47,10 @@ fn query(prom: &str, expr: &str) -> Vec<Value> {
         .read_json()
         .unwrap();
     assert_eq!(body["status"], "success", "{expr}: {body}");
-    body["data"]["result"].as_array().cloned().unwrap_or_default()
+    body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[test]

@@ -243,7 +243,7 @@ function drawGraph(topology, figures) {
   }
   const columns = [];
   nodes.forEach((n, i) => { (columns[depth[i]] = columns[depth[i]] || []).push(i); });
-  const W = 230, H = 78, GX = 90, GY = 24;
+  const W = 250, H = 78, GX = 90, GY = 24;
   const pos = [];
   columns.forEach((col, c) => col.forEach((i, r) => { pos[i] = { x: 10 + c * (W + GX), y: 10 + r * (H + GY) }; }));
   const width = 20 + columns.length * (W + GX) - GX;
@@ -268,8 +268,8 @@ function drawGraph(topology, figures) {
     const g = svgEl('g', { class: 'node ' + n.kind, transform: `translate(${p.x},${p.y})`, 'data-node': n.name });
     g.append(svgEl('rect', { width: W, height: H }));
     const short = (s, k) => (s.length > k ? s.slice(0, k - 1) + '…' : s);
-    g.append(svgEl('text', { x: 10, y: 18, 'font-weight': 600 }, short(`${n.kind === 'operator' ? '' : n.kind + ' '}${n.name}`, 32)));
-    g.append(svgEl('text', { class: 'sub', x: 10, y: 34 }, short(n.detail + (n.updating ? ' · updating' : ''), 38)));
+    g.append(svgEl('text', { x: 10, y: 18, 'font-weight': 600 }, short(`${n.kind === 'operator' ? '' : n.kind + ' '}${n.name}`, 34)));
+    g.append(svgEl('text', { class: 'sub', x: 10, y: 34 }, short(n.detail + (n.updating ? ' · updating' : ''), 40)));
     const rate = (r) => (r === null || r === undefined ? '…' : fmtNum(r));
     // A source's task counts the rows it reads as its input.
     const inOut = n.kind === 'source' ? `reads ${rate(f.inRate)} rows/s` : n.kind === 'sink'
@@ -278,8 +278,8 @@ function drawGraph(topology, figures) {
     if (n.kind !== 'source') {
       const fill = f.fill || 0;
       g.append(svgEl('text', { class: 'sub', x: 10, y: 69 }, `queue ${Math.round(fill * 100)}%`));
-      g.append(svgEl('rect', { x: 80, y: 62, width: 120, height: 7, fill: '#eef1f5', rx: 3 }));
-      g.append(svgEl('rect', { class: 'fill', x: 80, y: 62, width: Math.max(1, 120 * fill), height: 7, rx: 3,
+      g.append(svgEl('rect', { x: 80, y: 62, width: 150, height: 7, fill: '#eef1f5', rx: 3 }));
+      g.append(svgEl('rect', { class: 'fill', x: 80, y: 62, width: Math.max(1, 150 * fill), height: 7, rx: 3,
         fill: fill > 0.8 ? '#d23b3b' : fill > 0.5 ? '#d98a00' : '#1f9d55' }));
     }
     g.append(svgEl('title', {}, `${n.kind} ${n.name}\n${n.detail}\ntasks: ${n.tasks.join(', ')}`));
