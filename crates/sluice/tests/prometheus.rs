@@ -56,7 +56,8 @@ fn query(prom: &str, expr: &str) -> Vec<Value> {
 #[test]
 fn prometheus_scrapes_the_server_and_every_engine_panel_has_data() {
     let topic = support::unique_topic("prom");
-    support::generate_topic("iot", &topic, 2, &[("seed", "5"), ("keys", "20")], 20_000);
+    let opts = |rate: &'static str| [("seed", "5"), ("keys", "20"), ("rate", rate)];
+    support::generate_topic("iot", &topic, 2, &opts("0"), 1_000);
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), support::free_port());
     let c = server.client();
@@ -105,6 +106,12 @@ fn prometheus_scrapes_the_server_and_every_engine_panel_has_data() {
             .expect("prometheus runs (scripts/test-tools.sh installs it)"),
     );
 
+    // Events flow while Prometheus scrapes: 2,000 a second for 15 seconds.
+    let feeding = {
+        let topic = topic.clone();
+        std::thread::spawn(move || support::generate_topic("iot", &topic, 2, &opts("2000"), 30_000))
+    };
+
     let mut exprs = Vec::new();
     let dashboard: Value = serde_json::from_str(
         &std::fs::read_to_string(
@@ -141,7 +148,7 @@ fn prometheus_scrapes_the_server_and_every_engine_panel_has_data() {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
-    // The rate panels see events flowing.
+    // The rate panels see the events flowing.
     let rate = query(&prom, "sum by (job) (rate(sluice_events_in_total[1m]))");
     let scraped = rate
         .iter()
@@ -149,4 +156,5 @@ fn prometheus_scrapes_the_server_and_every_engine_panel_has_data() {
         .unwrap();
     let v: f64 = scraped["value"][1].as_str().unwrap().parse().unwrap();
     assert!(v > 0.0, "{scraped}");
+    feeding.join().unwrap();
 }
