@@ -51,6 +51,39 @@ CREATE TABLE user_activity (
     start_time = '${START_TIME:-}'
 );
 
+-- Factory machines: temperature, vibration and energy readings, some of them faults.
+CREATE TABLE factory_readings (
+    machine_id  TEXT NOT NULL,
+    line        TEXT NOT NULL,
+    sensor_type TEXT NOT NULL,
+    value       DOUBLE NOT NULL,
+    unit        TEXT NOT NULL,
+    event_time  TIMESTAMP NOT NULL,
+    reading_id  BIGINT NOT NULL,
+    WATERMARK FOR event_time AS event_time - INTERVAL '1' MINUTE
+) WITH (
+    connector = 'generator',
+    profile = 'factory',
+    keys = '${FACTORY_MACHINES:-20}',
+    rate = '${FACTORY_RATE:-600}',
+    speedup = '${FACTORY_SPEEDUP:-10}',
+    seed = '${SEED:-42}',
+    disorder = '${FACTORY_DISORDER:-10s}',
+    anomaly_fraction = '${ANOMALY_FRACTION:-0.002}',
+    duplicate_fraction = '${DUPLICATE_FRACTION:-0.01}',
+    limit = '${FACTORY_LIMIT:-}',
+    start_time = '${START_TIME:-}'
+);
+
+-- Warning and critical levels per sensor type (sql/catalog/postgres.sql reads them from
+-- PostgreSQL instead, where they can be edited while jobs run).
+CREATE TABLE sensor_thresholds (
+    sensor_type TEXT NOT NULL,
+    unit        TEXT,
+    warning     DOUBLE NOT NULL,
+    critical    DOUBLE NOT NULL
+) WITH (connector = 'file', path = '${SQL_DATA:-sql/data}/sensor_thresholds.jsonl');
+
 -- Results: one JSON object per line, named as the jobs name their columns.
 CREATE TABLE sensor_metrics_5m WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/sensor_metrics_5m.jsonl');
 CREATE TABLE sensor_battery_5m WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/sensor_battery_5m.jsonl');
@@ -64,4 +97,8 @@ CREATE TABLE long_sessions WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/
 CREATE TABLE sensor_latest WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/sensor_latest.jsonl',
     'changelog.mode' = 'all');
 CREATE TABLE location_readings WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/location_readings.jsonl',
+    'changelog.mode' = 'all');
+CREATE TABLE factory_alerts WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/factory_alerts.jsonl');
+CREATE TABLE machine_stats_1m WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/machine_stats_1m.jsonl');
+CREATE TABLE machine_health WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/machine_health.jsonl',
     'changelog.mode' = 'all');

@@ -1,15 +1,17 @@
-//! Generator source: realistic IoT readings or user activity, deterministic for a seed
-//! and start time, paced against the wall clock (or as fast as possible), with declared
+//! Generator source: realistic IoT readings, factory machine readings or user activity,
+//! deterministic for a seed and start time, paced against the wall clock (or as fast as possible), with declared
 //! shares of out-of-order and late events. Bounded when given a `limit`.
 //!
-//! Event time: an IoT stream's event `i` is due `i / rate` seconds after the start and
+//! Event time: an IoT or factory stream's event `i` is due `i / rate` seconds after the start and
 //! carries the time `start_time + i / rate × speedup` (with `rate = 0`, as fast as possible,
 //! event time advances as if `rate` were 1,000). User activity takes its event times from
 //! the users' behaviour and is paced at `speedup` times the wall clock (`rate = 0`: as
 //! fast as possible). Then up to `disorder` is taken off each time, and a `late_fraction`
 //! of events is moved `late_by` to twice that into the past. A `duplicate_fraction` of
-//! events re-send one of the last few events (an IoT reading keeps its `reading_id`).
+//! events re-send one of the last few events (a reading keeps its `reading_id`). A factory
+//! stream makes an `anomaly_fraction` of its readings faults above their warning level.
 
+mod factory;
 mod iot;
 pub(crate) mod rng;
 mod user_activity;
@@ -24,6 +26,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use sluice_runtime::{Positions, Result, RuntimeError, Source};
 use sluice_types::{ConnectorOptions, OptionProblem};
 
+use factory::FactoryModel;
+pub use factory::SENSOR_TYPES;
 use iot::IotModel;
 pub use iot::LOCATIONS;
 use rng::Rng;
@@ -40,6 +44,7 @@ pub const OPTIONS: &[&str] = &[
     "late_fraction",
     "late_by",
     "duplicate_fraction",
+    "anomaly_fraction",
     "limit",
     "start_time",
     "batch_size",
@@ -48,6 +53,7 @@ pub const OPTIONS: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
     Iot,
+    Factory,
     UserActivity,
 }
 
@@ -55,6 +61,7 @@ impl Profile {
     pub fn schema(self) -> SchemaRef {
         match self {
             Profile::Iot => iot::schema(),
+            Profile::Factory => factory::schema(),
             Profile::UserActivity => user_activity::schema(),
         }
     }
@@ -74,6 +81,8 @@ pub struct GeneratorOptions {
     /// The share of events that re-send one of the last few events instead of a new one,
     /// as an at-least-once producer does after a lost acknowledgement.
     pub duplicate_fraction: f64,
+    /// Factory readings that are faults (above their warning level).
+    pub anomaly_fraction: f64,
     pub limit: Option<u64>,
     pub start_ms: i64,
     pub batch_size: usize,
@@ -166,22 +175,26 @@ impl GeneratorOptions {
         let num = |key: &str, default: f64| number_option(options, key, default);
         let profile = match get("profile") {
             Some("iot") => Profile::Iot,
+            Some("factory") => Profile::Factory,
             Some("user_activity") | Some("user-activity") => Profile::UserActivity,
             Some(other) => {
                 return Err(OptionProblem::new(
                     Some("profile"),
-                    format!("unknown generator profile '{other}' (use 'iot' or 'user_activity')"),
+                    format!(
+                        "unknown generator profile '{other}' (use 'iot', 'factory' or 'user_activity')"
+                    ),
                 ));
             }
             None => {
                 return Err(OptionProblem::new(
                     Some("connector"),
-                    "a generator needs profile = 'iot' or 'user_activity'",
+                    "a generator needs profile = 'iot', 'factory' or 'user_activity'",
                 ));
             }
         };
         let default_keys = match profile {
             Profile::Iot => 100.0,
+            Profile::Factory => 20.0,
             Profile::UserActivity => 1000.0,
         };
         let share = |key: &str| -> Result<f64, OptionProblem> {
@@ -196,6 +209,10 @@ impl GeneratorOptions {
         };
         let late_fraction = share("late_fraction")?;
         let duplicate_fraction = share("duplicate_fraction")?;
+        let anomaly_fraction = match get("anomaly_fraction") {
+            Some(_) => share("anomaly_fraction")?,
+            None => 0.002,
+        };
         let speedup = num("speedup", 1.0)?;
         if speedup <= 0.0 {
             return Err(OptionProblem::new(
@@ -213,6 +230,7 @@ impl GeneratorOptions {
             disorder_ms: get("disorder").map_or(Ok(5_000), |v| interval_ms("disorder", v))?,
             late_fraction,
             duplicate_fraction,
+            anomaly_fraction,
             late_by_ms: get("late_by").map_or(Ok(3_600_000), |v| interval_ms("late_by", v))?,
             limit: get("limit")
                 .map(|_| num("limit", 0.0))
@@ -228,7 +246,16 @@ impl GeneratorOptions {
 
 enum Model {
     Iot(IotModel),
+    Factory(FactoryModel),
     Users(UserModel),
+}
+
+impl Model {
+    /// Whether event `i`'s time is `start + i × step` (readings), rather than the
+    /// model's own (user activity).
+    fn indexed(&self) -> bool {
+        !matches!(self, Model::Users(_))
+    }
 }
 
 pub struct GeneratorSource {
@@ -260,6 +287,11 @@ impl GeneratorSource {
         let columns = declared_columns(table, "the generator", &opts.profile.schema(), &schema)?;
         let model = match opts.profile {
             Profile::Iot => Model::Iot(IotModel::new(opts.keys, opts.seed, opts.start_ms)),
+            Profile::Factory => Model::Factory(FactoryModel::new(
+                opts.keys,
+                opts.seed,
+                opts.anomaly_fraction,
+            )),
             Profile::UserActivity => {
                 Model::Users(UserModel::new(opts.keys, opts.seed, opts.start_ms))
             }
@@ -291,7 +323,7 @@ impl GeneratorSource {
         loop {
             let elapsed = start.elapsed().as_secs_f64();
             let due = match &self.model {
-                Model::Iot(_) => ((elapsed * self.opts.rate) as u64)
+                Model::Iot(_) | Model::Factory(_) => ((elapsed * self.opts.rate) as u64)
                     .saturating_sub(self.produced - self.pace_events0)
                     as usize,
                 Model::Users(m) => {
@@ -303,7 +335,7 @@ impl GeneratorSource {
                 return due.min(n);
             }
             let wait = match &self.model {
-                Model::Iot(_) => {
+                Model::Iot(_) | Model::Factory(_) => {
                     (self.produced - self.pace_events0 + 1) as f64 / self.opts.rate - elapsed
                 }
                 Model::Users(m) => {
@@ -359,7 +391,7 @@ impl Source for GeneratorSource {
         self.pace_events0 = self.produced;
         self.pace_time0 = match &self.model {
             Model::Users(m) => m.peek_time(),
-            Model::Iot(_) => self.opts.start_ms,
+            Model::Iot(_) | Model::Factory(_) => self.opts.start_ms,
         };
         self.wall_start = None;
         Ok(())
@@ -374,7 +406,7 @@ impl Source for GeneratorSource {
             return Ok(None);
         }
         let n = self.pace((self.opts.batch_size as u64).min(remaining) as usize);
-        let columns = if matches!(self.model, Model::Iot(_)) {
+        let columns = if self.model.indexed() {
             let rate = if self.opts.rate > 0.0 {
                 self.opts.rate
             } else {
@@ -388,12 +420,13 @@ impl Source for GeneratorSource {
             self.perturb(&mut times);
             match &mut self.model {
                 Model::Iot(m) => m.batch(first, &times, &mut self.rng),
+                Model::Factory(m) => m.batch(first, &times, &mut self.rng),
                 Model::Users(_) => Vec::new(),
             }
         } else {
             let (mut times, mut cols) = match &mut self.model {
                 Model::Users(m) => m.batch(n, &mut self.rng),
-                Model::Iot(_) => (Vec::new(), Vec::new()),
+                Model::Iot(_) | Model::Factory(_) => (Vec::new(), Vec::new()),
             };
             self.perturb(&mut times);
             if let Some(last) = cols.last_mut() {

@@ -60,7 +60,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         parallelism: usize,
     },
-    /// Write generated events (profile iot or user-activity) as JSON to a Kafka topic.
+    /// Write generated events (profile iot, factory or user-activity) as JSON to a Kafka topic.
     Generate(Box<GenerateCmd>),
     /// Print the streaming plan of a job, or why it cannot run.
     Explain {
@@ -252,17 +252,17 @@ enum CheckpointsCmd {
 
 #[derive(clap::Args)]
 struct GenerateCmd {
-    /// iot or user-activity.
+    /// iot, factory or user-activity.
     profile: String,
     #[arg(long, default_value = "localhost:9092", env = "KAFKA_BROKERS")]
     brokers: String,
-    /// Default: iot_sensors or user_activity.
+    /// Default: iot_sensors, factory_readings or user_activity.
     #[arg(long)]
     topic: Option<String>,
     /// Events per second (0: as fast as possible).
     #[arg(long)]
     rate: Option<String>,
-    /// Sensors or users.
+    /// Sensors, machines or users.
     #[arg(long)]
     keys: Option<String>,
     #[arg(long)]
@@ -279,6 +279,9 @@ struct GenerateCmd {
     /// Share of events that re-send one of the last few (as an at-least-once producer).
     #[arg(long)]
     duplicate_fraction: Option<String>,
+    /// Share of factory readings that are faults (above their warning level).
+    #[arg(long)]
+    anomaly_fraction: Option<String>,
     /// Stop after this many events.
     #[arg(long)]
     limit: Option<String>,
@@ -411,12 +414,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 disorder,
                 late_fraction,
                 duplicate_fraction,
+                anomaly_fraction,
                 limit,
                 start_time,
                 partitions,
             } = *cmd;
             let topic = topic.unwrap_or_else(|| match profile.as_str() {
                 "iot" => "iot_sensors".into(),
+                "factory" => "factory_readings".into(),
                 _ => "user_activity".into(),
             });
             let options = [
@@ -427,6 +432,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ("disorder", disorder),
                 ("late_fraction", late_fraction),
                 ("duplicate_fraction", duplicate_fraction),
+                ("anomaly_fraction", anomaly_fraction),
                 ("limit", limit),
                 ("start_time", start_time),
             ]

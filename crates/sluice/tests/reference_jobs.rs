@@ -19,7 +19,12 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use sluice::engine::{JobRun, RunOptions};
 
-const TUMBLE_SOURCES: &[&str] = &["iot_sensors", "user_activity"];
+/// Sources windowed by the reference jobs, and their windows' minutes.
+const TUMBLE_SOURCES: &[(&str, u32)] = &[
+    ("iot_sensors", 5),
+    ("user_activity", 5),
+    ("factory_readings", 1),
+];
 
 fn sql_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../sql")
@@ -34,6 +39,11 @@ fn env_for(out: &Path) -> HashMap<String, String> {
         ("USER_RATE", "0".into()),
         ("IOT_LIMIT", "40000".into()),
         ("USER_LIMIT", "40000".into()),
+        ("FACTORY_RATE", "0".into()),
+        ("FACTORY_LIMIT", "30000".into()),
+        // Enough faults that every machine has some, at both levels.
+        ("ANOMALY_FRACTION", "0.01".into()),
+        ("SQL_DATA", sql_dir().join("data").display().to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -43,12 +53,12 @@ fn env_for(out: &Path) -> HashMap<String, String> {
 /// The batch equivalent of a window TVF: each row with its window's bounds.
 fn batch_equivalent(select: &str) -> String {
     let mut s = select.to_string();
-    for src in TUMBLE_SOURCES {
+    for (src, minutes) in TUMBLE_SOURCES {
         s = s.replace(
-            &format!("TUMBLE({src}, event_time, INTERVAL '5' MINUTE)"),
+            &format!("TUMBLE({src}, event_time, INTERVAL '{minutes}' MINUTE)"),
             &format!(
-                "(SELECT *, date_bin(INTERVAL '5 minutes', event_time) AS window_start,
-                         date_bin(INTERVAL '5 minutes', event_time) + INTERVAL '5 minutes' AS window_end
+                "(SELECT *, date_bin(INTERVAL '{minutes} minutes', event_time) AS window_start,
+                         date_bin(INTERVAL '{minutes} minutes', event_time) + INTERVAL '{minutes} minutes' AS window_end
                   FROM {src}) AS {src}"
             ),
         );
@@ -103,31 +113,34 @@ fn plan_reference(name: &str, env: &HashMap<String, String>) -> (String, sluice_
     (sql, graph)
 }
 
-fn check_reference_job(name: &str) {
+/// Runs a reference job and checks every table it writes against the batch oracle;
+/// returns each table's rows (an updating result's changelog replayed).
+fn check_reference_job(name: &str) -> HashMap<String, Vec<String>> {
     let tmp = tempfile::tempdir().unwrap();
     let env = env_for(tmp.path());
     let (sql, graph) = plan_reference(name, &env);
 
-    // The events, generated once more with the job's own source options.
-    let source = &graph.sources[0];
-    let mut generator = sluice_connectors::build_source(
-        &source.def.name,
-        &source.def.options,
-        source.schema.clone(),
-        Arc::default(),
-        &sluice_types::Interrupt::new(),
-    )
-    .unwrap();
-    let mut events = Vec::new();
-    while let Some(b) = generator.next_batch().unwrap() {
-        events.push(b);
-    }
+    // The events, generated (or read) once more with the job's own source options.
     let ctx = SessionContext::new();
-    ctx.register_table(
-        source.def.name.as_str(),
-        Arc::new(MemTable::try_new(source.schema.clone(), vec![events]).unwrap()),
-    )
-    .unwrap();
+    for source in &graph.sources {
+        let mut reader = sluice_connectors::build_source(
+            &source.def.name,
+            &source.def.options,
+            source.schema.clone(),
+            Arc::default(),
+            &sluice_types::Interrupt::new(),
+        )
+        .unwrap();
+        let mut events = Vec::new();
+        while let Some(b) = reader.next_batch().unwrap() {
+            events.push(b);
+        }
+        ctx.register_table(
+            source.def.name.as_str(),
+            Arc::new(MemTable::try_new(source.schema.clone(), vec![events]).unwrap()),
+        )
+        .unwrap();
+    }
 
     // The job's views, as batch views.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -186,6 +199,7 @@ fn check_reference_job(name: &str) {
             .or_default()
             .extend(rows.lines().map(support::normalize));
     }
+    let mut tables = HashMap::new();
     for (table, mut expected) in expected_by_sink {
         expected.sort();
         // An updating result's changelog, replayed, is the final table.
@@ -196,7 +210,35 @@ fn check_reference_job(name: &str) {
             got, expected,
             "{name}: {table} differs from the batch oracle"
         );
+        tables.insert(table, got);
     }
+    tables
+}
+
+#[test]
+fn factory_alerts_match_batch_oracle_at_both_levels() {
+    let tables = check_reference_job("factory_alerts");
+    let alerts = &tables["factory_alerts"];
+    for level in ["warning", "critical"] {
+        assert!(
+            alerts
+                .iter()
+                .any(|a| a.contains(&format!("level=\"{level}\""))),
+            "no {level} alert among {} alerts",
+            alerts.len()
+        );
+    }
+}
+
+#[test]
+fn factory_health_matches_batch_oracle() {
+    let tables = check_reference_job("factory_health");
+    let health = &tables["machine_health"];
+    assert_eq!(health.len(), 20, "one row per machine: {health:?}");
+    assert!(
+        health.iter().any(|h| h.contains("health=\"ok\"")),
+        "{health:?}"
+    );
 }
 
 #[test]
