@@ -59,7 +59,7 @@ case "$cmd" in
     if ! alive server; then
       echo "== sluice serve on $server" >&2
       KAFKA_BROKERS="$brokers" DATABASE_URL="$url" \
-        SLUICE_ALLOW_ENV=KAFKA_BROKERS,DATABASE_URL,IOT_SENSORS_TOPIC,USER_ACTIVITY_TOPIC,SCAN_BOUNDED,STARTUP_MODE,ALERTS_TOPIC \
+        SLUICE_ALLOW_ENV=KAFKA_BROKERS,DATABASE_URL,IOT_SENSORS_TOPIC,USER_ACTIVITY_TOPIC,SCAN_BOUNDED,STARTUP_MODE,ALERTS_TOPIC,FACTORY_READINGS_TOPIC,FACTORY_ALERTS_TOPIC,THRESHOLDS_TTL \
         nohup "$sluice" serve --listen "127.0.0.1:$port" --checkpoint-dir "$state/checkpoints" \
         --data-dir "$state/files" --checkpoint-interval 5s >>"$state/server.log" 2>&1 &
       echo $! >"$state/server.pid"
@@ -68,19 +68,26 @@ case "$cmd" in
     "$sluice" jobs --server "$server" >/dev/null
     start_ms=$(( ($(date +%s) - 3600) * 1000 ))
     speedup="${GEN_SPEEDUP:-10}"
-    for gen in iot user-activity; do
+    for gen in iot user-activity factory; do
       if ! alive "gen-$gen"; then
-        if [ "$gen" = iot ]; then topic=iot_sensors; rate="${IOT_RATE:-200}"; else topic=user_activity; rate="${USER_RATE:-100}"; fi
+        case "$gen" in
+          iot) topic=iot_sensors; rate="${IOT_RATE:-200}" ;;
+          factory) topic=factory_readings; rate="${FACTORY_RATE:-60}" ;;
+          *) topic=user_activity; rate="${USER_RATE:-100}" ;;
+        esac
         nohup "$sluice" generate "$gen" --brokers "$brokers" --topic "$topic" --rate "$rate" \
           --speedup "$speedup" --start-time "$start_ms" >>"$state/gen-$gen.log" 2>&1 &
         echo $! >"$state/gen-$gen.pid"
       fi
     done
+    # The test broker creates no topic on first use: the factory alerts' topic is made
+    # here (a generator that sends nothing creates its topic).
+    "$sluice" generate factory --brokers "$brokers" --topic factory_alerts --limit 0 >/dev/null 2>&1
     echo "== jobs" >&2
     # Streams from Kafka, results into PostgreSQL (added in this order: later replace).
     "$sluice" catalog add kafka sql/catalog/kafka.sql --server "$server" >/dev/null
     "$sluice" catalog add postgres sql/catalog/postgres.sql --server "$server" >/dev/null
-    for job in iot_aggregates iot_alerts user_activity long_sessions sensor_state; do
+    for job in iot_aggregates iot_alerts user_activity long_sessions sensor_state factory_alerts factory_health; do
       state_now=$("$sluice" job "$job" --server "$server" 2>/dev/null | awk '$1 == "state" {print $2}' || true)
       case "$state_now" in
         running|starting|restarting) ;;
@@ -103,12 +110,13 @@ EOF
   stop)
     stop_one gen-iot
     stop_one gen-user-activity
+    stop_one gen-factory
     stop_one server
     SLUICE_KAFKA_STATE="$state/kafka" scripts/kafka.sh stop "$kafka_port"
     echo "stopped (the jobs took a final checkpoint; start again to resume them)" >&2
     ;;
   status)
-    for p in server gen-iot gen-user-activity; do
+    for p in server gen-iot gen-user-activity gen-factory; do
       if alive "$p"; then echo "$p: running (pid $(cat "$state/$p.pid"))"; else echo "$p: stopped"; fi
     done
     ;;

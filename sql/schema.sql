@@ -129,3 +129,56 @@ INSERT INTO sensors
 SELECT 'sensor-' || lpad(i::text, 4, '0'), 18 + (i % 10)
 FROM generate_series(0, 99) AS i
 ON CONFLICT (sensor_id) DO NOTHING;
+
+-- Factory monitoring (sql/factory_alerts.sql, sql/factory_health.sql). Warning and
+-- critical levels per sensor type, looked up by the jobs: edit a row and alerts follow
+-- within the jobs' cache TTL (a minute).
+CREATE TABLE IF NOT EXISTS sensor_thresholds (
+    sensor_type text PRIMARY KEY,
+    unit        text,
+    warning     double precision NOT NULL,
+    critical    double precision NOT NULL
+);
+INSERT INTO sensor_thresholds VALUES
+    ('temperature', 'celsius', 75, 85),
+    ('vibration', 'mm_s', 6, 9),
+    ('energy', 'kw', 60, 70)
+ON CONFLICT (sensor_type) DO NOTHING;
+
+-- One row per alert, keyed by its id (the reading's number): a replay rewrites it.
+CREATE TABLE IF NOT EXISTS factory_alerts (
+    alert_id    text PRIMARY KEY,
+    alert_time  timestamptz NOT NULL,
+    machine_id  text NOT NULL,
+    line        text NOT NULL,
+    sensor_type text NOT NULL,
+    value       double precision NOT NULL,
+    level       text NOT NULL,
+    threshold   double precision NOT NULL
+);
+CREATE INDEX IF NOT EXISTS factory_alerts_time ON factory_alerts (alert_time);
+
+-- An updating result: each machine's row replaced as its readings come.
+CREATE TABLE IF NOT EXISTS machine_health (
+    machine_id   text PRIMARY KEY,
+    line         text NOT NULL,
+    health       text NOT NULL,
+    level        integer NOT NULL,
+    temperature  double precision,
+    vibration    double precision,
+    energy       double precision,
+    last_reading timestamptz NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS machine_stats_1m (
+    window_start timestamptz NOT NULL,
+    window_end   timestamptz NOT NULL,
+    machine_id   text NOT NULL,
+    sensor_type  text NOT NULL,
+    readings     bigint NOT NULL,
+    avg_value    double precision,
+    min_value    double precision,
+    max_value    double precision,
+    PRIMARY KEY (window_start, machine_id, sensor_type)
+);
+CREATE INDEX IF NOT EXISTS machine_stats_1m_time ON machine_stats_1m (window_start);

@@ -99,6 +99,7 @@ CREATE TABLE sensor_latest WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/
 CREATE TABLE location_readings WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/location_readings.jsonl',
     'changelog.mode' = 'all');
 CREATE TABLE factory_alerts WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/factory_alerts.jsonl');
+CREATE TABLE factory_alert_events WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/factory_alert_events.jsonl');
 CREATE TABLE machine_stats_1m WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/machine_stats_1m.jsonl');
 CREATE TABLE machine_health WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/machine_health.jsonl',
     'changelog.mode' = 'all');

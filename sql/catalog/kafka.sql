@@ -1,5 +1,6 @@
 -- The reference jobs' streams from Kafka topics (filled by `sluice generate`, JSON, one
--- record per event), and the IoT alerts to the Kafka topic iot_alerts, keyed by entity.
+-- record per event), the IoT alerts to the Kafka topic iot_alerts, keyed by entity, and
+-- the factory alerts to factory_alerts, keyed by alert id.
 -- Put it after sql/catalog/generators.sql, whose file sinks the other results keep:
 --   sluice run sql/iot_alerts.sql --catalog sql/catalog/generators.sql --catalog sql/catalog/kafka.sql
 -- Malformed records go to dead_letters/<table>.jsonl with their offsets.
@@ -43,6 +44,36 @@ CREATE TABLE user_activity (
     scan.bounded.mode = '${SCAN_BOUNDED:-unbounded}',
     bad_data = 'dead_letter',
     'dead_letter.path' = 'dead_letters/user_activity.jsonl'
+);
+
+CREATE TABLE factory_readings (
+    machine_id  TEXT NOT NULL,
+    line        TEXT NOT NULL,
+    sensor_type TEXT NOT NULL,
+    value       DOUBLE NOT NULL,
+    unit        TEXT NOT NULL,
+    event_time  TIMESTAMP NOT NULL,
+    reading_id  BIGINT NOT NULL,
+    WATERMARK FOR event_time AS event_time - INTERVAL '1' MINUTE
+) WITH (
+    connector = 'kafka',
+    topic = '${FACTORY_READINGS_TOPIC:-factory_readings}',
+    'bootstrap.servers' = '${KAFKA_BROKERS:-localhost:9092}',
+    format = 'json',
+    scan.startup.mode = '${STARTUP_MODE:-earliest}',
+    scan.bounded.mode = '${SCAN_BOUNDED:-unbounded}',
+    bad_data = 'dead_letter',
+    'dead_letter.path' = 'dead_letters/factory_readings.jsonl'
+);
+
+-- Factory alerts as events, keyed by alert id: at least once (the test broker has no
+-- transactions; with a broker that has them, add 'sink.delivery-guarantee' =
+-- 'exactly-once'), and a consumer drops a repeated id.
+CREATE TABLE factory_alert_events WITH (
+    connector = 'kafka',
+    topic = '${FACTORY_ALERTS_TOPIC:-factory_alerts}',
+    'bootstrap.servers' = '${KAFKA_BROKERS:-localhost:9092}',
+    key = 'alert_id'
 );
 
 CREATE TABLE iot_alerts WITH (

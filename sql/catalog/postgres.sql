@@ -86,3 +86,38 @@ CREATE TABLE location_readings WITH (
     create_table = 'false',
     primary_key = 'location'
 );
+
+-- Factory monitoring: thresholds looked up by sensor type (edit a row and alerts follow
+-- within a minute), alerts upserted on their id, machine health upserted per machine.
+CREATE TABLE sensor_thresholds (
+    sensor_type TEXT NOT NULL,
+    unit        TEXT,
+    warning     DOUBLE NOT NULL,
+    critical    DOUBLE NOT NULL
+) WITH (
+    connector = 'postgres',
+    url = '${DATABASE_URL:-postgres://postgres@localhost:5432/sluice}',
+    table = 'sensor_thresholds',
+    'lookup.cache.ttl' = '${THRESHOLDS_TTL:-1 min}'
+);
+
+CREATE TABLE factory_alerts WITH (
+    connector = 'postgres',
+    url = '${DATABASE_URL:-postgres://postgres@localhost:5432/sluice}',
+    create_table = 'false',
+    primary_key = 'alert_id'
+);
+
+CREATE TABLE machine_health WITH (
+    connector = 'postgres',
+    url = '${DATABASE_URL:-postgres://postgres@localhost:5432/sluice}',
+    create_table = 'false',
+    primary_key = 'machine_id'
+);
+
+CREATE TABLE machine_stats_1m WITH (
+    connector = 'postgres',
+    url = '${DATABASE_URL:-postgres://postgres@localhost:5432/sluice}',
+    create_table = 'false',
+    primary_key = 'window_start, machine_id, sensor_type'
+);

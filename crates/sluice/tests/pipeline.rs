@@ -45,13 +45,18 @@ fn count(db: &str, sql: &str) -> i64 {
 }
 
 /// The pipeline's jobs (`sql/<job>.sql`), as scripts/pipeline.sh and docker-compose run them.
-const JOBS: [&str; 5] = [
+const JOBS: [&str; 7] = [
     "iot_aggregates",
     "iot_alerts",
     "user_activity",
     "long_sessions",
     "sensor_state",
+    "factory_alerts",
+    "factory_health",
 ];
+
+/// Machines of the generated factory stream.
+const MACHINES: i64 = 12;
 
 /// A database with the schema, filled by a real run of the pipeline jobs.
 fn populated() -> String {
@@ -72,11 +77,27 @@ fn populated() -> String {
     ];
     support::generate_topic("iot", &iot, 2, &options, 30_000);
     support::generate_topic("user-activity", &users, 2, &options, 30_000);
+    let factory = pg::unique("pipe_factory");
+    let machines = MACHINES.to_string();
+    let factory_options = [
+        ("rate", "0"),
+        ("speedup", "60"),
+        ("seed", "7"),
+        ("keys", machines.as_str()),
+        ("anomaly_fraction", "0.01"),
+        ("start_time", "2024-05-01T00:00:00Z"),
+    ];
+    support::generate_topic("factory", &factory, 2, &factory_options, 20_000);
+    // The test broker creates no topic on first use.
+    let alerts_topic = pg::unique("pipe_factory_alerts");
+    sluice::generate::ensure_topic(&support::brokers(), &alerts_topic, 1).unwrap();
     let out = tempfile::tempdir().unwrap();
     let vars = [
         ("KAFKA_BROKERS", support::brokers()),
         ("IOT_SENSORS_TOPIC", iot),
         ("USER_ACTIVITY_TOPIC", users),
+        ("FACTORY_READINGS_TOPIC", factory),
+        ("FACTORY_ALERTS_TOPIC", alerts_topic.clone()),
         ("SCAN_BOUNDED", "latest-offset".into()),
         ("DATABASE_URL", db.clone()),
     ];
@@ -100,6 +121,9 @@ fn the_pipeline_jobs_fill_every_table_of_the_schema() {
         "long_sessions",
         "sensor_latest",
         "location_readings",
+        "factory_alerts",
+        "machine_health",
+        "machine_stats_1m",
     ] {
         let n = count(&db, &format!("SELECT count(*) FROM {table}"));
         assert!(n > 0, "{table} is empty");
@@ -143,6 +167,33 @@ fn the_pipeline_jobs_fill_every_table_of_the_schema() {
     assert!(
         distinct < 30_000 && distinct > 29_000,
         "readings without duplicates: {distinct}"
+    );
+
+    // Factory: alerts at both levels, one per reading over its threshold (a re-sent
+    // reading's alert written once), one health row per machine, every reading counted
+    // in the minute statistics.
+    for level in ["warning", "critical"] {
+        assert!(
+            count(
+                &db,
+                &format!("SELECT count(*) FROM factory_alerts WHERE level = '{level}'")
+            ) > 0,
+            "no {level} factory alerts"
+        );
+    }
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM factory_alerts a JOIN sensor_thresholds t USING (sensor_type)
+             WHERE a.value < t.warning OR (a.level = 'critical') <> (a.value >= t.critical)"
+        ),
+        0,
+        "an alert at the wrong level"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM machine_health"), MACHINES);
+    assert_eq!(
+        count(&db, "SELECT sum(readings)::bigint FROM machine_stats_1m"),
+        20_000
     );
 
     // Every PostgreSQL panel's query, macros expanded to the data's time range, returns rows.
@@ -629,7 +680,7 @@ fn the_no_docker_script_brings_the_pipeline_up_and_down() {
     let text = pipeline_script("stop", &env);
     assert!(text.contains("stopped"), "{text}");
     let status = pipeline_script("status", &env);
-    assert_eq!(status.matches(": stopped").count(), 3, "{status}");
+    assert_eq!(status.matches(": stopped").count(), 4, "{status}");
     for p in [port, kafka_port] {
         assert!(
             std::net::TcpStream::connect(("127.0.0.1", p)).is_err(),

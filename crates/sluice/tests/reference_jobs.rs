@@ -326,6 +326,8 @@ fn every_reference_job_plans_with_each_catalog_set() {
         "iot_alerts",
         "user_activity",
         "long_sessions",
+        "factory_alerts",
+        "factory_health",
     ];
     for job in jobs {
         for t in connectors(job, &["generators"]) {
