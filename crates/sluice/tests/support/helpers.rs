@@ -75,7 +75,7 @@ pub fn run_job_with_catalogs(
     metrics.snapshot()
 }
 
-fn build_job_with_catalogs(
+pub fn build_job_with_catalogs(
     sql: &str,
     catalogs: &[sluice_sql::CatalogFile],
     vars: &[(&str, String)],

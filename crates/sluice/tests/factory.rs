@@ -1,0 +1,226 @@
+//! Factory monitoring over real services: factory readings in a Kafka topic (the test
+//! broker), thresholds in PostgreSQL looked up by the alert job (`sql/factory_alerts.sql`
+//! with the Kafka and PostgreSQL catalogs), alerts upserted into PostgreSQL. A threshold
+//! edited while the job runs applies to the readings sent once the lookup cache's TTL
+//! has passed; the readings before it keep the old one.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/helpers.rs"]
+mod support;
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+use datafusion::arrow::record_batch::RecordBatch;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use sluice_connectors::generator::{GeneratorOptions, GeneratorSource, SENSOR_TYPES};
+use sluice_runtime::Source;
+use sqlx::{Connection, Row};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn exec(url: &str, sql: &str) {
+    pg::rt().block_on(async {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+    });
+}
+
+/// (alert id, level) of every alert in PostgreSQL.
+fn alerts(url: &str) -> BTreeSet<(String, String)> {
+    pg::rt().block_on(async {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query("SELECT alert_id, level FROM factory_alerts")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
+            .collect()
+    })
+}
+
+/// The alerts a batch of readings gives with a temperature warning level of
+/// `temperature_warning` (the other levels as `sql/schema.sql` sets them).
+fn oracle(batches: &[RecordBatch], temperature_warning: f64) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for b in batches {
+        let types = b.column_by_name("sensor_type").unwrap().as_string::<i32>();
+        let values = b
+            .column_by_name("value")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        let ids = b
+            .column_by_name("reading_id")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            let s = SENSOR_TYPES
+                .iter()
+                .find(|s| s.name == types.value(i))
+                .unwrap();
+            let warning = if s.name == "temperature" {
+                temperature_warning
+            } else {
+                s.warning
+            };
+            let v = values.value(i);
+            if v >= warning {
+                let level = if v >= s.critical {
+                    "critical"
+                } else {
+                    "warning"
+                };
+                out.insert((format!("alert-{}", ids.value(i)), level.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Sends readings to `topic` as JSON, keyed by machine, as `sluice generate` does.
+fn send(producer: &BaseProducer, topic: &str, batches: &[RecordBatch]) {
+    for b in batches {
+        let mut text = Vec::new();
+        sluice_runtime::output::json_lines(std::slice::from_ref(b), &mut text).unwrap();
+        let machines = b.column_by_name("machine_id").unwrap().as_string::<i32>();
+        for (i, line) in text
+            .split(|c| *c == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
+            let key = machines.value(i).to_string();
+            producer
+                .send(BaseRecord::to(topic).key(&key).payload(line))
+                .map_err(|(e, _)| e)
+                .unwrap();
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+fn wait_for(url: &str, want: &BTreeSet<(String, String)>, what: &str) {
+    let t0 = Instant::now();
+    loop {
+        let got = alerts(url);
+        if &got == want {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{what}: {} alerts in PostgreSQL, {} expected; missing {:?}; unexpected {:?}",
+            got.len(),
+            want.len(),
+            want.difference(&got).take(5).collect::<Vec<_>>(),
+            got.difference(want).take(5).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_edited_threshold_applies_to_readings_sent_after_the_lookup_ttl() {
+    let db = pg::fresh_database("factory_ttl");
+    exec(
+        &db,
+        &std::fs::read_to_string(repo().join("sql/schema.sql")).unwrap(),
+    );
+    let brokers = support::brokers();
+    let (readings, alert_events) = (
+        support::unique_topic("factory_readings"),
+        support::unique_topic("factory_alerts"),
+    );
+    sluice::generate::ensure_topic(&brokers, &readings, 1).unwrap();
+    sluice::generate::ensure_topic(&brokers, &alert_events, 1).unwrap();
+    let vars = [
+        ("KAFKA_BROKERS", brokers.clone()),
+        ("DATABASE_URL", db.clone()),
+        ("FACTORY_READINGS_TOPIC", readings.clone()),
+        ("FACTORY_ALERTS_TOPIC", alert_events),
+        ("THRESHOLDS_TTL", "300ms".to_string()),
+    ];
+    let sql = format!(
+        "SET checkpoint_interval = '200ms';\n{}",
+        std::fs::read_to_string(repo().join("sql/factory_alerts.sql")).unwrap()
+    );
+    let data = tempfile::tempdir().unwrap();
+    let rules = sluice_types::JobRules::submitted(
+        data.path().to_path_buf(),
+        vars.iter().map(|(k, _)| k.to_string()).collect(),
+    );
+    let run = support::build_job_with_catalogs(
+        &sql,
+        &support::sql_catalogs(&["kafka", "postgres"]),
+        &vars,
+        1,
+        &rules,
+    );
+    let handle = run.handle.clone();
+    let job = std::thread::spawn(move || run.run());
+
+    // Readings of 10 machines, 2 % of them faults.
+    let mut options = sluice_types::ConnectorOptions::default();
+    for (k, v) in [
+        ("connector", "generator"),
+        ("profile", "factory"),
+        ("keys", "10"),
+        ("seed", "3"),
+        ("rate", "0"),
+        ("anomaly_fraction", "0.02"),
+        ("batch_size", "1000"),
+        ("start_time", "2024-05-01T00:00:00Z"),
+    ] {
+        options.insert(k, v.to_string(), sluice_types::Position::default());
+    }
+    let opts = GeneratorOptions::parse(&options).unwrap();
+    let schema = opts.profile.schema();
+    let mut generator = GeneratorSource::new("factory_readings", opts, schema).unwrap();
+    let mut part = || -> Vec<RecordBatch> {
+        (0..3)
+            .map(|_| generator.next_batch().unwrap().unwrap())
+            .collect()
+    };
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("max.in.flight.requests.per.connection", "1")
+        .create()
+        .unwrap();
+
+    // Before the edit: the thresholds as the schema sets them.
+    let before = part();
+    send(&producer, &readings, &before);
+    let mut want = oracle(&before, 75.0);
+    assert!(want.len() > 20, "{} alerts before the edit", want.len());
+    wait_for(&db, &want, "before the edit");
+
+    // Temperatures from 65 °C on now warn; after the cache's TTL, readings sent meet it.
+    exec(
+        &db,
+        "UPDATE sensor_thresholds SET warning = 65 WHERE sensor_type = 'temperature'",
+    );
+    std::thread::sleep(Duration::from_millis(1_000));
+    let after = part();
+    send(&producer, &readings, &after);
+    let new = oracle(&after, 65.0);
+    assert!(
+        new.len() > oracle(&after, 75.0).len() + 50,
+        "the edit should make many more alerts"
+    );
+    want.extend(new);
+    wait_for(&db, &want, "after the edit and the TTL");
+
+    handle.stop();
+    job.join().unwrap().unwrap();
+    // Nothing more came: the alerts are exactly the oracle's.
+    assert_eq!(alerts(&db), want);
+}
