@@ -367,20 +367,6 @@ fn kafka_sink_output_read_back_by_a_second_client_equals_the_jobs_output() {
 
 /// Starts or stops a private broker on `port` with the project's script, keeping its
 /// topics in a SQLite file so that they survive a restart.
-fn private_broker(cmd: &str, port: u16, state: &std::path::Path) {
-    let script =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka.sh");
-    let status = std::process::Command::new("bash")
-        .arg(script)
-        .args([cmd, &port.to_string()])
-        .env("SLUICE_KAFKA_STATE", state)
-        .env("SLUICE_KAFKA_STORAGE", "sqlite://tansu.db")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "scripts/kafka.sh {cmd} {port}");
-}
-
 fn produce_to(brokers: &str, topic: &str, from: i64, n: i64) {
     let p: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -402,7 +388,7 @@ fn a_broker_outage_makes_the_job_wait_and_go_on_when_it_returns() {
     let port = support::free_port();
     let state = tempfile::tempdir().unwrap();
     let brokers = format!("127.0.0.1:{port}");
-    private_broker("start", port, state.path());
+    support::private_broker("start", port, state.path());
     let t = topic("outage");
     sluice::generate::ensure_topic(&brokers, &t, 1).unwrap();
     produce_to(&brokers, &t, 0, 100);
@@ -442,7 +428,7 @@ fn a_broker_outage_makes_the_job_wait_and_go_on_when_it_returns() {
     assert_eq!(wait_for(100), 100);
 
     // The broker goes away: the job waits instead of failing.
-    private_broker("stop", port, state.path());
+    support::private_broker("stop", port, state.path());
     std::thread::sleep(Duration::from_secs(4));
     assert!(
         !job.is_finished(),
@@ -450,7 +436,7 @@ fn a_broker_outage_makes_the_job_wait_and_go_on_when_it_returns() {
     );
 
     // It comes back with its topics; new records flow on from where the job was.
-    private_broker("start", port, state.path());
+    support::private_broker("start", port, state.path());
     produce_to(&brokers, &t, 100, 50);
     assert_eq!(
         wait_for(150),
@@ -459,7 +445,7 @@ fn a_broker_outage_makes_the_job_wait_and_go_on_when_it_returns() {
     );
     handle.stop();
     job.join().unwrap().unwrap();
-    private_broker("stop", port, state.path());
+    support::private_broker("stop", port, state.path());
     let ids: Vec<String> = std::fs::read_to_string(&out)
         .unwrap()
         .lines()

@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -102,6 +102,21 @@ pub fn brokers() -> String {
     std::env::var("SLUICE_KAFKA_BROKERS").expect(
         "SLUICE_KAFKA_BROKERS is not set: run scripts/test.sh, or scripts/kafka.sh start and export it",
     )
+}
+
+/// A broker of the test's own on `port` (`start` or `stop`), keeping its topics in
+/// `state` across a stop and a start (SQLite storage): for outage drills.
+pub fn private_broker(cmd: &str, port: u16, state: &Path) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka.sh");
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .args([cmd, &port.to_string()])
+        .env("SLUICE_KAFKA_STATE", state)
+        .env("SLUICE_KAFKA_STORAGE", "sqlite://tansu.db")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "scripts/kafka.sh {cmd} {port}");
 }
 
 /// A topic name no other test run uses.
