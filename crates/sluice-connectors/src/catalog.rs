@@ -54,6 +54,12 @@ const CONNECTORS: &[Spec] = &[
         lookup_options: None,
     },
     Spec {
+        name: "host_metrics",
+        source_options: Some(crate::host_metrics::OPTIONS),
+        sink_options: None,
+        lookup_options: None,
+    },
+    Spec {
         name: "nexmark",
         source_options: Some(crate::nexmark::OPTIONS),
         sink_options: None,
@@ -227,6 +233,15 @@ impl ConnectorCatalog for Catalog {
                 ));
             }
             GeneratorOptions::parse(options)?;
+        }
+        if name == "host_metrics" {
+            if !has_columns {
+                return Err(OptionProblem::new(
+                    None,
+                    "a host_metrics table must declare the columns it reads",
+                ));
+            }
+            crate::host_metrics::HostMetricsOptions::parse(options)?;
         }
         if name == "nexmark" {
             if !has_columns {
@@ -429,6 +444,14 @@ pub fn build_source(
                 .map_err(|p| ConnectorError::Config(format!("table {table}: {}", p.message)))?;
             Ok(Box::new(
                 GeneratorSource::new(table, opts, schema).map_err(ConnectorError::Config)?,
+            ))
+        }
+        Some("host_metrics") => {
+            let opts = crate::host_metrics::HostMetricsOptions::parse(options)
+                .map_err(|p| ConnectorError::Config(format!("table {table}: {}", p.message)))?;
+            Ok(Box::new(
+                crate::host_metrics::HostMetricsSource::new(table, opts, schema)
+                    .map_err(ConnectorError::Config)?,
             ))
         }
         Some("nexmark") => {

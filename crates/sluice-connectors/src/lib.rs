@@ -10,6 +10,7 @@ mod error;
 mod file_sink;
 mod file_source;
 pub mod generator;
+pub mod host_metrics;
 mod json;
 pub mod kafka;
 pub mod kafka_sink;
