@@ -84,6 +84,25 @@ CREATE TABLE sensor_thresholds (
     critical    DOUBLE NOT NULL
 ) WITH (connector = 'file', path = '${SQL_DATA:-sql/data}/sensor_thresholds.jsonl');
 
+-- This machine's own usage, sampled every HOST_INTERVAL.
+CREATE TABLE host_metrics (
+    host               TEXT NOT NULL,
+    sample_time        TIMESTAMP NOT NULL,
+    cpu_percent        DOUBLE NOT NULL,
+    cpu_cores          BIGINT NOT NULL,
+    memory_used_bytes  BIGINT NOT NULL,
+    memory_total_bytes BIGINT NOT NULL,
+    disk_used_bytes    BIGINT NOT NULL,
+    disk_total_bytes   BIGINT NOT NULL,
+    net_rx_bytes       BIGINT NOT NULL,
+    net_tx_bytes       BIGINT NOT NULL,
+    WATERMARK FOR sample_time AS sample_time - INTERVAL '5' SECOND
+) WITH (
+    connector = 'host_metrics',
+    interval = '${HOST_INTERVAL:-5s}',
+    limit = '${HOST_LIMIT:-}'
+);
+
 -- Results: one JSON object per line, named as the jobs name their columns.
 CREATE TABLE sensor_metrics_5m WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/sensor_metrics_5m.jsonl');
 CREATE TABLE sensor_battery_5m WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/sensor_battery_5m.jsonl');
@@ -102,4 +121,7 @@ CREATE TABLE factory_alerts WITH (connector = 'file', path = '${OUTPUT_DIR:-out}
 CREATE TABLE factory_alert_events WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/factory_alert_events.jsonl');
 CREATE TABLE machine_stats_1m WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/machine_stats_1m.jsonl');
 CREATE TABLE machine_health WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/machine_health.jsonl',
+    'changelog.mode' = 'all');
+CREATE TABLE host_metrics_1m WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/host_metrics_1m.jsonl');
+CREATE TABLE host_status WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/host_status.jsonl',
     'changelog.mode' = 'all');

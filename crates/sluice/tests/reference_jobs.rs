@@ -19,11 +19,12 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use sluice::engine::{JobRun, RunOptions};
 
-/// Sources windowed by the reference jobs, and their windows' minutes.
-const TUMBLE_SOURCES: &[(&str, u32)] = &[
-    ("iot_sensors", 5),
-    ("user_activity", 5),
-    ("factory_readings", 1),
+/// Sources windowed by the reference jobs, their time columns and their windows' minutes.
+const TUMBLE_SOURCES: &[(&str, &str, u32)] = &[
+    ("iot_sensors", "event_time", 5),
+    ("user_activity", "event_time", 5),
+    ("factory_readings", "event_time", 1),
+    ("host_metrics", "sample_time", 1),
 ];
 
 fn sql_dir() -> PathBuf {
@@ -53,12 +54,12 @@ fn env_for(out: &Path) -> HashMap<String, String> {
 /// The batch equivalent of a window TVF: each row with its window's bounds.
 fn batch_equivalent(select: &str) -> String {
     let mut s = select.to_string();
-    for (src, minutes) in TUMBLE_SOURCES {
+    for (src, time, minutes) in TUMBLE_SOURCES {
         s = s.replace(
-            &format!("TUMBLE({src}, event_time, INTERVAL '{minutes}' MINUTE)"),
+            &format!("TUMBLE({src}, {time}, INTERVAL '{minutes}' MINUTE)"),
             &format!(
-                "(SELECT *, date_bin(INTERVAL '{minutes} minutes', event_time) AS window_start,
-                         date_bin(INTERVAL '{minutes} minutes', event_time) + INTERVAL '{minutes} minutes' AS window_end
+                "(SELECT *, date_bin(INTERVAL '{minutes} minutes', {time}) AS window_start,
+                         date_bin(INTERVAL '{minutes} minutes', {time}) + INTERVAL '{minutes} minutes' AS window_end
                   FROM {src}) AS {src}"
             ),
         );
@@ -103,22 +104,38 @@ fn inserts(sql: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A reference job's text, planned with the generators' catalog.
-fn plan_reference(name: &str, env: &HashMap<String, String>) -> (String, sluice_sql::JobGraph) {
+/// A reference job's text, planned with the generators' catalog (and `extra`, whose
+/// tables replace the catalog's of the same name).
+fn plan_reference(
+    name: &str,
+    env: &HashMap<String, String>,
+    extra: Option<&str>,
+) -> (String, sluice_sql::JobGraph) {
     let sql = std::fs::read_to_string(sql_dir().join(format!("{name}.sql"))).unwrap();
     let lookup = |k: &str| env.get(k).cloned();
-    let graph =
-        sluice::plan_with_catalog_env(&sql, &support::sql_catalogs(&["generators"]), &lookup)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut catalogs = support::sql_catalogs(&["generators"]);
+    if let Some(text) = extra {
+        catalogs.push(sluice_sql::CatalogFile {
+            name: "the test's catalog".into(),
+            sql: text.to_string(),
+        });
+    }
+    let graph = sluice::plan_with_catalog_env(&sql, &catalogs, &lookup)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     (sql, graph)
 }
 
 /// Runs a reference job and checks every table it writes against the batch oracle;
 /// returns each table's rows (an updating result's changelog replayed).
 fn check_reference_job(name: &str) -> HashMap<String, Vec<String>> {
+    check_reference_job_with(name, None)
+}
+
+/// [`check_reference_job`] with a catalog of the test's own after the generators'.
+fn check_reference_job_with(name: &str, extra: Option<&str>) -> HashMap<String, Vec<String>> {
     let tmp = tempfile::tempdir().unwrap();
     let env = env_for(tmp.path());
-    let (sql, graph) = plan_reference(name, &env);
+    let (sql, graph) = plan_reference(name, &env, extra);
 
     // The events, generated (or read) once more with the job's own source options.
     let ctx = SessionContext::new();
@@ -150,7 +167,7 @@ fn check_reference_job(name: &str) -> HashMap<String, Vec<String>> {
         .iter()
         .filter(|s| s.starts_with("CREATE VIEW"))
     {
-        rt.block_on(async { ctx.sql(view).await?.collect().await })
+        rt.block_on(async { ctx.sql(&batch_equivalent(view)).await?.collect().await })
             .unwrap();
     }
 
@@ -241,6 +258,40 @@ fn factory_health_matches_batch_oracle() {
     );
 }
 
+/// Host metrics recorded on three hosts (`sql/data/host_metrics_recorded.jsonl`): one
+/// stays Normal, one's memory and one's CPU climb through Alert to Critical.
+#[test]
+fn host_status_matches_batch_oracle_over_recorded_metrics() {
+    let recorded = format!(
+        "CREATE TABLE host_metrics (host TEXT NOT NULL, sample_time TIMESTAMP NOT NULL,
+             cpu_percent DOUBLE NOT NULL, cpu_cores BIGINT NOT NULL,
+             memory_used_bytes BIGINT NOT NULL, memory_total_bytes BIGINT NOT NULL,
+             disk_used_bytes BIGINT NOT NULL, disk_total_bytes BIGINT NOT NULL,
+             net_rx_bytes BIGINT NOT NULL, net_tx_bytes BIGINT NOT NULL,
+             WATERMARK FOR sample_time AS sample_time - INTERVAL '5' SECOND)
+         WITH (connector = 'file', path = '{}');",
+        sql_dir().join("data/host_metrics_recorded.jsonl").display()
+    );
+    let tables = check_reference_job_with("host_status", Some(&recorded));
+    let status = &tables["host_status"];
+    for (host, want) in [
+        ("web-1", "Normal"),
+        ("db-1", "Critical"),
+        ("batch-1", "Critical"),
+    ] {
+        assert!(
+            status
+                .iter()
+                .any(|r| r.contains(&format!("host=\"{host}\""))
+                    && r.contains(&format!("status=\"{want}\""))),
+            "{host} should end {want}: {status:?}"
+        );
+    }
+    let minutes = &tables["host_metrics_1m"];
+    assert_eq!(minutes.len(), 30, "3 hosts × 10 minutes");
+    assert!(minutes.iter().any(|r| r.contains("status=\"Alert\"")));
+}
+
 #[test]
 fn iot_aggregates_matches_batch_oracle() {
     check_reference_job("iot_aggregates");
@@ -271,7 +322,7 @@ fn generated_streams_have_both_alert_kinds_and_long_sessions() {
     let tmp = tempfile::tempdir().unwrap();
     let env = env_for(tmp.path());
     for job in ["iot_alerts", "long_sessions"] {
-        let (_, graph) = plan_reference(job, &env);
+        let (_, graph) = plan_reference(job, &env, None);
         let options = RunOptions {
             parallelism: 1,
             ..RunOptions::default()
