@@ -59,7 +59,7 @@ case "$cmd" in
     if ! alive server; then
       echo "== sluice serve on $server" >&2
       KAFKA_BROKERS="$brokers" DATABASE_URL="$url" \
-        SLUICE_ALLOW_ENV=KAFKA_BROKERS,DATABASE_URL,IOT_SENSORS_TOPIC,USER_ACTIVITY_TOPIC,SCAN_BOUNDED,STARTUP_MODE,ALERTS_TOPIC,FACTORY_READINGS_TOPIC,FACTORY_ALERTS_TOPIC,THRESHOLDS_TTL \
+        SLUICE_ALLOW_ENV=KAFKA_BROKERS,DATABASE_URL,IOT_SENSORS_TOPIC,USER_ACTIVITY_TOPIC,SCAN_BOUNDED,STARTUP_MODE,ALERTS_TOPIC,FACTORY_READINGS_TOPIC,FACTORY_ALERTS_TOPIC,THRESHOLDS_TTL,HOST_METRICS_TOPIC \
         nohup "$sluice" serve --listen "127.0.0.1:$port" --checkpoint-dir "$state/checkpoints" \
         --data-dir "$state/files" --checkpoint-interval 5s >>"$state/server.log" 2>&1 &
       echo $! >"$state/server.pid"
@@ -80,6 +80,12 @@ case "$cmd" in
         echo $! >"$state/gen-$gen.pid"
       fi
     done
+    # This machine's own usage, as each host's agent would send it.
+    if ! alive gen-host-metrics; then
+      nohup "$sluice" generate host-metrics --brokers "$brokers" --topic host_metrics \
+        --interval "${HOST_INTERVAL:-5s}" >>"$state/gen-host-metrics.log" 2>&1 &
+      echo $! >"$state/gen-host-metrics.pid"
+    fi
     # The test broker creates no topic on first use: the factory alerts' topic is made
     # here (a generator that sends nothing creates its topic).
     "$sluice" generate factory --brokers "$brokers" --topic factory_alerts --limit 0 >/dev/null 2>&1
@@ -87,7 +93,7 @@ case "$cmd" in
     # Streams from Kafka, results into PostgreSQL (added in this order: later replace).
     "$sluice" catalog add kafka sql/catalog/kafka.sql --server "$server" >/dev/null
     "$sluice" catalog add postgres sql/catalog/postgres.sql --server "$server" >/dev/null
-    for job in iot_aggregates iot_alerts user_activity long_sessions sensor_state factory_alerts factory_health; do
+    for job in iot_aggregates iot_alerts user_activity long_sessions sensor_state factory_alerts factory_health host_status; do
       state_now=$("$sluice" job "$job" --server "$server" 2>/dev/null | awk '$1 == "state" {print $2}' || true)
       case "$state_now" in
         running|starting|restarting) ;;
@@ -111,12 +117,13 @@ EOF
     stop_one gen-iot
     stop_one gen-user-activity
     stop_one gen-factory
+    stop_one gen-host-metrics
     stop_one server
     SLUICE_KAFKA_STATE="$state/kafka" scripts/kafka.sh stop "$kafka_port"
     echo "stopped (the jobs took a final checkpoint; start again to resume them)" >&2
     ;;
   status)
-    for p in server gen-iot gen-user-activity gen-factory; do
+    for p in server gen-iot gen-user-activity gen-factory gen-host-metrics; do
       if alive "$p"; then echo "$p: running (pid $(cat "$state/$p.pid"))"; else echo "$p: stopped"; fi
     done
     ;;

@@ -182,3 +182,27 @@ CREATE TABLE IF NOT EXISTS machine_stats_1m (
     PRIMARY KEY (window_start, machine_id, sensor_type)
 );
 CREATE INDEX IF NOT EXISTS machine_stats_1m_time ON machine_stats_1m (window_start);
+
+-- Host metrics (sql/host_status.sql): per host and minute, and each host's latest status.
+CREATE TABLE IF NOT EXISTS host_metrics_1m (
+    window_start   timestamptz NOT NULL,
+    window_end     timestamptz NOT NULL,
+    host           text NOT NULL,
+    samples        bigint NOT NULL,
+    cpu_percent    double precision,
+    memory_percent double precision,
+    disk_percent   double precision,
+    net_rx_bytes   bigint,
+    net_tx_bytes   bigint,
+    status         text NOT NULL,
+    PRIMARY KEY (window_start, host)
+);
+
+CREATE TABLE IF NOT EXISTS host_status (
+    host           text PRIMARY KEY,
+    status         text NOT NULL,
+    as_of          timestamptz NOT NULL,
+    cpu_percent    double precision,
+    memory_percent double precision,
+    disk_percent   double precision
+);

@@ -66,6 +66,30 @@ CREATE TABLE factory_readings (
     'dead_letter.path' = 'dead_letters/factory_readings.jsonl'
 );
 
+-- Host metrics, from `sluice generate host-metrics` running on each host (keyed by host).
+CREATE TABLE host_metrics (
+    host               TEXT NOT NULL,
+    sample_time        TIMESTAMP NOT NULL,
+    cpu_percent        DOUBLE NOT NULL,
+    cpu_cores          BIGINT NOT NULL,
+    memory_used_bytes  BIGINT NOT NULL,
+    memory_total_bytes BIGINT NOT NULL,
+    disk_used_bytes    BIGINT NOT NULL,
+    disk_total_bytes   BIGINT NOT NULL,
+    net_rx_bytes       BIGINT NOT NULL,
+    net_tx_bytes       BIGINT NOT NULL,
+    WATERMARK FOR sample_time AS sample_time - INTERVAL '10' SECOND
+) WITH (
+    connector = 'kafka',
+    topic = '${HOST_METRICS_TOPIC:-host_metrics}',
+    'bootstrap.servers' = '${KAFKA_BROKERS:-localhost:9092}',
+    format = 'json',
+    scan.startup.mode = '${STARTUP_MODE:-earliest}',
+    scan.bounded.mode = '${SCAN_BOUNDED:-unbounded}',
+    bad_data = 'dead_letter',
+    'dead_letter.path' = 'dead_letters/host_metrics.jsonl'
+);
+
 -- Factory alerts as events, keyed by alert id: at least once (the test broker has no
 -- transactions; with a broker that has them, add 'sink.delivery-guarantee' =
 -- 'exactly-once'), and a consumer drops a repeated id.

@@ -121,3 +121,18 @@ CREATE TABLE machine_stats_1m WITH (
     create_table = 'false',
     primary_key = 'window_start, machine_id, sensor_type'
 );
+
+-- Host metrics: minutes per host, and each host's latest status (upserted per host).
+CREATE TABLE host_metrics_1m WITH (
+    connector = 'postgres',
+    url = '${DATABASE_URL:-postgres://postgres@localhost:5432/sluice}',
+    create_table = 'false',
+    primary_key = 'window_start, host'
+);
+
+CREATE TABLE host_status WITH (
+    connector = 'postgres',
+    url = '${DATABASE_URL:-postgres://postgres@localhost:5432/sluice}',
+    create_table = 'false',
+    primary_key = 'host'
+);

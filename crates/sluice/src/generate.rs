@@ -1,5 +1,7 @@
 //! `sluice generate PROFILE`: the built-in generators written as JSON to a Kafka topic,
-//! keyed by sensor or user, creating the topic if it is missing, with a progress line.
+//! keyed by sensor, machine or user, creating the topic if it is missing, with a progress
+//! line. `host-metrics` is this machine's own usage, a sample every interval, keyed by
+//! host: run it on each host as its agent.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::Producer;
 use sluice_connectors::generator::{GeneratorOptions, GeneratorSource};
+use sluice_connectors::host_metrics::{self, HostMetricsOptions, HostMetricsSource};
 use sluice_connectors::kafka::client_config;
 use sluice_connectors::kafka_sink::{CountingProducer, Deliveries, send_record};
 use sluice_runtime::Source;
@@ -65,18 +68,23 @@ pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
 /// Runs until the limit (if any) or until `stop` is set. Returns the events sent.
 pub fn run(args: &GenerateArgs, stop: Arc<AtomicBool>) -> Result<u64> {
     let mut options = ConnectorOptions::default();
-    options.insert("connector", "generator".into(), Position::default());
-    options.insert(
-        "profile",
-        args.profile.replace('-', "_"),
-        Position::default(),
-    );
     for (k, v) in &args.options {
         options.insert(k, v.clone(), Position::default());
     }
-    let opts = GeneratorOptions::parse(&options).map_err(|p| anyhow!(p.message))?;
-    let schema = opts.profile.schema();
-    let mut source = GeneratorSource::new("generate", opts, schema).map_err(|e| anyhow!(e))?;
+    let profile = args.profile.replace('-', "_");
+    let mut source: Box<dyn Source> = if profile == "host_metrics" {
+        let opts = HostMetricsOptions::parse(&options).map_err(|p| anyhow!(p.message))?;
+        Box::new(
+            HostMetricsSource::new("generate", opts, host_metrics::schema())
+                .map_err(|e| anyhow!(e))?,
+        )
+    } else {
+        options.insert("connector", "generator".into(), Position::default());
+        options.insert("profile", profile, Position::default());
+        let opts = GeneratorOptions::parse(&options).map_err(|p| anyhow!(p.message))?;
+        let schema = opts.profile.schema();
+        Box::new(GeneratorSource::new("generate", opts, schema).map_err(|e| anyhow!(e))?)
+    };
     ensure_topic(&args.brokers, &args.topic, args.partitions)?;
     let mut kafka = ConnectorOptions::default();
     kafka.insert(

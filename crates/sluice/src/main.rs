@@ -60,7 +60,8 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         parallelism: usize,
     },
-    /// Write generated events (profile iot, factory or user-activity) as JSON to a Kafka topic.
+    /// Write generated events (profile iot, factory or user-activity), or this machine's
+    /// usage (host-metrics, as an agent), as JSON to a Kafka topic.
     Generate(Box<GenerateCmd>),
     /// Print the streaming plan of a job, or why it cannot run.
     Explain {
@@ -252,11 +253,11 @@ enum CheckpointsCmd {
 
 #[derive(clap::Args)]
 struct GenerateCmd {
-    /// iot, factory or user-activity.
+    /// iot, factory, user-activity or host-metrics.
     profile: String,
     #[arg(long, default_value = "localhost:9092", env = "KAFKA_BROKERS")]
     brokers: String,
-    /// Default: iot_sensors, factory_readings or user_activity.
+    /// Default: iot_sensors, factory_readings, user_activity or host_metrics.
     #[arg(long)]
     topic: Option<String>,
     /// Events per second (0: as fast as possible).
@@ -282,6 +283,12 @@ struct GenerateCmd {
     /// Share of factory readings that are faults (above their warning level).
     #[arg(long)]
     anomaly_fraction: Option<String>,
+    /// host-metrics: time between samples (default 5s).
+    #[arg(long)]
+    interval: Option<String>,
+    /// host-metrics: the host's name in the samples (default: this machine's).
+    #[arg(long)]
+    host: Option<String>,
     /// Stop after this many events.
     #[arg(long)]
     limit: Option<String>,
@@ -415,6 +422,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 late_fraction,
                 duplicate_fraction,
                 anomaly_fraction,
+                interval,
+                host,
                 limit,
                 start_time,
                 partitions,
@@ -422,6 +431,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let topic = topic.unwrap_or_else(|| match profile.as_str() {
                 "iot" => "iot_sensors".into(),
                 "factory" => "factory_readings".into(),
+                "host-metrics" | "host_metrics" => "host_metrics".into(),
                 _ => "user_activity".into(),
             });
             let options = [
@@ -433,6 +443,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ("late_fraction", late_fraction),
                 ("duplicate_fraction", duplicate_fraction),
                 ("anomaly_fraction", anomaly_fraction),
+                ("interval", interval),
+                ("host", host),
                 ("limit", limit),
                 ("start_time", start_time),
             ]

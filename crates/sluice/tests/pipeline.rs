@@ -45,7 +45,7 @@ fn count(db: &str, sql: &str) -> i64 {
 }
 
 /// The pipeline's jobs (`sql/<job>.sql`), as scripts/pipeline.sh and docker-compose run them.
-const JOBS: [&str; 7] = [
+const JOBS: [&str; 8] = [
     "iot_aggregates",
     "iot_alerts",
     "user_activity",
@@ -53,10 +53,31 @@ const JOBS: [&str; 7] = [
     "sensor_state",
     "factory_alerts",
     "factory_health",
+    "host_status",
 ];
 
 /// Machines of the generated factory stream.
 const MACHINES: i64 = 12;
+
+/// Sends JSON lines to `topic`, keyed by their `host`.
+fn send_lines(topic: &str, text: &str) {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", support::brokers())
+        .set("max.in.flight.requests.per.connection", "1")
+        .create()
+        .unwrap();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = v["host"].as_str().unwrap().to_string();
+        p.send(BaseRecord::to(topic).key(&key).payload(line))
+            .map_err(|(e, _)| e)
+            .unwrap();
+        p.poll(std::time::Duration::ZERO);
+    }
+    p.flush(std::time::Duration::from_secs(30)).unwrap();
+}
 
 /// A database with the schema, filled by a real run of the pipeline jobs.
 fn populated() -> String {
@@ -88,6 +109,13 @@ fn populated() -> String {
         ("start_time", "2024-05-01T00:00:00Z"),
     ];
     support::generate_topic("factory", &factory, 2, &factory_options, 20_000);
+    // Host metrics as recorded on three hosts, sent as each host's agent sends them.
+    let hosts = pg::unique("pipe_hosts");
+    sluice::generate::ensure_topic(&support::brokers(), &hosts, 1).unwrap();
+    send_lines(
+        &hosts,
+        &std::fs::read_to_string(repo().join("sql/data/host_metrics_recorded.jsonl")).unwrap(),
+    );
     // The test broker creates no topic on first use.
     let alerts_topic = pg::unique("pipe_factory_alerts");
     sluice::generate::ensure_topic(&support::brokers(), &alerts_topic, 1).unwrap();
@@ -98,6 +126,7 @@ fn populated() -> String {
         ("USER_ACTIVITY_TOPIC", users),
         ("FACTORY_READINGS_TOPIC", factory),
         ("FACTORY_ALERTS_TOPIC", alerts_topic.clone()),
+        ("HOST_METRICS_TOPIC", hosts),
         ("SCAN_BOUNDED", "latest-offset".into()),
         ("DATABASE_URL", db.clone()),
     ];
@@ -124,6 +153,8 @@ fn the_pipeline_jobs_fill_every_table_of_the_schema() {
         "factory_alerts",
         "machine_health",
         "machine_stats_1m",
+        "host_metrics_1m",
+        "host_status",
     ] {
         let n = count(&db, &format!("SELECT count(*) FROM {table}"));
         assert!(n > 0, "{table} is empty");
@@ -194,6 +225,17 @@ fn the_pipeline_jobs_fill_every_table_of_the_schema() {
     assert_eq!(
         count(&db, "SELECT sum(readings)::bigint FROM machine_stats_1m"),
         20_000
+    );
+
+    // Hosts: 3 hosts × 10 minutes, each host's last status.
+    assert_eq!(count(&db, "SELECT count(*) FROM host_metrics_1m"), 30);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM host_status WHERE (host, status) IN
+             (('web-1', 'Normal'), ('db-1', 'Critical'), ('batch-1', 'Critical'))"
+        ),
+        3
     );
 
     // Every PostgreSQL panel's query, macros expanded to the data's time range, returns rows.
@@ -680,7 +722,7 @@ fn the_no_docker_script_brings_the_pipeline_up_and_down() {
     let text = pipeline_script("stop", &env);
     assert!(text.contains("stopped"), "{text}");
     let status = pipeline_script("status", &env);
-    assert_eq!(status.matches(": stopped").count(), 4, "{status}");
+    assert_eq!(status.matches(": stopped").count(), 5, "{status}");
     for p in [port, kafka_port] {
         assert!(
             std::net::TcpStream::connect(("127.0.0.1", p)).is_err(),
