@@ -84,6 +84,29 @@ CREATE TABLE sensor_thresholds (
     critical    DOUBLE NOT NULL
 ) WITH (connector = 'file', path = '${SQL_DATA:-sql/data}/sensor_thresholds.jsonl');
 
+-- Race cars lapping the bundled track, 10 positions a second each.
+CREATE TABLE race_positions (
+    car_id         TEXT NOT NULL,
+    lap            BIGINT NOT NULL,
+    lat            DOUBLE NOT NULL,
+    lon            DOUBLE NOT NULL,
+    speed_kmh      DOUBLE NOT NULL,
+    lap_distance_m DOUBLE NOT NULL,
+    lap_progress   DOUBLE NOT NULL,
+    event_time     TIMESTAMP NOT NULL,
+    WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND
+) WITH (
+    connector = 'generator',
+    profile = 'race',
+    keys = '${RACE_CARS:-10}',
+    rate = '${RACE_RATE:-100}',
+    speedup = '${RACE_SPEEDUP:-1}',
+    seed = '${SEED:-42}',
+    disorder = '${RACE_DISORDER:-200ms}',
+    limit = '${RACE_LIMIT:-}',
+    start_time = '${START_TIME:-}'
+);
+
 -- This machine's own usage, sampled every HOST_INTERVAL.
 CREATE TABLE host_metrics (
     host               TEXT NOT NULL,
@@ -123,5 +146,9 @@ CREATE TABLE machine_stats_1m WITH (connector = 'file', path = '${OUTPUT_DIR:-ou
 CREATE TABLE machine_health WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/machine_health.jsonl',
     'changelog.mode' = 'all');
 CREATE TABLE host_metrics_1m WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/host_metrics_1m.jsonl');
+CREATE TABLE car_speed_5s WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/car_speed_5s.jsonl');
+CREATE TABLE lap_times WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/lap_times.jsonl');
+CREATE TABLE leaderboard WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/leaderboard.jsonl',
+    'changelog.mode' = 'all');
 CREATE TABLE host_status WITH (connector = 'file', path = '${OUTPUT_DIR:-out}/host_status.jsonl',
     'changelog.mode' = 'all');

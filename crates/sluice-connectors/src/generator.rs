@@ -13,6 +13,7 @@
 
 mod factory;
 mod iot;
+pub mod race;
 pub(crate) mod rng;
 mod user_activity;
 
@@ -30,6 +31,7 @@ use factory::FactoryModel;
 pub use factory::SENSOR_TYPES;
 use iot::IotModel;
 pub use iot::LOCATIONS;
+use race::RaceModel;
 use rng::Rng;
 use user_activity::UserModel;
 
@@ -54,6 +56,7 @@ pub const OPTIONS: &[&str] = &[
 pub enum Profile {
     Iot,
     Factory,
+    Race,
     UserActivity,
 }
 
@@ -62,6 +65,7 @@ impl Profile {
         match self {
             Profile::Iot => iot::schema(),
             Profile::Factory => factory::schema(),
+            Profile::Race => race::schema(),
             Profile::UserActivity => user_activity::schema(),
         }
     }
@@ -176,25 +180,27 @@ impl GeneratorOptions {
         let profile = match get("profile") {
             Some("iot") => Profile::Iot,
             Some("factory") => Profile::Factory,
+            Some("race") => Profile::Race,
             Some("user_activity") | Some("user-activity") => Profile::UserActivity,
             Some(other) => {
                 return Err(OptionProblem::new(
                     Some("profile"),
                     format!(
-                        "unknown generator profile '{other}' (use 'iot', 'factory' or 'user_activity')"
+                        "unknown generator profile '{other}' (use 'iot', 'factory', 'race' or 'user_activity')"
                     ),
                 ));
             }
             None => {
                 return Err(OptionProblem::new(
                     Some("connector"),
-                    "a generator needs profile = 'iot', 'factory' or 'user_activity'",
+                    "a generator needs profile = 'iot', 'factory', 'race' or 'user_activity'",
                 ));
             }
         };
         let default_keys = match profile {
             Profile::Iot => 100.0,
             Profile::Factory => 20.0,
+            Profile::Race => 10.0,
             Profile::UserActivity => 1000.0,
         };
         let share = |key: &str| -> Result<f64, OptionProblem> {
@@ -247,6 +253,7 @@ impl GeneratorOptions {
 enum Model {
     Iot(IotModel),
     Factory(FactoryModel),
+    Race(RaceModel),
     Users(UserModel),
 }
 
@@ -254,7 +261,16 @@ impl Model {
     /// Whether event `i`'s time is `start + i × step` (readings), rather than the
     /// model's own (user activity).
     fn indexed(&self) -> bool {
-        !matches!(self, Model::Users(_))
+        !matches!(self, Model::Users(_) | Model::Race(_))
+    }
+
+    /// The next event's time, for models whose events carry their own times.
+    fn peek_time(&self) -> i64 {
+        match self {
+            Model::Users(m) => m.peek_time(),
+            Model::Race(m) => m.peek_time(),
+            Model::Iot(_) | Model::Factory(_) => i64::MIN,
+        }
     }
 }
 
@@ -292,6 +308,7 @@ impl GeneratorSource {
                 opts.seed,
                 opts.anomaly_fraction,
             )),
+            Profile::Race => Model::Race(RaceModel::new(opts.keys, opts.seed, opts.start_ms)),
             Profile::UserActivity => {
                 Model::Users(UserModel::new(opts.keys, opts.seed, opts.start_ms))
             }
@@ -326,7 +343,7 @@ impl GeneratorSource {
                 Model::Iot(_) | Model::Factory(_) => ((elapsed * self.opts.rate) as u64)
                     .saturating_sub(self.produced - self.pace_events0)
                     as usize,
-                Model::Users(m) => {
+                m => {
                     let now_event = self.pace_time0 + (elapsed * 1000.0 * self.opts.speedup) as i64;
                     if m.peek_time() <= now_event { n } else { 0 }
                 }
@@ -338,7 +355,7 @@ impl GeneratorSource {
                 Model::Iot(_) | Model::Factory(_) => {
                     (self.produced - self.pace_events0 + 1) as f64 / self.opts.rate - elapsed
                 }
-                Model::Users(m) => {
+                m => {
                     (m.peek_time() - self.pace_time0) as f64 / 1000.0 / self.opts.speedup - elapsed
                 }
             };
@@ -390,8 +407,8 @@ impl Source for GeneratorSource {
         self.opts.batch_size = batch;
         self.pace_events0 = self.produced;
         self.pace_time0 = match &self.model {
-            Model::Users(m) => m.peek_time(),
-            Model::Iot(_) | Model::Factory(_) => self.opts.start_ms,
+            m if !m.indexed() => m.peek_time(),
+            _ => self.opts.start_ms,
         };
         self.wall_start = None;
         Ok(())
@@ -421,11 +438,12 @@ impl Source for GeneratorSource {
             match &mut self.model {
                 Model::Iot(m) => m.batch(first, &times, &mut self.rng),
                 Model::Factory(m) => m.batch(first, &times, &mut self.rng),
-                Model::Users(_) => Vec::new(),
+                Model::Users(_) | Model::Race(_) => Vec::new(),
             }
         } else {
             let (mut times, mut cols) = match &mut self.model {
                 Model::Users(m) => m.batch(n, &mut self.rng),
+                Model::Race(m) => m.batch(n, &mut self.rng),
                 Model::Iot(_) | Model::Factory(_) => (Vec::new(), Vec::new()),
             };
             self.perturb(&mut times);

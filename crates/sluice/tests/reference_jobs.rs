@@ -19,12 +19,14 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use sluice::engine::{JobRun, RunOptions};
 
-/// Sources windowed by the reference jobs, their time columns and their windows' minutes.
-const TUMBLE_SOURCES: &[(&str, &str, u32)] = &[
-    ("iot_sensors", "event_time", 5),
-    ("user_activity", "event_time", 5),
-    ("factory_readings", "event_time", 1),
-    ("host_metrics", "sample_time", 1),
+/// Sources windowed by the reference jobs, their time columns and their windows' sizes
+/// (number, SQL unit, DataFusion unit).
+const TUMBLE_SOURCES: &[(&str, &str, u32, &str, &str)] = &[
+    ("iot_sensors", "event_time", 5, "MINUTE", "minutes"),
+    ("user_activity", "event_time", 5, "MINUTE", "minutes"),
+    ("factory_readings", "event_time", 1, "MINUTE", "minutes"),
+    ("host_metrics", "sample_time", 1, "MINUTE", "minutes"),
+    ("race_positions", "event_time", 5, "SECOND", "seconds"),
 ];
 
 fn sql_dir() -> PathBuf {
@@ -45,6 +47,9 @@ fn env_for(out: &Path) -> HashMap<String, String> {
         // Enough faults that every machine has some, at both levels.
         ("ANOMALY_FRACTION", "0.01".into()),
         ("SQL_DATA", sql_dir().join("data").display().to_string()),
+        // Five minutes of a race of 10 cars.
+        ("RACE_RATE", "0".into()),
+        ("RACE_LIMIT", "30000".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -54,16 +59,24 @@ fn env_for(out: &Path) -> HashMap<String, String> {
 /// The batch equivalent of a window TVF: each row with its window's bounds.
 fn batch_equivalent(select: &str) -> String {
     let mut s = select.to_string();
-    for (src, time, minutes) in TUMBLE_SOURCES {
+    for (src, time, n, unit, units) in TUMBLE_SOURCES {
         s = s.replace(
-            &format!("TUMBLE({src}, {time}, INTERVAL '{minutes}' MINUTE)"),
+            &format!("TUMBLE({src}, {time}, INTERVAL '{n}' {unit})"),
             &format!(
-                "(SELECT *, date_bin(INTERVAL '{minutes} minutes', {time}) AS window_start,
-                         date_bin(INTERVAL '{minutes} minutes', {time}) + INTERVAL '{minutes} minutes' AS window_end
+                "(SELECT *, date_bin(INTERVAL '{n} {units}', {time}) AS window_start,
+                         date_bin(INTERVAL '{n} {units}', {time}) + INTERVAL '{n} {units}' AS window_end
                   FROM {src}) AS {src}"
             ),
         );
     }
+    // A car's positions come every 100 ms (at most 200 ms out of order): one session per
+    // car and lap.
+    s = s.replace(
+        "SESSION(race_positions, event_time, INTERVAL '1' SECOND)",
+        "(SELECT *, min(event_time) OVER (PARTITION BY car_id, lap) AS window_start,
+                 max(event_time) OVER (PARTITION BY car_id, lap) + INTERVAL '1 second' AS window_end
+          FROM race_positions) AS race_positions",
+    );
     // Sessions per user: a new one starts where the gap to the user's previous event is
     // 30 minutes or more; it ends 30 minutes after its last event.
     s.replace(
@@ -290,6 +303,15 @@ fn host_status_matches_batch_oracle_over_recorded_metrics() {
     let minutes = &tables["host_metrics_1m"];
     assert_eq!(minutes.len(), 30, "3 hosts × 10 minutes");
     assert!(minutes.iter().any(|r| r.contains("status=\"Alert\"")));
+}
+
+#[test]
+fn race_laps_match_batch_oracle() {
+    let tables = check_reference_job("race_laps");
+    // Every car completed laps; the standings hold every car.
+    assert_eq!(tables["leaderboard"].len(), 10);
+    let laps = &tables["lap_times"];
+    assert!(laps.len() >= 30, "{} laps", laps.len());
 }
 
 #[test]
