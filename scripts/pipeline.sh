@@ -59,7 +59,7 @@ case "$cmd" in
     if ! alive server; then
       echo "== sluice serve on $server" >&2
       KAFKA_BROKERS="$brokers" DATABASE_URL="$url" \
-        SLUICE_ALLOW_ENV=KAFKA_BROKERS,DATABASE_URL,IOT_SENSORS_TOPIC,USER_ACTIVITY_TOPIC,SCAN_BOUNDED,STARTUP_MODE,ALERTS_TOPIC,FACTORY_READINGS_TOPIC,FACTORY_ALERTS_TOPIC,THRESHOLDS_TTL,HOST_METRICS_TOPIC \
+        SLUICE_ALLOW_ENV=KAFKA_BROKERS,DATABASE_URL,IOT_SENSORS_TOPIC,USER_ACTIVITY_TOPIC,SCAN_BOUNDED,STARTUP_MODE,ALERTS_TOPIC,FACTORY_READINGS_TOPIC,FACTORY_ALERTS_TOPIC,THRESHOLDS_TTL,HOST_METRICS_TOPIC,RACE_POSITIONS_TOPIC \
         nohup "$sluice" serve --listen "127.0.0.1:$port" --checkpoint-dir "$state/checkpoints" \
         --data-dir "$state/files" --checkpoint-interval 5s >>"$state/server.log" 2>&1 &
       echo $! >"$state/server.pid"
@@ -68,11 +68,12 @@ case "$cmd" in
     "$sluice" jobs --server "$server" >/dev/null
     start_ms=$(( ($(date +%s) - 3600) * 1000 ))
     speedup="${GEN_SPEEDUP:-10}"
-    for gen in iot user-activity factory; do
+    for gen in iot user-activity factory race; do
       if ! alive "gen-$gen"; then
         case "$gen" in
           iot) topic=iot_sensors; rate="${IOT_RATE:-200}" ;;
           factory) topic=factory_readings; rate="${FACTORY_RATE:-60}" ;;
+          race) topic=race_positions; rate="${RACE_RATE:-100}" ;;
           *) topic=user_activity; rate="${USER_RATE:-100}" ;;
         esac
         nohup "$sluice" generate "$gen" --brokers "$brokers" --topic "$topic" --rate "$rate" \
@@ -93,7 +94,7 @@ case "$cmd" in
     # Streams from Kafka, results into PostgreSQL (added in this order: later replace).
     "$sluice" catalog add kafka sql/catalog/kafka.sql --server "$server" >/dev/null
     "$sluice" catalog add postgres sql/catalog/postgres.sql --server "$server" >/dev/null
-    for job in iot_aggregates iot_alerts user_activity long_sessions sensor_state factory_alerts factory_health host_status; do
+    for job in iot_aggregates iot_alerts user_activity long_sessions sensor_state factory_alerts factory_health host_status race_laps; do
       state_now=$("$sluice" job "$job" --server "$server" 2>/dev/null | awk '$1 == "state" {print $2}' || true)
       case "$state_now" in
         running|starting|restarting) ;;
@@ -117,13 +118,14 @@ EOF
     stop_one gen-iot
     stop_one gen-user-activity
     stop_one gen-factory
+    stop_one gen-race
     stop_one gen-host-metrics
     stop_one server
     SLUICE_KAFKA_STATE="$state/kafka" scripts/kafka.sh stop "$kafka_port"
     echo "stopped (the jobs took a final checkpoint; start again to resume them)" >&2
     ;;
   status)
-    for p in server gen-iot gen-user-activity gen-factory gen-host-metrics; do
+    for p in server gen-iot gen-user-activity gen-factory gen-race gen-host-metrics; do
       if alive "$p"; then echo "$p: running (pid $(cat "$state/$p.pid"))"; else echo "$p: stopped"; fi
     done
     ;;

@@ -206,3 +206,34 @@ CREATE TABLE IF NOT EXISTS host_status (
     memory_percent double precision,
     disk_percent   double precision
 );
+
+-- Race telemetry (sql/race_laps.sql): speed per car and 5 seconds, lap times, standings.
+CREATE TABLE IF NOT EXISTS car_speed_5s (
+    window_start  timestamptz NOT NULL,
+    window_end    timestamptz NOT NULL,
+    car_id        text NOT NULL,
+    positions     bigint NOT NULL,
+    avg_speed_kmh double precision,
+    max_speed_kmh double precision,
+    min_speed_kmh double precision,
+    PRIMARY KEY (window_start, car_id)
+);
+
+CREATE TABLE IF NOT EXISTS lap_times (
+    car_id        text NOT NULL,
+    lap           bigint NOT NULL,
+    lap_start     timestamptz NOT NULL,
+    lap_end       timestamptz NOT NULL,
+    lap_ms        bigint NOT NULL,
+    top_speed_kmh double precision,
+    complete      boolean NOT NULL,
+    PRIMARY KEY (car_id, lap)
+);
+
+CREATE TABLE IF NOT EXISTS leaderboard (
+    car_id       text PRIMARY KEY,
+    laps_done    bigint NOT NULL,
+    total_ms     bigint NOT NULL,
+    best_lap_ms  bigint,
+    last_lap_end timestamptz
+);

@@ -66,6 +66,28 @@ CREATE TABLE factory_readings (
     'dead_letter.path' = 'dead_letters/factory_readings.jsonl'
 );
 
+-- Race cars' positions, from `sluice generate race` (keyed by car).
+CREATE TABLE race_positions (
+    car_id         TEXT NOT NULL,
+    lap            BIGINT NOT NULL,
+    lat            DOUBLE NOT NULL,
+    lon            DOUBLE NOT NULL,
+    speed_kmh      DOUBLE NOT NULL,
+    lap_distance_m DOUBLE NOT NULL,
+    lap_progress   DOUBLE NOT NULL,
+    event_time     TIMESTAMP NOT NULL,
+    WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND
+) WITH (
+    connector = 'kafka',
+    topic = '${RACE_POSITIONS_TOPIC:-race_positions}',
+    'bootstrap.servers' = '${KAFKA_BROKERS:-localhost:9092}',
+    format = 'json',
+    scan.startup.mode = '${STARTUP_MODE:-earliest}',
+    scan.bounded.mode = '${SCAN_BOUNDED:-unbounded}',
+    bad_data = 'dead_letter',
+    'dead_letter.path' = 'dead_letters/race_positions.jsonl'
+);
+
 -- Host metrics, from `sluice generate host-metrics` running on each host (keyed by host).
 CREATE TABLE host_metrics (
     host               TEXT NOT NULL,

@@ -136,3 +136,24 @@ CREATE TABLE host_status WITH (
     create_table = 'false',
     primary_key = 'host'
 );
+
+CREATE TABLE car_speed_5s WITH (
+    connector = 'postgres',
+    url = '${DATABASE_URL:-postgres://postgres@localhost:5432/sluice}',
+    create_table = 'false',
+    primary_key = 'window_start, car_id'
+);
+
+CREATE TABLE lap_times WITH (
+    connector = 'postgres',
+    url = '${DATABASE_URL:-postgres://postgres@localhost:5432/sluice}',
+    create_table = 'false',
+    primary_key = 'car_id, lap'
+);
+
+CREATE TABLE leaderboard WITH (
+    connector = 'postgres',
+    url = '${DATABASE_URL:-postgres://postgres@localhost:5432/sluice}',
+    create_table = 'false',
+    primary_key = 'car_id'
+);

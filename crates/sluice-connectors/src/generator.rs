@@ -233,7 +233,12 @@ impl GeneratorOptions {
             keys: num("keys", default_keys)?.max(1.0) as usize,
             seed: num("seed", 42.0)? as u64,
             speedup,
-            disorder_ms: get("disorder").map_or(Ok(5_000), |v| interval_ms("disorder", v))?,
+            // Race positions come every 100 ms per car: a GPS feed is out of order by
+            // far less than a sensor network.
+            disorder_ms: get("disorder").map_or(
+                Ok(if profile == Profile::Race { 200 } else { 5_000 }),
+                |v| interval_ms("disorder", v),
+            )?,
             late_fraction,
             duplicate_fraction,
             anomaly_fraction,

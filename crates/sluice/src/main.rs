@@ -60,7 +60,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         parallelism: usize,
     },
-    /// Write generated events (profile iot, factory or user-activity), or this machine's
+    /// Write generated events (profile iot, factory, race or user-activity), or this machine's
     /// usage (host-metrics, as an agent), as JSON to a Kafka topic.
     Generate(Box<GenerateCmd>),
     /// Print the streaming plan of a job, or why it cannot run.
@@ -253,11 +253,11 @@ enum CheckpointsCmd {
 
 #[derive(clap::Args)]
 struct GenerateCmd {
-    /// iot, factory, user-activity or host-metrics.
+    /// iot, factory, race, user-activity or host-metrics.
     profile: String,
     #[arg(long, default_value = "localhost:9092", env = "KAFKA_BROKERS")]
     brokers: String,
-    /// Default: iot_sensors, factory_readings, user_activity or host_metrics.
+    /// Default: iot_sensors, factory_readings, race_positions, user_activity or host_metrics.
     #[arg(long)]
     topic: Option<String>,
     /// Events per second (0: as fast as possible).
@@ -431,6 +431,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let topic = topic.unwrap_or_else(|| match profile.as_str() {
                 "iot" => "iot_sensors".into(),
                 "factory" => "factory_readings".into(),
+                "race" => "race_positions".into(),
                 "host-metrics" | "host_metrics" => "host_metrics".into(),
                 _ => "user_activity".into(),
             });

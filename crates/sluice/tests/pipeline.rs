@@ -45,7 +45,7 @@ fn count(db: &str, sql: &str) -> i64 {
 }
 
 /// The pipeline's jobs (`sql/<job>.sql`), as scripts/pipeline.sh and docker-compose run them.
-const JOBS: [&str; 8] = [
+const JOBS: [&str; 9] = [
     "iot_aggregates",
     "iot_alerts",
     "user_activity",
@@ -54,6 +54,7 @@ const JOBS: [&str; 8] = [
     "factory_alerts",
     "factory_health",
     "host_status",
+    "race_laps",
 ];
 
 /// Machines of the generated factory stream.
@@ -109,6 +110,15 @@ fn populated() -> String {
         ("start_time", "2024-05-01T00:00:00Z"),
     ];
     support::generate_topic("factory", &factory, 2, &factory_options, 20_000);
+    // Five minutes of a race of 8 cars.
+    let race = pg::unique("pipe_race");
+    let race_options = [
+        ("rate", "0"),
+        ("seed", "7"),
+        ("keys", "8"),
+        ("start_time", "2024-05-01T00:00:00Z"),
+    ];
+    support::generate_topic("race", &race, 2, &race_options, 24_000);
     // Host metrics as recorded on three hosts, sent as each host's agent sends them.
     let hosts = pg::unique("pipe_hosts");
     sluice::generate::ensure_topic(&support::brokers(), &hosts, 1).unwrap();
@@ -127,6 +137,7 @@ fn populated() -> String {
         ("FACTORY_READINGS_TOPIC", factory),
         ("FACTORY_ALERTS_TOPIC", alerts_topic.clone()),
         ("HOST_METRICS_TOPIC", hosts),
+        ("RACE_POSITIONS_TOPIC", race),
         ("SCAN_BOUNDED", "latest-offset".into()),
         ("DATABASE_URL", db.clone()),
     ];
@@ -155,6 +166,9 @@ fn the_pipeline_jobs_fill_every_table_of_the_schema() {
         "machine_stats_1m",
         "host_metrics_1m",
         "host_status",
+        "car_speed_5s",
+        "lap_times",
+        "leaderboard",
     ] {
         let n = count(&db, &format!("SELECT count(*) FROM {table}"));
         assert!(n > 0, "{table} is empty");
@@ -236,6 +250,20 @@ fn the_pipeline_jobs_fill_every_table_of_the_schema() {
              (('web-1', 'Normal'), ('db-1', 'Critical'), ('batch-1', 'Critical'))"
         ),
         3
+    );
+
+    // Race: every car in the standings with the complete laps it drove (about 70 s each).
+    assert_eq!(count(&db, "SELECT count(*) FROM leaderboard"), 8);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM lap_times WHERE complete AND lap_ms NOT BETWEEN 50000 AND 90000"
+        ),
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT sum(laps_done)::bigint FROM leaderboard"),
+        count(&db, "SELECT count(*) FROM lap_times WHERE complete")
     );
 
     // Every PostgreSQL panel's query, macros expanded to the data's time range, returns rows.
@@ -722,7 +750,7 @@ fn the_no_docker_script_brings_the_pipeline_up_and_down() {
     let text = pipeline_script("stop", &env);
     assert!(text.contains("stopped"), "{text}");
     let status = pipeline_script("status", &env);
-    assert_eq!(status.matches(": stopped").count(), 5, "{status}");
+    assert_eq!(status.matches(": stopped").count(), 6, "{status}");
     for p in [port, kafka_port] {
         assert!(
             std::net::TcpStream::connect(("127.0.0.1", p)).is_err(),
