@@ -350,7 +350,13 @@ impl GeneratorSource {
                     as usize,
                 m => {
                     let now_event = self.pace_time0 + (elapsed * 1000.0 * self.opts.speedup) as i64;
-                    if m.peek_time() <= now_event { n } else { 0 }
+                    match m {
+                        _ if m.peek_time() > now_event => 0,
+                        // A race goes out one tick (every car's position) at a time, so
+                        // that the cars move smoothly on a live map.
+                        Model::Race(_) => n.min(self.opts.keys),
+                        _ => n,
+                    }
                 }
             };
             if due > 0 {

@@ -409,7 +409,81 @@ async function readEvents(path, signal, onEvent) {
   }
 }
 
-async function livePage(name, sink) {
+// Rows with numeric `lat` and `lon` on a map: every position seen drawn faintly (the
+// track appears as it is driven), the newest position of each key (the row's first
+// column) as a labelled dot.
+function liveMap() {
+  const W = 760, H = 460, TRAIL = 6000;
+  const svg = svgEl('svg', { id: 'live-map', viewBox: `0 0 ${W} ${H}`, style: 'width:100%;max-width:760px;background:#f8fafc;border-radius:6px' });
+  const trail = [];
+  const latest = new Map();
+  let due = false;
+  const colors = ['#2f6fdd', '#d23b3b', '#1f9d55', '#d98a00', '#7c3aed', '#0891b2', '#be185d', '#4d7c0f', '#b45309', '#334155'];
+  function draw() {
+    due = false;
+    if (!trail.length) return;
+    let [minLat, maxLat, minLon, maxLon] = [Infinity, -Infinity, Infinity, -Infinity];
+    for (const [la, lo] of trail) {
+      minLat = Math.min(minLat, la); maxLat = Math.max(maxLat, la);
+      minLon = Math.min(minLon, lo); maxLon = Math.max(maxLon, lo);
+    }
+    const k = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180);
+    const spanX = Math.max((maxLon - minLon) * k, 1e-6), spanY = Math.max(maxLat - minLat, 1e-6);
+    const scale = Math.min((W - 60) / spanX, (H - 60) / spanY);
+    const x = (lo) => 30 + (lo - minLon) * k * scale;
+    const y = (la) => H - 30 - (la - minLat) * scale;
+    const parts = [];
+    const step = Math.max(1, Math.ceil(trail.length / 1500));
+    for (let i = 0; i < trail.length; i += step) {
+      const [la, lo] = trail[i];
+      parts.push(svgEl('circle', { class: 'trail', cx: x(lo).toFixed(1), cy: y(la).toFixed(1), r: 1.6, fill: '#cbd5e1' }));
+    }
+    let i = 0;
+    for (const [key, p] of [...latest.entries()].sort()) {
+      const c = colors[i++ % colors.length];
+      const g = svgEl('g', { class: 'car', 'data-key': key });
+      g.append(svgEl('circle', { class: 'car', cx: x(p.lon).toFixed(1), cy: y(p.lat).toFixed(1), r: 7, fill: c, stroke: '#fff', 'stroke-width': 2 }));
+      g.append(svgEl('text', { x: (x(p.lon) + 10).toFixed(1), y: (y(p.lat) + 4).toFixed(1), 'font-size': 12, fill: '#1d2330' }, key));
+      parts.push(g);
+    }
+    svg.replaceChildren(...parts);
+  }
+  return {
+    svg,
+    take(row) {
+      const key = String(Object.values(row)[0]);
+      trail.push([row.lat, row.lon]);
+      if (trail.length > TRAIL) trail.splice(0, trail.length - TRAIL);
+      latest.set(key, row);
+      if (!due) { due = true; setTimeout(draw, 200); }
+    },
+  };
+}
+
+// An updating result's rows as they stand: each change replayed by the row's key (its
+// first column), sorted by the second column (descending) then the third.
+function liveStandings() {
+  const rows = new Map();
+  const table = el('table', { class: 'rows', id: 'beside-rows' });
+  return {
+    table,
+    take(row) {
+      const op = row.op;
+      const data = Object.assign({}, row);
+      delete data.op;
+      const key = String(Object.values(data)[0]);
+      if (op === '-U' || op === '-D') rows.delete(key); else rows.set(key, data);
+      const list = [...rows.values()];
+      if (!list.length) { table.replaceChildren(); return; }
+      const cols = Object.keys(list[0]);
+      list.sort((a, b) => (Number(b[cols[1]]) - Number(a[cols[1]])) || (Number(a[cols[2]]) - Number(b[cols[2]])));
+      table.replaceChildren(el('thead', {}, el('tr', {}, el('th', {}, '#'), ...cols.map((c) => el('th', {}, c)))),
+        el('tbody', {}, ...list.map((r, i) => el('tr', {}, el('td', { class: 'num' }, i + 1), ...cols.map((c) => el('td', {}, r[c] === null ? 'null' : String(r[c])))))));
+    },
+  };
+}
+
+async function livePage(name, sink, beside) {
   const enc = encodeURIComponent(name);
   const KEEP = 200;
   let received = 0, dropped = 0, columns = null, paused = false;
@@ -424,8 +498,13 @@ async function livePage(name, sink) {
       el('div', {}, el('b', { id: 'live-dropped' }, dropped), 'dropped (this page was too slow)'));
   }
   showCounts();
+  const map = liveMap();
+  const mapBox = el('section', { id: 'map-box', hidden: true }, el('h2', {}, 'Map'),
+    el('div', { style: 'display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap' }, map.svg,
+      beside ? el('div', {}, el('h2', {}, `${beside.sink} (${beside.job})`), beside.view.table) : null));
   main.replaceChildren(
     el('h1', {}, el('a', { href: '#/jobs/' + enc }, name), '→', sink, el('span', { class: 'muted', style: 'font-size:13px' }, 'live results')),
+    mapBox,
     el('section', {}, el('div', { class: 'form-row' }, pause, state), counts,
       el('p', { class: 'muted' }, `The rows the table ${sink} receives, newest first (the last ${KEEP}), as they arrive: before their epoch commits, so a restore may show some again.`),
       el('div', { style: 'overflow:auto' }, el('table', { class: 'rows', id: 'live-rows' }, head, body))));
@@ -438,6 +517,10 @@ async function livePage(name, sink) {
     received++;
     if (paused) { showCounts(); return; }
     const row = JSON.parse(ev.data);
+    if (typeof row.lat === 'number' && typeof row.lon === 'number') {
+      mapBox.hidden = false;
+      map.take(row);
+    }
     if (!columns) {
       columns = Object.keys(row);
       head.replaceChildren(el('tr', {}, el('th', { class: 'num' }, '#'), ...columns.map((c) => el('th', {}, c))));
@@ -447,6 +530,11 @@ async function livePage(name, sink) {
     showCounts();
   }).then(() => { state.textContent = 'the stream ended (the job was deleted)'; })
     .catch((e) => { if (!signal.aborted) { state.textContent = 'not watching'; showError(e); } });
+  if (beside) {
+    readEvents(`/jobs/${encodeURIComponent(beside.job)}/sinks/${encodeURIComponent(beside.sink)}/rows`, signal, (ev) => {
+      if (ev.event === 'row') beside.view.take(JSON.parse(ev.data));
+    }).catch((e) => { if (!signal.aborted) showError(e); });
+  }
   return null;
 }
 
@@ -565,7 +653,11 @@ async function route() {
   let m;
   let page;
   if (hash === '#/new') page = () => newJobPage();
-  else if ((m = hash.match(/^#\/jobs\/([^/]+)\/live\/([^/]+)$/))) page = () => livePage(decodeURIComponent(m[1]), decodeURIComponent(m[2]));
+  else if ((m = hash.match(/^#\/jobs\/([^/]+)\/live\/([^/?]+)(?:\?beside=([^/]+)\/([^/]+))?$/))) {
+    // `?beside=job/table`: an updating result shown beside (a leaderboard by a map).
+    const beside = m[3] ? { job: decodeURIComponent(m[3]), sink: decodeURIComponent(m[4]), view: liveStandings() } : null;
+    page = () => livePage(decodeURIComponent(m[1]), decodeURIComponent(m[2]), beside);
+  }
   else if ((m = hash.match(/^#\/jobs\/([^/]+)$/))) page = () => jobPage(decodeURIComponent(m[1]));
   else page = () => jobsPage();
   try {

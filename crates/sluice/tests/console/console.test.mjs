@@ -152,6 +152,46 @@ try {
   await page.locator('#no-jobs').waitFor({ state: 'visible' });
   await shot('8-deleted');
 
+  step('a race on the live map: cars move, the standings beside');
+  const race = `CREATE TABLE race_positions (car_id TEXT NOT NULL, lap BIGINT NOT NULL,
+      lat DOUBLE NOT NULL, lon DOUBLE NOT NULL, speed_kmh DOUBLE NOT NULL, lap_progress DOUBLE NOT NULL,
+      event_time TIMESTAMP NOT NULL, WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND)
+    WITH (connector = 'generator', profile = 'race', keys = '6', rate = '1000', speedup = '25');
+  CREATE TABLE car_positions WITH (connector = 'blackhole');
+  CREATE TABLE leaderboard WITH (connector = 'blackhole');
+  INSERT INTO car_positions SELECT car_id, lap, lat, lon, speed_kmh, event_time FROM race_positions;
+  CREATE VIEW laps AS SELECT car_id, lap,
+      CAST(max(event_time) AS BIGINT) - CAST(min(event_time) AS BIGINT) AS lap_ms,
+      max(lap_progress) - min(lap_progress) >= 0.97 AS complete
+    FROM SESSION(race_positions, event_time, INTERVAL '1' SECOND)
+    GROUP BY window_start, window_end, car_id, lap;
+  INSERT INTO leaderboard SELECT car_id, count(*) AS laps_done, sum(lap_ms) AS total_ms
+    FROM laps WHERE complete GROUP BY car_id;`;
+  const submitted = await fetch(`${BASE}/api/v1/jobs`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({ name: 'race', sql: race }),
+  });
+  assert.equal(submitted.status, 201, await submitted.text());
+  await page.goto(`${BASE}/#/jobs/race/live/car_positions?beside=race/leaderboard`);
+  await page.waitForFunction(() => document.querySelectorAll('#live-map g.car').length === 6);
+  // The standings fill once the cars complete their first lap (about 3 s at 25 times).
+  await page.waitForFunction(() => document.querySelectorAll('#beside-rows tbody tr').length === 6, null, { timeout: 60_000 });
+  const where = () => page.locator('#live-map circle.car').evaluateAll(
+    (cs) => cs.map((c) => `${c.getAttribute('cx')},${c.getAttribute('cy')}`));
+  const received = () => page.locator('#live-received').textContent();
+  const shot1 = await page.locator('#map-box').screenshot({ path: `${SHOTS}/9-race-map-1.png` });
+  const first = await where();
+  const n1 = await received();
+  await page.waitForTimeout(1500);
+  const shot2 = await page.locator('#map-box').screenshot({ path: `${SHOTS}/9-race-map-2.png` });
+  const second = await where();
+  console.log(`positions received: ${n1}, then ${await received()}`);
+  assert.equal(first.length, 6);
+  assert.ok(first.every((p, i) => p !== second[i]), `every car moved: ${first} then ${second}`);
+  assert.ok(!shot1.equals(shot2), 'the two screenshots differ');
+  assert.ok(await page.locator('#live-map circle.trail').count() > 100, 'the track is drawn');
+
   assert.deepEqual(errors, [], 'the page threw');
   console.log('console test passed');
 } catch (e) {
