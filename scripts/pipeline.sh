@@ -94,7 +94,7 @@ case "$cmd" in
     # Streams from Kafka, results into PostgreSQL (added in this order: later replace).
     "$sluice" catalog add kafka sql/catalog/kafka.sql --server "$server" >/dev/null
     "$sluice" catalog add postgres sql/catalog/postgres.sql --server "$server" >/dev/null
-    for job in iot_aggregates iot_alerts user_activity long_sessions sensor_state factory_alerts factory_health host_status race_laps; do
+    for job in iot_aggregates iot_alerts user_activity long_sessions sensor_state factory_alerts factory_health host_status race_laps race_map; do
       state_now=$("$sluice" job "$job" --server "$server" 2>/dev/null | awk '$1 == "state" {print $2}' || true)
       case "$state_now" in
         running|starting|restarting) ;;

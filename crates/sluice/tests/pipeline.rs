@@ -45,7 +45,7 @@ fn count(db: &str, sql: &str) -> i64 {
 }
 
 /// The pipeline's jobs (`sql/<job>.sql`), as scripts/pipeline.sh and docker-compose run them.
-const JOBS: [&str; 9] = [
+const JOBS: [&str; 10] = [
     "iot_aggregates",
     "iot_alerts",
     "user_activity",
@@ -55,6 +55,7 @@ const JOBS: [&str; 9] = [
     "factory_health",
     "host_status",
     "race_laps",
+    "race_map",
 ];
 
 /// Machines of the generated factory stream.

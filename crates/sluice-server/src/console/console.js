@@ -483,6 +483,32 @@ function liveStandings() {
   };
 }
 
+// An updating result with a `status` (or `health`) column as a card per key (its first
+// column): a host's or a machine's state now, coloured by it.
+function liveCards() {
+  const cards = new Map();
+  const box = el('div', { id: 'live-cards', class: 'cards' });
+  const tone = (s) => (/^(critical)$/i.test(s) ? 'bad' : /^(alert|warning)$/i.test(s) ? 'warn' : 'ok');
+  return {
+    box,
+    take(row) {
+      const op = row.op;
+      const data = Object.assign({}, row);
+      delete data.op;
+      const [keyCol, ...rest] = Object.keys(data);
+      const key = String(data[keyCol]);
+      const statusCol = 'status' in data ? 'status' : 'health';
+      const status = String(data[statusCol]);
+      if (op === '-U' || op === '-D') { if (op === '-D') cards.delete(key); return; }
+      cards.set(key, el('div', { class: 'card ' + tone(status), 'data-key': key, 'data-status': status },
+        el('b', {}, key), el('div', { class: 'card-status' }, status),
+        ...rest.filter((c) => c !== statusCol).map((c) => el('div', { class: 'muted' }, `${c}: ${
+          typeof data[c] === 'number' && !Number.isInteger(data[c]) ? data[c].toFixed(1) : data[c]}`))));
+      box.replaceChildren(...[...cards.keys()].sort().map((k) => cards.get(k)));
+    },
+  };
+}
+
 async function livePage(name, sink, beside) {
   const enc = encodeURIComponent(name);
   const KEEP = 200;
@@ -499,12 +525,15 @@ async function livePage(name, sink, beside) {
   }
   showCounts();
   const map = liveMap();
+  const cards = liveCards();
+  const cardBox = el('section', { id: 'card-box', hidden: true }, el('h2', {}, 'Now'), cards.box);
   const mapBox = el('section', { id: 'map-box', hidden: true }, el('h2', {}, 'Map'),
     el('div', { style: 'display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap' }, map.svg,
       beside ? el('div', {}, el('h2', {}, `${beside.sink} (${beside.job})`), beside.view.table) : null));
   main.replaceChildren(
     el('h1', {}, el('a', { href: '#/jobs/' + enc }, name), '→', sink, el('span', { class: 'muted', style: 'font-size:13px' }, 'live results')),
     mapBox,
+    cardBox,
     el('section', {}, el('div', { class: 'form-row' }, pause, state), counts,
       el('p', { class: 'muted' }, `The rows the table ${sink} receives, newest first (the last ${KEEP}), as they arrive: before their epoch commits, so a restore may show some again.`),
       el('div', { style: 'overflow:auto' }, el('table', { class: 'rows', id: 'live-rows' }, head, body))));
@@ -520,6 +549,10 @@ async function livePage(name, sink, beside) {
     if (typeof row.lat === 'number' && typeof row.lon === 'number') {
       mapBox.hidden = false;
       map.take(row);
+    }
+    if (('status' in row || 'health' in row) && 'op' in row) {
+      cardBox.hidden = false;
+      cards.take(row);
     }
     if (!columns) {
       columns = Object.keys(row);

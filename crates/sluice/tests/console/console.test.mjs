@@ -192,6 +192,35 @@ try {
   assert.ok(!shot1.equals(shot2), 'the two screenshots differ');
   assert.ok(await page.locator('#live-map circle.trail').count() > 100, 'the track is drawn');
 
+  step('an updating status as a card per machine');
+  const health = `CREATE TABLE f (machine_id TEXT NOT NULL, sensor_type TEXT NOT NULL, value DOUBLE NOT NULL,
+      event_time TIMESTAMP NOT NULL, WATERMARK FOR event_time AS event_time - INTERVAL '10' SECOND)
+    WITH (connector = 'generator', profile = 'factory', keys = '6', rate = '300', speedup = '10',
+          anomaly_fraction = '0.05');
+  CREATE TABLE machine_health WITH (connector = 'blackhole');
+  CREATE VIEW newest AS SELECT machine_id, sensor_type, value FROM (
+      SELECT *, ROW_NUMBER() OVER (PARTITION BY machine_id, sensor_type ORDER BY event_time DESC) AS n FROM f)
+    WHERE n = 1;
+  INSERT INTO machine_health
+  SELECT machine_id,
+         CASE max(CASE WHEN value >= CASE sensor_type WHEN 'temperature' THEN 85 WHEN 'vibration' THEN 9 ELSE 70 END THEN 2
+                       WHEN value >= CASE sensor_type WHEN 'temperature' THEN 75 WHEN 'vibration' THEN 6 ELSE 60 END THEN 1
+                       ELSE 0 END)
+           WHEN 2 THEN 'critical' WHEN 1 THEN 'warning' ELSE 'ok' END AS health,
+         max(CASE WHEN sensor_type = 'temperature' THEN value END) AS temperature
+  FROM newest GROUP BY machine_id;`;
+  const made = await fetch(`${BASE}/api/v1/jobs`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({ name: 'factory', sql: `SET checkpoint_interval = '300ms';\n${health}` }),
+  });
+  assert.equal(made.status, 201, await made.text());
+  await page.goto(`${BASE}/#/jobs/factory/live/machine_health`);
+  await page.waitForFunction(() => document.querySelectorAll('#live-cards .card').length === 6);
+  const statuses = await page.locator('#live-cards .card').evaluateAll((cs) => cs.map((c) => c.dataset.status));
+  assert.ok(statuses.every((s) => ['ok', 'warning', 'critical'].includes(s)), `${statuses}`);
+  await page.locator('#card-box').screenshot({ path: `${SHOTS}/10-machine-cards.png` });
+
   assert.deepEqual(errors, [], 'the page threw');
   console.log('console test passed');
 } catch (e) {
