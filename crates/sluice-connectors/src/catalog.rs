@@ -111,6 +111,24 @@ fn same_key(option: &str, declared: &[&str], key: Option<&[String]>) -> Result<(
 pub struct Catalog;
 
 impl ConnectorCatalog for Catalog {
+    fn fixed_source_schema(&self, options: &ConnectorOptions) -> Option<sluice_types::FixedSchema> {
+        match options.connector() {
+            Some("generator") => {
+                let o = GeneratorOptions::parse(options).ok()?;
+                // Events are out of order by up to `disorder`.
+                Some((
+                    o.profile.schema(),
+                    Some(("event_time".to_string(), o.disorder_ms)),
+                ))
+            }
+            Some("host_metrics") => Some((
+                crate::host_metrics::schema(),
+                Some(("sample_time".to_string(), 1_000)),
+            )),
+            _ => None,
+        }
+    }
+
     fn check(
         &self,
         role: TableRole,

@@ -32,7 +32,7 @@ mod sink_schema;
 pub use checks::SETTINGS;
 use checks::*;
 pub use definitions::CatalogFile;
-use definitions::load_catalog_files;
+use definitions::{complete_columns, load_catalog_files};
 use physical::{Branch, Context, Leaf, Stream, TimeAttr};
 use session::{df_error, join_position, planning_context, window_schema};
 
@@ -88,6 +88,7 @@ pub fn plan_job_with_catalog(
             ["CREATE", "TABLE", ..] => {
                 let mut t = parse_create_table(stmt, &expander)?;
                 crate::rules::resolve_paths(rules, catalog, &mut t)?;
+                complete_columns(catalog, &mut t);
                 defs.add_table(t, None)?;
             }
             ["CREATE", "VIEW", ..] | ["CREATE", "TEMPORARY", "VIEW", ..] => {

@@ -13,7 +13,9 @@ mod time;
 pub use changelog::{OP_COLUMN, RowKind};
 pub use error::{ErrorKind, Position};
 pub use message::Message;
-pub use options::{ConnectorCatalog, ConnectorOptions, OptionProblem, OptionValue, TableRole};
+pub use options::{
+    ConnectorCatalog, ConnectorOptions, FixedSchema, OptionProblem, OptionValue, TableRole,
+};
 pub use redact::redact_secrets;
 pub use retry::{Backoff, Interrupt};
 pub use rules::{DEFAULT_ALLOWED_ENV, DEFAULT_MAX_WINDOWS_PER_ROW, JobRules};

@@ -116,4 +116,14 @@ pub trait ConnectorCatalog: Send + Sync {
     ) -> Result<(), String> {
         Err("this sink takes only append-only results".into())
     }
+
+    /// For a source whose rows have a fixed shape (a generator profile, this machine's
+    /// metrics): its columns, and the watermark a table that declares no columns gets
+    /// (time column, delay in ms).
+    fn fixed_source_schema(&self, _options: &ConnectorOptions) -> Option<FixedSchema> {
+        None
+    }
 }
+
+/// The columns of a fixed-shape source and its default watermark (column, delay ms).
+pub type FixedSchema = (arrow::datatypes::SchemaRef, Option<(String, i64)>);

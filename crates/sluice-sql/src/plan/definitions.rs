@@ -62,6 +62,34 @@ impl Definitions {
 }
 
 /// Reads catalog files' definitions; a refusal says which file it is in.
+/// A table of a fixed-shape source that declares no columns takes the source's own,
+/// and its default watermark unless it declares one.
+pub(super) fn complete_columns(catalog: &dyn ConnectorCatalog, t: &mut TableDef) {
+    if !t.columns.is_empty() {
+        return;
+    }
+    let Some((schema, watermark)) = catalog.fixed_source_schema(&t.options) else {
+        return;
+    };
+    t.columns = schema
+        .fields()
+        .iter()
+        .map(|f| crate::ddl::ColumnDef {
+            name: f.name().clone(),
+            data_type: f.data_type().clone(),
+            nullable: f.is_nullable(),
+            position: t.position,
+        })
+        .collect();
+    if t.watermark.is_none() {
+        t.watermark = watermark.map(|(column, delay_ms)| crate::ddl::WatermarkDef {
+            column,
+            delay_ms,
+            position: t.position,
+        });
+    }
+}
+
 pub(super) fn load_catalog_files(
     files: &[CatalogFile],
     catalog: &dyn ConnectorCatalog,
@@ -82,6 +110,7 @@ pub(super) fn load_catalog_files(
                     ["CREATE", "TABLE", ..] => {
                         let mut t = parse_create_table(stmt, expander)?;
                         crate::rules::resolve_paths(rules, catalog, &mut t)?;
+                        complete_columns(catalog, &mut t);
                         defs.add_table(t, origin.clone())?;
                     }
                     ["CREATE", "VIEW", ..] | ["CREATE", "TEMPORARY", "VIEW"] => {
