@@ -27,8 +27,8 @@ pub struct JobMetrics {
     tasks: Mutex<Vec<(String, Arc<TaskCounters>)>>,
     commits: Mutex<BTreeMap<String, CommitStats>>,
     lag: Mutex<BTreeMap<(String, i32), i64>>,
-    /// Per (source, partition index), the partition's own watermark.
-    partition_watermarks: Mutex<BTreeMap<(String, usize), i64>>,
+    /// By source, by partition index: the partition's own watermark.
+    partition_watermarks: Mutex<BTreeMap<String, BTreeMap<usize, i64>>>,
     bad_records: Mutex<VecDeque<BadRecord>>,
     checkpoints: Mutex<VecDeque<CheckpointStats>>,
     topology: Mutex<Option<crate::topology::Topology>>,
@@ -262,13 +262,29 @@ impl JobMetrics {
     }
     /// A source partition's watermark moved.
     pub fn set_partition_watermark(&self, source: &str, partition: usize, wm: i64) {
+        // Called for every batch: no allocation once the source is known.
         if let Ok(mut w) = self.partition_watermarks.lock() {
-            w.insert((source.to_string(), partition), wm);
+            match w.get_mut(source) {
+                Some(parts) => {
+                    parts.insert(partition, wm);
+                }
+                None => {
+                    w.insert(source.to_string(), BTreeMap::from([(partition, wm)]));
+                }
+            }
         }
     }
     /// The run restored the checkpoint of `epoch`.
     pub fn set_restored_from(&self, epoch: u64) {
         self.restored_from.store(epoch, Ordering::Relaxed);
+    }
+    /// The checkpoints this run took, newest first.
+    pub fn checkpoints(&self) -> Vec<CheckpointStats> {
+        newest_first(&self.checkpoints)
+    }
+    /// The job's graph, once it has started.
+    pub fn topology(&self) -> Option<crate::topology::Topology> {
+        self.topology.lock().ok().and_then(|t| t.clone())
     }
     /// The job's graph, set when it starts.
     pub fn set_topology(&self, t: crate::topology::Topology) {
@@ -306,11 +322,13 @@ impl JobMetrics {
                 l.iter().map(|((s, p), v)| (s.clone(), *p, *v)).collect()
             }),
             partition_watermarks: self.partition_watermarks.lock().map_or(Vec::new(), |w| {
-                w.iter().map(|((s, p), v)| (s.clone(), *p, *v)).collect()
+                w.iter()
+                    .flat_map(|(s, parts)| parts.iter().map(|(p, v)| (s.clone(), *p, *v)))
+                    .collect()
             }),
             bad_records: newest_first(&self.bad_records),
-            checkpoints: newest_first(&self.checkpoints),
-            topology: self.topology.lock().ok().and_then(|t| t.clone()),
+            checkpoints: self.checkpoints(),
+            topology: self.topology(),
             restored_from: Some(load(&self.restored_from)).filter(|e| *e > 0),
         }
     }

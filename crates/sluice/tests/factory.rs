@@ -20,7 +20,6 @@ use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::arrow::record_batch::RecordBatch;
 use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use sluice_connectors::generator::{GeneratorOptions, GeneratorSource, SENSOR_TYPES};
 use sluice_runtime::Source;
 use sqlx::{Connection, Row};
@@ -88,28 +87,6 @@ fn oracle(batches: &[RecordBatch], temperature_warning: f64) -> BTreeSet<(String
     out
 }
 
-/// Sends readings to `topic` as JSON, keyed by machine, as `sluice generate` does.
-fn send(producer: &BaseProducer, topic: &str, batches: &[RecordBatch]) {
-    for b in batches {
-        let mut text = Vec::new();
-        sluice_runtime::output::json_lines(std::slice::from_ref(b), &mut text).unwrap();
-        let machines = b.column_by_name("machine_id").unwrap().as_string::<i32>();
-        for (i, line) in text
-            .split(|c| *c == b'\n')
-            .filter(|l| !l.is_empty())
-            .enumerate()
-        {
-            let key = machines.value(i).to_string();
-            producer
-                .send(BaseRecord::to(topic).key(&key).payload(line))
-                .map_err(|(e, _)| e)
-                .unwrap();
-            producer.poll(Duration::ZERO);
-        }
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
-}
-
 fn wait_for(url: &str, want: &BTreeSet<(String, String)>, what: &str) {
     let t0 = Instant::now();
     loop {
@@ -140,7 +117,6 @@ struct Factory {
     handle: sluice_runtime::JobHandle,
     job: std::thread::JoinHandle<anyhow::Result<()>>,
     generator: GeneratorSource,
-    producer: BaseProducer,
     _data: tempfile::TempDir,
 }
 
@@ -200,11 +176,6 @@ impl Factory {
         let opts = GeneratorOptions::parse(&options).unwrap();
         let schema = opts.profile.schema();
         let generator = GeneratorSource::new("factory_readings", opts, schema).unwrap();
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("max.in.flight.requests.per.connection", "1")
-            .create()
-            .unwrap();
         Factory {
             db,
             brokers: brokers.to_string(),
@@ -213,7 +184,6 @@ impl Factory {
             handle,
             job,
             generator,
-            producer,
             _data: data,
         }
     }
@@ -223,7 +193,15 @@ impl Factory {
         let part: Vec<RecordBatch> = (0..3)
             .map(|_| self.generator.next_batch().unwrap().unwrap())
             .collect();
-        send(&self.producer, &self.readings, &part);
+        // As JSON, keyed by machine, as `sluice generate` sends them.
+        let mut text = Vec::new();
+        sluice_runtime::output::json_lines(&part, &mut text).unwrap();
+        support::send_json_lines(
+            &self.brokers,
+            &self.readings,
+            std::str::from_utf8(&text).unwrap(),
+            "machine_id",
+        );
         part
     }
 

@@ -61,26 +61,6 @@ const JOBS: [&str; 10] = [
 /// Machines of the generated factory stream.
 const MACHINES: i64 = 12;
 
-/// Sends JSON lines to `topic`, keyed by their `host`.
-fn send_lines(topic: &str, text: &str) {
-    use rdkafka::ClientConfig;
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", support::brokers())
-        .set("max.in.flight.requests.per.connection", "1")
-        .create()
-        .unwrap();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let key = v["host"].as_str().unwrap().to_string();
-        p.send(BaseRecord::to(topic).key(&key).payload(line))
-            .map_err(|(e, _)| e)
-            .unwrap();
-        p.poll(std::time::Duration::ZERO);
-    }
-    p.flush(std::time::Duration::from_secs(30)).unwrap();
-}
-
 /// A database with the schema, filled by a real run of the pipeline jobs.
 fn populated() -> String {
     let db = pg::fresh_database("pipeline");
@@ -123,9 +103,11 @@ fn populated() -> String {
     // Host metrics as recorded on three hosts, sent as each host's agent sends them.
     let hosts = pg::unique("pipe_hosts");
     sluice::generate::ensure_topic(&support::brokers(), &hosts, 1).unwrap();
-    send_lines(
+    support::send_json_lines(
+        &support::brokers(),
         &hosts,
         &std::fs::read_to_string(repo().join("sql/data/host_metrics_recorded.jsonl")).unwrap(),
+        "host",
     );
     // The test broker creates no topic on first use.
     let alerts_topic = pg::unique("pipe_factory_alerts");

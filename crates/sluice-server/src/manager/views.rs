@@ -91,7 +91,7 @@ impl Manager {
             let taken = jobs
                 .get(&key)
                 .and_then(|j| j.last_metrics.as_ref())
-                .map(|h| h.metrics.detail().checkpoints)
+                .map(|h| h.metrics.checkpoints())
                 .unwrap_or_default();
             (key, taken)
         };
@@ -138,10 +138,7 @@ impl Manager {
         let Some(j) = jobs.get(&key) else {
             return Err(ServerError::NotFound(format!("no job named {name_or_id}")));
         };
-        let topology = j
-            .last_metrics
-            .as_ref()
-            .and_then(|h| h.metrics.detail().topology);
+        let topology = j.last_metrics.as_ref().and_then(|h| h.metrics.topology());
         if let Some(t) = topology {
             let sinks: Vec<&str> = t
                 .nodes

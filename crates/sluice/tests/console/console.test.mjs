@@ -42,6 +42,16 @@ const fixed = head + tail;
 
 const step = (what) => console.log(`-- ${what}`);
 
+// A job submitted over the API, as any client does.
+async function submit(name, sql) {
+  const r = await fetch(`${BASE}/api/v1/jobs`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({ name, sql }),
+  });
+  assert.equal(r.status, 201, await r.text());
+}
+
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   headless: true,
@@ -167,12 +177,7 @@ try {
     GROUP BY window_start, window_end, car_id, lap;
   INSERT INTO leaderboard SELECT car_id, count(*) AS laps_done, sum(lap_ms) AS total_ms
     FROM laps WHERE complete GROUP BY car_id;`;
-  const submitted = await fetch(`${BASE}/api/v1/jobs`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${TOKEN}` },
-    body: JSON.stringify({ name: 'race', sql: race }),
-  });
-  assert.equal(submitted.status, 201, await submitted.text());
+  await submit('race', race);
   await page.goto(`${BASE}/#/jobs/race/live/car_positions?beside=race/leaderboard`);
   await page.waitForFunction(() => document.querySelectorAll('#live-map g.car').length === 6);
   // The standings fill once the cars complete their first lap (about 3 s at 25 times).
@@ -209,12 +214,7 @@ try {
            WHEN 2 THEN 'critical' WHEN 1 THEN 'warning' ELSE 'ok' END AS health,
          max(CASE WHEN sensor_type = 'temperature' THEN value END) AS temperature
   FROM newest GROUP BY machine_id;`;
-  const made = await fetch(`${BASE}/api/v1/jobs`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${TOKEN}` },
-    body: JSON.stringify({ name: 'factory', sql: `SET checkpoint_interval = '300ms';\n${health}` }),
-  });
-  assert.equal(made.status, 201, await made.text());
+  await submit('factory', `SET checkpoint_interval = '300ms';\n${health}`);
   await page.goto(`${BASE}/#/jobs/factory/live/machine_health`);
   await page.waitForFunction(() => document.querySelectorAll('#live-cards .card').length === 6);
   const statuses = await page.locator('#live-cards .card').evaluateAll((cs) => cs.map((c) => c.dataset.status));

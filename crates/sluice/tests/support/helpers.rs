@@ -119,6 +119,26 @@ pub fn private_broker(cmd: &str, port: u16, state: &Path) {
     assert!(status.success(), "scripts/kafka.sh {cmd} {port}");
 }
 
+/// Sends JSON lines to `topic` on `brokers`, each keyed by its `key` field, in order.
+pub fn send_json_lines(brokers: &str, topic: &str, text: &str, key: &str) {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("max.in.flight.requests.per.connection", "1")
+        .create()
+        .unwrap();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let k = v[key].as_str().unwrap().to_string();
+        p.send(BaseRecord::to(topic).key(&k).payload(line))
+            .map_err(|(e, _)| e)
+            .unwrap();
+        p.poll(std::time::Duration::ZERO);
+    }
+    p.flush(std::time::Duration::from_secs(30)).unwrap();
+}
+
 /// A topic name no other test run uses.
 pub fn unique_topic(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
