@@ -231,7 +231,8 @@ CREATE TABLE IF NOT EXISTS lap_times (
 );
 
 CREATE TABLE IF NOT EXISTS leaderboard (
-    car_id       text PRIMARY KEY,
+    place        bigint PRIMARY KEY,
+    car_id       text NOT NULL,
     laps_done    bigint NOT NULL,
     total_ms     bigint NOT NULL,
     best_lap_ms  bigint,

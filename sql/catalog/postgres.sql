@@ -155,5 +155,5 @@ CREATE TABLE leaderboard WITH (
     connector = 'postgres',
     url = '${DATABASE_URL:-postgres://postgres@localhost:5432/sluice}',
     create_table = 'false',
-    primary_key = 'car_id'
+    primary_key = 'place'
 );

@@ -15,6 +15,10 @@ pub enum RuntimeError {
     /// A bug in Sluice.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A task stopped because another did (its channel closed): the other's error is the
+    /// one to report.
+    #[error("{0} has stopped")]
+    Stopped(&'static str),
     #[error("{0}")]
     DataFusion(#[from] DataFusionError),
     #[error("{0}")]

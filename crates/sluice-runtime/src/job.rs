@@ -172,7 +172,7 @@ impl Route {
 }
 
 fn closed() -> RuntimeError {
-    RuntimeError::Internal("a downstream task has stopped".into())
+    RuntimeError::Stopped("a downstream task")
 }
 
 fn steps(steps: &[Step], late: &Arc<AtomicU64>) -> Vec<Box<dyn Operator>> {
@@ -195,15 +195,8 @@ struct Failure(Mutex<Option<RuntimeError>>);
 impl Failure {
     fn record(&self, e: RuntimeError, handle: &JobHandle) {
         if let Ok(mut slot) = self.0.lock() {
-            // The first real error wins; "downstream stopped" follows from it.
-            let replace = match slot.as_ref() {
-                None => true,
-                Some(RuntimeError::Internal(m)) => {
-                    m == "a downstream task has stopped"
-                        || m == "the checkpoint coordinator has stopped"
-                }
-                _ => false,
-            };
+            // The first real error wins; "another task stopped" follows from it.
+            let replace = matches!(slot.as_ref(), None | Some(RuntimeError::Stopped(_)));
             if replace {
                 *slot = Some(e);
             }
@@ -451,13 +444,14 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
             schema: s.schema.clone(),
             acks: ack_tx.clone(),
         };
-        let (h, f) = (handle.clone(), failure.clone());
+        let h = handle.clone();
         let mut sink = s.sink;
-        threads.push(spawn(format!("sink {}", s.name), move || {
-            if let Err(e) = task.run(rx, sink.as_mut(), restore, &h) {
-                f.record(e, &h);
-            }
-        })?);
+        threads.push(spawn(
+            format!("sink {}", s.name),
+            &failure,
+            handle,
+            move || task.run(rx, sink.as_mut(), restore, &h),
+        )?);
     }
 
     // Node tasks' channels, made before any route points at them.
@@ -613,12 +607,10 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
                 outputs,
                 acks: ack_tx.clone(),
             };
-            let (h, f) = (handle.clone(), failure.clone());
+            let h = handle.clone();
             let counters = handle.metrics.task(&format!("{} {part}", node.name));
-            threads.push(spawn(id, move || {
-                if let Err(e) = task.run(rx, &h, &counters) {
-                    f.record(e, &h);
-                }
+            threads.push(spawn(id, &failure, handle, move || {
+                task.run(rx, &h, &counters)
             })?);
         }
     }
@@ -651,12 +643,13 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
             acks: ack_tx.clone(),
             injected: last_epoch,
         };
-        let (h, f) = (handle.clone(), failure.clone());
-        threads.push(spawn(format!("source {}", s.name), move || {
-            if let Err(e) = task.run(&h) {
-                f.record(e, &h);
-            }
-        })?);
+        let h = handle.clone();
+        threads.push(spawn(
+            format!("source {}", s.name),
+            &failure,
+            handle,
+            move || task.run(&h),
+        )?);
     }
     drop(ack_tx);
 
@@ -693,9 +686,32 @@ fn queue_counters(handle: &JobHandle, task: &str, capacity: usize) -> Arc<TaskCo
     c
 }
 
-fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+/// Starts a task's thread: its error, or its panic as an internal error naming the task,
+/// fails the job (so a panicking operator stops the job instead of leaving it waiting).
+fn spawn(
+    name: String,
+    failure: &Arc<Failure>,
+    handle: &JobHandle,
+    f: impl FnOnce() -> Result<()> + Send + 'static,
+) -> Result<JoinHandle<()>> {
+    let (failure, handle) = (failure.clone(), handle.clone());
+    let task = name.clone();
     std::thread::Builder::new()
         .name(name)
-        .spawn(f)
+        .spawn(move || {
+            let error = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e,
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into());
+                    RuntimeError::Internal(format!("task {task} failed: {why}"))
+                }
+            };
+            failure.record(error, &handle);
+        })
         .map_err(|e| RuntimeError::External(format!("cannot start a thread: {e}")))
 }

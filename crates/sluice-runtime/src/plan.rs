@@ -264,6 +264,9 @@ pub struct TopNPlan {
     /// `SET state.ttl` (updating only): a key unchanged while the watermark moved this
     /// far is forgotten, and its rows deleted downstream.
     pub ttl_ms: Option<i64>,
+    /// Whether the input is a changelog (rows carry `__op`): then each key keeps all its
+    /// live rows, since a retraction of one of its best N brings up the next.
+    pub input_updating: bool,
     /// The input's columns and `row_number`.
     pub output_schema: SchemaRef,
 }

@@ -202,8 +202,13 @@ fn describe_node(n: &NodeSpec) -> String {
                     "updating: changed ranks go out at each checkpoint; keys unchanged for {t}ms of event time deleted"
                 ),
             };
+            let over = if p.input_updating {
+                " over a changelog (every live input row is kept)"
+            } else {
+                ""
+            };
             format!(
-                "top {} per key by [{}] ({how}) keys [{}]",
+                "top {} per key by [{}]{over} ({how}) keys [{}]",
                 p.limit,
                 order.join(", "),
                 keys.join(", ")

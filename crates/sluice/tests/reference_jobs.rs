@@ -308,8 +308,8 @@ fn host_status_matches_batch_oracle_over_recorded_metrics() {
 #[test]
 fn race_laps_match_batch_oracle() {
     let tables = check_reference_job("race_laps");
-    // Every car completed laps; the standings hold every car.
-    assert_eq!(tables["leaderboard"].len(), 10);
+    // Ten cars completed laps; the leaderboard holds the first five places.
+    assert_eq!(tables["leaderboard"].len(), 5);
     let laps = &tables["lap_times"];
     assert!(laps.len() >= 30, "{} laps", laps.len());
 }

@@ -240,6 +240,12 @@ fn oracle_sql(q: &str) -> String {
             "SELECT bidder, count(*) AS bids, sum(price) AS total, max(price) AS top, min(date_time) AS first_bid
              FROM bid GROUP BY bidder"
         }
+        "top_bidders_overall" => {
+            "SELECT rn, bidder, bids, highest FROM (
+                SELECT bidder, bids, highest, ROW_NUMBER() OVER (ORDER BY bids DESC, bidder) AS rn
+                FROM (SELECT bidder, count(*) AS bids, max(price) AS highest FROM bid GROUP BY bidder))
+             WHERE rn <= 5"
+        }
         "counts_of_counts" => {
             "SELECT bids, count(*) AS bidders, max(top) AS top
              FROM (SELECT bidder, count(*) AS bids, max(price) AS top FROM bid GROUP BY bidder)
@@ -490,6 +496,10 @@ mod upserted {
     fn q19() {
         super::upserted("q19", "auction, rank_number");
     }
+    #[test]
+    fn top_bidders_overall() {
+        super::upserted("top_bidders_overall", "rn");
+    }
 }
 
 /// The queries whose result is updating (their output is a changelog).
@@ -503,6 +513,7 @@ const UPDATING: &[&str] = &[
     "q19",
     "running_counts",
     "counts_of_counts",
+    "top_bidders_overall",
     "regular_left_join",
     "regular_full_join",
 ];
@@ -557,6 +568,10 @@ mod killed {
         super::killed("q19");
     }
     #[test]
+    fn top_n_over_updating_aggregate() {
+        super::killed("top_bidders_overall");
+    }
+    #[test]
     fn regular_left_join() {
         super::killed("regular_left_join");
     }
@@ -596,6 +611,7 @@ nexmark!(
     with_window_over_window,
     running_counts,
     counts_of_counts,
+    top_bidders_overall,
     top_bidders_per_window,
     regular_left_join,
     regular_full_join

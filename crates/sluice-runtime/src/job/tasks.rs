@@ -59,7 +59,7 @@ pub(crate) fn deliver(heads: &mut [Head], msg: Message) -> Result<()> {
 }
 
 pub(crate) fn ack_failed() -> RuntimeError {
-    RuntimeError::Internal("the checkpoint coordinator has stopped".into())
+    RuntimeError::Stopped("the checkpoint coordinator")
 }
 
 impl SourceTask {

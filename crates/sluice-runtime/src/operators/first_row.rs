@@ -67,8 +67,8 @@ impl FirstRow {
                 late += 1;
                 continue;
             }
-            let key = keys.rows.row(i);
-            if self.done.contains_key(key.as_ref()) {
+            let key = keys.key(i);
+            if self.done.contains_key(key) {
                 continue;
             }
             let held = Held {
@@ -76,7 +76,7 @@ impl FirstRow {
                 batch: b,
                 row: i as u32,
             };
-            match self.held.get_mut(key.as_ref()) {
+            match self.held.get_mut(key) {
                 Some(h) if t < h.time => *h = held,
                 Some(_) => {}
                 None => {

@@ -20,8 +20,21 @@ use crate::plan::JoinPlan;
 
 /// Join keys of a batch, as comparable bytes, and which rows have a key that can match.
 pub struct EncodedKeys {
-    pub rows: Rows,
+    rows: Rows,
+    /// No key expressions: every row has the same (empty) key.
+    keyless: bool,
     pub valid: Vec<bool>,
+}
+
+impl EncodedKeys {
+    /// Row `i`'s key.
+    pub fn key(&self, i: usize) -> &[u8] {
+        if self.keyless {
+            &[]
+        } else {
+            self.rows.row(i).data()
+        }
+    }
 }
 
 /// Turns a side's key expressions into comparable bytes.
@@ -59,7 +72,11 @@ impl KeyEncoder {
         let valid = (0..n)
             .map(|r| self.null_equals_null || cols.iter().all(|c| c.is_valid(r)))
             .collect();
-        Ok(EncodedKeys { rows, valid })
+        Ok(EncodedKeys {
+            rows,
+            keyless: self.exprs.is_empty(),
+            valid,
+        })
     }
 }
 
@@ -144,7 +161,7 @@ impl SideRows {
         for (r, ok) in keys.valid.iter().enumerate() {
             if *ok {
                 // A key already held is not copied again.
-                let k = keys.rows.row(r).data();
+                let k = keys.key(r);
                 match self.index.get_mut(k) {
                     Some(refs) => refs.push((id, r as u32)),
                     None => {
@@ -176,7 +193,7 @@ impl SideRows {
             if !*ok {
                 continue;
             }
-            if let Some(refs) = self.index.get(keys.rows.row(r).as_ref()) {
+            if let Some(refs) = self.index.get(keys.key(r)) {
                 for &rf in refs {
                     if self.stored.contains_key(&rf.0) {
                         probe.push(r as u32);

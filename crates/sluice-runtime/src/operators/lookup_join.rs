@@ -72,7 +72,7 @@ impl LookupJoin {
             if !keys.valid[r] {
                 continue;
             }
-            let k = keys.rows.row(r).data();
+            let k = keys.key(r);
             let fresh = self
                 .cache
                 .get(k)
@@ -118,13 +118,13 @@ impl LookupJoin {
         for r in 0..right.num_rows() {
             if rkeys.valid[r] {
                 by_key
-                    .entry(rkeys.rows.row(r).as_ref().to_vec())
+                    .entry(rkeys.key(r).to_vec())
                     .or_default()
                     .push(r as u32);
             }
         }
         for r in missing {
-            let k = keys.rows.row(r as usize).as_ref().to_vec();
+            let k = keys.key(r as usize).to_vec();
             let rows = match by_key.get(&k) {
                 Some(idx) => Some(take_record_batch(&right, &UInt32Array::from(idx.clone()))?),
                 None => None,
@@ -151,7 +151,7 @@ impl Operator for LookupJoin {
         let mut parts: Vec<RecordBatch> = Vec::new();
         let mut taken = std::collections::HashSet::new();
         for r in 0..batch.num_rows() {
-            let k = keys.rows.row(r).data();
+            let k = keys.key(r);
             if keys.valid[r]
                 && taken.insert(k)
                 && let Some(Cached { rows: Some(b), .. }) = self.cache.get(k)

@@ -5,6 +5,9 @@
 //! passes its end: append-only. Without a window the result is updating: at each
 //! barrier a changed key's ranks whose row changed are updated (a row's rank is its
 //! identity with the key: a new best row shifts the others down one rank each).
+//! Over a changelog (a top N of an updating aggregate, such as a leaderboard) each key
+//! keeps all its live rows: a retraction takes its row out, and the next row rises into
+//! the best N.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimestampMillisecondType};
 use datafusion::arrow::row::{RowConverter, SortField};
+use sluice_types::changelog::{data_columns, kinds_of};
 use sluice_types::{Epoch, Message, RowKind, Watermark};
 
 use crate::error::{Result, RuntimeError};
@@ -103,11 +107,14 @@ impl TopN {
         ))
     }
 
+    /// Takes in a batch: its rows, or over a changelog its changes (`__op`).
     fn insert(&mut self, batch: &RecordBatch, check_late: bool) -> Result<()> {
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
         }
+        let kinds = kinds_of(batch);
+        let batch = &data_columns(batch);
         let keys = self.keys.encode(batch)?;
         let order_cols = self
             .plan
@@ -119,6 +126,8 @@ impl TopN {
         let rows = self.rows.convert_columns(batch.columns())?;
         let ends = self.window_ends(batch)?;
         let wm = self.watermark.millis();
+        // Over a changelog every live row is kept: any of the best may be taken back.
+        let keep_all = self.plan.input_updating;
         let mut late = 0;
         for i in 0..n {
             let time = match &ends {
@@ -131,24 +140,39 @@ impl TopN {
                 }
                 None => wm,
             };
-            let p = self
-                .partitions
-                .entry(keys.rows.row(i).as_ref().into())
-                .or_default();
+            let key = keys.key(i);
             let o = order.row(i);
+            let row = rows.row(i);
+            if kinds[i].is_retraction() {
+                let Some(p) = self.partitions.get_mut(key) else {
+                    continue;
+                };
+                // The row among its equals in order (a row forgotten by the TTL is not).
+                let from = p.top.partition_point(|e| e.order.as_ref() < o.as_ref());
+                let to = p.top.partition_point(|e| e.order.as_ref() <= o.as_ref());
+                if let Some(at) = (from..to).find(|&j| p.top[j].row.as_ref() == row.as_ref()) {
+                    p.top.remove(at);
+                    p.changed = true;
+                    p.time = time;
+                }
+                continue;
+            }
+            let p = self.partitions.entry(key.into()).or_default();
             // Ties keep their arrival order: a new row goes after its equals.
             let at = p.top.partition_point(|e| e.order.as_ref() <= o.as_ref());
-            if at >= self.plan.limit {
+            if at >= self.plan.limit && !keep_all {
                 continue;
             }
             p.top.insert(
                 at,
                 Entry {
                     order: o.as_ref().into(),
-                    row: rows.row(i).as_ref().into(),
+                    row: row.as_ref().into(),
                 },
             );
-            p.top.truncate(self.plan.limit);
+            if !keep_all {
+                p.top.truncate(self.plan.limit);
+            }
             p.changed = true;
             p.time = time;
         }
@@ -213,7 +237,16 @@ impl TopN {
                 continue;
             }
             p.changed = false;
-            let new: Vec<Box<[u8]>> = p.top.iter().map(|e| e.row.clone()).collect();
+            let new: Vec<Box<[u8]>> = p
+                .top
+                .iter()
+                .take(self.plan.limit)
+                .map(|e| e.row.clone())
+                .collect();
+            if new.is_empty() {
+                // Every row of the key was taken back: it is gone once its ranks are.
+                gone.push(key.clone());
+            }
             let old = std::mem::replace(&mut p.emitted, new.clone());
             // By rank: a rank whose row changed is updated.
             for r in 0..old.len().max(new.len()) {
@@ -370,7 +403,7 @@ impl Operator for TopN {
             self.insert(&data, false)?;
             let keys = self.keys.encode(&data)?;
             for (i, t) in times.iter().enumerate() {
-                if let Some(p) = self.partitions.get_mut(keys.rows.row(i).as_ref()) {
+                if let Some(p) = self.partitions.get_mut(keys.key(i)) {
                     p.time = *t;
                 }
             }
@@ -379,7 +412,12 @@ impl Operator for TopN {
         for p in self.partitions.values_mut() {
             p.changed = false;
             if updating {
-                p.emitted = p.top.iter().map(|e| e.row.clone()).collect();
+                p.emitted = p
+                    .top
+                    .iter()
+                    .take(self.plan.limit)
+                    .map(|e| e.row.clone())
+                    .collect();
             }
         }
         Ok(())
@@ -433,6 +471,7 @@ mod tests {
             limit,
             window: per_window.then_some((2, 0)),
             ttl_ms: None,
+            input_updating: false,
             output_schema: Arc::new(Schema::new(fields)),
         };
         TopN::new(plan, Arc::default(), Arc::default()).unwrap()
@@ -514,6 +553,52 @@ mod tests {
         assert!(barrier(&mut again, 4).is_empty(), "nothing changed");
         again.process_batch(rows("a", &[6], 0), &mut out).unwrap();
         assert_eq!(barrier(&mut again, 5), vec!["a 5 2 1", "a 6 2 2"]);
+    }
+
+    /// `rows` as changes of a changelog.
+    fn changes(k: &str, values: &[i64], kind: RowKind) -> RecordBatch {
+        let b = rows(k, values, 0);
+        let mut cols = b.columns().to_vec();
+        cols.push(sluice_types::changelog::op_column(kind, values.len()));
+        RecordBatch::try_new(sluice_types::changelog::with_op(&schema()), cols).unwrap()
+    }
+
+    #[test]
+    fn over_a_changelog_a_retracted_best_row_lets_the_next_one_rise() {
+        let mut t = op(2, false);
+        t.plan.input_updating = true;
+        let mut out = Collector::default();
+        t.process_batch(changes("a", &[1, 5, 3], RowKind::Insert), &mut out)
+            .unwrap();
+        assert_eq!(barrier(&mut t, 1), vec!["a 5 1 0", "a 3 2 0"]);
+        // 5 becomes 2: the row below the best two (1) is kept, and 3 moves up.
+        t.process_batch(changes("a", &[5], RowKind::UpdateBefore), &mut out)
+            .unwrap();
+        t.process_batch(changes("a", &[2], RowKind::UpdateAfter), &mut out)
+            .unwrap();
+        assert_eq!(
+            barrier(&mut t, 2),
+            vec!["a 5 1 1", "a 3 1 2", "a 3 2 1", "a 2 2 2"]
+        );
+        // Restored, the rows below the best two are still there to rise.
+        let state = t.snapshot().unwrap();
+        let mut again = op(2, false);
+        again.plan.input_updating = true;
+        again.restore(state).unwrap();
+        assert!(barrier(&mut again, 3).is_empty(), "nothing changed");
+        again
+            .process_batch(changes("a", &[3, 2], RowKind::Delete), &mut out)
+            .unwrap();
+        assert_eq!(
+            barrier(&mut again, 4),
+            vec!["a 3 1 1", "a 1 1 2", "a 2 2 3"]
+        );
+        // The key's last row taken back: its rank is deleted and the key forgotten.
+        again
+            .process_batch(changes("a", &[1], RowKind::Delete), &mut out)
+            .unwrap();
+        assert_eq!(barrier(&mut again, 5), vec!["a 1 1 3"]);
+        assert!(again.partitions.is_empty());
     }
 
     #[test]

@@ -476,9 +476,14 @@ function liveStandings() {
       const list = [...rows.values()];
       if (!list.length) { table.replaceChildren(); return; }
       const cols = Object.keys(list[0]);
-      list.sort((a, b) => (Number(b[cols[1]]) - Number(a[cols[1]])) || (Number(a[cols[2]]) - Number(b[cols[2]])));
-      table.replaceChildren(el('thead', {}, el('tr', {}, el('th', {}, '#'), ...cols.map((c) => el('th', {}, c)))),
-        el('tbody', {}, ...list.map((r, i) => el('tr', {}, el('td', { class: 'num' }, i + 1), ...cols.map((c) => el('td', {}, r[c] === null ? 'null' : String(r[c])))))));
+      // A top N keyed by its rank (place, rank, rn) is in rank order; other standings are
+      // ranked here by their second column, most first, then their third, least first.
+      const ranked = /^(place|rank|position|rn|row_number)$/i.test(cols[0]);
+      if (ranked) list.sort((a, b) => Number(a[cols[0]]) - Number(b[cols[0]]));
+      else list.sort((a, b) => (Number(b[cols[1]]) - Number(a[cols[1]])) || (Number(a[cols[2]]) - Number(b[cols[2]])));
+      const cell = (r, c) => el('td', {}, r[c] === null ? 'null' : String(r[c]));
+      table.replaceChildren(el('thead', {}, el('tr', {}, ...(ranked ? [] : [el('th', {}, '#')]), ...cols.map((c) => el('th', {}, c)))),
+        el('tbody', {}, ...list.map((r, i) => el('tr', {}, ...(ranked ? [] : [el('td', { class: 'num' }, i + 1)]), ...cols.map((c) => cell(r, c))))));
     },
   };
 }

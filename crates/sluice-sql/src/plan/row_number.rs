@@ -2,7 +2,8 @@
 //! stream: the first row per key by event time (`= 1`, ascending) is deduplication,
 //! append-only and exact; with a window bound among the keys it is a top N per window,
 //! put out when the window closes; otherwise an updating top N (the last row per key is
-//! `ORDER BY t DESC` and `= 1`). Other uses of window functions are refused.
+//! `ORDER BY t DESC` and `= 1`), over an append-only input or an updating one (a top N of
+//! running aggregates: a leaderboard). Other uses of window functions are refused.
 
 use std::sync::Arc;
 
@@ -56,7 +57,9 @@ impl Context<'_> {
         let input = without_sorts(w.input()).map_err(|e| SqlError::Internal(e.to_string()))?;
         let s = self.translate(&input)?;
         s.stream_only(at, "ranked")?;
-        s.append_only(at, "ROW_NUMBER()")?;
+        // Over an updating result (a leaderboard of running totals) only the updating top
+        // N applies: its input's rows carry no event time to hold a first row or a window by.
+        let input_updating = s.updating;
         let keys = expr.partition_by().to_vec();
         let attr = |e: &Arc<dyn PhysicalExpr>| {
             e.downcast_ref::<Column>().and_then(|c| {
@@ -69,6 +72,7 @@ impl Context<'_> {
         };
         // The first row per key by event time: held until the watermark passes it.
         if let [o] = order.as_slice()
+            && !input_updating
             && limit == 1
             && !o.options.descending
             && attr(&o.expr).is_some_and(|(_, a)| a == TimeAttr::Event)
@@ -91,7 +95,7 @@ impl Context<'_> {
         }
         // A window bound among the keys: each window's top N goes out when it closes.
         let mut window = None;
-        for k in &keys {
+        for k in keys.iter().filter(|_| !input_updating) {
             match attr(k) {
                 Some((c, TimeAttr::WindowEnd(_))) => window = Some((c, 0)),
                 Some((c, TimeAttr::WindowStart(WindowKind::Tumble { size_ms })))
@@ -110,6 +114,7 @@ impl Context<'_> {
             limit: limit as usize,
             window,
             ttl_ms: if window.is_none() { self.ttl_ms } else { None },
+            input_updating,
             output_schema: w.schema(),
         };
         let width = s.schema.fields().len();
@@ -129,7 +134,12 @@ impl Context<'_> {
         {
             u.push(width);
         }
-        let n = self.node("top n", NodeOp::TopN(plan), vec![(s, keys)]);
+        let name = if input_updating {
+            "top n over updates"
+        } else {
+            "top n"
+        };
+        let n = self.node(name, NodeOp::TopN(plan), vec![(s, keys)]);
         let mut out = Stream::updating_of_node(n, w.schema(), Vec::new());
         out.unique_key = unique;
         Ok(out)

@@ -162,7 +162,7 @@ try {
   await page.locator('#no-jobs').waitFor({ state: 'visible' });
   await shot('8-deleted');
 
-  step('a race on the live map: cars move, the standings beside');
+  step('a race on the live map: cars move, the leaderboard beside');
   const race = `CREATE TABLE race_positions (car_id TEXT NOT NULL, lap BIGINT NOT NULL,
       lat DOUBLE NOT NULL, lon DOUBLE NOT NULL, speed_kmh DOUBLE NOT NULL, lap_progress DOUBLE NOT NULL,
       event_time TIMESTAMP NOT NULL, WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND)
@@ -175,13 +175,19 @@ try {
       max(lap_progress) - min(lap_progress) >= 0.97 AS complete
     FROM SESSION(race_positions, event_time, INTERVAL '1' SECOND)
     GROUP BY window_start, window_end, car_id, lap;
-  INSERT INTO leaderboard SELECT car_id, count(*) AS laps_done, sum(lap_ms) AS total_ms
-    FROM laps WHERE complete GROUP BY car_id;`;
+  CREATE VIEW standings AS SELECT car_id, count(*) AS laps_done, sum(lap_ms) AS total_ms
+    FROM laps WHERE complete GROUP BY car_id;
+  INSERT INTO leaderboard SELECT place, car_id, laps_done, total_ms FROM (
+    SELECT car_id, laps_done, total_ms, ROW_NUMBER() OVER (ORDER BY laps_done DESC, total_ms, car_id) AS place
+    FROM standings) WHERE place <= 5;`;
   await submit('race', race);
   await page.goto(`${BASE}/#/jobs/race/live/car_positions?beside=race/leaderboard`);
   await page.waitForFunction(() => document.querySelectorAll('#live-map g.car').length === 6);
   // The standings fill once the cars complete their first lap (about 3 s at 25 times).
-  await page.waitForFunction(() => document.querySelectorAll('#beside-rows tbody tr').length === 6, null, { timeout: 60_000 });
+  // The leaderboard: the first five places, in order.
+  await page.waitForFunction(() => document.querySelectorAll('#beside-rows tbody tr').length === 5, null, { timeout: 60_000 });
+  const places = await page.locator('#beside-rows tbody tr td:first-child').allTextContents();
+  assert.deepEqual(places, ['1', '2', '3', '4', '5']);
   const where = () => page.locator('#live-map circle.car').evaluateAll(
     (cs) => cs.map((c) => `${c.getAttribute('cx')},${c.getAttribute('cy')}`));
   const received = () => page.locator('#live-received').textContent();
