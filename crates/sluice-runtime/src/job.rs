@@ -332,7 +332,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
         return Err(RuntimeError::User(format!(
             "cannot restore checkpoint {} of job {job_name} ({}): {why}. Start without it with --fresh, or restore a checkpoint taken with this plan",
             c.manifest.epoch,
-            c.dir.display()
+            c.location()
         )));
     }
     if checkpoint.skip_if_finished

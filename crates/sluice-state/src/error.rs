@@ -16,6 +16,9 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    /// The object store holding the checkpoints failed or cannot be reached.
+    #[error("{0}")]
+    Store(String),
     /// A checkpoint on disk is damaged (checksum, truncated, unreadable manifest).
     #[error("{0}")]
     Corrupt(String),

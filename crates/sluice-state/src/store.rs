@@ -1,7 +1,10 @@
-//! Checkpoint directories on disk. A checkpoint is written into `epoch-<n>.tmp/` (state
-//! files, then `manifest.json`, each fsynced) and renamed to `epoch-<n>/` in one step,
-//! so a directory without `.tmp` is complete unless the disk itself lies; checksums
-//! catch that case.
+//! Checkpoints of a job, in a directory or an object store. In a directory a checkpoint
+//! is written into `epoch-<n>.tmp/` (state files, then `manifest.json`, each fsynced) and
+//! renamed to `epoch-<n>/` in one step, so a directory without `.tmp` is complete unless
+//! the disk itself lies; checksums catch that case. In an object store (`object.rs`) the
+//! manifest is written last and a checkpoint is complete when it is there.
+
+mod object;
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -14,18 +17,35 @@ use arrow::record_batch::RecordBatch;
 use crate::error::{Result, StateError};
 use crate::manifest::{FORMAT, FileEntry, Manifest};
 use crate::retention::prune_plan;
+use object::ObjectPrefix;
 
-/// The checkpoints of one job: `<root>/<job>/`.
+/// Where a job's checkpoints live.
 #[derive(Debug, Clone)]
-pub struct CheckpointStore {
-    dir: PathBuf,
+enum Backend {
+    /// `<root>/<job>/`.
+    Dir(PathBuf),
+    /// `s3://bucket/prefix/<job>/`.
+    Object(ObjectPrefix),
 }
 
-/// A complete checkpoint found on disk.
+/// The checkpoints of one job.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    backend: Backend,
+}
+
+/// Where one checkpoint's files are.
+#[derive(Debug, Clone)]
+enum At {
+    Dir(PathBuf),
+    Object(ObjectPrefix, u64),
+}
+
+/// A complete checkpoint found in the store.
 #[derive(Debug, Clone)]
 pub struct StoredCheckpoint {
     pub manifest: Manifest,
-    pub dir: PathBuf,
+    at: At,
 }
 
 impl StoredCheckpoint {
@@ -35,10 +55,26 @@ impl StoredCheckpoint {
         if !self.manifest.files.iter().any(|f| f.name == name) {
             return Err(StateError::Corrupt(format!(
                 "{}: state file {name} is not listed with a checksum in the manifest",
-                self.dir.display()
+                self.location()
             )));
         }
-        read_state_file(&self.dir.join(name))
+        match &self.at {
+            At::Dir(dir) => read_state_file(&dir.join(name)),
+            At::Object(o, epoch) => {
+                let data = o.get(*epoch, name)?.ok_or_else(|| {
+                    StateError::Corrupt(format!("{}/{name} is missing", o.epoch_url(*epoch)))
+                })?;
+                batches_of(&data)
+            }
+        }
+    }
+
+    /// The checkpoint's directory or URL, for people.
+    pub fn location(&self) -> String {
+        match &self.at {
+            At::Dir(dir) => dir.display().to_string(),
+            At::Object(o, epoch) => o.epoch_url(*epoch),
+        }
     }
 }
 
@@ -64,31 +100,83 @@ fn epoch_of(name: &str) -> Option<u64> {
     name.strip_prefix("epoch-")?.parse().ok()
 }
 
+/// Whether a checkpoint location is an object store's URL rather than a directory.
+pub fn is_object_url(location: &str) -> bool {
+    location.contains("://")
+}
+
 impl CheckpointStore {
+    /// The checkpoints of `job` in the directory `root`.
     pub fn new(root: impl AsRef<Path>, job: &str) -> Self {
         CheckpointStore {
-            dir: root.as_ref().join(job),
+            backend: Backend::Dir(root.as_ref().join(job)),
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The checkpoints of `job` at `location`: a directory, or `s3://bucket/prefix`
+    /// (configured from the `AWS_*` environment).
+    pub fn open(location: &str, job: &str) -> Result<Self> {
+        if is_object_url(location) {
+            Ok(CheckpointStore {
+                backend: Backend::Object(ObjectPrefix::open(location, job)?),
+            })
+        } else {
+            Ok(CheckpointStore::new(location, job))
+        }
     }
 
-    fn epoch_dir(&self, epoch: u64) -> PathBuf {
-        self.dir.join(format!("epoch-{epoch}"))
+    /// The checkpoints of `job` under `prefix` of an object store already built.
+    pub fn in_object_store(
+        store: std::sync::Arc<dyn object_store::ObjectStore>,
+        prefix: &str,
+        job: &str,
+    ) -> Self {
+        CheckpointStore {
+            backend: Backend::Object(ObjectPrefix::with_store(store, prefix, job)),
+        }
     }
 
-    /// Epochs with a complete directory, oldest first.
+    /// The job's directory or URL, for people.
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::Dir(dir) => dir.display().to_string(),
+            Backend::Object(o) => o.url().to_string(),
+        }
+    }
+
+    fn epoch_dir(dir: &Path, epoch: u64) -> PathBuf {
+        dir.join(format!("epoch-{epoch}"))
+    }
+
+    fn epoch_location(&self, epoch: u64) -> String {
+        match &self.backend {
+            Backend::Dir(dir) => Self::epoch_dir(dir, epoch).display().to_string(),
+            Backend::Object(o) => o.epoch_url(epoch),
+        }
+    }
+
+    /// Epochs with a complete directory (in an object store: with a manifest), oldest
+    /// first.
     pub fn epochs(&self) -> Result<Vec<u64>> {
-        let entries = match fs::read_dir(&self.dir) {
+        let dir = match &self.backend {
+            Backend::Dir(dir) => dir,
+            Backend::Object(o) => {
+                return Ok(o
+                    .epochs()?
+                    .into_iter()
+                    .filter(|(_, complete)| *complete)
+                    .map(|(e, _)| e)
+                    .collect());
+            }
+        };
+        let entries = match fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StateError::io(&self.dir, e)),
+            Err(e) => return Err(StateError::io(dir, e)),
         };
         let mut epochs = Vec::new();
         for entry in entries {
-            let entry = io(&self.dir, entry)?;
+            let entry = io(dir, entry)?;
             if let Some(e) = entry.file_name().to_str().and_then(epoch_of) {
                 epochs.push(e);
             }
@@ -97,35 +185,43 @@ impl CheckpointStore {
         Ok(epochs)
     }
 
+    fn read_manifest(&self, epoch: u64) -> Result<Manifest> {
+        match &self.backend {
+            Backend::Dir(dir) => read_manifest(&Self::epoch_dir(dir, epoch)),
+            Backend::Object(o) => {
+                let at = format!("{}/manifest.json", o.epoch_url(epoch));
+                let bytes = o.get(epoch, "manifest.json")?.ok_or_else(|| {
+                    StateError::Corrupt(format!("{at} is missing (an unfinished checkpoint)"))
+                })?;
+                parse_manifest(&bytes, &at)
+            }
+        }
+    }
+
     /// Every complete checkpoint's manifest, oldest first, read without verifying the
     /// state files (a listing; [`CheckpointStore::load`] verifies).
     pub fn manifests(&self) -> Result<Vec<(u64, Result<Manifest>)>> {
         Ok(self
             .epochs()?
             .into_iter()
-            .map(|e| (e, read_manifest(&self.epoch_dir(e))))
+            .map(|e| (e, self.read_manifest(e)))
             .collect())
     }
 
-    /// Writes a checkpoint: the state files, then the manifest, then the rename.
-    /// Returns the manifest as written (with its file list).
+    /// Writes a checkpoint: the state files, then the manifest (in a directory, then the
+    /// rename). Returns the manifest as written (with its file list).
     pub fn write(
         &self,
         mut manifest: Manifest,
         files: Vec<(String, Vec<RecordBatch>)>,
     ) -> Result<Manifest> {
-        let tmp = self.dir.join(format!("epoch-{}.tmp", manifest.epoch));
-        if tmp.exists() {
-            io(&tmp, fs::remove_dir_all(&tmp))?;
-        }
-        io(&tmp, fs::create_dir_all(&tmp))?;
         manifest.format = FORMAT;
         manifest.files.clear();
+        let mut encoded = Vec::new();
         for (name, batches) in files {
             let Some(first) = batches.first() else {
                 continue;
             };
-            let path = tmp.join(&name);
             let mut buf = Vec::new();
             {
                 let mut w = FileWriter::try_new(&mut buf, &first.schema())?;
@@ -134,35 +230,30 @@ impl CheckpointStore {
                 }
                 w.finish()?;
             }
-            write_synced(&path, &buf)?;
             manifest.files.push(FileEntry {
-                name,
+                name: name.clone(),
                 bytes: buf.len() as u64,
                 crc32: crc32fast::hash(&buf),
                 rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
             });
+            encoded.push((name, buf));
         }
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| StateError::Corrupt(format!("cannot encode the manifest: {e}")))?;
-        write_synced(&tmp.join("manifest.json"), &json)?;
-        sync_dir(&tmp)?;
-        let dest = self.epoch_dir(manifest.epoch);
-        if dest.exists() {
-            io(&dest, fs::remove_dir_all(&dest))?;
+        match &self.backend {
+            Backend::Dir(dir) => write_dir(dir, manifest.epoch, encoded, &json)?,
+            Backend::Object(o) => o.write(manifest.epoch, encoded, json)?,
         }
-        io(&dest, fs::rename(&tmp, &dest))?;
-        sync_dir(&self.dir)?;
         Ok(manifest)
     }
 
     /// Reads and verifies one epoch's checkpoint.
     pub fn load(&self, epoch: u64) -> Result<StoredCheckpoint> {
-        let dir = self.epoch_dir(epoch);
-        if !dir.exists() {
-            let have = self.epochs()?;
+        let have = self.epochs()?;
+        if !have.contains(&epoch) {
             return Err(StateError::User(format!(
                 "job has no checkpoint {epoch} under {} (it has: {})",
-                self.dir.display(),
+                self.location(),
                 if have.is_empty() {
                     "none".to_string()
                 } else {
@@ -173,7 +264,24 @@ impl CheckpointStore {
                 }
             )));
         }
-        load_dir(&dir)
+        match &self.backend {
+            Backend::Dir(dir) => load_dir(&Self::epoch_dir(dir, epoch)),
+            Backend::Object(o) => {
+                let manifest = self.read_manifest(epoch)?;
+                for f in &manifest.files {
+                    check_file_name(&f.name)?;
+                    let at = format!("{}/{}", o.epoch_url(epoch), f.name);
+                    let data = o
+                        .get(epoch, &f.name)?
+                        .ok_or_else(|| StateError::Corrupt(format!("{at} is missing")))?;
+                    verify(&data, f, &at)?;
+                }
+                Ok(StoredCheckpoint {
+                    manifest,
+                    at: At::Object(o.clone(), epoch),
+                })
+            }
+        }
     }
 
     /// The newest checkpoint that verifies; damaged ones are skipped with a warning.
@@ -183,7 +291,7 @@ impl CheckpointStore {
                 Ok(c) => return Ok(Some(c)),
                 Err(e) => tracing::warn!(
                     "checkpoint {} is damaged and is skipped: {e}",
-                    self.epoch_dir(epoch).display()
+                    self.epoch_location(epoch)
                 ),
             }
         }
@@ -191,24 +299,93 @@ impl CheckpointStore {
     }
 
     /// Deletes all but the newest `keep` checkpoints (never `in_use`), and stale
-    /// half-written directories. Returns the epochs deleted.
+    /// half-written ones. Returns the epochs deleted.
     pub fn prune(&self, keep: usize, in_use: Option<u64>) -> Result<Vec<u64>> {
         let doomed = prune_plan(&self.epochs()?, keep, in_use);
-        for e in &doomed {
-            let dir = self.epoch_dir(*e);
-            io(&dir, fs::remove_dir_all(&dir))?;
-        }
-        if let Ok(entries) = fs::read_dir(&self.dir) {
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                if name.starts_with("epoch-") && name.ends_with(".tmp") {
-                    let _ = fs::remove_dir_all(entry.path());
+        match &self.backend {
+            Backend::Dir(dir) => {
+                for e in &doomed {
+                    let d = Self::epoch_dir(dir, *e);
+                    io(&d, fs::remove_dir_all(&d))?;
+                }
+                if let Ok(entries) = fs::read_dir(dir) {
+                    for entry in entries.flatten() {
+                        let name = entry.file_name();
+                        let name = name.to_string_lossy();
+                        if name.starts_with("epoch-") && name.ends_with(".tmp") {
+                            let _ = fs::remove_dir_all(entry.path());
+                        }
+                    }
+                }
+            }
+            Backend::Object(o) => {
+                for e in &doomed {
+                    o.delete(*e)?;
+                }
+                // Objects of an attempt that never got its manifest, older than the
+                // newest complete checkpoint (a newer one may be being written now).
+                let all = o.epochs()?;
+                let newest = all.iter().filter(|(_, c)| *c).map(|(e, _)| *e).max();
+                for (e, complete) in all {
+                    if !complete && newest.is_some_and(|n| e < n) {
+                        o.delete(e)?;
+                    }
                 }
             }
         }
         Ok(doomed)
     }
+}
+
+/// A checkpoint in a directory: written into `epoch-<n>.tmp/`, then renamed.
+fn write_dir(dir: &Path, epoch: u64, files: Vec<(String, Vec<u8>)>, manifest: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("epoch-{epoch}.tmp"));
+    if tmp.exists() {
+        io(&tmp, fs::remove_dir_all(&tmp))?;
+    }
+    io(&tmp, fs::create_dir_all(&tmp))?;
+    for (name, buf) in files {
+        write_synced(&tmp.join(&name), &buf)?;
+    }
+    write_synced(&tmp.join("manifest.json"), manifest)?;
+    sync_dir(&tmp)?;
+    let dest = CheckpointStore::epoch_dir(dir, epoch);
+    if dest.exists() {
+        io(&dest, fs::remove_dir_all(&dest))?;
+    }
+    io(&dest, fs::rename(&tmp, &dest))?;
+    sync_dir(dir)
+}
+
+/// A state file's bytes against its manifest entry.
+fn verify(data: &[u8], f: &FileEntry, at: &str) -> Result<()> {
+    if data.len() as u64 != f.bytes || crc32fast::hash(data) != f.crc32 {
+        return Err(StateError::Corrupt(format!(
+            "{at}: checksum mismatch ({} bytes, {} expected)",
+            data.len(),
+            f.bytes
+        )));
+    }
+    Ok(())
+}
+
+fn parse_manifest(bytes: &[u8], at: &str) -> Result<Manifest> {
+    let manifest: Manifest =
+        serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt(format!("{at}: {e}")))?;
+    if manifest.format > FORMAT {
+        return Err(StateError::User(format!(
+            "{at} was written by a newer Sluice (format {}, this one reads {FORMAT})",
+            manifest.format
+        )));
+    }
+    Ok(manifest)
+}
+
+fn batches_of(data: &[u8]) -> Result<Vec<RecordBatch>> {
+    let reader = FileReader::try_new(std::io::Cursor::new(data), None)?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(StateError::from)
 }
 
 /// A checkpoint directory's manifest, of a format this build reads.
@@ -224,16 +401,7 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
         }
         Err(e) => return Err(StateError::io(&path, e)),
     };
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|e| StateError::Corrupt(format!("{}: {e}", path.display())))?;
-    if manifest.format > FORMAT {
-        return Err(StateError::User(format!(
-            "{} was written by a newer Sluice (format {}, this one reads {FORMAT})",
-            path.display(),
-            manifest.format
-        )));
-    }
-    Ok(manifest)
+    parse_manifest(&bytes, &path.display().to_string())
 }
 
 /// Reads and verifies a checkpoint directory (as given by a user's path).
@@ -246,18 +414,11 @@ pub fn load_dir(dir: &Path) -> Result<StoredCheckpoint> {
         File::open(&p)
             .and_then(|mut h| h.read_to_end(&mut data))
             .map_err(|e| StateError::Corrupt(format!("{}: {e}", p.display())))?;
-        if data.len() as u64 != f.bytes || crc32fast::hash(&data) != f.crc32 {
-            return Err(StateError::Corrupt(format!(
-                "{}: checksum mismatch ({} bytes, {} expected)",
-                p.display(),
-                data.len(),
-                f.bytes
-            )));
-        }
+        verify(&data, f, &p.display().to_string())?;
     }
     Ok(StoredCheckpoint {
         manifest,
-        dir: dir.to_path_buf(),
+        at: At::Dir(dir.to_path_buf()),
     })
 }
 
@@ -327,7 +488,7 @@ mod tests {
         let written = store
             .write(manifest(1), vec![("t-0.arrow".into(), vec![batch(1)])])
             .unwrap();
-        let dir = store.dir().join("epoch-1");
+        let dir = root.path().join("j").join("epoch-1");
         // A secret beside the checkpoint that a hostile manifest would point at.
         fs::write(root.path().join("secret"), b"x").unwrap();
         for name in ["../../secret", "/etc/passwd", "..", "a\\b", ""] {
@@ -371,7 +532,7 @@ mod tests {
         assert_eq!(newest.read("t-0.arrow").unwrap(), vec![batch(3)]);
 
         // Flip a byte in the newest state file: it is skipped, epoch 2 is used.
-        let p = store.dir().join("epoch-3/t-0.arrow");
+        let p = root.path().join("j").join("epoch-3/t-0.arrow");
         let mut data = fs::read(&p).unwrap();
         let mid = data.len() / 2;
         data[mid] ^= 0xff;
@@ -379,14 +540,14 @@ mod tests {
         assert_eq!(store.newest().unwrap().unwrap().manifest.epoch, 2);
 
         // A half-written directory (no rename yet) is not a checkpoint.
-        fs::create_dir_all(store.dir().join("epoch-4.tmp")).unwrap();
+        fs::create_dir_all(root.path().join("j").join("epoch-4.tmp")).unwrap();
         // A directory whose manifest is missing is skipped too.
-        fs::create_dir_all(store.dir().join("epoch-5")).unwrap();
+        fs::create_dir_all(root.path().join("j").join("epoch-5")).unwrap();
         assert_eq!(store.newest().unwrap().unwrap().manifest.epoch, 2);
 
         assert_eq!(store.prune(2, Some(1)).unwrap(), vec![2]);
         assert_eq!(store.epochs().unwrap(), vec![1, 3, 5]);
-        assert!(!store.dir().join("epoch-4.tmp").exists());
+        assert!(!root.path().join("j").join("epoch-4.tmp").exists());
     }
 
     #[test]
@@ -398,6 +559,72 @@ mod tests {
         assert!(
             e.contains("no checkpoint 9") && e.contains("it has: 7"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn in_an_object_store_a_checkpoint_is_complete_once_its_manifest_is_there() {
+        use object_store::{ObjectStore, ObjectStoreExt};
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        let store = CheckpointStore::in_object_store(memory.clone(), "cp", "j");
+        assert!(store.newest().unwrap().is_none());
+        for e in 1..=3 {
+            store
+                .write(
+                    manifest(e),
+                    vec![("t-0.arrow".into(), vec![batch(e as i64)])],
+                )
+                .unwrap();
+        }
+        assert_eq!(store.epochs().unwrap(), vec![1, 2, 3]);
+        let newest = store.newest().unwrap().unwrap();
+        assert_eq!(newest.read("t-0.arrow").unwrap(), vec![batch(3)]);
+        assert_eq!(newest.location(), "memory://cp/j/epoch-3");
+
+        let path = |e: u64, f: &str| object_store::path::Path::from(format!("cp/j/epoch-{e}/{f}"));
+        let put = |e: u64, f: &str, data: Vec<u8>| {
+            object::block(async {
+                memory
+                    .put(&path(e, f), data.into())
+                    .await
+                    .map_err(|e| StateError::Store(e.to_string()))
+            })
+            .unwrap();
+        };
+        // A state file changed under the manifest: epoch 3 is damaged, 2 is used.
+        put(3, "t-0.arrow", b"not arrow".to_vec());
+        assert_eq!(store.newest().unwrap().unwrap().manifest.epoch, 2);
+        // An attempt that died before its manifest is not a checkpoint.
+        put(4, "t-0.arrow", b"half".to_vec());
+        assert_eq!(store.epochs().unwrap(), vec![1, 2, 3]);
+        // Pruning keeps the newest two and the one in use, and clears the dead attempt
+        // older than the newest complete one only.
+        put(0, "t-0.arrow", b"older attempt".to_vec());
+        assert_eq!(store.prune(2, Some(1)).unwrap(), Vec::<u64>::new());
+        assert_eq!(store.prune(1, None).unwrap(), vec![2, 1]);
+        assert_eq!(store.epochs().unwrap(), vec![3]);
+        let left: Vec<String> = object::block(async {
+            use futures::TryStreamExt;
+            memory
+                .list(None)
+                .map_ok(|o| o.location.to_string())
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| StateError::Store(e.to_string()))
+        })
+        .unwrap();
+        assert!(
+            left.iter()
+                .all(|l| l.starts_with("cp/j/epoch-3/") || l.starts_with("cp/j/epoch-4/")),
+            "{left:?}"
+        );
+        // Written again, an epoch's old manifest goes first: it is the new one after.
+        store
+            .write(manifest(3), vec![("t-0.arrow".into(), vec![batch(30)])])
+            .unwrap();
+        assert_eq!(
+            store.load(3).unwrap().read("t-0.arrow").unwrap(),
+            vec![batch(30)]
         );
     }
 }

@@ -24,7 +24,8 @@ pub enum Restore {
 /// Where and how often a job checkpoints.
 #[derive(Debug, Clone)]
 pub struct CheckpointOptions {
-    /// The root: checkpoints of job `j` live in `<dir>/j/`.
+    /// The root: checkpoints of job `j` live in `<dir>/j/`; `s3://bucket/prefix` puts
+    /// them in an object store (configured from the `AWS_*` environment).
     pub dir: PathBuf,
     pub job: String,
     pub keep: usize,
@@ -44,8 +45,11 @@ impl CheckpointOptions {
         }
     }
 
-    pub fn store(&self) -> CheckpointStore {
-        CheckpointStore::new(&self.dir, &self.job)
+    pub fn store(&self) -> Result<CheckpointStore> {
+        Ok(CheckpointStore::open(
+            &self.dir.to_string_lossy(),
+            &self.job,
+        )?)
     }
 }
 
@@ -91,7 +95,7 @@ pub fn settings(
     let Some(o) = options else {
         return Ok(s);
     };
-    let store = o.store();
+    let store = o.store()?;
     let epochs = store.epochs()?;
     s.after_epoch = epochs.last().copied().unwrap_or(0);
     s.keep = o.keep;
@@ -111,7 +115,7 @@ pub fn settings(
             "job {}: restoring checkpoint {} ({})",
             o.job,
             c.manifest.epoch,
-            c.dir.display()
+            c.location()
         );
     }
     s.store = Some(store);
@@ -139,7 +143,7 @@ fn offsets(m: &Manifest) -> String {
 
 /// `sluice checkpoints list`: one line per checkpoint, newest last.
 pub fn list(options: &CheckpointOptions) -> Result<String> {
-    let store = options.store();
+    let store = options.store()?;
     let mut out = format!(
         "{:>6}  {:<24}  {:>10}  {:<24}  offsets\n",
         "epoch", "written", "bytes", "watermark"
@@ -149,7 +153,7 @@ pub fn list(options: &CheckpointOptions) -> Result<String> {
         return Ok(format!(
             "job {} has no checkpoints under {}\n",
             options.job,
-            store.dir().display()
+            store.location()
         ));
     }
     for e in epochs {
@@ -174,13 +178,13 @@ pub fn list(options: &CheckpointOptions) -> Result<String> {
 
 /// `sluice checkpoints inspect`: the manifest, with its state files.
 pub fn inspect(options: &CheckpointOptions, which: &str) -> Result<String> {
-    let c = chosen(&options.store(), which)?;
+    let c = chosen(&options.store()?, which)?;
     let m = &c.manifest;
     let mut out = format!(
-        "checkpoint {} of job {}\n  directory  {}\n  written    {}\n  watermark  {}\n  finished   {}\n  plan       {}\n",
+        "checkpoint {} of job {}\n  location   {}\n  written    {}\n  watermark  {}\n  finished   {}\n  plan       {}\n",
         m.epoch,
         m.job,
-        c.dir.display(),
+        c.location(),
         format_millis(m.created_ms),
         m.watermark.map_or("-".to_string(), format_millis),
         m.finished,

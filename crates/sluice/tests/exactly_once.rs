@@ -1,7 +1,8 @@
 //! Checkpoints and exactly-once output to a real PostgreSQL (SLUICE_TEST_DATABASE_URL,
 //! set by `scripts/test.sh`) from a real Kafka-protocol broker (SLUICE_KAFKA_BROKERS):
 //! the job is killed with SIGKILL over and over and restarted; killed between a
-//! checkpoint and its commit; stopped and restored from a chosen checkpoint; restored
+//! checkpoint and its commit; with its checkpoints in S3 (`scripts/s3.sh`); stopped and
+//! restored from a chosen checkpoint; restored
 //! past a damaged checkpoint; refused a checkpoint of another plan. The tables must
 //! equal the batch oracle (DataFusion over the same events): nothing missing, nothing
 //! doubled.
@@ -172,6 +173,100 @@ fn killed_ten_times_at_random_then_finished_equals_the_oracle() {
     assert_matches_oracle(&db, EVENTS, KAFKA_RATE);
 }
 
+/// The `AWS_*` settings of the test S3 endpoint (`scripts/s3.sh`, SLUICE_TEST_S3_ENDPOINT;
+/// its bucket is `sluice-test`).
+fn s3_env() -> Vec<(&'static str, String)> {
+    let endpoint = std::env::var("SLUICE_TEST_S3_ENDPOINT")
+        .expect("SLUICE_TEST_S3_ENDPOINT: start the test S3 endpoint with scripts/s3.sh start");
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
+/// The epochs `sluice checkpoints list` shows for job `job` at `location`.
+fn listed_epochs(file: &Path, location: &str, env: &[(&str, &str)]) -> Vec<u64> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args([
+        "checkpoints",
+        "list",
+        "--name",
+        "job",
+        "--checkpoint-dir",
+        location,
+    ])
+    .arg(file);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Checkpoints in an object store (S3's API, as every worker of a job reaches it): killed
+/// with SIGKILL at random moments and restored from the bucket each time, the tables
+/// equal the oracle, and old checkpoints are pruned from the bucket.
+#[test]
+fn checkpoints_in_s3_killed_and_restored_equal_the_oracle() {
+    let kills = if std::env::var("SLUICE_LONG").is_ok_and(|v| v == "1") {
+        20
+    } else {
+        3
+    };
+    let events: u64 = 60_000 * kills;
+    let topic = topic_with_events(events);
+    let db = fresh_database("s3_crash");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.sql");
+    std::fs::write(&file, job_sql(&kafka_source(&topic), "200ms")).unwrap();
+    let location = format!("s3://sluice-test/{}", unique("cp"));
+    let env = s3_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut seed: u64 = 0x53;
+    let mut epochs = Vec::new();
+    for _ in 0..kills {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let after = Duration::from_millis(400 + (seed >> 33) % 600);
+        let mut child = spawn_job(&file, Path::new(&location), &db, &env);
+        std::thread::sleep(after);
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended before its kill; the test needs a longer stream"
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let listed = listed_epochs(&file, &location, &env);
+        assert!(
+            listed.len() <= 3 + 1,
+            "old checkpoints are pruned: {listed:?}"
+        );
+        epochs.push(listed.last().copied().unwrap_or(0));
+    }
+    assert!(epochs.windows(2).all(|w| w[0] <= w[1]), "{epochs:?}");
+    assert!(
+        epochs[kills as usize - 1] > epochs[0],
+        "checkpoints advanced in the bucket across restarts: {epochs:?}"
+    );
+    wait_ok(
+        spawn_job(&file, Path::new(&location), &db, &env),
+        Duration::from_secs(120),
+    );
+    assert_matches_oracle(&db, events, KAFKA_RATE);
+}
+
 #[test]
 fn killed_between_a_checkpoint_and_its_commit_the_restart_commits_it_once() {
     const EVENTS: u64 = 120_000;
@@ -320,7 +415,7 @@ fn a_damaged_newest_checkpoint_is_skipped_and_another_plan_is_refused() {
     // Damage the newest: truncate one of its state files.
     let c = store.load(newest).unwrap();
     let f = &c.manifest.files[0].name;
-    let path = c.dir.join(f);
+    let path = std::path::Path::new(&c.location()).join(f);
     let len = std::fs::metadata(&path).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
