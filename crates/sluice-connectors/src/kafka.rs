@@ -174,6 +174,18 @@ pub fn check_client_properties(
     Ok(())
 }
 
+/// A producer's librdkafka settings: [`client_config`], with keyed records partitioned
+/// as Kafka's Java client does (murmur2 of the key; librdkafka's own default differs),
+/// so that a topic keyed by a column is partitioned as Sluice's key hash routes that
+/// column (`sluice_types::key_hash`). `properties.partitioner` overrides it.
+pub fn producer_config(options: &ConnectorOptions) -> ClientConfig {
+    let mut config = client_config(options);
+    if options.get("properties.partitioner").is_none() {
+        config.set("partitioner", "murmur2_random");
+    }
+    config
+}
+
 /// librdkafka settings from `bootstrap.servers` and `properties.*`.
 pub fn client_config(options: &ConnectorOptions) -> ClientConfig {
     let mut config = ClientConfig::new();

@@ -18,7 +18,7 @@ use sluice_types::{ConnectorOptions, RowKind};
 
 use crate::error::ConnectorError;
 use crate::json::{json_lines, timestamps_as_text};
-use crate::kafka::client_config;
+use crate::kafka::producer_config;
 
 /// Counts records librdkafka gave up on (after its own retries, within
 /// `message.timeout.ms`), so that none is lost silently.
@@ -221,7 +221,7 @@ impl KeyedRows {
 impl KafkaSink {
     pub fn open(table: &str, options: &ConnectorOptions) -> Result<Self, ConnectorError> {
         let topic = options.get("topic").unwrap_or_default().to_string();
-        let producer: CountingProducer = client_config(options)
+        let producer: CountingProducer = producer_config(options)
             .set("linger.ms", "5")
             .set("max.in.flight.requests.per.connection", "1")
             .create_with_context(Deliveries::default())

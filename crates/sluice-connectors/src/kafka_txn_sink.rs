@@ -15,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use sluice_runtime::{EpochStore, Result, RuntimeError};
 use sluice_types::{ConnectorOptions, Epoch};
 
-use crate::kafka::client_config;
+use crate::kafka::{client_config, producer_config};
 use crate::kafka_sink::{CountingProducer, Deliveries, KeyedRows, RowsError, send_record};
 
 /// How long a transaction call may take before the epoch's commit fails.
@@ -89,7 +89,7 @@ impl EpochStore for TransactionalKafkaSink {
                 || format!("sluice-{job}-{table}"),
                 |p| format!("{p}-{table}"),
             );
-        let producer: CountingProducer = client_config(&self.options)
+        let producer: CountingProducer = producer_config(&self.options)
             .set("transactional.id", &self.id)
             .set("enable.idempotence", "true")
             .set("transaction.timeout.ms", "60000")

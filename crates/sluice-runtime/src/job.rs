@@ -17,9 +17,9 @@ use std::thread::JoinHandle;
 
 use datafusion::arrow::array::UInt32Array;
 use datafusion::arrow::compute::take_record_batch;
-use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::physical_plan::PhysicalExpr;
 use sluice_state::StoredCheckpoint;
+use sluice_types::key_hash::{key_hashes, partition_of};
 use sluice_types::{Interrupt, Message};
 
 use crate::error::{Result, RuntimeError};
@@ -122,7 +122,7 @@ pub(crate) enum Route {
     Partitioned {
         targets: Vec<Target>,
         keys: Vec<Arc<dyn PhysicalExpr>>,
-        hashes: Vec<u64>,
+        hashes: Vec<u32>,
     },
 }
 
@@ -144,13 +144,10 @@ impl Route {
                         .iter()
                         .map(|e| e.evaluate(&b).and_then(|v| v.into_array(n)))
                         .collect::<Result<Vec<_>, _>>()?;
-                    hashes.clear();
-                    hashes.resize(n, 0);
-                    create_hashes(&cols, &RandomState::with_seed(0x51_1C_E5), hashes)?;
-                    let parts = targets.len() as u64;
+                    key_hashes(&cols, n, hashes)?;
                     let mut idx: Vec<Vec<u32>> = vec![Vec::new(); targets.len()];
                     for (row, h) in hashes.iter().enumerate() {
-                        idx[(h % parts) as usize].push(row as u32);
+                        idx[partition_of(*h, targets.len())].push(row as u32);
                     }
                     for (p, rows) in idx.into_iter().enumerate() {
                         if !rows.is_empty() {

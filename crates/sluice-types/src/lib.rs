@@ -3,6 +3,7 @@
 
 pub mod changelog;
 mod error;
+pub mod key_hash;
 mod message;
 mod options;
 mod redact;

@@ -17,7 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::Producer;
 use sluice_connectors::generator::{GeneratorOptions, GeneratorSource};
 use sluice_connectors::host_metrics::{self, HostMetricsOptions, HostMetricsSource};
-use sluice_connectors::kafka::client_config;
+use sluice_connectors::kafka::{client_config, producer_config};
 use sluice_connectors::kafka_sink::{CountingProducer, Deliveries, send_record};
 use sluice_runtime::Source;
 use sluice_types::{ConnectorOptions, Position};
@@ -94,7 +94,7 @@ pub fn run(args: &GenerateArgs, stop: Arc<AtomicBool>) -> Result<u64> {
     );
     // One request in flight per connection keeps records in order per partition (and
     // the in-memory test broker loses batches sent concurrently to one partition).
-    let producer: CountingProducer = client_config(&kafka)
+    let producer: CountingProducer = producer_config(&kafka)
         .set("linger.ms", "10")
         .set("max.in.flight.requests.per.connection", "1")
         .create_with_context(Deliveries::default())?;

@@ -122,6 +122,25 @@ fn generator_to_three_partitions_to_tumble_matches_batch_oracle() {
         3,
         "keyed records spread over the partitions"
     );
+    // Each record is in the partition Kafka's Java client would choose for its key, the
+    // one Sluice's key hash gives the key column: a stage keyed by it follows the topic.
+    for (partition, offset, key, _) in &records {
+        let key = key.as_deref().expect("generated records are keyed");
+        let hash = (sluice_types::key_hash::murmur2(key) as u32) & 0x7fff_ffff;
+        assert_eq!(
+            sluice_types::key_hash::partition_of(hash, 3),
+            *partition as usize,
+            "the record at {partition}:{offset} with key {}",
+            String::from_utf8_lossy(key)
+        );
+        let column: datafusion::arrow::array::ArrayRef =
+            Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                String::from_utf8_lossy(key).into_owned(),
+            ]));
+        let mut routed = Vec::new();
+        sluice_types::key_hash::key_hashes(&[column], 1, &mut routed).unwrap();
+        assert_eq!(routed, vec![hash]);
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.jsonl");

@@ -81,7 +81,12 @@ pub(crate) fn plan_lines(spec: &JobSpec) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut lines = vec![format!("parallelism {}", spec.parallelism.max(1))];
+    // Which task holds a key's state depends on the tasks and on the key hash.
+    let mut lines = vec![format!(
+        "parallelism {} (key hash v{})",
+        spec.parallelism.max(1),
+        sluice_types::key_hash::KEY_HASH_VERSION
+    )];
     for s in &spec.sources {
         lines.push(format!(
             "source {} [{}] ({}) event time {:?}",
