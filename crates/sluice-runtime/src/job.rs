@@ -136,7 +136,7 @@ impl Route {
                 hashes,
             } => match msg {
                 Message::Batch(b) => {
-                    if keys.is_empty() {
+                    if keys.is_empty() || targets.len() == 1 {
                         return targets[0].send(Message::Batch(b));
                     }
                     let n = b.num_rows();
