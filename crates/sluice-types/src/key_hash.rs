@@ -58,8 +58,8 @@ pub fn partition_of(hash: u32, partitions: usize) -> usize {
 }
 
 /// Appends row `row` of `column` in its canonical form: text as its UTF-8 bytes, binary
-/// as is, numbers and booleans as their decimal text, timestamps and dates as their
-/// integer value; a null as a NUL byte.
+/// as is, numbers and booleans as their decimal text (times and dates arrive cast to
+/// their integer value); a null as a NUL byte.
 fn canonical(
     column: &dyn Array,
     row: usize,
@@ -99,25 +99,15 @@ fn canonical(
         DataType::UInt64 => number!(UInt64Type),
         DataType::Float32 => number!(Float32Type),
         DataType::Float64 => number!(Float64Type),
-        DataType::Timestamp(_, _)
-        | DataType::Date64
-        | DataType::Time64(_)
-        | DataType::Duration(_) => {
-            let v = arrow::compute::cast(&column.slice(row, 1), &DataType::Int64)?;
+        // Anything else (decimals, lists, structs) as Arrow displays it.
+        _ => {
+            let f = arrow::util::display::ArrayFormatter::try_new(
+                column,
+                &arrow::util::display::FormatOptions::default(),
+            )?;
             text.clear();
-            let _ = write!(text, "{}", v.as_primitive::<Int64Type>().value(0));
+            let _ = write!(text, "{}", f.value(row));
             out.extend_from_slice(text.as_bytes());
-        }
-        DataType::Date32 | DataType::Time32(_) => {
-            let v = arrow::compute::cast(&column.slice(row, 1), &DataType::Int32)?;
-            text.clear();
-            let _ = write!(text, "{}", v.as_primitive::<Int32Type>().value(0));
-            out.extend_from_slice(text.as_bytes());
-        }
-        other => {
-            return Err(ArrowError::NotYetImplemented(format!(
-                "a key of type {other} cannot be hashed to a task"
-            )));
         }
     }
     Ok(())
@@ -143,6 +133,18 @@ pub fn key_hashes(columns: &[ArrayRef], rows: usize, out: &mut Vec<u32>) -> Resu
         }
         return Ok(());
     }
+    // Times and dates hash as their integer value: cast once per batch, not per row.
+    let columns = columns
+        .iter()
+        .map(|c| match c.data_type() {
+            DataType::Timestamp(_, _)
+            | DataType::Date64
+            | DataType::Time64(_)
+            | DataType::Duration(_) => arrow::compute::cast(c, &DataType::Int64),
+            DataType::Date32 | DataType::Time32(_) => arrow::compute::cast(c, &DataType::Int32),
+            _ => Ok(c.clone()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut bytes = Vec::with_capacity(64);
     let mut text = String::new();
     for row in 0..rows {
@@ -197,5 +199,11 @@ mod tests {
         key_hashes(&[names, ids], 2, &mut h).unwrap();
         assert_eq!(h[0], (murmur2(b"sensor-7\x1f42") as u32) & 0x7fff_ffff);
         assert!(h.iter().all(|&x| x <= 0x7fff_ffff));
+        let times: ArrayRef = Arc::new(arrow::array::TimestampMillisecondArray::from(vec![
+            1_714_564_800_000,
+            5,
+        ]));
+        key_hashes(&[times], 2, &mut h).unwrap();
+        assert_eq!(h[0], (murmur2(b"1714564800000") as u32) & 0x7fff_ffff);
     }
 }
