@@ -21,6 +21,9 @@
 //! - `updating`: `GROUP BY` without a window over 1 M keys (count, sum, avg, min, max)
 //!   over N events (default 10 M), checked key by key;
 //!
+//! - `key-hash`: routing rows to tasks by key, Sluice's key hash beside the one it
+//!   replaced, in nanoseconds per row;
+//!
 //! - `checkpoint`: the final checkpoint of 1 M keys of open window state (time, size),
 //!   and the time from restarting the job on it to its first processed event;
 //!
@@ -41,6 +44,7 @@ use sluice::engine::{JobRun, RunOptions};
 use sluice_runtime::Source;
 
 mod checkpoint;
+mod key_hash;
 mod nexmark;
 mod postgres;
 mod updating;
@@ -375,6 +379,10 @@ fn main() -> Result<()> {
             }
             "updating" => {
                 updating::run_updating(events.unwrap_or(10_000_000))?;
+                continue;
+            }
+            "key-hash" => {
+                key_hash::run_key_hash(events.unwrap_or(10_000_000))?;
                 continue;
             }
             "nexmark" => {
