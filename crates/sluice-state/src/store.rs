@@ -264,6 +264,11 @@ impl CheckpointStore {
                 }
             )));
         }
+        self.load_listed(epoch)
+    }
+
+    /// Reads and verifies an epoch known to be listed.
+    fn load_listed(&self, epoch: u64) -> Result<StoredCheckpoint> {
         match &self.backend {
             Backend::Dir(dir) => load_dir(&Self::epoch_dir(dir, epoch)),
             Backend::Object(o) => {
@@ -287,7 +292,7 @@ impl CheckpointStore {
     /// The newest checkpoint that verifies; damaged ones are skipped with a warning.
     pub fn newest(&self) -> Result<Option<StoredCheckpoint>> {
         for epoch in self.epochs()?.into_iter().rev() {
-            match self.load(epoch) {
+            match self.load_listed(epoch) {
                 Ok(c) => return Ok(Some(c)),
                 Err(e) => tracing::warn!(
                     "checkpoint {} is damaged and is skipped: {e}",
@@ -481,6 +486,20 @@ mod tests {
             .unwrap()
     }
 
+    /// Writes epochs 1 to 3 (each a state file of its epoch's rows); returns the newest.
+    fn write_three(store: &CheckpointStore) -> StoredCheckpoint {
+        for e in 1..=3 {
+            store
+                .write(
+                    manifest(e),
+                    vec![("t-0.arrow".into(), vec![batch(e as i64)])],
+                )
+                .unwrap();
+        }
+        assert_eq!(store.epochs().unwrap(), vec![1, 2, 3]);
+        store.newest().unwrap().unwrap()
+    }
+
     #[test]
     fn a_manifest_naming_files_outside_its_directory_is_damaged() {
         let root = tempfile::tempdir().unwrap();
@@ -518,16 +537,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let store = CheckpointStore::new(root.path(), "j");
         assert!(store.newest().unwrap().is_none());
-        for e in 1..=3 {
-            store
-                .write(
-                    manifest(e),
-                    vec![("t-0.arrow".into(), vec![batch(e as i64)])],
-                )
-                .unwrap();
-        }
-        assert_eq!(store.epochs().unwrap(), vec![1, 2, 3]);
-        let newest = store.newest().unwrap().unwrap();
+        let newest = write_three(&store);
         assert_eq!(newest.manifest.epoch, 3);
         assert_eq!(newest.read("t-0.arrow").unwrap(), vec![batch(3)]);
 
@@ -568,16 +578,7 @@ mod tests {
         let memory = Arc::new(object_store::memory::InMemory::new());
         let store = CheckpointStore::in_object_store(memory.clone(), "cp", "j");
         assert!(store.newest().unwrap().is_none());
-        for e in 1..=3 {
-            store
-                .write(
-                    manifest(e),
-                    vec![("t-0.arrow".into(), vec![batch(e as i64)])],
-                )
-                .unwrap();
-        }
-        assert_eq!(store.epochs().unwrap(), vec![1, 2, 3]);
-        let newest = store.newest().unwrap().unwrap();
+        let newest = write_three(&store);
         assert_eq!(newest.read("t-0.arrow").unwrap(), vec![batch(3)]);
         assert_eq!(newest.location(), "memory://cp/j/epoch-3");
 

@@ -129,6 +129,26 @@ fn wait_ok(mut child: Child, limit: Duration) {
     }
 }
 
+/// The next of a fixed sequence of "random" pauses (`from` + up to `span` ms), so that a
+/// failure can be replayed.
+fn random_pause(seed: &mut u64, from: u64, span: u64) -> Duration {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    Duration::from_millis(from + (*seed >> 33) % span)
+}
+
+/// Lets a running job go on for `after`, then kills it with SIGKILL.
+fn kill_after(mut child: Child, after: Duration) {
+    std::thread::sleep(after);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the job ended before its kill; the test needs a longer stream"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
 fn newest_epoch(checkpoints: &Path) -> u64 {
     let store = sluice_state::CheckpointStore::new(checkpoints, "job");
     store.epochs().unwrap().last().copied().unwrap_or(0)
@@ -147,18 +167,8 @@ fn killed_ten_times_at_random_then_finished_equals_the_oracle() {
     let mut seed: u64 = 0x5eed;
     let mut epochs = Vec::new();
     for _ in 0..10 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let after = Duration::from_millis(300 + (seed >> 33) % 700);
-        let mut child = spawn_job(&file, &checkpoints, &db, &[]);
-        std::thread::sleep(after);
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the job ended before its kill; the test needs a longer stream"
-        );
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        let after = random_pause(&mut seed, 300, 700);
+        kill_after(spawn_job(&file, &checkpoints, &db, &[]), after);
         epochs.push(newest_epoch(&checkpoints));
     }
     assert!(epochs.windows(2).all(|w| w[0] <= w[1]), "{epochs:?}");
@@ -236,18 +246,8 @@ fn checkpoints_in_s3_killed_and_restored_equal_the_oracle() {
     let mut seed: u64 = 0x53;
     let mut epochs = Vec::new();
     for _ in 0..kills {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let after = Duration::from_millis(400 + (seed >> 33) % 600);
-        let mut child = spawn_job(&file, Path::new(&location), &db, &env);
-        std::thread::sleep(after);
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the job ended before its kill; the test needs a longer stream"
-        );
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        let after = random_pause(&mut seed, 400, 600);
+        kill_after(spawn_job(&file, Path::new(&location), &db, &env), after);
         let listed = listed_epochs(&file, &location, &env);
         assert!(
             listed.len() <= 3 + 1,
