@@ -34,6 +34,8 @@ pub const SOURCE_OPTIONS: &[&str] = &[
     "batch_size",
     "bad_data",
     "dead_letter.path",
+    "key.fields",
+    "partitions",
 ];
 
 /// Options of a Kafka sink table.
@@ -128,7 +130,32 @@ pub fn check_source(options: &ConnectorOptions) -> Result<(), OptionProblem> {
             ));
         }
     }
+    if let Some(k) = options.get("key.fields")
+        && (k.trim().is_empty() || k.contains(','))
+    {
+        return Err(OptionProblem::new(
+            Some("key.fields"),
+            format!("key.fields names the one column records are keyed by, not '{k}'"),
+        ));
+    }
+    if let Some(p) = options.get("partitions") {
+        listed_partitions(p).map_err(|m| OptionProblem::new(Some("partitions"), m))?;
+    }
     BadData::check_options(options)
+}
+
+/// The partitions a source's `partitions = '0,2'` option lists (a distributed worker
+/// sets it for each task it runs).
+pub fn listed_partitions(list: &str) -> Result<Vec<i32>, String> {
+    list.split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<i32>()
+                .ok()
+                .filter(|p| *p >= 0)
+                .ok_or_else(|| format!("partitions lists partition numbers, like '0,2', not '{list}'"))
+        })
+        .collect()
 }
 
 /// librdkafka settings that read files, load code or run commands: a submitted job may not
@@ -362,6 +389,24 @@ impl KafkaSource {
         })?;
         let mut partitions = metadata;
         partitions.sort();
+        if let Some(list) = options.get("partitions") {
+            let wanted = listed_partitions(list)
+                .map_err(|m| ConnectorError::Config(format!("table {table}: {m}")))?;
+            if let Some(p) = wanted.iter().find(|p| !partitions.contains(p)) {
+                return Err(ConnectorError::Config(format!(
+                    "table {table}: kafka topic {topic} has no partition {p} (it has {})",
+                    partitions.len()
+                )));
+            }
+            partitions.retain(|p| wanted.contains(p));
+        }
+        if let Some(k) = options.get("key.fields")
+            && schema.index_of(k.trim()).is_err()
+        {
+            return Err(ConnectorError::Config(format!(
+                "table {table}: key.fields names {k}, which is not one of its columns"
+            )));
+        }
         let bounded = options.get("scan.bounded.mode") == Some("latest-offset");
         let startup = options.get("scan.startup.mode").unwrap_or("earliest");
         let mut tpl = TopicPartitionList::new();

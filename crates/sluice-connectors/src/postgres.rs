@@ -61,6 +61,9 @@ pub struct PostgresSink {
     schema: SchemaRef,
     job: String,
     sink: String,
+    /// The task's generation (0 outside distributed runs): commits are refused once
+    /// the progress row holds a newer one.
+    generation: i64,
 }
 
 impl PostgresSink {
@@ -110,6 +113,7 @@ impl PostgresSink {
             schema,
             job: String::new(),
             sink: table.to_string(),
+            generation: 0,
         })
     }
 
@@ -131,6 +135,14 @@ impl PostgresSink {
 
     /// The epoch's statements: the COPY its rows go through, what applies them from the
     /// stage table to the target (none for an append), and what makes the stage table.
+    /// A newer generation (`held`) holds the task: this worker's claim is stale.
+    fn fenced(&self, held: i64) -> RuntimeError {
+        RuntimeError::Fenced(format!(
+            "postgres table {}: task {} is held by generation {held}, newer than this worker's {}; another worker has taken it over",
+            self.table, self.job, self.generation
+        ))
+    }
+
     fn statements(&self) -> (String, Vec<String>, Option<String>) {
         let target = quote_table(&self.table);
         let cols: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
@@ -240,10 +252,15 @@ impl PostgresSink {
 /// Exactly once through [`sluice_runtime::CommitOnCheckpoint`]: each epoch in one
 /// transaction with the sink's row in `sluice_sink_progress`.
 impl EpochStore for PostgresSink {
+    fn fence(&mut self, generation: u64) {
+        self.generation = generation as i64;
+    }
+
     fn open(&mut self, job: &str, _table: &str) -> Result<Option<Epoch>> {
         self.job = job.to_string();
         let create = self.create.then(|| self.create_sql());
         let (job, sink) = (self.job.clone(), self.sink.clone());
+        let generation = self.generation;
         let last = self.with_retry("opening", |conn| {
             let create = create.clone();
             let (job, sink) = (job.clone(), sink.clone());
@@ -260,6 +277,29 @@ impl EpochStore for PostgresSink {
                 ))
                 .execute(&mut *tx)
                 .await?;
+                sqlx::raw_sql(&format!(
+                    "ALTER TABLE {PROGRESS_TABLE} ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 0"
+                ))
+                .execute(&mut *tx)
+                .await?;
+                if generation > 0 {
+                    // Taking the task over: commits of an older generation are refused
+                    // from now on.
+                    let held: i64 = sqlx::query_scalar(&format!(
+                        "INSERT INTO {PROGRESS_TABLE} (job, sink, epoch, generation) VALUES ($1, $2, -1, $3) \
+                         ON CONFLICT (job, sink) DO UPDATE SET generation = GREATEST({PROGRESS_TABLE}.generation, EXCLUDED.generation) \
+                         RETURNING generation"
+                    ))
+                    .bind(&job)
+                    .bind(&sink)
+                    .bind(generation)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if held > generation {
+                        tx.commit().await?;
+                        return Ok(Err(held));
+                    }
+                }
                 if let Some(create) = create {
                     sqlx::raw_sql(&create).execute(&mut *tx).await?;
                 }
@@ -271,9 +311,10 @@ impl EpochStore for PostgresSink {
                 .fetch_optional(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(row.map(|r| r.get::<i64, _>(0)))
+                Ok(Ok(row.map(|r| r.get::<i64, _>(0)).filter(|e| *e >= 0)))
             })
-        })?;
+        })?
+        .map_err(|held| self.fenced(held))?;
         // The table must have the columns written.
         let table = self.table.clone();
         let (schema_name, table_name) = match table.rsplit_once('.') {
@@ -333,6 +374,7 @@ impl EpochStore for PostgresSink {
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         let data = std::sync::Arc::new(data);
         let (job, sink) = (self.job.clone(), self.sink.clone());
+        let generation = self.generation;
         let applied = self.with_retry(&format!("committing epoch {epoch}"), |conn| {
             let (copy, apply) = (copy.clone(), apply.clone());
             let stage = stage.clone();
@@ -341,18 +383,27 @@ impl EpochStore for PostgresSink {
             Box::pin(async move {
                 let mut tx = conn.begin().await?;
                 let fresh = sqlx::query(&format!(
-                    "INSERT INTO {PROGRESS_TABLE} (job, sink, epoch) VALUES ($1, $2, $3) \
+                    "INSERT INTO {PROGRESS_TABLE} (job, sink, epoch, generation) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (job, sink) DO UPDATE SET epoch = EXCLUDED.epoch, updated_at = now() \
-                     WHERE {PROGRESS_TABLE}.epoch < EXCLUDED.epoch RETURNING epoch"
+                     WHERE {PROGRESS_TABLE}.epoch < EXCLUDED.epoch \
+                     AND {PROGRESS_TABLE}.generation <= EXCLUDED.generation RETURNING epoch"
                 ))
-                .bind(job)
-                .bind(sink)
+                .bind(&job)
+                .bind(&sink)
                 .bind(epoch.0 as i64)
+                .bind(generation)
                 .fetch_optional(&mut *tx)
                 .await?;
                 if fresh.is_none() {
+                    let held: i64 = sqlx::query_scalar(&format!(
+                        "SELECT generation FROM {PROGRESS_TABLE} WHERE job = $1 AND sink = $2"
+                    ))
+                    .bind(&job)
+                    .bind(&sink)
+                    .fetch_one(&mut *tx)
+                    .await?;
                     tx.rollback().await?;
-                    return Ok(false);
+                    return Ok(if held > generation { Err(held) } else { Ok(false) });
                 }
                 if let Some(stage) = stage {
                     sqlx::raw_sql(&stage).execute(&mut *tx).await?;
@@ -366,9 +417,10 @@ impl EpochStore for PostgresSink {
                     sqlx::raw_sql(&statement).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
-                Ok(true)
+                Ok(Ok(true))
             })
-        })?;
+        })?
+        .map_err(|held| self.fenced(held))?;
         if applied {
             tracing::debug!(
                 table = %self.table,

@@ -19,6 +19,10 @@ pub enum RuntimeError {
     /// one to report.
     #[error("{0} has stopped")]
     Stopped(&'static str),
+    /// Another worker has taken this task over (its generation is newer): this one's
+    /// commits are refused, and it must let the task go.
+    #[error("{0}")]
+    Fenced(String),
     #[error("{0}")]
     DataFusion(#[from] DataFusionError),
     #[error("{0}")]
@@ -29,7 +33,7 @@ impl RuntimeError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             RuntimeError::User(_) => ErrorKind::User,
-            RuntimeError::External(_) => ErrorKind::External,
+            RuntimeError::External(_) | RuntimeError::Fenced(_) => ErrorKind::External,
             _ => ErrorKind::Internal,
         }
     }

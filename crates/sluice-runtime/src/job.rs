@@ -322,7 +322,36 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     } = spec;
     let parallelism = parallelism.max(1);
     let cap = channel_capacity.max(1);
-    let stored = checkpoint.restore.take();
+    let mut stored = checkpoint.restore.take();
+    // A distributed task opens its sinks under its generation first, fencing the task's
+    // older owner, and only then settles what to restore: that owner may have
+    // checkpointed and committed since the checkpoint was chosen, and state must not
+    // fall behind rows already committed (each commit's checkpoint is written before it).
+    let mut opened: Option<Vec<Option<sluice_types::Epoch>>> = None;
+    if checkpoint.generation > 0 {
+        let mut committed = Vec::new();
+        for s in sinks.iter_mut() {
+            s.sink.fence(checkpoint.generation);
+            committed.push(s.sink.open(&job_name, &s.name)?);
+        }
+        if let (Some(c), Some(store)) = (
+            committed.iter().flatten().map(|e| e.0).max(),
+            checkpoint.store.as_ref(),
+        ) && stored.as_ref().is_none_or(|s| s.manifest.epoch < c)
+        {
+            stored = store.newest().map_err(|e| {
+                RuntimeError::External(format!("job {job_name}: reading checkpoints: {e}"))
+            })?;
+        }
+        opened = Some(committed);
+    }
+    let open = |i: usize, s: &mut crate::plan::SinkSpec| match &opened {
+        Some(committed) => Ok(committed[i]),
+        None => {
+            s.sink.fence(checkpoint.generation);
+            s.sink.open(&job_name, &s.name)
+        }
+    };
     if let Some(c) = &stored
         && let Some(why) = sluice_state::is_incompatible(&c.manifest.plan, &plan)
     {
@@ -338,7 +367,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
         // The final checkpoint is durable, but a crash may have come before its sinks
         // committed it: each sink recovers what the checkpoint holds for it.
         for (i, s) in sinks.iter_mut().enumerate() {
-            s.sink.open(&job_name, &s.name)?;
+            open(i, s)?;
             let saved = match restored(Some(c), &format!("sink {i}"))? {
                 Some(mut states) if states.len() > 1 => states
                     .pop()
@@ -365,8 +394,8 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     let mut last_epoch = checkpoint
         .after_epoch
         .max(stored.map_or(0, |c| c.manifest.epoch));
-    for s in sinks.iter_mut() {
-        if let Some(e) = s.sink.open(&job_name, &s.name)? {
+    for (i, s) in sinks.iter_mut().enumerate() {
+        if let Some(e) = open(i, s)? {
             if let Some(c) = stored
                 && c.manifest.epoch < e.0
             {

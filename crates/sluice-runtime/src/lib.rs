@@ -8,6 +8,7 @@ mod metrics;
 mod operator;
 pub mod operators;
 pub mod output;
+mod partition_local;
 mod plan;
 mod sink;
 mod source;
@@ -21,6 +22,7 @@ pub use metrics::{
     TaskCounters, TaskFigures,
 };
 pub use operator::{Chain, Collector, Operator, Snapshot};
+pub use partition_local::{NotPartitionLocal, check_partition_local};
 pub use plan::{
     AggregatePlan, AssignSpec, CheckpointSettings, Consumer, EdgeSpec, FirstRowPlan, JobOutcome,
     JobSpec, JoinKind, JoinPlan, JoinTime, Lookup, LookupFactory, LookupSpec, NodeOp, NodeSpec,

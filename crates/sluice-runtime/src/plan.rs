@@ -410,6 +410,9 @@ pub struct CheckpointSettings {
     /// A restored checkpoint marked finished means the job has nothing left to do: it
     /// does not run (set when the newest checkpoint was chosen for the user).
     pub skip_if_finished: bool,
+    /// The task's generation (0 outside distributed runs), given to the sinks to fence
+    /// commits of an older owner.
+    pub generation: u64,
 }
 
 impl Default for CheckpointSettings {
@@ -423,6 +426,7 @@ impl Default for CheckpointSettings {
             after_epoch: 0,
             abort_after: None,
             skip_if_finished: false,
+            generation: 0,
         }
     }
 }

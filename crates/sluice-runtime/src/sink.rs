@@ -71,6 +71,10 @@ pub trait EpochStore: Send {
     /// Opens the store for the job's sink `table`; the newest epoch it has committed.
     fn open(&mut self, job: &str, table: &str) -> Result<Option<Epoch>>;
 
+    /// The task's generation (a distributed worker's claim on it), set before `open`:
+    /// the store refuses commits once a newer generation has opened it.
+    fn fence(&mut self, _generation: u64) {}
+
     /// Writes `batches` as `epoch`, with the epoch's record, in one transaction.
     fn commit_epoch(&mut self, epoch: Epoch, batches: &[RecordBatch]) -> Result<()>;
 
@@ -113,6 +117,10 @@ impl<S: EpochStore> CommitOnCheckpoint<S> {
 }
 
 impl<S: EpochStore> Sink for CommitOnCheckpoint<S> {
+    fn fence(&mut self, generation: u64) {
+        self.store.fence(generation);
+    }
+
     fn open(&mut self, job: &str, table: &str) -> Result<Option<Epoch>> {
         self.table = table.to_string();
         self.committed = self.store.open(job, table)?.map(|e| e.0);
@@ -161,6 +169,11 @@ pub trait Sink: Send {
     fn open(&mut self, _job: &str, _table: &str) -> Result<Option<Epoch>> {
         Ok(None)
     }
+
+    /// The task's generation, set before `open` by a distributed worker: a sink that
+    /// commits transactionally refuses to commit once a newer generation has opened it
+    /// (a paused worker whose task moved elsewhere).
+    fn fence(&mut self, _generation: u64) {}
 
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<()>;
 

@@ -144,6 +144,102 @@ impl CheckpointStore {
         }
     }
 
+    /// Claims the next generation of this job (a distributed task taken over by a
+    /// worker): a number above every earlier claim that no other claim got, since each
+    /// is a marker created only where absent (`generations/<g>`).
+    pub fn claim_generation(&self) -> Result<u64> {
+        loop {
+            let next = self.generations()?.into_iter().max().map_or(1, |g| g + 1);
+            let created = match &self.backend {
+                Backend::Dir(dir) => {
+                    let at = dir.join("generations");
+                    io(&at, fs::create_dir_all(&at))?;
+                    let marker = at.join(next.to_string());
+                    match File::create_new(&marker) {
+                        Ok(_) => true,
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                        Err(e) => return Err(StateError::io(&marker, e)),
+                    }
+                }
+                Backend::Object(o) => o.claim(next)?,
+            };
+            if created {
+                return Ok(next);
+            }
+        }
+    }
+
+    /// Writes a small file `name` beside the checkpoints, replacing it whole (in a
+    /// directory through a rename): what a distributed job's workers tell each other.
+    pub fn put_file(&self, name: &str, data: &[u8]) -> Result<()> {
+        match &self.backend {
+            Backend::Dir(dir) => {
+                io(dir, fs::create_dir_all(dir))?;
+                let tmp = dir.join(format!(".{name}.tmp"));
+                io(&tmp, fs::write(&tmp, data))?;
+                let at = dir.join(name);
+                io(&at, fs::rename(&tmp, &at))
+            }
+            Backend::Object(o) => o.put_file(name, data.to_vec()),
+        }
+    }
+
+    /// The small files written by [`CheckpointStore::put_file`], with their bytes.
+    pub fn files(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        match &self.backend {
+            Backend::Dir(dir) => {
+                let Ok(entries) = fs::read_dir(dir) else {
+                    return Ok(Vec::new());
+                };
+                let mut out = Vec::new();
+                for entry in entries {
+                    let entry = io(dir, entry)?;
+                    let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                        continue;
+                    };
+                    if name.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                        continue;
+                    }
+                    match fs::read(entry.path()) {
+                        Ok(data) => out.push((name, data)),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(StateError::io(&entry.path(), e)),
+                    }
+                }
+                Ok(out)
+            }
+            Backend::Object(o) => o.files(),
+        }
+    }
+
+    /// Deletes a small file, if it is there.
+    pub fn delete_file(&self, name: &str) -> Result<()> {
+        match &self.backend {
+            Backend::Dir(dir) => match fs::remove_file(dir.join(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(StateError::io(&dir.join(name), e))
+                }
+                _ => Ok(()),
+            },
+            Backend::Object(o) => o.delete_file(name),
+        }
+    }
+
+    fn generations(&self) -> Result<Vec<u64>> {
+        match &self.backend {
+            Backend::Dir(dir) => {
+                let at = dir.join("generations");
+                let Ok(entries) = fs::read_dir(&at) else {
+                    return Ok(Vec::new());
+                };
+                Ok(entries
+                    .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect())
+            }
+            Backend::Object(o) => o.generations(),
+        }
+    }
+
     fn epoch_dir(dir: &Path, epoch: u64) -> PathBuf {
         dir.join(format!("epoch-{epoch}"))
     }
@@ -627,5 +723,48 @@ mod tests {
             store.load(3).unwrap().read("t-0.arrow").unwrap(),
             vec![batch(30)]
         );
+    }
+
+    #[test]
+    fn each_generation_is_claimed_once_and_above_the_last() {
+        let root = tempfile::tempdir().unwrap();
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        for store in [
+            CheckpointStore::new(root.path(), "j.p0"),
+            CheckpointStore::in_object_store(memory, "cp", "j.p0"),
+        ] {
+            write_three(&store);
+            let claims: Vec<u64> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..4).map(|_| s.spawn(|| store.claim_generation())).collect();
+                handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+            });
+            let mut sorted = claims.clone();
+            sorted.sort();
+            assert_eq!(sorted, vec![1, 2, 3, 4], "{claims:?}");
+            assert_eq!(store.claim_generation().unwrap(), 5);
+            // The markers are not checkpoints.
+            assert_eq!(store.epochs().unwrap(), vec![1, 2, 3]);
+        }
+    }
+
+    #[test]
+    fn small_files_are_replaced_listed_and_deleted() {
+        let root = tempfile::tempdir().unwrap();
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        for store in [
+            CheckpointStore::new(root.path(), "j.workers"),
+            CheckpointStore::in_object_store(memory, "cp", "j.workers"),
+        ] {
+            assert!(store.files().unwrap().is_empty());
+            store.put_file("a", b"1").unwrap();
+            store.put_file("b", b"2").unwrap();
+            store.put_file("a", b"3").unwrap();
+            let mut files = store.files().unwrap();
+            files.sort();
+            assert_eq!(files, vec![("a".into(), b"3".to_vec()), ("b".into(), b"2".to_vec())]);
+            store.delete_file("a").unwrap();
+            store.delete_file("a").unwrap();
+            assert_eq!(store.files().unwrap(), vec![("b".into(), b"2".to_vec())]);
+        }
     }
 }

@@ -32,6 +32,10 @@ pub struct CheckpointOptions {
     pub restore: Restore,
     /// Fault injection for tests (`SLUICE_ABORT_AFTER_CHECKPOINT`).
     pub abort_after: Option<u64>,
+    /// A distributed task's generation (0: not distributed): its epochs start at
+    /// `generation << 32`, above any an older owner can still write, and its sinks
+    /// refuse commits of older generations.
+    pub generation: u64,
 }
 
 impl CheckpointOptions {
@@ -42,6 +46,7 @@ impl CheckpointOptions {
             keep: 3,
             restore: Restore::Newest,
             abort_after: None,
+            generation: 0,
         }
     }
 
@@ -100,6 +105,10 @@ pub fn settings(
     s.after_epoch = epochs.last().copied().unwrap_or(0);
     s.keep = o.keep;
     s.abort_after = o.abort_after;
+    s.generation = o.generation;
+    if o.generation > 0 {
+        s.after_epoch = s.after_epoch.max((o.generation << 32) - 1);
+    }
     s.restore = match &o.restore {
         Restore::Fresh => None,
         // A finished newest checkpoint of this same job means there is nothing to do;

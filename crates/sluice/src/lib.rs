@@ -4,6 +4,7 @@
 pub mod checkpoints;
 pub mod client;
 pub mod demo;
+pub mod distributed;
 pub mod engine;
 pub mod generate;
 pub mod progress;

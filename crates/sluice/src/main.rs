@@ -44,6 +44,11 @@ enum Command {
         /// Ignore existing checkpoints and start over.
         #[arg(long)]
         fresh: bool,
+        /// Run as one of several workers of the job: workers join the consumer group
+        /// `sluice.<job>` and share the topic's partitions, one task each, checkpointing
+        /// into the shared --checkpoint-dir (a directory every worker reaches, or s3://).
+        #[arg(long, conflicts_with_all = ["fresh", "from_checkpoint"])]
+        distributed: bool,
     },
     /// List or inspect a job's checkpoints.
     Checkpoints {
@@ -328,6 +333,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             checkpoint_interval,
             from_checkpoint,
             fresh,
+            distributed,
         } => {
             let sql = read(&file)?;
             let defs = catalog_files(&catalogs)?;
@@ -356,6 +362,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 .and_then(|v| v.parse().ok());
             options.name = cp.job.clone();
             options.checkpoints = Some(cp);
+            if distributed {
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let raised = stop.clone();
+                let _ = ctrlc::set_handler(move || {
+                    if raised.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        std::process::exit(130);
+                    }
+                    eprintln!("\nstopping (Ctrl-C): each task takes a final checkpoint");
+                });
+                sluice::distributed::run_worker(&graph, &options, stop)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let run = JobRun::build(&graph, &options)?;
             let handle = run.handle.clone();
             let stopper = handle.clone();

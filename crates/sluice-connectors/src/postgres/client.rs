@@ -37,6 +37,17 @@ fn transient(e: &sqlx::Error) -> bool {
     }
 }
 
+/// A transaction left open by a process that stopped between statements (paused, or
+/// cut off) is ended by the server after this long, so that it cannot hold the rows a
+/// worker taking its task over must lock.
+const IDLE_IN_TRANSACTION: &str = "10s";
+
+fn connect_options(url: &str) -> std::result::Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
+    Ok(url
+        .parse::<sqlx::postgres::PgConnectOptions>()?
+        .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)]))
+}
+
 pub(super) struct PgClient {
     url: String,
     /// The table, for messages.
@@ -81,7 +92,7 @@ impl PgClient {
             let attempt = self.rt.block_on(async {
                 let mut conn = match slot.take() {
                     Some(c) => c,
-                    None => PgConnection::connect(url).await?,
+                    None => PgConnection::connect_with(&connect_options(url)?).await?,
                 };
                 let r = f(&mut conn).await;
                 Ok::<_, sqlx::Error>((conn, r))

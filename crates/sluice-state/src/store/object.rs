@@ -191,6 +191,103 @@ impl ObjectPrefix {
         })
     }
 
+    /// Writes a small object `name` beside the checkpoints (replacing it).
+    pub fn put_file(&self, name: &str, data: Vec<u8>) -> Result<()> {
+        let store = self.store.clone();
+        let at = self.prefix.clone().join(name);
+        let url = format!("{}/{name}", self.url);
+        block(async move {
+            store
+                .put(&at, PutPayload::from(data))
+                .await
+                .map_err(|e| failed("cannot write", &url, e))?;
+            Ok(())
+        })
+    }
+
+    /// The small objects directly under the prefix, with their bytes.
+    pub fn files(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let store = self.store.clone();
+        let prefix = self.prefix.clone();
+        let url = self.url.clone();
+        block(async move {
+            let listed = store
+                .list_with_delimiter(Some(&prefix))
+                .await
+                .map_err(|e| failed("cannot list", &url, e))?;
+            let mut out = Vec::new();
+            for o in listed.objects {
+                let Some(name) = o.location.filename().map(str::to_string) else {
+                    continue;
+                };
+                match store.get(&o.location).await {
+                    Ok(r) => out.push((
+                        name,
+                        r.bytes()
+                            .await
+                            .map_err(|e| failed("cannot read", &url, e))?
+                            .to_vec(),
+                    )),
+                    // Deleted between the listing and the read.
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(failed("cannot read", &url, e)),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Deletes a small object, if it is there.
+    pub fn delete_file(&self, name: &str) -> Result<()> {
+        let store = self.store.clone();
+        let at = self.prefix.clone().join(name);
+        let url = format!("{}/{name}", self.url);
+        block(async move {
+            match store.delete(&at).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(failed("cannot delete", &url, e)),
+            }
+        })
+    }
+
+    /// The generations claimed under `generations/`.
+    pub fn generations(&self) -> Result<Vec<u64>> {
+        let store = self.store.clone();
+        let prefix = self.prefix.clone().join("generations");
+        let url = self.url.clone();
+        block(async move {
+            let objects: Vec<_> = store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|e| failed("cannot list", &url, e))?;
+            Ok(objects
+                .iter()
+                .filter_map(|o| o.location.filename()?.parse().ok())
+                .collect())
+        })
+    }
+
+    /// Creates `generations/<g>` unless it exists (a conditional put): whether this
+    /// call created it.
+    pub fn claim(&self, generation: u64) -> Result<bool> {
+        let store = self.store.clone();
+        let at = self
+            .prefix
+            .clone()
+            .join("generations")
+            .join(generation.to_string());
+        let url = format!("{}/generations/{generation}", self.url);
+        block(async move {
+            let opts = object_store::PutOptions::from(object_store::PutMode::Create);
+            match store.put_opts(&at, PutPayload::from(Vec::new()), opts).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                Err(e) => Err(failed("cannot write", &url, e)),
+            }
+        })
+    }
+
     /// Deletes every object of an epoch, its manifest first (so that what is left of a
     /// failed deletion is an unfinished checkpoint, never a damaged complete one).
     pub fn delete(&self, epoch: u64) -> Result<()> {

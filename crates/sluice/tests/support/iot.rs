@@ -32,13 +32,30 @@ pub fn job_sql(source_with: &str, interval: &str) -> String {
 
 /// The aggregates and alerts jobs over `source_with`, into sinks of the given options.
 pub fn job_sql_into(source_with: &str, interval: &str, metrics: &str, alerts: &str) -> String {
+    job_sql_by("location", source_with, interval, metrics, alerts)
+}
+
+/// [`METRICS`] per `group` (a column: `location`, or `sensor_id`) instead of location.
+pub fn metrics_by(group: &str) -> String {
+    METRICS.replacen("location", group, 1)
+}
+
+/// The jobs with the aggregates per `group` instead of per location.
+pub fn job_sql_by(
+    group: &str,
+    source_with: &str,
+    interval: &str,
+    metrics: &str,
+    alerts: &str,
+) -> String {
+    let select = metrics_by(group);
     format!(
         "SET checkpoint_interval = '{interval}';
          CREATE TABLE iot ({IOT_COLUMNS}) WITH ({source_with});
          CREATE TABLE metrics WITH ({metrics});
          CREATE TABLE alerts WITH ({alerts});
-         INSERT INTO metrics {METRICS}
-         FROM TUMBLE(iot, event_time, INTERVAL '5' MINUTE) GROUP BY window_start, window_end, location;
+         INSERT INTO metrics {select}
+         FROM TUMBLE(iot, event_time, INTERVAL '5' MINUTE) GROUP BY window_start, window_end, {group};
          INSERT INTO alerts {ALERTS} FROM iot WHERE temperature > 30 OR battery_level < 20;"
     )
 }
@@ -52,6 +69,11 @@ pub const GENERATOR: &[(&str, &str)] = &[
 
 /// The oracle: both queries as a batch by DataFusion over the generated events.
 pub fn oracle(limit: u64, rate: &str, speedup: &str) -> (Vec<String>, Vec<String>) {
+    oracle_by("location", limit, rate, speedup)
+}
+
+/// The oracle of the jobs with the aggregates per `group`.
+pub fn oracle_by(group: &str, limit: u64, rate: &str, speedup: &str) -> (Vec<String>, Vec<String>) {
     let mut options = sluice_types::ConnectorOptions::default();
     for (k, v) in GENERATOR.iter().chain(&[
         ("rate", rate),
@@ -84,8 +106,8 @@ pub fn oracle(limit: u64, rate: &str, speedup: &str) -> (Vec<String>, Vec<String
     let bin = "date_bin(INTERVAL '5 minutes', event_time)";
     let metrics = format!(
         "{} FROM (SELECT *, {bin} AS window_start, {bin} + INTERVAL '5 minutes' AS window_end FROM iot)
-         GROUP BY window_start, window_end, location",
-        METRICS
+         GROUP BY window_start, window_end, {group}",
+        metrics_by(group)
     );
     let alerts = format!("{ALERTS} FROM iot WHERE temperature > 30 OR battery_level < 20");
     let rt = tokio::runtime::Builder::new_current_thread()

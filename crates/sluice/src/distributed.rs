@@ -1,0 +1,428 @@
+//! `sluice run --distributed`: one worker of a job spread over several processes. For
+//! each partition of the job's topics there is a task, `<job>.p<N>`: the whole job over
+//! partition N of every source, with its own checkpoints in the shared store and its own
+//! sink progress rows. Workers find each other by beats in the shared store
+//! (`<dir>/<job>.workers/`, see `distributed/membership.rs`) and share the tasks out;
+//! taking a task over claims a new generation, so its epochs start above anything an
+//! older owner can still write and its sinks refuse that owner's commits (a paused
+//! "zombie"). Only jobs whose keyed stages follow the topics' keys (`'key.fields'`) run
+//! so; shuffling rows between workers is not built yet.
+
+mod membership;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use sluice_runtime::{JobHandle, JobOutcome, RuntimeError};
+use sluice_sql::JobGraph;
+use sluice_state::CheckpointStore;
+use sluice_types::Position;
+
+use crate::checkpoints::{CheckpointOptions, Restore};
+use crate::engine::{JobRun, RunOptions};
+use membership::{Beat, Liveness};
+
+/// A worker whose beat has not changed for this long is taken for dead.
+const TIMEOUT: Duration = Duration::from_secs(6);
+/// How often a worker beats and looks at the others.
+const BEAT: Duration = Duration::from_millis(500);
+/// How long a released task gets for its final checkpoint before it is aborted.
+const HANDOVER_WAIT: Duration = Duration::from_secs(20);
+
+/// The task of partition `p` of `job`: its checkpoints and progress rows go by this name.
+pub fn task_name(job: &str, partition: i32) -> String {
+    format!("{job}.p{partition}")
+}
+
+/// Checks that the job can run as one task per partition; the topics' shared partition
+/// count and the first topic's name.
+fn layout(graph: &JobGraph) -> Result<(i32, String)> {
+    let mut keys = Vec::new();
+    for s in &graph.sources {
+        let connector = s.def.options.connector().unwrap_or_default();
+        if connector != "kafka" {
+            bail!(
+                "a distributed job reads Kafka topics only: table {} is a {connector} table",
+                s.def.name
+            );
+        }
+        keys.push(s.def.options.get("key.fields").map(|k| k.trim().to_string()));
+    }
+    if graph.sources.is_empty() {
+        bail!("a distributed job needs a Kafka source");
+    }
+    sluice_runtime::check_partition_local(&graph.nodes, &graph.edges, &keys).map_err(|e| {
+        anyhow!("this job cannot be spread over workers without a shuffle, which is not built yet: {e}")
+    })?;
+    let mut counts = Vec::new();
+    for s in &graph.sources {
+        let topic = s.def.options.get("topic").unwrap_or_default().to_string();
+        let consumer: BaseConsumer = sluice_connectors::kafka::client_config(&s.def.options)
+            .create()
+            .context("creating a Kafka client")?;
+        let md = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(30))
+            .with_context(|| format!("reading the metadata of topic {topic}"))?;
+        let n = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+        if n == 0 {
+            bail!("topic {topic} (table {}) does not exist", s.def.name);
+        }
+        counts.push((s.def.name.clone(), topic, n));
+    }
+    let partitions = counts[0].2;
+    if let Some((table, topic, n)) = counts.iter().find(|c| c.2 != partitions) {
+        bail!(
+            "the job's topics must have as many partitions each (task N reads partition N of every one): {topic} (table {table}) has {n}, {} has {partitions}",
+            counts[0].1
+        );
+    }
+    Ok((partitions, counts[0].1.clone()))
+}
+
+/// One task running on this worker.
+struct Running {
+    handle: JobHandle,
+    thread: JoinHandle<Result<JobOutcome, RuntimeError>>,
+    /// When it was asked to stop (it still holds the task until it ends).
+    released: Option<Instant>,
+}
+
+/// The tasks this worker runs and what it needs to start more.
+struct Tasks {
+    graph: JobGraph,
+    options: RunOptions,
+    checkpoints: CheckpointOptions,
+    running: BTreeMap<i32, Running>,
+    /// Tasks that ended with their sources (bounded), as far as this worker knows.
+    finished: BTreeSet<i32>,
+    /// Tasks just lost to a newer generation, not started again before the time given.
+    lost: BTreeMap<i32, Instant>,
+}
+
+impl Tasks {
+    fn name(&self, p: i32) -> String {
+        task_name(&self.checkpoints.job, p)
+    }
+
+    fn start(&mut self, p: i32) -> Result<()> {
+        let name = self.name(p);
+        let mut cp = self.checkpoints.clone();
+        cp.job = name.clone();
+        cp.restore = Restore::Newest;
+        cp.generation = cp.store()?.claim_generation()?;
+        let mut graph = self.graph.clone();
+        for s in &mut graph.sources {
+            s.def
+                .options
+                .insert("partitions", p.to_string(), Position::default());
+        }
+        let options = RunOptions {
+            name: name.clone(),
+            checkpoints: Some(cp.clone()),
+            ..self.options.clone()
+        };
+        let run =
+            JobRun::build(&graph, &options).with_context(|| format!("starting task {name}"))?;
+        let handle = run.handle.clone();
+        eprintln!("task {name}: started (generation {})", cp.generation);
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || run.run_typed())?;
+        self.running.insert(
+            p,
+            Running {
+                handle,
+                thread,
+                released: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Asks a task to end after a final checkpoint; it is aborted if that takes too long.
+    fn release(&mut self, p: i32) {
+        if let Some(t) = self.running.get_mut(&p)
+            && t.released.is_none()
+        {
+            t.handle.stop();
+            t.released = Some(Instant::now());
+        }
+    }
+
+    /// Collects tasks that have ended; an error other than losing the task is returned.
+    fn reap(&mut self) -> Result<()> {
+        let now = Instant::now();
+        let mut done = Vec::new();
+        for (p, t) in &self.running {
+            if t.thread.is_finished() {
+                done.push(*p);
+            } else if t.released.is_some_and(|at| now - at > HANDOVER_WAIT) {
+                t.handle.abort();
+            }
+        }
+        for p in done {
+            let Some(t) = self.running.remove(&p) else {
+                continue;
+            };
+            let name = self.name(p);
+            match t.thread.join() {
+                Ok(Ok(_)) if t.released.is_some() => eprintln!("task {name}: handed over"),
+                Ok(Ok(_)) => {
+                    eprintln!("task {name}: finished");
+                    self.finished.insert(p);
+                }
+                Ok(Err(RuntimeError::Fenced(why))) => {
+                    eprintln!("task {name}: lost to another worker: {why}");
+                    self.lost.insert(p, now + 2 * TIMEOUT);
+                }
+                Ok(Err(e)) if t.released.is_some() => {
+                    eprintln!("task {name}: handed over after an error: {e}")
+                }
+                Ok(Err(e)) => bail!("task {name} failed: {e}"),
+                Err(_) => bail!("task {name} panicked"),
+            }
+        }
+        self.lost.retain(|_, until| *until > now);
+        Ok(())
+    }
+
+    /// Releases every task and waits for them to end.
+    fn release_all(&mut self) {
+        let held: Vec<i32> = self.running.keys().copied().collect();
+        for p in held {
+            self.release(p);
+        }
+        while !self.running.is_empty() {
+            if let Err(e) = self.reap() {
+                eprintln!("{e}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Whether every task of the job has finished (each one's newest checkpoint says so).
+fn all_finished(checkpoints: &CheckpointOptions, partitions: i32) -> Result<bool> {
+    for p in 0..partitions {
+        let store = CheckpointStore::open(
+            &checkpoints.dir.to_string_lossy(),
+            &task_name(&checkpoints.job, p),
+        )?;
+        if !store.newest()?.is_some_and(|c| c.manifest.finished) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// A name no other worker has: the host, the process and a few random bits.
+fn worker_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{host}-{}-{nanos:08x}", std::process::id())
+}
+
+/// Runs this worker until the job's bounded sources are all read by whichever workers
+/// (then returns), or until `stop` is raised (its tasks take a final checkpoint).
+pub fn run_worker(graph: &JobGraph, options: &RunOptions, stop: Arc<AtomicBool>) -> Result<()> {
+    let checkpoints = options
+        .checkpoints
+        .clone()
+        .ok_or_else(|| anyhow!("a distributed job needs a checkpoint directory"))?;
+    let (partitions, topic) = layout(graph)?;
+    let bounded = graph
+        .sources
+        .iter()
+        .all(|s| s.def.options.get("scan.bounded.mode") == Some("latest-offset"));
+    if bounded && all_finished(&checkpoints, partitions)? {
+        eprintln!(
+            "job {}: all {partitions} tasks have finished; nothing to do",
+            checkpoints.job
+        );
+        return Ok(());
+    }
+    let board = CheckpointStore::open(
+        &checkpoints.dir.to_string_lossy(),
+        &format!("{}.workers", checkpoints.job),
+    )?;
+    let me = worker_id();
+    let mut tasks = Tasks {
+        graph: graph.clone(),
+        options: options.clone(),
+        checkpoints: checkpoints.clone(),
+        running: BTreeMap::new(),
+        finished: BTreeSet::new(),
+        lost: BTreeMap::new(),
+    };
+    eprintln!(
+        "job {}: worker {me} joined, for the {partitions} partitions of {topic} (workers at {})",
+        checkpoints.job,
+        board.location()
+    );
+    let result = work(&me, &board, &mut tasks, partitions, bounded, &stop);
+    tasks.release_all();
+    if let Err(e) = board.delete_file(&me) {
+        tracing::warn!("worker {me}: {e}");
+    }
+    result
+}
+
+/// The worker's loop: beat, look at the others, reap, release, start.
+fn work(
+    me: &str,
+    board: &CheckpointStore,
+    tasks: &mut Tasks,
+    partitions: i32,
+    bounded: bool,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let mut liveness = Liveness::new(TIMEOUT);
+    let mut beat = 0u64;
+    let mut checked = Instant::now();
+    let joined = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        // A store that is away for a moment is waited for; the others then see this
+        // worker as dead and take its tasks, whose commits its generation then refuses.
+        let beats = match board.files() {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!("worker {me}: the shared store: {e}");
+                std::thread::sleep(BEAT);
+                continue;
+            }
+        };
+        let now = Instant::now();
+        let live = liveness.observe(
+            beats
+                .into_iter()
+                .filter_map(|(id, b)| Some((id, Beat::parse(&b)?)))
+                .collect(),
+            now,
+        );
+        for gone in liveness.gone(now, 10 * TIMEOUT) {
+            let _ = board.delete_file(&gone);
+        }
+        tasks.reap()?;
+        let mut skip = tasks.finished.clone();
+        skip.extend(tasks.lost.keys());
+        let held: BTreeSet<i32> = tasks.running.keys().copied().collect();
+        let next = membership::plan(me, partitions, &live, &held, &skip);
+        for p in next.release {
+            tasks.release(p);
+        }
+        // A worker that has just joined beats a while before it takes tasks, so that
+        // workers starting together see each other first.
+        if joined.elapsed() >= 2 * BEAT {
+            for p in next.start {
+                tasks.start(p)?;
+            }
+        }
+        // The beat tells the others what this worker holds now, tasks just started too.
+        beat += 1;
+        let mine = Beat {
+            beat,
+            held: tasks.running.keys().copied().collect(),
+        };
+        if let Err(e) = board.put_file(me, &mine.to_bytes()) {
+            tracing::warn!("worker {me}: the shared store: {e}");
+        }
+        if bounded && tasks.running.is_empty() && checked.elapsed() > Duration::from_secs(1) {
+            checked = Instant::now();
+            if all_finished(&tasks.checkpoints, partitions)? {
+                eprintln!(
+                    "job {}: all {partitions} tasks have finished",
+                    tasks.checkpoints.job
+                );
+                return Ok(());
+            }
+        }
+        std::thread::sleep(BEAT);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+
+    const READINGS: &str = "sensor_id TEXT NOT NULL, location TEXT NOT NULL, temperature DOUBLE,
+        event_time TIMESTAMP NOT NULL, WATERMARK FOR event_time AS event_time - INTERVAL '1' MINUTE";
+
+    /// Why `body` cannot be split by partition (`None`: it can), over two topics keyed
+    /// by `sensor_id`.
+    fn refusal(body: &str) -> Option<String> {
+        let kafka = |topic: &str| {
+            format!(
+                "connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = 'localhost:1', 'key.fields' = 'sensor_id'"
+            )
+        };
+        let sql = format!(
+            "CREATE TABLE r ({READINGS}) WITH ({});
+             CREATE TABLE s ({READINGS}) WITH ({});
+             CREATE TABLE out WITH (connector = 'blackhole');
+             {body}",
+            kafka("a"),
+            kafka("b")
+        );
+        let graph = crate::engine::plan(&sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
+        let keys: Vec<Option<String>> = graph
+            .sources
+            .iter()
+            .map(|s| s.def.options.get("key.fields").map(str::to_string))
+            .collect();
+        sluice_runtime::check_partition_local(&graph.nodes, &graph.edges, &keys)
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    #[test]
+    fn stages_keyed_by_the_topic_key_need_no_shuffle() {
+        for body in [
+            "INSERT INTO out SELECT window_start, sensor_id, avg(temperature) AS t
+             FROM TUMBLE(r, event_time, INTERVAL '1' MINUTE) GROUP BY window_start, window_end, sensor_id",
+            // A key that holds the topic's key, after a filter and a projection.
+            "INSERT INTO out SELECT sensor_id, location, count(*) AS n
+             FROM (SELECT sensor_id, location, temperature * 2 AS t2 FROM r WHERE temperature > 0)
+             GROUP BY sensor_id, location",
+            // Windows over windows, per sensor.
+            "CREATE VIEW per_minute AS SELECT window_start AS minute, sensor_id, max(temperature) AS hi
+             FROM TUMBLE(r, event_time, INTERVAL '1' MINUTE) GROUP BY window_start, window_end, sensor_id;
+             INSERT INTO out SELECT sensor_id, count(*) AS minutes FROM per_minute GROUP BY sensor_id",
+            // Two topics keyed alike, joined on their key.
+            "INSERT INTO out SELECT r.sensor_id, r.temperature, s.temperature AS other
+             FROM r JOIN s ON r.sensor_id = s.sensor_id
+             AND s.event_time BETWEEN r.event_time - INTERVAL '1' SECOND AND r.event_time",
+            // No state at all.
+            "INSERT INTO out SELECT sensor_id, temperature FROM r WHERE temperature > 30",
+        ] {
+            assert_eq!(refusal(body), None, "{body}");
+        }
+    }
+
+    #[test]
+    fn stages_keyed_otherwise_are_refused_with_the_stage() {
+        for body in [
+            "INSERT INTO out SELECT window_start, location, avg(temperature) AS t
+             FROM TUMBLE(r, event_time, INTERVAL '1' MINUTE) GROUP BY window_start, window_end, location",
+            "INSERT INTO out SELECT count(*) AS n FROM r",
+            // The key renamed on the way is not followed: refused rather than guessed.
+            "INSERT INTO out SELECT s, count(*) AS n FROM (SELECT sensor_id || '' AS s FROM r) GROUP BY s",
+            "INSERT INTO out SELECT r.location, r.temperature, s.temperature AS other
+             FROM r JOIN s ON r.location = s.location
+             AND s.event_time BETWEEN r.event_time - INTERVAL '1' SECOND AND r.event_time",
+        ] {
+            let why = refusal(body).unwrap_or_else(|| panic!("accepted: {body}"));
+            assert!(why.contains("key"), "{why}");
+        }
+    }
+}

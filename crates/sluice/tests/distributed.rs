@@ -1,0 +1,361 @@
+//! Several `sluice run --distributed` workers share one job through the consumer group
+//! `sluice.<job>` on a real Kafka-protocol broker, checkpointing into one shared
+//! directory, writing to a real PostgreSQL: two of three workers killed with SIGKILL at
+//! a random moment and replaced, and a worker paused (SIGSTOP) until its tasks move and
+//! then resumed, and scaling from one worker to three and back under load, must still leave tables equal to the batch oracle (DataFusion over the
+//! same events) — nothing missing, nothing doubled; the paused worker's late commit is
+//! refused by its task's newer generation.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/helpers.rs"]
+mod support;
+
+#[path = "support/pg.rs"]
+mod pg;
+
+#[path = "support/iot.rs"]
+mod iot;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use iot::{GENERATOR, job_sql_by, oracle_by};
+use pg::{fresh_database, pg_rows, unique};
+
+/// Unpaced events; event time advances 1 s per 1,000 events × 60.
+const RATE: (&str, &str) = ("0", "60");
+const PARTITIONS: i32 = 3;
+
+fn ts(col: &str) -> String {
+    format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS {col}")
+}
+
+/// Generated IoT events keyed by sensor in a new topic, and the job over it: 5-minute
+/// aggregates per sensor (the topic's key, so no shuffle) and alerts, into PostgreSQL.
+fn setup(events: u64) -> (tempfile::TempDir, PathBuf, String) {
+    let topic = unique("iot_dist");
+    let mut options = GENERATOR.to_vec();
+    options.extend([("rate", RATE.0), ("speedup", RATE.1)]);
+    support::generate_topic("iot", &topic, PARTITIONS, &options, events);
+    let source = format!(
+        "connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = '{}',
+         scan.bounded.mode = 'latest-offset', 'key.fields' = 'sensor_id'",
+        support::brokers()
+    );
+    let sql = job_sql_by(
+        "sensor_id",
+        &source,
+        "250ms",
+        "connector = 'postgres', url = '${DB}', table = 'sensor_metrics', \
+         primary_key = 'window_start, sensor_id'",
+        "connector = 'postgres', url = '${DB}', table = 'alerts'",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.sql");
+    std::fs::write(&file, sql).unwrap();
+    (dir, file, fresh_database("dist"))
+}
+
+fn assert_matches_oracle(db: &str, events: u64) {
+    let (metrics, alerts) = oracle_by("sensor_id", events, RATE.0, RATE.1);
+    assert!(metrics.len() > 10 && alerts.len() > 10, "the oracle has rows");
+    let select = format!(
+        "SELECT {}, {}, sensor_id, readings, avg_temperature, max_temperature, min_battery FROM sensor_metrics",
+        ts("window_start"),
+        ts("window_end")
+    );
+    support::assert_rows_match("sensor_metrics", &pg_rows(db, &select), &metrics);
+    let alerts_select = format!(
+        "SELECT sensor_id, location, {}, temperature, battery_level, kind FROM alerts",
+        ts("event_time")
+    );
+    support::assert_rows_match(
+        "alerts (an append table: no doubles)",
+        &pg_rows(db, &alerts_select),
+        &alerts,
+    );
+}
+
+/// A worker process; its log goes to a file beside the job.
+struct Worker {
+    child: Child,
+    log: PathBuf,
+}
+
+fn spawn_worker(file: &Path, db: &str, n: usize) -> Worker {
+    let dir = file.parent().unwrap();
+    let log = dir.join(format!("worker-{n}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--distributed", "--name", "job", "--parallelism", "1"])
+        .arg("--checkpoint-dir")
+        .arg(dir.join("checkpoints"))
+        .arg(file)
+        .env("DB", db)
+        .env("SLUICE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    Worker { child, log }
+}
+
+impl Worker {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The partitions whose task this worker runs: started, and not since handed
+    /// over, finished or lost (its log has a line `task job.p<N>: …` for each).
+    fn tasks(&self) -> Vec<i32> {
+        let mut last = std::collections::BTreeMap::new();
+        for l in self.log().lines() {
+            if let Some((p, what)) = l.strip_prefix("task job.p").and_then(|r| r.split_once(": "))
+                && let Ok(p) = p.parse::<i32>()
+            {
+                last.insert(p, what.starts_with("started"));
+            }
+        }
+        last.into_iter().filter(|(_, held)| *held).map(|(p, _)| p).collect()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+}
+
+/// Waits for every worker to exit 0.
+fn wait_all(workers: Vec<Worker>, limit: Duration) {
+    let start = Instant::now();
+    for mut w in workers {
+        loop {
+            if let Some(status) = w.child.try_wait().unwrap() {
+                assert!(status.success(), "a worker failed: {}", w.log());
+                break;
+            }
+            if start.elapsed() >= limit {
+                let _ = w.child.kill();
+                panic!("a worker did not finish in {limit:?}: {}", w.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The generations claimed for task `p`.
+fn generations(file: &Path, p: i32) -> usize {
+    let at = file
+        .parent()
+        .unwrap()
+        .join("checkpoints")
+        .join(format!("job.p{p}"))
+        .join("generations");
+    std::fs::read_dir(at).map_or(0, |d| d.count())
+}
+
+/// Waits until `what` holds, polling.
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "{what} did not happen in {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start.elapsed()
+}
+
+fn any_checkpoint(file: &Path) -> bool {
+    (0..PARTITIONS).any(|p| {
+        sluice_state::CheckpointStore::new(file.parent().unwrap().join("checkpoints"), &format!("job.p{p}"))
+            .epochs()
+            .is_ok_and(|e| !e.is_empty())
+    })
+}
+
+fn long() -> bool {
+    std::env::var("SLUICE_LONG").is_ok_and(|v| v == "1")
+}
+
+fn events() -> u64 {
+    if long() { 4_000_000 } else { 1_500_000 }
+}
+
+/// The next of a fixed sequence of "random" numbers below `n` (replayable).
+fn random(seed: &mut u64, n: u64) -> u64 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (*seed >> 33) % n
+}
+
+/// Kills two of three workers with SIGKILL (once; four times with `SLUICE_LONG=1`) at
+/// replayable random moments, replacing them each time.
+#[test]
+fn two_of_three_workers_killed_and_replaced_equal_the_oracle() {
+    let events = events();
+    let (_dir, file, db) = setup(events);
+    let mut workers: Vec<Worker> = (0..3).map(|n| spawn_worker(&file, &db, n)).collect();
+    wait_for("a first checkpoint", Duration::from_secs(60), || {
+        any_checkpoint(&file)
+    });
+    let mut seed = 0x5eed_u64;
+    let rounds = if long() { 4 } else { 1 };
+    for round in 0..rounds {
+        std::thread::sleep(Duration::from_millis(200 + random(&mut seed, 800)));
+        let keep = random(&mut seed, 3) as usize;
+        let mut killed = Vec::new();
+        for (i, mut w) in std::mem::take(&mut workers).into_iter().enumerate() {
+            if i == keep {
+                workers.push(w);
+                continue;
+            }
+            let running = w.child.try_wait().unwrap().is_none();
+            // The first round must hit a running job; later ones may find it done.
+            assert!(
+                running || round > 0,
+                "a worker ended before its kill; the test needs a longer stream: {}",
+                w.log()
+            );
+            w.child.kill().unwrap(); // SIGKILL
+            w.child.wait().unwrap();
+            killed.push(w);
+        }
+        let killed_at = Instant::now();
+        if round == 0 {
+            // The survivor takes the dead workers' tasks over once the group notices.
+            let moved: Vec<(i32, usize)> = killed
+                .iter()
+                .flat_map(|w| w.tasks())
+                .map(|p| (p, generations(&file, p)))
+                .collect();
+            assert!(!moved.is_empty(), "the killed workers held tasks");
+            wait_for("the dead workers' tasks moving", Duration::from_secs(60), || {
+                moved.iter().all(|(p, g)| generations(&file, *p) > *g)
+            });
+            eprintln!(
+                "tasks {:?} taken over {:.1}s after their workers died",
+                moved.iter().map(|m| m.0).collect::<Vec<_>>(),
+                killed_at.elapsed().as_secs_f64()
+            );
+        }
+        // Replacements join later.
+        let n = 3 + 2 * round;
+        workers.push(spawn_worker(&file, &db, n));
+        workers.push(spawn_worker(&file, &db, n + 1));
+    }
+    wait_all(workers, Duration::from_secs(300));
+    assert_matches_oracle(&db, events);
+    // A worker started after the job has finished exits at once.
+    let late = spawn_worker(&file, &db, 99);
+    let log = late.log.clone();
+    wait_all(vec![late], Duration::from_secs(30));
+    let said = std::fs::read_to_string(log).unwrap();
+    assert!(said.contains("all 3 tasks have finished; nothing to do"), "{said}");
+}
+
+#[test]
+fn a_paused_worker_loses_its_tasks_and_its_late_commit_is_refused() {
+    let events = events();
+    let (_dir, file, db) = setup(events);
+    let zombie = spawn_worker(&file, &db, 0);
+    let other = spawn_worker(&file, &db, 1);
+    wait_for("a first checkpoint", Duration::from_secs(60), || {
+        any_checkpoint(&file)
+    });
+    wait_for("the paused worker holding a task", Duration::from_secs(30), || {
+        !zombie.tasks().is_empty()
+    });
+    // Past the moment workers starting together may both take a task.
+    std::thread::sleep(Duration::from_secs(1));
+    let held: Vec<(i32, usize)> = zombie
+        .tasks()
+        .into_iter()
+        .map(|p| (p, generations(&file, p)))
+        .collect();
+    zombie.signal("STOP");
+    // Its tasks move to the other worker, which commits under the newer generation.
+    wait_for("the paused worker's tasks moving", Duration::from_secs(60), || {
+        held.iter().all(|(p, g)| generations(&file, *p) > *g)
+    });
+    wait_for("a commit by the new owner", Duration::from_secs(60), || {
+        held.iter().all(|(p, _)| {
+            let rows = pg_rows(
+                &db,
+                &format!(
+                    "SELECT epoch FROM sluice_sink_progress WHERE job = 'job.p{p}' AND epoch >= (generation << 32)"
+                ),
+            );
+            !rows.is_empty()
+        })
+    });
+    zombie.signal("CONT");
+    wait_all(vec![zombie, other], Duration::from_secs(240));
+    assert_matches_oracle(&db, events);
+}
+
+#[test]
+fn scaled_from_one_worker_to_three_and_back_equals_the_oracle() {
+    let events = events();
+    let (_dir, file, db) = setup(events);
+    let first = spawn_worker(&file, &db, 0);
+    wait_for("a first checkpoint", Duration::from_secs(60), || {
+        any_checkpoint(&file)
+    });
+    let added: Vec<Worker> = (1..3).map(|n| spawn_worker(&file, &db, n)).collect();
+    wait_for("the new workers taking tasks", Duration::from_secs(60), || {
+        added.iter().all(|w| !w.tasks().is_empty())
+    });
+    assert!(
+        first.tasks().len() < PARTITIONS as usize,
+        "the first worker gave tasks away: {}",
+        first.log()
+    );
+    // Ctrl-C: each leaving worker hands its tasks over after a final checkpoint.
+    for w in &added {
+        w.signal("INT");
+    }
+    let mut all = added;
+    all.push(first);
+    wait_all(all, Duration::from_secs(240));
+    assert_matches_oracle(&db, events);
+}
+
+#[test]
+fn a_job_that_needs_a_shuffle_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.sql");
+    // Aggregates per location over a topic keyed by sensor: rows of one location are in
+    // every partition.
+    let source = format!(
+        "connector = 'kafka', topic = 'nowhere', 'bootstrap.servers' = '{}', 'key.fields' = 'sensor_id'",
+        support::brokers()
+    );
+    std::fs::write(
+        &file,
+        iot::job_sql_by(
+            "location",
+            &source,
+            "1s",
+            "connector = 'blackhole'",
+            "connector = 'blackhole'",
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--distributed", "--checkpoint-dir"])
+        .arg(dir.path().join("checkpoints"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("without a shuffle") && err.contains("key.fields"),
+        "{err}"
+    );
+}
