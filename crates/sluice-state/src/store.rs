@@ -225,6 +225,11 @@ impl CheckpointStore {
         }
     }
 
+    /// The newest generation claimed (0: none).
+    pub fn generation(&self) -> Result<u64> {
+        Ok(self.generations()?.into_iter().max().unwrap_or(0))
+    }
+
     fn generations(&self) -> Result<Vec<u64>> {
         match &self.backend {
             Backend::Dir(dir) => {

@@ -87,6 +87,8 @@ fn layout(graph: &JobGraph) -> Result<(i32, String)> {
 /// One task running on this worker.
 struct Running {
     handle: JobHandle,
+    /// The generation this worker claimed the task with.
+    generation: u64,
     thread: JoinHandle<Result<JobOutcome, RuntimeError>>,
     /// When it was asked to stop (it still holds the task until it ends).
     released: Option<Instant>,
@@ -137,6 +139,7 @@ impl Tasks {
             p,
             Running {
                 handle,
+                generation: cp.generation,
                 thread,
                 released: None,
             },
@@ -183,12 +186,27 @@ impl Tasks {
                 Ok(Err(e)) if t.released.is_some() => {
                     eprintln!("task {name}: handed over after an error: {e}")
                 }
+                // Failing after another worker took the task over (a connection the
+                // database closed while this one was paused, say) is losing it.
+                Ok(Err(e)) if self.taken_over(p, t.generation) => {
+                    eprintln!("task {name}: lost to another worker: {e}");
+                    self.lost.insert(p, now + 2 * TIMEOUT);
+                }
                 Ok(Err(e)) => bail!("task {name} failed: {e}"),
                 Err(_) => bail!("task {name} panicked"),
             }
         }
         self.lost.retain(|_, until| *until > now);
         Ok(())
+    }
+
+    /// Whether a newer generation than `generation` has claimed task `p`.
+    fn taken_over(&self, p: i32, generation: u64) -> bool {
+        let mut cp = self.checkpoints.clone();
+        cp.job = self.name(p);
+        cp.store()
+            .and_then(|s| Ok(s.generation()?))
+            .is_ok_and(|g| g > generation)
     }
 
     /// Releases every task and waits for them to end.

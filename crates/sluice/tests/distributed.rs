@@ -294,8 +294,15 @@ fn a_paused_worker_loses_its_tasks_and_its_late_commit_is_refused() {
         })
     });
     zombie.signal("CONT");
+    let log = zombie.log.clone();
     wait_all(vec![zombie, other], Duration::from_secs(240));
     assert_matches_oracle(&db, events);
+    // The resumed worker's commit was refused in its transaction: its task was lost.
+    let said = std::fs::read_to_string(log).unwrap();
+    assert!(
+        said.contains("newer than this worker's"),
+        "the paused worker's late commit was not refused: {said}"
+    );
 }
 
 #[test]
