@@ -153,7 +153,9 @@ pub fn listed_partitions(list: &str) -> Result<Vec<i32>, String> {
                 .parse::<i32>()
                 .ok()
                 .filter(|p| *p >= 0)
-                .ok_or_else(|| format!("partitions lists partition numbers, like '0,2', not '{list}'"))
+                .ok_or_else(|| {
+                    format!("partitions lists partition numbers, like '0,2', not '{list}'")
+                })
         })
         .collect()
 }

@@ -740,8 +740,13 @@ mod tests {
         ] {
             write_three(&store);
             let claims: Vec<u64> = std::thread::scope(|s| {
-                let handles: Vec<_> = (0..4).map(|_| s.spawn(|| store.claim_generation())).collect();
-                handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+                let handles: Vec<_> = (0..4)
+                    .map(|_| s.spawn(|| store.claim_generation()))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap().unwrap())
+                    .collect()
             });
             let mut sorted = claims.clone();
             sorted.sort();
@@ -766,7 +771,10 @@ mod tests {
             store.put_file("a", b"3").unwrap();
             let mut files = store.files().unwrap();
             files.sort();
-            assert_eq!(files, vec![("a".into(), b"3".to_vec()), ("b".into(), b"2".to_vec())]);
+            assert_eq!(
+                files,
+                vec![("a".into(), b"3".to_vec()), ("b".into(), b"2".to_vec())]
+            );
             store.delete_file("a").unwrap();
             store.delete_file("a").unwrap();
             assert_eq!(store.files().unwrap(), vec![("b".into(), b"2".to_vec())]);

@@ -51,13 +51,20 @@ fn layout(graph: &JobGraph) -> Result<(i32, String)> {
                 s.def.name
             );
         }
-        keys.push(s.def.options.get("key.fields").map(|k| k.trim().to_string()));
+        keys.push(
+            s.def
+                .options
+                .get("key.fields")
+                .map(|k| k.trim().to_string()),
+        );
     }
     if graph.sources.is_empty() {
         bail!("a distributed job needs a Kafka source");
     }
     sluice_runtime::check_partition_local(&graph.nodes, &graph.edges, &keys).map_err(|e| {
-        anyhow!("this job cannot be spread over workers without a shuffle, which is not built yet: {e}")
+        anyhow!(
+            "this job cannot be spread over workers without a shuffle, which is not built yet: {e}"
+        )
     })?;
     let mut counts = Vec::new();
     for s in &graph.sources {
@@ -116,7 +123,12 @@ impl Tasks {
         let mut cp = self.checkpoints.clone();
         cp.job = name.clone();
         cp.restore = Restore::Newest;
-        cp.generation = cp.store()?.claim_generation()?;
+        let store = cp.store()?;
+        if store.newest()?.is_some_and(|c| c.manifest.finished) {
+            self.finished.insert(p);
+            return Ok(());
+        }
+        cp.generation = store.claim_generation()?;
         let mut graph = self.graph.clone();
         for s in &mut graph.sources {
             s.def

@@ -44,9 +44,9 @@ enum Command {
         /// Ignore existing checkpoints and start over.
         #[arg(long)]
         fresh: bool,
-        /// Run as one of several workers of the job: workers join the consumer group
-        /// `sluice.<job>` and share the topic's partitions, one task each, checkpointing
-        /// into the shared --checkpoint-dir (a directory every worker reaches, or s3://).
+        /// Run as one of several workers of the job: workers find each other through
+        /// the shared --checkpoint-dir (a directory every worker reaches, or s3://) and
+        /// share the topics' partitions out, one task each.
         #[arg(long, conflicts_with_all = ["fresh", "from_checkpoint"])]
         distributed: bool,
     },

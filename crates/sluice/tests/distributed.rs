@@ -1,10 +1,11 @@
-//! Several `sluice run --distributed` workers share one job through the consumer group
-//! `sluice.<job>` on a real Kafka-protocol broker, checkpointing into one shared
-//! directory, writing to a real PostgreSQL: two of three workers killed with SIGKILL at
-//! a random moment and replaced, and a worker paused (SIGSTOP) until its tasks move and
-//! then resumed, and scaling from one worker to three and back under load, must still leave tables equal to the batch oracle (DataFusion over the
-//! same events) — nothing missing, nothing doubled; the paused worker's late commit is
-//! refused by its task's newer generation.
+//! Several `sluice run --distributed` workers share one job (tasks per topic partition,
+//! membership by beats in the shared store) over a real Kafka-protocol broker and a real
+//! PostgreSQL: two of three workers killed with SIGKILL at a random moment and replaced,
+//! a worker paused (SIGSTOP) until its tasks move and then resumed, scaling from one
+//! worker to three and back under load, and the shared store in S3 with a worker killed,
+//! must each leave tables equal to the batch oracle (DataFusion over the same events):
+//! nothing missing, nothing doubled. The paused worker's late commit is refused by its
+//! task's newer generation.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/helpers.rs"]
@@ -59,7 +60,10 @@ fn setup(events: u64) -> (tempfile::TempDir, PathBuf, String) {
 
 fn assert_matches_oracle(db: &str, events: u64) {
     let (metrics, alerts) = oracle_by("sensor_id", events, RATE.0, RATE.1);
-    assert!(metrics.len() > 10 && alerts.len() > 10, "the oracle has rows");
+    assert!(
+        metrics.len() > 10 && alerts.len() > 10,
+        "the oracle has rows"
+    );
     let select = format!(
         "SELECT {}, {}, sensor_id, readings, avg_temperature, max_temperature, min_battery FROM sensor_metrics",
         ts("window_start"),
@@ -83,21 +87,43 @@ struct Worker {
     log: PathBuf,
 }
 
+/// A worker with the shared store in `checkpoints/` beside the job.
 fn spawn_worker(file: &Path, db: &str, n: usize) -> Worker {
-    let dir = file.parent().unwrap();
-    let log = dir.join(format!("worker-{n}.log"));
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--distributed", "--name", "job", "--parallelism", "1"])
-        .arg("--checkpoint-dir")
-        .arg(dir.join("checkpoints"))
-        .arg(file)
-        .env("DB", db)
-        .env("SLUICE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    Worker { child, log }
+    let dir = file.parent().unwrap().join("checkpoints");
+    spawn_worker_at(file, db, n, &dir.to_string_lossy(), &[])
+}
+
+/// A worker with the shared store at `location` (a directory or `s3://…`).
+fn spawn_worker_at(
+    file: &Path,
+    db: &str,
+    n: usize,
+    location: &str,
+    env: &[(&str, String)],
+) -> Worker {
+    let log = file.parent().unwrap().join(format!("worker-{n}.log"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args([
+        "run",
+        "--distributed",
+        "--name",
+        "job",
+        "--parallelism",
+        "1",
+    ])
+    .args(["--checkpoint-dir", location])
+    .arg(file)
+    .env("DB", db)
+    .env("SLUICE_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Worker {
+        child: cmd.spawn().unwrap(),
+        log,
+    }
 }
 
 impl Worker {
@@ -110,13 +136,18 @@ impl Worker {
     fn tasks(&self) -> Vec<i32> {
         let mut last = std::collections::BTreeMap::new();
         for l in self.log().lines() {
-            if let Some((p, what)) = l.strip_prefix("task job.p").and_then(|r| r.split_once(": "))
+            if let Some((p, what)) = l
+                .strip_prefix("task job.p")
+                .and_then(|r| r.split_once(": "))
                 && let Ok(p) = p.parse::<i32>()
             {
                 last.insert(p, what.starts_with("started"));
             }
         }
-        last.into_iter().filter(|(_, held)| *held).map(|(p, _)| p).collect()
+        last.into_iter()
+            .filter(|(_, held)| *held)
+            .map(|(p, _)| p)
+            .collect()
     }
 
     fn signal(&self, sig: &str) {
@@ -163,7 +194,10 @@ fn generations(file: &Path, p: i32) -> usize {
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < limit, "{what} did not happen in {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "{what} did not happen in {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     start.elapsed()
@@ -171,9 +205,12 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duratio
 
 fn any_checkpoint(file: &Path) -> bool {
     (0..PARTITIONS).any(|p| {
-        sluice_state::CheckpointStore::new(file.parent().unwrap().join("checkpoints"), &format!("job.p{p}"))
-            .epochs()
-            .is_ok_and(|e| !e.is_empty())
+        sluice_state::CheckpointStore::new(
+            file.parent().unwrap().join("checkpoints"),
+            &format!("job.p{p}"),
+        )
+        .epochs()
+        .is_ok_and(|e| !e.is_empty())
     })
 }
 
@@ -234,9 +271,11 @@ fn two_of_three_workers_killed_and_replaced_equal_the_oracle() {
                 .map(|p| (p, generations(&file, p)))
                 .collect();
             assert!(!moved.is_empty(), "the killed workers held tasks");
-            wait_for("the dead workers' tasks moving", Duration::from_secs(60), || {
-                moved.iter().all(|(p, g)| generations(&file, *p) > *g)
-            });
+            wait_for(
+                "the dead workers' tasks moving",
+                Duration::from_secs(60),
+                || moved.iter().all(|(p, g)| generations(&file, *p) > *g),
+            );
             eprintln!(
                 "tasks {:?} taken over {:.1}s after their workers died",
                 moved.iter().map(|m| m.0).collect::<Vec<_>>(),
@@ -255,7 +294,10 @@ fn two_of_three_workers_killed_and_replaced_equal_the_oracle() {
     let log = late.log.clone();
     wait_all(vec![late], Duration::from_secs(30));
     let said = std::fs::read_to_string(log).unwrap();
-    assert!(said.contains("all 3 tasks have finished; nothing to do"), "{said}");
+    assert!(
+        said.contains("all 3 tasks have finished; nothing to do"),
+        "{said}"
+    );
 }
 
 #[test]
@@ -267,9 +309,11 @@ fn a_paused_worker_loses_its_tasks_and_its_late_commit_is_refused() {
     wait_for("a first checkpoint", Duration::from_secs(60), || {
         any_checkpoint(&file)
     });
-    wait_for("the paused worker holding a task", Duration::from_secs(30), || {
-        !zombie.tasks().is_empty()
-    });
+    wait_for(
+        "the paused worker holding a task",
+        Duration::from_secs(30),
+        || !zombie.tasks().is_empty(),
+    );
     // Past the moment workers starting together may both take a task.
     std::thread::sleep(Duration::from_secs(1));
     let held: Vec<(i32, usize)> = zombie
@@ -279,9 +323,11 @@ fn a_paused_worker_loses_its_tasks_and_its_late_commit_is_refused() {
         .collect();
     zombie.signal("STOP");
     // Its tasks move to the other worker, which commits under the newer generation.
-    wait_for("the paused worker's tasks moving", Duration::from_secs(60), || {
-        held.iter().all(|(p, g)| generations(&file, *p) > *g)
-    });
+    wait_for(
+        "the paused worker's tasks moving",
+        Duration::from_secs(60),
+        || held.iter().all(|(p, g)| generations(&file, *p) > *g),
+    );
     wait_for("a commit by the new owner", Duration::from_secs(60), || {
         held.iter().all(|(p, _)| {
             let rows = pg_rows(
@@ -314,9 +360,11 @@ fn scaled_from_one_worker_to_three_and_back_equals_the_oracle() {
         any_checkpoint(&file)
     });
     let added: Vec<Worker> = (1..3).map(|n| spawn_worker(&file, &db, n)).collect();
-    wait_for("the new workers taking tasks", Duration::from_secs(60), || {
-        added.iter().all(|w| !w.tasks().is_empty())
-    });
+    wait_for(
+        "the new workers taking tasks",
+        Duration::from_secs(60),
+        || added.iter().all(|w| !w.tasks().is_empty()),
+    );
     assert!(
         first.tasks().len() < PARTITIONS as usize,
         "the first worker gave tasks away: {}",
@@ -329,6 +377,34 @@ fn scaled_from_one_worker_to_three_and_back_equals_the_oracle() {
     let mut all = added;
     all.push(first);
     wait_all(all, Duration::from_secs(240));
+    assert_matches_oracle(&db, events);
+}
+
+/// The shared store in S3 (`scripts/s3.sh`): checkpoints, generations and beats all in
+/// the bucket; a worker killed with SIGKILL is replaced.
+#[test]
+fn with_the_shared_store_in_s3_a_killed_worker_is_replaced() {
+    let events = events();
+    let (_dir, file, db) = setup(events);
+    let location = format!("s3://sluice-test/{}", unique("dist"));
+    let env = support::s3_env();
+    let mut a = spawn_worker_at(&file, &db, 0, &location, &env);
+    let b = spawn_worker_at(&file, &db, 1, &location, &env);
+    wait_for(
+        "both workers holding tasks",
+        Duration::from_secs(60),
+        || !a.tasks().is_empty() && !b.tasks().is_empty(),
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        a.child.try_wait().unwrap().is_none(),
+        "the worker ended before its kill; the test needs a longer stream: {}",
+        a.log()
+    );
+    a.child.kill().unwrap(); // SIGKILL
+    a.child.wait().unwrap();
+    let c = spawn_worker_at(&file, &db, 2, &location, &env);
+    wait_all(vec![b, c], Duration::from_secs(240));
     assert_matches_oracle(&db, events);
 }
 

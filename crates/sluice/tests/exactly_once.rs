@@ -183,20 +183,6 @@ fn killed_ten_times_at_random_then_finished_equals_the_oracle() {
     assert_matches_oracle(&db, EVENTS, KAFKA_RATE);
 }
 
-/// The `AWS_*` settings of the test S3 endpoint (`scripts/s3.sh`, SLUICE_TEST_S3_ENDPOINT;
-/// its bucket is `sluice-test`).
-fn s3_env() -> Vec<(&'static str, String)> {
-    let endpoint = std::env::var("SLUICE_TEST_S3_ENDPOINT")
-        .expect("SLUICE_TEST_S3_ENDPOINT: start the test S3 endpoint with scripts/s3.sh start");
-    vec![
-        ("AWS_ENDPOINT_URL", endpoint),
-        ("AWS_ALLOW_HTTP", "true".into()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ]
-}
-
 /// The epochs `sluice checkpoints list` shows for job `job` at `location`.
 fn listed_epochs(file: &Path, location: &str, env: &[(&str, &str)]) -> Vec<u64> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
@@ -241,7 +227,7 @@ fn checkpoints_in_s3_killed_and_restored_equal_the_oracle() {
     let file = dir.path().join("job.sql");
     std::fs::write(&file, job_sql(&kafka_source(&topic), "200ms")).unwrap();
     let location = format!("s3://sluice-test/{}", unique("cp"));
-    let env = s3_env();
+    let env = support::s3_env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut seed: u64 = 0x53;
     let mut epochs = Vec::new();

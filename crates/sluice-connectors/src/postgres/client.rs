@@ -42,7 +42,9 @@ fn transient(e: &sqlx::Error) -> bool {
 /// worker taking its task over must lock.
 const IDLE_IN_TRANSACTION: &str = "10s";
 
-fn connect_options(url: &str) -> std::result::Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
+fn connect_options(
+    url: &str,
+) -> std::result::Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
     Ok(url
         .parse::<sqlx::postgres::PgConnectOptions>()?
         .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)]))

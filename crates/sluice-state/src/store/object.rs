@@ -280,7 +280,10 @@ impl ObjectPrefix {
         let url = format!("{}/generations/{generation}", self.url);
         block(async move {
             let opts = object_store::PutOptions::from(object_store::PutMode::Create);
-            match store.put_opts(&at, PutPayload::from(Vec::new()), opts).await {
+            match store
+                .put_opts(&at, PutPayload::from(Vec::new()), opts)
+                .await
+            {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
                 Err(e) => Err(failed("cannot write", &url, e)),

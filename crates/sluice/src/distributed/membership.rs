@@ -116,9 +116,7 @@ pub fn plan(
     for (p, owner) in owners(me, partitions, live).iter().enumerate() {
         let p = p as i32;
         if owner == me {
-            let held_elsewhere = live
-                .iter()
-                .any(|(id, b)| id != me && b.held.contains(&p));
+            let held_elsewhere = live.iter().any(|(id, b)| id != me && b.held.contains(&p));
             if !held.contains(&p) && !skip.contains(&p) && !held_elsewhere {
                 out.start.push(p);
             }
@@ -165,7 +163,10 @@ mod tests {
         assert_eq!(live.len(), 2);
         // a beats on, b does not.
         let at = t0 + Duration::from_secs(5);
-        assert_eq!(l.observe(beats(&[("a", 5, &[]), ("b", 1, &[])]), at).len(), 2);
+        assert_eq!(
+            l.observe(beats(&[("a", 5, &[]), ("b", 1, &[])]), at).len(),
+            2
+        );
         let at = t0 + Duration::from_secs(7);
         let live = l.observe(beats(&[("a", 7, &[]), ("b", 1, &[])]), at);
         assert_eq!(live.keys().collect::<Vec<_>>(), vec!["a"]);

@@ -157,6 +157,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The `AWS_*` settings of the test S3 endpoint (`scripts/s3.sh`, SLUICE_TEST_S3_ENDPOINT;
+/// its bucket is `sluice-test`).
+pub fn s3_env() -> Vec<(&'static str, String)> {
+    let endpoint = std::env::var("SLUICE_TEST_S3_ENDPOINT")
+        .expect("SLUICE_TEST_S3_ENDPOINT: start the test S3 endpoint with scripts/s3.sh start");
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
 /// Writes `limit` generated `profile` events to a new `topic` of `partitions` on the
 /// test broker; `options` are generator options as in SQL.
 pub fn generate_topic(
