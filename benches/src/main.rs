@@ -21,6 +21,11 @@
 //! - `updating`: `GROUP BY` without a window over 1 M keys (count, sum, avg, min, max)
 //!   over N events (default 10 M), checked key by key;
 //!
+//! - `distributed` (a broker in SLUICE_KAFKA_BROKERS, PostgreSQL as for `postgres`): N
+//!   generated events (default 4 M, 4 partitions keyed by sensor) through windows per
+//!   sensor into PostgreSQL, by one process, one `--distributed` worker and two, each
+//!   run's table checked against the first's;
+//!
 //! - `key-hash`: routing rows to tasks by key, Sluice's key hash beside the one it
 //!   replaced, in nanoseconds per row;
 //!
@@ -44,6 +49,7 @@ use sluice::engine::{JobRun, RunOptions};
 use sluice_runtime::Source;
 
 mod checkpoint;
+mod distributed;
 mod key_hash;
 mod nexmark;
 mod postgres;
@@ -379,6 +385,10 @@ fn main() -> Result<()> {
             }
             "updating" => {
                 updating::run_updating(events.unwrap_or(10_000_000))?;
+                continue;
+            }
+            "distributed" => {
+                distributed::run_distributed(events.unwrap_or(4_000_000))?;
                 continue;
             }
             "key-hash" => {

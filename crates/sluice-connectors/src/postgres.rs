@@ -137,10 +137,13 @@ impl PostgresSink {
     /// stage table to the target (none for an append), and what makes the stage table.
     /// A newer generation (`held`) holds the task: this worker's claim is stale.
     fn fenced(&self, held: i64) -> RuntimeError {
-        RuntimeError::Fenced(format!(
-            "postgres table {}: task {} is held by generation {held}, newer than this worker's {}; another worker has taken it over",
-            self.table, self.job, self.generation
-        ))
+        RuntimeError::Fenced {
+            held: held.max(0) as u64,
+            message: format!(
+                "postgres table {}: task {} is held by generation {held}, newer than this worker's {}; another worker has taken it over",
+                self.table, self.job, self.generation
+            ),
+        }
     }
 
     fn statements(&self) -> (String, Vec<String>, Option<String>) {

@@ -21,8 +21,12 @@ pub enum RuntimeError {
     Stopped(&'static str),
     /// Another worker has taken this task over (its generation is newer): this one's
     /// commits are refused, and it must let the task go.
-    #[error("{0}")]
-    Fenced(String),
+    #[error("{message}")]
+    Fenced {
+        /// The generation that holds the task now.
+        held: u64,
+        message: String,
+    },
     #[error("{0}")]
     DataFusion(#[from] DataFusionError),
     #[error("{0}")]
@@ -33,7 +37,7 @@ impl RuntimeError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             RuntimeError::User(_) => ErrorKind::User,
-            RuntimeError::External(_) | RuntimeError::Fenced(_) => ErrorKind::External,
+            RuntimeError::External(_) | RuntimeError::Fenced { .. } => ErrorKind::External,
             _ => ErrorKind::Internal,
         }
     }

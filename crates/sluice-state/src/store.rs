@@ -148,8 +148,14 @@ impl CheckpointStore {
     /// worker): a number above every earlier claim that no other claim got, since each
     /// is a marker created only where absent (`generations/<g>`).
     pub fn claim_generation(&self) -> Result<u64> {
+        self.claim_generation_above(0)
+    }
+
+    /// Claims the next generation above `floor` too (a database that remembers a newer
+    /// one than a store made afresh).
+    pub fn claim_generation_above(&self, floor: u64) -> Result<u64> {
         loop {
-            let next = self.generations()?.into_iter().max().map_or(1, |g| g + 1);
+            let next = self.generation()?.max(floor) + 1;
             let created = match &self.backend {
                 Backend::Dir(dir) => {
                     let at = dir.join("generations");
@@ -752,6 +758,7 @@ mod tests {
             sorted.sort();
             assert_eq!(sorted, vec![1, 2, 3, 4], "{claims:?}");
             assert_eq!(store.claim_generation().unwrap(), 5);
+            assert_eq!(store.claim_generation_above(9).unwrap(), 10);
             // The markers are not checkpoints.
             assert_eq!(store.epochs().unwrap(), vec![1, 2, 3]);
         }

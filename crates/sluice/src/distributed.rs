@@ -119,6 +119,11 @@ impl Tasks {
     }
 
     fn start(&mut self, p: i32) -> Result<()> {
+        self.start_above(p, 0)
+    }
+
+    /// Starts task `p` with a generation above `floor`.
+    fn start_above(&mut self, p: i32, floor: u64) -> Result<()> {
         let name = self.name(p);
         let mut cp = self.checkpoints.clone();
         cp.job = name.clone();
@@ -128,7 +133,7 @@ impl Tasks {
             self.finished.insert(p);
             return Ok(());
         }
-        cp.generation = store.claim_generation()?;
+        cp.generation = store.claim_generation_above(floor)?;
         let mut graph = self.graph.clone();
         for s in &mut graph.sources {
             s.def
@@ -191,8 +196,18 @@ impl Tasks {
                     eprintln!("task {name}: finished");
                     self.finished.insert(p);
                 }
-                Ok(Err(RuntimeError::Fenced(why))) => {
-                    eprintln!("task {name}: lost to another worker: {why}");
+                // The database holds a generation the store never gave out: the store
+                // was made afresh. The task is taken again above it.
+                Ok(Err(RuntimeError::Fenced { held, message }))
+                    if t.released.is_none() && !self.taken_over(p, held.saturating_sub(1)) =>
+                {
+                    eprintln!(
+                        "task {name}: {message}; the store has no such generation, so it is taken again above it"
+                    );
+                    self.start_above(p, held)?;
+                }
+                Ok(Err(RuntimeError::Fenced { message, .. })) => {
+                    eprintln!("task {name}: lost to another worker: {message}");
                     self.lost.insert(p, now + 2 * TIMEOUT);
                 }
                 Ok(Err(e)) if t.released.is_some() => {

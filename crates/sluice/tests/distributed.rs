@@ -64,12 +64,7 @@ fn assert_matches_oracle(db: &str, events: u64) {
         metrics.len() > 10 && alerts.len() > 10,
         "the oracle has rows"
     );
-    let select = format!(
-        "SELECT {}, {}, sensor_id, readings, avg_temperature, max_temperature, min_battery FROM sensor_metrics",
-        ts("window_start"),
-        ts("window_end")
-    );
-    support::assert_rows_match("sensor_metrics", &pg_rows(db, &select), &metrics);
+    assert_metrics_match(db, &metrics);
     let alerts_select = format!(
         "SELECT sensor_id, location, {}, temperature, battery_level, kind FROM alerts",
         ts("event_time")
@@ -79,6 +74,16 @@ fn assert_matches_oracle(db: &str, events: u64) {
         &pg_rows(db, &alerts_select),
         &alerts,
     );
+}
+
+/// The upsert table of aggregates per sensor against the oracle's rows.
+fn assert_metrics_match(db: &str, metrics: &[String]) {
+    let select = format!(
+        "SELECT {}, {}, sensor_id, readings, avg_temperature, max_temperature, min_battery FROM sensor_metrics",
+        ts("window_start"),
+        ts("window_end")
+    );
+    support::assert_rows_match("sensor_metrics", &pg_rows(db, &select), metrics);
 }
 
 /// A worker process; its log goes to a file beside the job.
@@ -406,6 +411,31 @@ fn with_the_shared_store_in_s3_a_killed_worker_is_replaced() {
     let c = spawn_worker_at(&file, &db, 2, &location, &env);
     wait_all(vec![b, c], Duration::from_secs(240));
     assert_matches_oracle(&db, events);
+}
+
+/// A shared store made afresh (deleted) while the database keeps its progress rows: the
+/// database's generation is newer than any the store gives out, so the worker takes its
+/// tasks again above it instead of being refused for ever. The upsert table stays right.
+#[test]
+fn a_store_made_afresh_takes_its_tasks_again_above_the_databases_generation() {
+    let events = events();
+    let (dir, file, db) = setup(events);
+    // Killed once and restarted: the tasks' second generation is in the database.
+    let mut first = spawn_worker(&file, &db, 0);
+    wait_for("a first checkpoint", Duration::from_secs(60), || {
+        any_checkpoint(&file)
+    });
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    wait_all(vec![spawn_worker(&file, &db, 1)], Duration::from_secs(120));
+    std::fs::remove_dir_all(dir.path().join("checkpoints")).unwrap();
+    let again = spawn_worker(&file, &db, 2);
+    let log = again.log.clone();
+    wait_all(vec![again], Duration::from_secs(120));
+    let said = std::fs::read_to_string(log).unwrap();
+    assert!(said.contains("taken again above it"), "{said}");
+    let (metrics, _) = oracle_by("sensor_id", events, RATE.0, RATE.1);
+    assert_metrics_match(&db, &metrics);
 }
 
 #[test]
