@@ -278,6 +278,20 @@ fn worker_id() -> String {
     format!("{host}-{}-{nanos:08x}", std::process::id())
 }
 
+/// Runs this worker until its job ends, or Ctrl-C (its tasks take a final checkpoint; a
+/// second Ctrl-C quits at once).
+pub fn run_worker_until_interrupted(graph: &JobGraph, options: &RunOptions) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let raised = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if raised.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping (Ctrl-C): each task takes a final checkpoint");
+    });
+    run_worker(graph, options, stop)
+}
+
 /// Runs this worker until the job's bounded sources are all read by whichever workers
 /// (then returns), or until `stop` is raised (its tasks take a final checkpoint).
 pub fn run_worker(graph: &JobGraph, options: &RunOptions, stop: Arc<AtomicBool>) -> Result<()> {

@@ -363,15 +363,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             options.name = cp.job.clone();
             options.checkpoints = Some(cp);
             if distributed {
-                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let raised = stop.clone();
-                let _ = ctrlc::set_handler(move || {
-                    if raised.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                        std::process::exit(130);
-                    }
-                    eprintln!("\nstopping (Ctrl-C): each task takes a final checkpoint");
-                });
-                sluice::distributed::run_worker(&graph, &options, stop)?;
+                sluice::distributed::run_worker_until_interrupted(&graph, &options)?;
                 return Ok(ExitCode::SUCCESS);
             }
             let run = JobRun::build(&graph, &options)?;
@@ -669,7 +661,7 @@ fn serve(cmd: ServeCmd) -> Result<ExitCode> {
         sluice_sql::parse_interval_text(&cmd.restart_healthy_after).map_err(|e| {
             anyhow::anyhow!("--restart-healthy-after {}: {e}", cmd.restart_healthy_after)
         })?;
-    check_listen(&cmd.listen, cmd.auth_token.is_some(), cmd.insecure_no_auth)?;
+    sluice::server::check_listen(&cmd.listen, cmd.auth_token.is_some(), cmd.insecure_no_auth)?;
     std::fs::create_dir_all(&cmd.data_dir)
         .with_context(|| format!("cannot create --data-dir {}", cmd.data_dir.display()))?;
     let mut rules = sluice_types::JobRules::submitted(
@@ -742,25 +734,6 @@ fn serve(cmd: ServeCmd) -> Result<ExitCode> {
     );
     manager.shutdown(std::time::Duration::from_secs(60));
     Ok(ExitCode::SUCCESS)
-}
-
-/// A server reachable from other machines runs whatever anyone sends it: it must ask for
-/// a token, unless told plainly not to.
-fn check_listen(listen: &str, has_token: bool, insecure: bool) -> Result<()> {
-    use std::net::ToSocketAddrs;
-    if has_token || insecure {
-        return Ok(());
-    }
-    let addrs: Vec<std::net::SocketAddr> = listen
-        .to_socket_addrs()
-        .with_context(|| format!("--listen {listen}: not an address"))?
-        .collect();
-    if let Some(open) = addrs.iter().find(|a| !a.ip().is_loopback()) {
-        anyhow::bail!(
-            "refusing to listen on {open} without --auth-token: anyone who reaches it could run jobs on this machine. Give --auth-token (or SLUICE_AUTH_TOKEN), listen on 127.0.0.1, or pass --insecure-no-auth"
-        );
-    }
-    Ok(())
 }
 
 fn read(file: &Path) -> Result<String> {

@@ -146,3 +146,23 @@ impl Launcher for EngineLauncher {
         })
     }
 }
+
+/// A server reachable from other machines runs whatever anyone sends it: it must ask for
+/// a token, unless told plainly not to.
+pub fn check_listen(listen: &str, has_token: bool, insecure: bool) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::net::ToSocketAddrs;
+    if has_token || insecure {
+        return Ok(());
+    }
+    let addrs: Vec<std::net::SocketAddr> = listen
+        .to_socket_addrs()
+        .with_context(|| format!("--listen {listen}: not an address"))?
+        .collect();
+    if let Some(open) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+        anyhow::bail!(
+            "refusing to listen on {open} without --auth-token: anyone who reaches it could run jobs on this machine. Give --auth-token (or SLUICE_AUTH_TOKEN), listen on 127.0.0.1, or pass --insecure-no-auth"
+        );
+    }
+    Ok(())
+}
