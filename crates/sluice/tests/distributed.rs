@@ -5,7 +5,7 @@
 //! worker to three and back under load, and the shared store in S3 with a worker killed,
 //! must each leave tables equal to the batch oracle (DataFusion over the same events):
 //! nothing missing, nothing doubled. The paused worker's late commit is refused by its
-//! task's newer generation.
+//! task's newer generation; idle partitions hold no other task's windows back.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/helpers.rs"]
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use iot::{GENERATOR, job_sql_by, oracle_by};
+use iot::{GENERATOR, job_sql_by, oracle_by, oracle_with};
 use pg::{fresh_database, pg_rows, unique};
 
 /// Unpaced events; event time advances 1 s per 1,000 events × 60.
@@ -35,14 +35,31 @@ fn ts(col: &str) -> String {
 /// Generated IoT events keyed by sensor in a new topic, and the job over it: 5-minute
 /// aggregates per sensor (the topic's key, so no shuffle) and alerts, into PostgreSQL.
 fn setup(events: u64) -> (tempfile::TempDir, PathBuf, String) {
+    setup_with(events, &[], PARTITIONS, true)
+}
+
+/// [`setup`] with generator options besides [`GENERATOR`]'s, a partition count, and a
+/// bounded or an unbounded source.
+fn setup_with(
+    events: u64,
+    extra: &[(&str, &str)],
+    partitions: i32,
+    bounded: bool,
+) -> (tempfile::TempDir, PathBuf, String) {
     let topic = unique("iot_dist");
     let mut options = GENERATOR.to_vec();
     options.extend([("rate", RATE.0), ("speedup", RATE.1)]);
-    support::generate_topic("iot", &topic, PARTITIONS, &options, events);
+    options.extend(extra);
+    support::generate_topic("iot", &topic, partitions, &options, events);
     let source = format!(
         "connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = '{}',
-         scan.bounded.mode = 'latest-offset', 'key.fields' = 'sensor_id'",
-        support::brokers()
+         {} 'key.fields' = 'sensor_id'",
+        support::brokers(),
+        if bounded {
+            "scan.bounded.mode = 'latest-offset',"
+        } else {
+            ""
+        }
     );
     let sql = job_sql_by(
         "sensor_id",
@@ -436,6 +453,56 @@ fn a_store_made_afresh_takes_its_tasks_again_above_the_databases_generation() {
     assert!(said.contains("taken again above it"), "{said}");
     let (metrics, _) = oracle_by("sensor_id", events, RATE.0, RATE.1);
     assert_metrics_match(&db, &metrics);
+}
+
+/// Two sensors over four partitions: two partitions at least never get a record. Their
+/// tasks idle on their own and hold no other task's windows back: with an unbounded
+/// source (nothing ends the job), every window the watermark has passed is in
+/// PostgreSQL and equals the oracle's.
+#[test]
+fn idle_partitions_hold_no_window_back() {
+    let events = 200_000;
+    let extra = [("keys", "2")];
+    let (_dir, file, db) = setup_with(events, &extra, 4, false);
+    let workers = vec![spawn_worker(&file, &db, 0), spawn_worker(&file, &db, 1)];
+    // Event time runs 60 ms per event from midnight, to 03:20; the watermark trails by
+    // 10 minutes, so windows ending by 03:05 (one window of margin) have all closed.
+    let cutoff = "2024-05-01T03:05:00.000Z";
+    let (metrics, _) = oracle_with("sensor_id", events, RATE.0, RATE.1, &extra);
+    let closed: Vec<String> = metrics
+        .into_iter()
+        .filter(|r| {
+            // Rows are normalized as `k=v,…` with values in JSON.
+            r.split(',')
+                .find_map(|kv| kv.strip_prefix("window_end="))
+                .is_some_and(|end| end.trim_matches('"') <= cutoff)
+        })
+        .collect();
+    assert!(closed.len() > 50, "{} closed windows", closed.len());
+    let select = format!(
+        "SELECT {}, {}, sensor_id, readings, avg_temperature, max_temperature, min_battery
+         FROM sensor_metrics WHERE window_end <= '{cutoff}'",
+        ts("window_start"),
+        ts("window_end")
+    );
+    let arrived = std::panic::catch_unwind(|| {
+        // Sooner than the 30 s a single process's idle partition would hold the
+        // watermark for (`idle_timeout`).
+        wait_for("every closed window", Duration::from_secs(20), || {
+            // The sink creates the table when its task first opens it.
+            let exists = pg_rows(
+                &db,
+                "SELECT to_regclass('sensor_metrics') IS NOT NULL AS present",
+            );
+            exists == ["present=true"] && pg_rows(&db, &select).len() >= closed.len()
+        })
+    });
+    for mut w in workers {
+        let _ = w.child.kill();
+        let _ = w.child.wait();
+    }
+    assert!(arrived.is_ok(), "the closed windows did not all arrive");
+    support::assert_rows_match("sensor_metrics", &pg_rows(&db, &select), &closed);
 }
 
 #[test]

@@ -74,13 +74,28 @@ pub fn oracle(limit: u64, rate: &str, speedup: &str) -> (Vec<String>, Vec<String
 
 /// The oracle of the jobs with the aggregates per `group`.
 pub fn oracle_by(group: &str, limit: u64, rate: &str, speedup: &str) -> (Vec<String>, Vec<String>) {
+    oracle_with(group, limit, rate, speedup, &[])
+}
+
+/// The oracle over events generated with `extra` options besides [`GENERATOR`]'s.
+pub fn oracle_with(
+    group: &str,
+    limit: u64,
+    rate: &str,
+    speedup: &str,
+    extra: &[(&str, &str)],
+) -> (Vec<String>, Vec<String>) {
     let mut options = sluice_types::ConnectorOptions::default();
-    for (k, v) in GENERATOR.iter().chain(&[
-        ("rate", rate),
-        ("speedup", speedup),
-        ("profile", "iot"),
-        ("connector", "generator"),
-    ]) {
+    for (k, v) in GENERATOR
+        .iter()
+        .chain(&[
+            ("rate", rate),
+            ("speedup", speedup),
+            ("profile", "iot"),
+            ("connector", "generator"),
+        ])
+        .chain(extra)
+    {
         options.insert(k, v.to_string(), sluice_types::Position::default());
     }
     options.insert(
