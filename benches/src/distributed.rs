@@ -66,20 +66,7 @@ pub fn run_distributed(events: usize) -> Result<()> {
     let brokers = std::env::var("SLUICE_KAFKA_BROKERS")
         .context("SLUICE_KAFKA_BROKERS: start a broker with scripts/kafka.sh start")?;
     let topic = format!("bench-dist-{}", std::process::id());
-    let args = sluice::generate::GenerateArgs {
-        profile: "iot".into(),
-        brokers: brokers.clone(),
-        topic: topic.clone(),
-        partitions: PARTITIONS,
-        options: vec![
-            ("rate".into(), "0".into()),
-            ("limit".into(), events.to_string()),
-            ("keys".into(), "1000".into()),
-            ("speedup".into(), "60".into()),
-            ("start_time".into(), "2024-05-01T00:00:00Z".into()),
-        ],
-    };
-    sluice::generate::run(&args, Arc::new(AtomicBool::new(false)))?;
+    crate::fill_iot_topic(&brokers, &topic, PARTITIONS, events, &[("keys", "1000")])?;
     let mut reference: Option<String> = None;
     for (mode, workers) in [("one process", 0usize), ("1 worker", 1), ("2 workers", 2)] {
         let table = format!("bench_dist_{workers}");

@@ -279,24 +279,43 @@ fn drain_topic(brokers: &str, topic: &str) -> Result<u64> {
     Ok(n)
 }
 
+/// Fills a new `topic` of `partitions` with `events` generated IoT events, as fast as the
+/// broker takes them (event time from 2024-05-01, 60 s per 1,000 events); `extra` are more
+/// generator options.
+pub(crate) fn fill_iot_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    events: usize,
+    extra: &[(&str, &str)],
+) -> Result<()> {
+    let mut options: Vec<(String, String)> = [
+        ("rate", "0".to_string()),
+        ("limit", events.to_string()),
+        ("speedup", "60".to_string()),
+        ("start_time", "2024-05-01T00:00:00Z".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    options.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let args = sluice::generate::GenerateArgs {
+        profile: "iot".into(),
+        brokers: brokers.into(),
+        topic: topic.into(),
+        partitions,
+        options,
+    };
+    sluice::generate::run(&args, Arc::new(std::sync::atomic::AtomicBool::new(false)))?;
+    Ok(())
+}
+
 fn run_kafka(events: usize) -> Result<()> {
     let brokers = std::env::var("SLUICE_KAFKA_BROKERS")
         .context("SLUICE_KAFKA_BROKERS: start a broker with scripts/kafka.sh start")?;
     let topic = format!("bench-iot-{}", std::process::id());
-    let args = sluice::generate::GenerateArgs {
-        profile: "iot".into(),
-        brokers: brokers.clone(),
-        topic: topic.clone(),
-        partitions: 3,
-        options: vec![
-            ("rate".into(), "0".into()),
-            ("limit".into(), events.to_string()),
-            ("speedup".into(), "60".into()),
-            ("start_time".into(), "2024-05-01T00:00:00Z".into()),
-        ],
-    };
     let t0 = Instant::now();
-    sluice::generate::run(&args, Arc::new(std::sync::atomic::AtomicBool::new(false)))?;
+    fill_iot_topic(&brokers, &topic, 3, events, &[])?;
     let fill_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let read = drain_topic(&brokers, &topic)?;

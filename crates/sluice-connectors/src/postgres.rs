@@ -133,8 +133,6 @@ impl PostgresSink {
         self.client.with_retry(what, f)
     }
 
-    /// The epoch's statements: the COPY its rows go through, what applies them from the
-    /// stage table to the target (none for an append), and what makes the stage table.
     /// A newer generation (`held`) holds the task: this worker's claim is stale.
     fn fenced(&self, held: i64) -> RuntimeError {
         RuntimeError::Fenced {
@@ -146,6 +144,8 @@ impl PostgresSink {
         }
     }
 
+    /// The epoch's statements: the COPY its rows go through, what applies them from the
+    /// stage table to the target (none for an append), and what makes the stage table.
     fn statements(&self) -> (String, Vec<String>, Option<String>) {
         let target = quote_table(&self.table);
         let cols: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
@@ -276,15 +276,25 @@ impl EpochStore for PostgresSink {
                 sqlx::raw_sql(&format!(
                     "CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (job text NOT NULL, sink text NOT NULL, \
                      epoch bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), \
-                     PRIMARY KEY (job, sink))"
+                     generation bigint NOT NULL DEFAULT 0, PRIMARY KEY (job, sink))"
                 ))
                 .execute(&mut *tx)
                 .await?;
-                sqlx::raw_sql(&format!(
-                    "ALTER TABLE {PROGRESS_TABLE} ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 0"
+                // A table made before generations gets the column; the ALTER (which
+                // locks the whole table) runs only then.
+                let has_generation: bool = sqlx::query_scalar(&format!(
+                    "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{PROGRESS_TABLE}'::regclass \
+                     AND attname = 'generation' AND NOT attisdropped)"
                 ))
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
+                if !has_generation {
+                    sqlx::raw_sql(&format!(
+                        "ALTER TABLE {PROGRESS_TABLE} ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 0"
+                    ))
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 if generation > 0 {
                     // Taking the task over: commits of an older generation are refused
                     // from now on.

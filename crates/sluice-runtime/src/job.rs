@@ -40,7 +40,7 @@ use crate::operators::window_aggregate::WindowAggregate;
 use crate::operators::window_join::WindowJoin;
 use crate::plan::{
     Consumer, JobOutcome, JobSpec, JoinPlan, JoinTime, LookupSpec, NodeOp, NodeSpec, Producer,
-    Step, WindowKind,
+    SinkSpec, Step, WindowKind,
 };
 use crate::source::SourceWatermarks;
 use control::{Ack, Control, Coordinator, TaskMsg, plan_lines};
@@ -327,13 +327,9 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     // older owner, and only then settles what to restore: that owner may have
     // checkpointed and committed since the checkpoint was chosen, and state must not
     // fall behind rows already committed (each commit's checkpoint is written before it).
-    let mut opened: Option<Vec<Option<sluice_types::Epoch>>> = None;
+    let mut opened = None;
     if checkpoint.generation > 0 {
-        let mut committed = Vec::new();
-        for s in sinks.iter_mut() {
-            s.sink.fence(checkpoint.generation);
-            committed.push(s.sink.open(&job_name, &s.name)?);
-        }
+        let committed = open_sinks(&mut sinks, &job_name, checkpoint.generation)?;
         if let (Some(c), Some(store)) = (
             committed.iter().flatten().map(|e| e.0).max(),
             checkpoint.store.as_ref(),
@@ -345,13 +341,6 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
         }
         opened = Some(committed);
     }
-    let open = |i: usize, s: &mut crate::plan::SinkSpec| match &opened {
-        Some(committed) => Ok(committed[i]),
-        None => {
-            s.sink.fence(checkpoint.generation);
-            s.sink.open(&job_name, &s.name)
-        }
-    };
     if let Some(c) = &stored
         && let Some(why) = sluice_state::is_incompatible(&c.manifest.plan, &plan)
     {
@@ -361,13 +350,17 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
             c.location()
         )));
     }
+    // Each sink says what it has committed before (opened once, here unless above).
+    let committed = match opened {
+        Some(c) => c,
+        None => open_sinks(&mut sinks, &job_name, checkpoint.generation)?,
+    };
     if checkpoint.skip_if_finished
         && let Some(c) = stored.as_ref().filter(|c| c.manifest.finished)
     {
         // The final checkpoint is durable, but a crash may have come before its sinks
         // committed it: each sink recovers what the checkpoint holds for it.
         for (i, s) in sinks.iter_mut().enumerate() {
-            open(i, s)?;
             let saved = match restored(Some(c), &format!("sink {i}"))? {
                 Some(mut states) if states.len() > 1 => states
                     .pop()
@@ -394,8 +387,8 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     let mut last_epoch = checkpoint
         .after_epoch
         .max(stored.map_or(0, |c| c.manifest.epoch));
-    for (i, s) in sinks.iter_mut().enumerate() {
-        if let Some(e) = open(i, s)? {
+    for (s, e) in sinks.iter().zip(&committed) {
+        if let Some(e) = e {
             if let Some(c) = stored
                 && c.manifest.epoch < e.0
             {
@@ -703,6 +696,21 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
         Some(e) => Err(e),
         None => Ok(JobOutcome::Ran),
     }
+}
+
+/// Opens every sink under the task's generation; what each has committed before.
+fn open_sinks(
+    sinks: &mut [SinkSpec],
+    job: &str,
+    generation: u64,
+) -> Result<Vec<Option<sluice_types::Epoch>>> {
+    sinks
+        .iter_mut()
+        .map(|s| {
+            s.sink.fence(generation);
+            s.sink.open(job, &s.name)
+        })
+        .collect()
 }
 
 /// A consumer task's counters, with the capacity of its input queue set.

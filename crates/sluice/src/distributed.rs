@@ -128,8 +128,8 @@ impl Tasks {
         let mut cp = self.checkpoints.clone();
         cp.job = name.clone();
         cp.restore = Restore::Newest;
-        let store = cp.store()?;
-        if store.newest()?.is_some_and(|c| c.manifest.finished) {
+        let store = task_store(&self.checkpoints, p)?;
+        if store.finished()? {
             self.finished.insert(p);
             return Ok(());
         }
@@ -199,7 +199,7 @@ impl Tasks {
                 // The database holds a generation the store never gave out: the store
                 // was made afresh. The task is taken again above it.
                 Ok(Err(RuntimeError::Fenced { held, message }))
-                    if t.released.is_none() && !self.taken_over(p, held.saturating_sub(1)) =>
+                    if t.released.is_none() && self.claimed(p).is_some_and(|g| g < held) =>
                 {
                     eprintln!(
                         "task {name}: {message}; the store has no such generation, so it is taken again above it"
@@ -215,7 +215,7 @@ impl Tasks {
                 }
                 // Failing after another worker took the task over (a connection the
                 // database closed while this one was paused, say) is losing it.
-                Ok(Err(e)) if self.taken_over(p, t.generation) => {
+                Ok(Err(e)) if self.claimed(p).is_some_and(|g| g > t.generation) => {
                     eprintln!("task {name}: lost to another worker: {e}");
                     self.lost.insert(p, now + 2 * TIMEOUT);
                 }
@@ -227,13 +227,11 @@ impl Tasks {
         Ok(())
     }
 
-    /// Whether a newer generation than `generation` has claimed task `p`.
-    fn taken_over(&self, p: i32, generation: u64) -> bool {
-        let mut cp = self.checkpoints.clone();
-        cp.job = self.name(p);
-        cp.store()
+    /// The newest generation claimed for task `p` in the store (`None`: unreadable).
+    fn claimed(&self, p: i32) -> Option<u64> {
+        task_store(&self.checkpoints, p)
             .and_then(|s| Ok(s.generation()?))
-            .is_ok_and(|g| g > generation)
+            .ok()
     }
 
     /// Releases every task and waits for them to end.
@@ -251,14 +249,19 @@ impl Tasks {
     }
 }
 
+/// Task `p`'s checkpoints (and generations) in the shared store.
+fn task_store(checkpoints: &CheckpointOptions, p: i32) -> Result<CheckpointStore> {
+    Ok(CheckpointStore::open(
+        &checkpoints.dir.to_string_lossy(),
+        &task_name(&checkpoints.job, p),
+    )?)
+}
+
 /// Whether every task of the job has finished (each one's newest checkpoint says so).
 fn all_finished(checkpoints: &CheckpointOptions, partitions: i32) -> Result<bool> {
     for p in 0..partitions {
-        let store = CheckpointStore::open(
-            &checkpoints.dir.to_string_lossy(),
-            &task_name(&checkpoints.job, p),
-        )?;
-        if !store.newest()?.is_some_and(|c| c.manifest.finished) {
+        let store = task_store(checkpoints, p)?;
+        if !store.finished()? {
             return Ok(false);
         }
     }

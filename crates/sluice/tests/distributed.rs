@@ -183,13 +183,15 @@ impl Worker {
     }
 }
 
-/// Waits for every worker to exit 0.
-fn wait_all(workers: Vec<Worker>, limit: Duration) {
+/// Waits for every worker to exit 0; their logs, in order.
+fn wait_all(workers: Vec<Worker>, limit: Duration) -> Vec<String> {
     let start = Instant::now();
+    let mut logs = Vec::new();
     for mut w in workers {
         loop {
             if let Some(status) = w.child.try_wait().unwrap() {
                 assert!(status.success(), "a worker failed: {}", w.log());
+                logs.push(w.log());
                 break;
             }
             if start.elapsed() >= limit {
@@ -199,6 +201,7 @@ fn wait_all(workers: Vec<Worker>, limit: Duration) {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    logs
 }
 
 /// The generations claimed for task `p`.
@@ -225,6 +228,13 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duratio
     start.elapsed()
 }
 
+/// Waits until some task of the job has a checkpoint.
+fn wait_first_checkpoint(file: &Path) {
+    wait_for("a first checkpoint", Duration::from_secs(60), || {
+        any_checkpoint(file)
+    });
+}
+
 fn any_checkpoint(file: &Path) -> bool {
     (0..PARTITIONS).any(|p| {
         sluice_state::CheckpointStore::new(
@@ -244,14 +254,6 @@ fn events() -> u64 {
     if long() { 4_000_000 } else { 1_500_000 }
 }
 
-/// The next of a fixed sequence of "random" numbers below `n` (replayable).
-fn random(seed: &mut u64, n: u64) -> u64 {
-    *seed = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (*seed >> 33) % n
-}
-
 /// Kills two of three workers with SIGKILL (once; four times with `SLUICE_LONG=1`) at
 /// replayable random moments, replacing them each time.
 #[test]
@@ -259,14 +261,12 @@ fn two_of_three_workers_killed_and_replaced_equal_the_oracle() {
     let events = events();
     let (_dir, file, db) = setup(events);
     let mut workers: Vec<Worker> = (0..3).map(|n| spawn_worker(&file, &db, n)).collect();
-    wait_for("a first checkpoint", Duration::from_secs(60), || {
-        any_checkpoint(&file)
-    });
+    wait_first_checkpoint(&file);
     let mut seed = 0x5eed_u64;
     let rounds = if long() { 4 } else { 1 };
     for round in 0..rounds {
-        std::thread::sleep(Duration::from_millis(200 + random(&mut seed, 800)));
-        let keep = random(&mut seed, 3) as usize;
+        std::thread::sleep(support::random_pause(&mut seed, 200, 800));
+        let keep = support::random_below(&mut seed, 3) as usize;
         let mut killed = Vec::new();
         for (i, mut w) in std::mem::take(&mut workers).into_iter().enumerate() {
             if i == keep {
@@ -312,10 +312,7 @@ fn two_of_three_workers_killed_and_replaced_equal_the_oracle() {
     wait_all(workers, Duration::from_secs(300));
     assert_matches_oracle(&db, events);
     // A worker started after the job has finished exits at once.
-    let late = spawn_worker(&file, &db, 99);
-    let log = late.log.clone();
-    wait_all(vec![late], Duration::from_secs(30));
-    let said = std::fs::read_to_string(log).unwrap();
+    let said = wait_all(vec![spawn_worker(&file, &db, 99)], Duration::from_secs(30)).remove(0);
     assert!(
         said.contains("all 3 tasks have finished; nothing to do"),
         "{said}"
@@ -328,9 +325,7 @@ fn a_paused_worker_loses_its_tasks_and_its_late_commit_is_refused() {
     let (_dir, file, db) = setup(events);
     let zombie = spawn_worker(&file, &db, 0);
     let other = spawn_worker(&file, &db, 1);
-    wait_for("a first checkpoint", Duration::from_secs(60), || {
-        any_checkpoint(&file)
-    });
+    wait_first_checkpoint(&file);
     wait_for(
         "the paused worker holding a task",
         Duration::from_secs(30),
@@ -362,11 +357,9 @@ fn a_paused_worker_loses_its_tasks_and_its_late_commit_is_refused() {
         })
     });
     zombie.signal("CONT");
-    let log = zombie.log.clone();
-    wait_all(vec![zombie, other], Duration::from_secs(240));
+    let said = wait_all(vec![zombie, other], Duration::from_secs(240)).remove(0);
     assert_matches_oracle(&db, events);
     // The resumed worker's commit was refused in its transaction: its task was lost.
-    let said = std::fs::read_to_string(log).unwrap();
     assert!(
         said.contains("newer than this worker's"),
         "the paused worker's late commit was not refused: {said}"
@@ -378,9 +371,7 @@ fn scaled_from_one_worker_to_three_and_back_equals_the_oracle() {
     let events = events();
     let (_dir, file, db) = setup(events);
     let first = spawn_worker(&file, &db, 0);
-    wait_for("a first checkpoint", Duration::from_secs(60), || {
-        any_checkpoint(&file)
-    });
+    wait_first_checkpoint(&file);
     let added: Vec<Worker> = (1..3).map(|n| spawn_worker(&file, &db, n)).collect();
     wait_for(
         "the new workers taking tasks",
@@ -439,17 +430,12 @@ fn a_store_made_afresh_takes_its_tasks_again_above_the_databases_generation() {
     let (dir, file, db) = setup(events);
     // Killed once and restarted: the tasks' second generation is in the database.
     let mut first = spawn_worker(&file, &db, 0);
-    wait_for("a first checkpoint", Duration::from_secs(60), || {
-        any_checkpoint(&file)
-    });
+    wait_first_checkpoint(&file);
     first.child.kill().unwrap();
     first.child.wait().unwrap();
     wait_all(vec![spawn_worker(&file, &db, 1)], Duration::from_secs(120));
     std::fs::remove_dir_all(dir.path().join("checkpoints")).unwrap();
-    let again = spawn_worker(&file, &db, 2);
-    let log = again.log.clone();
-    wait_all(vec![again], Duration::from_secs(120));
-    let said = std::fs::read_to_string(log).unwrap();
+    let said = wait_all(vec![spawn_worker(&file, &db, 2)], Duration::from_secs(120)).remove(0);
     assert!(said.contains("taken again above it"), "{said}");
     let (metrics, _) = oracle_by("sensor_id", events, RATE.0, RATE.1);
     assert_metrics_match(&db, &metrics);

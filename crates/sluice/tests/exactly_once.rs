@@ -129,15 +129,6 @@ fn wait_ok(mut child: Child, limit: Duration) {
     }
 }
 
-/// The next of a fixed sequence of "random" pauses (`from` + up to `span` ms), so that a
-/// failure can be replayed.
-fn random_pause(seed: &mut u64, from: u64, span: u64) -> Duration {
-    *seed = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    Duration::from_millis(from + (*seed >> 33) % span)
-}
-
 /// Lets a running job go on for `after`, then kills it with SIGKILL.
 fn kill_after(mut child: Child, after: Duration) {
     std::thread::sleep(after);
@@ -167,7 +158,7 @@ fn killed_ten_times_at_random_then_finished_equals_the_oracle() {
     let mut seed: u64 = 0x5eed;
     let mut epochs = Vec::new();
     for _ in 0..10 {
-        let after = random_pause(&mut seed, 300, 700);
+        let after = support::random_pause(&mut seed, 300, 700);
         kill_after(spawn_job(&file, &checkpoints, &db, &[]), after);
         epochs.push(newest_epoch(&checkpoints));
     }
@@ -232,7 +223,7 @@ fn checkpoints_in_s3_killed_and_restored_equal_the_oracle() {
     let mut seed: u64 = 0x53;
     let mut epochs = Vec::new();
     for _ in 0..kills {
-        let after = random_pause(&mut seed, 400, 600);
+        let after = support::random_pause(&mut seed, 400, 600);
         kill_after(spawn_job(&file, Path::new(&location), &db, &env), after);
         let listed = listed_epochs(&file, &location, &env);
         assert!(

@@ -107,10 +107,7 @@ fn killed_at_random_moments_json_and_parquet_outputs_equal_the_oracle() {
     let mut seed: u64 = 0xf11e;
     let mut seen = Vec::new();
     for k in 0..kills {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let after = Duration::from_millis(250 + (seed >> 33) % 650);
+        let after = support::random_pause(&mut seed, 250, 650);
         let mut child = run(dir.path(), &file, &[]);
         std::thread::sleep(after);
         assert!(

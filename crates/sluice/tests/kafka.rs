@@ -611,11 +611,9 @@ fn an_at_least_once_kafka_sink_killed_at_random_loses_nothing() {
     };
     let mut seed: u64 = 0xca1f;
     for k in 0..kills {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        let after = support::random_pause(&mut seed, 250, 650);
         let mut child = run();
-        std::thread::sleep(Duration::from_millis(250 + (seed >> 33) % 650));
+        std::thread::sleep(after);
         assert!(
             child.try_wait().unwrap().is_none(),
             "the job ended before kill {k}; the test needs a longer stream"

@@ -393,10 +393,7 @@ fn killed(q: &str) {
         .bytes()
         .fold(0x5eed_u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
     for k in 0..kills {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let after = std::time::Duration::from_millis(300 + (seed >> 33) % 900);
+        let after = support::random_pause(&mut seed, 300, 900);
         let mut child = cmd().spawn().unwrap();
         std::thread::sleep(after);
         assert!(

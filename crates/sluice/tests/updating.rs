@@ -190,10 +190,7 @@ fn killed_and_restored_the_upserted_table_equals_the_batch_query() {
         .collect();
     let mut seed: u64 = 0x0ddba11;
     for k in 0..kills {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let after = Duration::from_millis(300 + (seed >> 33) % 700);
+        let after = support::random_pause(&mut seed, 300, 700);
         let mut child = spawn();
         std::thread::sleep(after);
         assert!(

@@ -58,6 +58,41 @@ fn failed(what: &str, at: &str, e: object_store::Error) -> StateError {
     StateError::Store(format!("{what} {at}: {e}"))
 }
 
+/// Every object under `prefix`.
+async fn list_all(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &ObjectPath,
+    url: &str,
+) -> Result<Vec<object_store::ObjectMeta>> {
+    store
+        .list(Some(prefix))
+        .try_collect()
+        .await
+        .map_err(|e| failed("cannot list", url, e))
+}
+
+/// An object's bytes; `None` when it is not there.
+async fn read(store: &Arc<dyn ObjectStore>, at: &ObjectPath, url: &str) -> Result<Option<Vec<u8>>> {
+    match store.get(at).await {
+        Ok(r) => Ok(Some(
+            r.bytes()
+                .await
+                .map_err(|e| failed("cannot read", url, e))?
+                .to_vec(),
+        )),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(failed("cannot read", url, e)),
+    }
+}
+
+/// Deletes an object; one that is not there is as good as deleted.
+async fn remove(store: &Arc<dyn ObjectStore>, at: &ObjectPath, url: &str) -> Result<()> {
+    match store.delete(at).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(failed("cannot delete", url, e)),
+    }
+}
+
 impl ObjectPrefix {
     /// `s3://bucket/prefix` for `job`, configured from the `AWS_*` environment
     /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
@@ -119,11 +154,7 @@ impl ObjectPrefix {
         let prefix = self.prefix.clone();
         let url = self.url.clone();
         block(async move {
-            let objects: Vec<_> = store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(|e| failed("cannot list", &url, e))?;
+            let objects = list_all(&store, &prefix, &url).await?;
             let mut epochs = std::collections::BTreeMap::new();
             for o in objects {
                 let Some(rel) = o.location.prefix_match(&prefix) else {
@@ -146,18 +177,7 @@ impl ObjectPrefix {
         let store = self.store.clone();
         let at = self.epoch_prefix(epoch).join(name);
         let url = format!("{}/{name}", self.epoch_url(epoch));
-        block(async move {
-            match store.get(&at).await {
-                Ok(r) => Ok(Some(
-                    r.bytes()
-                        .await
-                        .map_err(|e| failed("cannot read", &url, e))?
-                        .to_vec(),
-                )),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(failed("cannot read", &url, e)),
-            }
-        })
+        block(async move { read(&store, &at, &url).await })
     }
 
     /// Writes an epoch: any earlier attempt's manifest goes first, then the files, then
@@ -173,10 +193,7 @@ impl ObjectPrefix {
         let url = self.epoch_url(epoch);
         block(async move {
             let m = dir.clone().join("manifest.json");
-            match store.delete(&m).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(failed("cannot delete", &url, e)),
-            }
+            remove(&store, &m, &url).await?;
             for (name, data) in files {
                 store
                     .put(&dir.clone().join(name.as_str()), PutPayload::from(data))
@@ -220,17 +237,9 @@ impl ObjectPrefix {
                 let Some(name) = o.location.filename().map(str::to_string) else {
                     continue;
                 };
-                match store.get(&o.location).await {
-                    Ok(r) => out.push((
-                        name,
-                        r.bytes()
-                            .await
-                            .map_err(|e| failed("cannot read", &url, e))?
-                            .to_vec(),
-                    )),
-                    // Deleted between the listing and the read.
-                    Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(failed("cannot read", &url, e)),
+                // One deleted between the listing and the read is left out.
+                if let Some(data) = read(&store, &o.location, &url).await? {
+                    out.push((name, data));
                 }
             }
             Ok(out)
@@ -242,12 +251,7 @@ impl ObjectPrefix {
         let store = self.store.clone();
         let at = self.prefix.clone().join(name);
         let url = format!("{}/{name}", self.url);
-        block(async move {
-            match store.delete(&at).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(failed("cannot delete", &url, e)),
-            }
-        })
+        block(async move { remove(&store, &at, &url).await })
     }
 
     /// The generations claimed under `generations/`.
@@ -256,11 +260,7 @@ impl ObjectPrefix {
         let prefix = self.prefix.clone().join("generations");
         let url = self.url.clone();
         block(async move {
-            let objects: Vec<_> = store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(|e| failed("cannot list", &url, e))?;
+            let objects = list_all(&store, &prefix, &url).await?;
             Ok(objects
                 .iter()
                 .filter_map(|o| o.location.filename()?.parse().ok())
@@ -298,20 +298,9 @@ impl ObjectPrefix {
         let dir = self.epoch_prefix(epoch);
         let url = self.epoch_url(epoch);
         block(async move {
-            match store.delete(&dir.clone().join("manifest.json")).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(failed("cannot delete", &url, e)),
-            }
-            let objects: Vec<_> = store
-                .list(Some(&dir))
-                .try_collect()
-                .await
-                .map_err(|e| failed("cannot list", &url, e))?;
-            for o in objects {
-                match store.delete(&o.location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(failed("cannot delete", &url, e)),
-                }
+            remove(&store, &dir.clone().join("manifest.json"), &url).await?;
+            for o in list_all(&store, &dir, &url).await? {
+                remove(&store, &o.location, &url).await?;
             }
             Ok(())
         })

@@ -157,6 +157,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The next of a fixed sequence of "random" numbers below `n` (a linear congruential
+/// generator), so that a drill's kill moments can be replayed from its seed.
+pub fn random_below(seed: &mut u64, n: u64) -> u64 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (*seed >> 33) % n
+}
+
+/// The next of a fixed sequence of "random" pauses: `from` plus up to `span` ms.
+pub fn random_pause(seed: &mut u64, from: u64, span: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(from + random_below(seed, span))
+}
+
 /// The `AWS_*` settings of the test S3 endpoint (`scripts/s3.sh`, SLUICE_TEST_S3_ENDPOINT;
 /// its bucket is `sluice-test`).
 pub fn s3_env() -> Vec<(&'static str, String)> {
