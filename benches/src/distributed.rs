@@ -1,8 +1,9 @@
 //! Distributed workers against one process: a topic of N generated IoT events keyed by
 //! sensor (4 partitions) through 5-minute windows per sensor into PostgreSQL, run as one
 //! `sluice run` job, then by one `--distributed` worker, then by two (threads of this
-//! process, sharing a checkpoint directory). Each run's table must hold every event
-//! (the sum of the counts) and the same rows as the one-process run.
+//! process, sharing a checkpoint directory); then the same per location, which the
+//! workers must shuffle (the topic is keyed by sensor). Each run's table must hold every
+//! event (the sum of the counts) and the same rows as the one-process run.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -21,11 +22,11 @@ fn database_url() -> String {
 }
 
 /// `count(*)`, `sum(n)` and a checksum of the rows of `table`, by `psql`.
-fn table_summary(table: &str) -> Result<String> {
+fn table_summary(table: &str, group: &str) -> Result<String> {
     let out = Command::new("psql")
         .args([&database_url(), "-At", "-c"])
         .arg(format!(
-            "SELECT count(*), sum(n), md5(string_agg(window_start::text || sensor_id || n || round(t::numeric, 6), ',' ORDER BY window_start, sensor_id)) FROM {table}"
+            "SELECT count(*), sum(n), md5(string_agg(window_start::text || {group} || n || round(t::numeric, 6), ',' ORDER BY window_start, {group})) FROM {table}"
         ))
         .output()
         .context("running psql")?;
@@ -46,7 +47,7 @@ fn drop_table(table: &str) -> Result<()> {
     Ok(())
 }
 
-fn job_sql(brokers: &str, topic: &str, table: &str) -> String {
+fn job_sql(brokers: &str, topic: &str, table: &str, group: &str) -> String {
     format!(
         "SET checkpoint_interval = '1s';
          CREATE TABLE iot (sensor_id TEXT NOT NULL, location TEXT NOT NULL, temperature DOUBLE,
@@ -55,9 +56,9 @@ fn job_sql(brokers: &str, topic: &str, table: &str) -> String {
          WITH (connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = '{brokers}',
                scan.bounded.mode = 'latest-offset', 'key.fields' = 'sensor_id');
          CREATE TABLE out WITH (connector = 'postgres', url = '{}', table = '{table}',
-               primary_key = 'window_start, sensor_id');
-         INSERT INTO out SELECT window_start, sensor_id, count(*) AS n, avg(temperature) AS t
-         FROM TUMBLE(iot, event_time, INTERVAL '5' MINUTE) GROUP BY window_start, window_end, sensor_id;",
+               primary_key = 'window_start, {group}');
+         INSERT INTO out SELECT window_start, {group}, count(*) AS n, avg(temperature) AS t
+         FROM TUMBLE(iot, event_time, INTERVAL '5' MINUTE) GROUP BY window_start, window_end, {group};",
         database_url()
     )
 }
@@ -67,18 +68,26 @@ pub fn run_distributed(events: usize) -> Result<()> {
         .context("SLUICE_KAFKA_BROKERS: start a broker with scripts/kafka.sh start")?;
     let topic = format!("bench-dist-{}", std::process::id());
     crate::fill_iot_topic(&brokers, &topic, PARTITIONS, events, &[("keys", "1000")])?;
+    for group in ["sensor_id", "location"] {
+        run_group(&brokers, &topic, events, group)?;
+    }
+    Ok(())
+}
+
+/// One process, one worker and two, with windows per `group`.
+fn run_group(brokers: &str, topic: &str, events: usize, group: &str) -> Result<()> {
     let mut reference: Option<String> = None;
     for (mode, workers) in [("one process", 0usize), ("1 worker", 1), ("2 workers", 2)] {
-        let table = format!("bench_dist_{workers}");
+        let table = format!("bench_dist_{group}_{workers}");
         drop_table(&table)?;
         let dir = std::env::temp_dir().join(format!(
-            "sluice-bench-dist-{}-{workers}",
+            "sluice-bench-dist-{}-{group}-{workers}",
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let graph =
-            sluice::plan(&job_sql(&brokers, &topic, &table)).map_err(|e| anyhow::anyhow!(e))?;
-        let job = format!("bench{workers}");
+        let graph = sluice::plan(&job_sql(brokers, topic, &table, group))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let job = format!("bench_{group}_{workers}");
         let options = RunOptions {
             parallelism: 1,
             name: job.clone(),
@@ -111,7 +120,7 @@ pub fn run_distributed(events: usize) -> Result<()> {
         }
         let wall = t0.elapsed().as_secs_f64();
         let cpu = crate::cpu_seconds() - cpu0;
-        let summary = table_summary(&table)?;
+        let summary = table_summary(&table, group)?;
         let total: u64 = summary
             .split('|')
             .nth(1)
@@ -132,6 +141,7 @@ pub fn run_distributed(events: usize) -> Result<()> {
             serde_json::json!({
                 "scenario": "distributed",
                 "mode": mode,
+                "windows_per": group,
                 "events": events,
                 "wall_s": (wall * 100.0).round() / 100.0,
                 "cpu_s": (cpu * 100.0).round() / 100.0,

@@ -284,6 +284,8 @@ pub struct KafkaSource {
     /// Offset after the last record returned in a batch, per partition.
     emitted: Vec<i64>,
     pending: Vec<Vec<(i64, Vec<u8>)>>,
+    /// The offset of each row of the batch last returned (a shuffle carries them).
+    row_offsets: Vec<i64>,
     last_error: Option<Instant>,
     /// First offset per partition, as listed at start.
     low: Vec<i64>,
@@ -466,6 +468,7 @@ impl KafkaSource {
             emitted: next.clone(),
             next,
             pending: vec![Vec::new(); n],
+            row_offsets: Vec::new(),
             last_error: None,
             low: lows,
             resume: vec![None; n],
@@ -549,6 +552,15 @@ impl KafkaSource {
                 }
             }
         }
+        let mut skipped: Vec<usize> = bad.iter().map(|b| b.index).collect();
+        skipped.sort_unstable();
+        let mut skipped = skipped.into_iter().peekable();
+        self.row_offsets.clear();
+        for (i, (offset, _)) in records.iter().enumerate() {
+            if skipped.next_if_eq(&i).is_none() {
+                self.row_offsets.push(*offset);
+            }
+        }
         self.metrics.add_bad_records(bad.iter().map(|b| {
             let (offset, raw) = &records[b.index];
             sluice_runtime::BadRecord::new(
@@ -561,6 +573,18 @@ impl KafkaSource {
             )
         }));
         Ok(batch)
+    }
+}
+
+impl KafkaSource {
+    /// The offset of each row of the batch [`Source::poll`] returned last, in order.
+    pub fn row_offsets(&self) -> &[i64] {
+        &self.row_offsets
+    }
+
+    /// The topic's partition id of the runtime's partition `slot`.
+    pub fn partition_id(&self, slot: usize) -> Option<i32> {
+        self.partitions.get(slot).copied()
     }
 }
 
@@ -635,7 +659,7 @@ impl Source for KafkaSource {
             match self.poll()? {
                 SourcePoll::Batch { batch, .. } => return Ok(Some(batch)),
                 SourcePoll::End => return Ok(None),
-                SourcePoll::Idle => {}
+                SourcePoll::Idle | SourcePoll::Progress { .. } => {}
             }
         }
     }

@@ -18,6 +18,7 @@ pub mod kafka_txn_sink;
 pub mod nexmark;
 mod parquet_sink;
 pub mod postgres;
+pub mod shuffle;
 
 pub use catalog::{Catalog, build_lookup, build_sink, build_source, identity};
 pub use error::ConnectorError;

@@ -23,6 +23,14 @@ pub enum SourcePoll {
     },
     /// Nothing right now (the task re-checks idle partitions and polls again).
     Idle,
+    /// A partition's progress as the stage before reported it (a shuffle's markers):
+    /// the largest event time it has read, and whether it is idle. A source that
+    /// reports progress decides idleness this way alone.
+    Progress {
+        partition: usize,
+        max_event: Option<i64>,
+        idle: bool,
+    },
     /// A bounded source has ended.
     End,
 }
@@ -81,6 +89,8 @@ pub trait Source: Send {
 pub struct SourceWatermarks {
     partitions: Vec<WatermarkGenerator>,
     last_active: Vec<Instant>,
+    /// Partitions reported idle by the stage before (see [`SourcePoll::Progress`]).
+    reported_idle: Vec<bool>,
     idle_timeout: Duration,
     current: Watermark,
 }
@@ -92,6 +102,7 @@ impl SourceWatermarks {
         SourceWatermarks {
             partitions: vec![WatermarkGenerator::new(column, delay_ms); n],
             last_active: vec![now; n],
+            reported_idle: vec![false; n],
             idle_timeout,
             current: Watermark::MIN,
         }
@@ -107,11 +118,7 @@ impl SourceWatermarks {
 
     /// Puts back what [`SourceWatermarks::state`] returned.
     pub fn restore(&mut self, max_events: &[Option<i64>], current: Option<i64>) {
-        if max_events.len() > self.partitions.len() {
-            let g = self.partitions[0].fresh();
-            self.partitions.resize(max_events.len(), g);
-            self.last_active.resize(max_events.len(), Instant::now());
-        }
+        self.grow(max_events.len());
         for (g, m) in self.partitions.iter_mut().zip(max_events) {
             g.max_event = *m;
             if let Some(m) = m {
@@ -125,14 +132,31 @@ impl SourceWatermarks {
 
     /// Observes a partition's batch.
     pub fn observe(&mut self, partition: usize, batch: &RecordBatch) -> Result<()> {
-        if partition >= self.partitions.len() {
-            let g = self.partitions[0].fresh();
-            self.partitions.resize(partition + 1, g);
-            self.last_active.resize(partition + 1, Instant::now());
-        }
+        self.grow(partition + 1);
         self.partitions[partition].observe(batch)?;
         self.last_active[partition] = Instant::now();
+        self.reported_idle[partition] = false;
         Ok(())
+    }
+
+    /// Takes a partition's progress as the stage before reported it: its largest event
+    /// time so far (never moving back) and whether it is idle.
+    pub fn report(&mut self, partition: usize, max_event: Option<i64>, idle: bool) {
+        self.grow(partition + 1);
+        if let Some(m) = max_event {
+            self.partitions[partition].see_max(m);
+        }
+        self.last_active[partition] = Instant::now();
+        self.reported_idle[partition] = idle;
+    }
+
+    fn grow(&mut self, n: usize) {
+        if n > self.partitions.len() {
+            let g = self.partitions[0].fresh();
+            self.partitions.resize(n, g);
+            self.last_active.resize(n, Instant::now());
+            self.reported_idle.resize(n, false);
+        }
     }
 
     /// One partition's own watermark, once it has seen an event time.
@@ -147,8 +171,9 @@ impl SourceWatermarks {
             .partitions
             .iter()
             .zip(&self.last_active)
-            .filter(|(_, t)| now.duration_since(**t) < self.idle_timeout)
-            .map(|(g, _)| g.current())
+            .zip(&self.reported_idle)
+            .filter(|((_, t), idle)| !**idle && now.duration_since(**t) < self.idle_timeout)
+            .map(|((g, _), _)| g.current())
             .collect();
         let candidate = if active.is_empty() {
             self.partitions
@@ -195,15 +220,18 @@ impl WatermarkGenerator {
         let Some(max) = datafusion::arrow::compute::max(times) else {
             return Ok(None);
         };
+        Ok(self.see_max(max))
+    }
+
+    /// Takes `max` as an event time seen; returns the new watermark if it advanced.
+    pub fn see_max(&mut self, max: i64) -> Option<Watermark> {
         let max = self.max_event.map_or(max, |m| m.max(max));
         self.max_event = Some(max);
         let wm = Watermark::from_max_event_time(max, self.delay_ms);
-        if wm > self.current {
+        (wm > self.current).then(|| {
             self.current = wm;
-            Ok(Some(wm))
-        } else {
-            Ok(None)
-        }
+            wm
+        })
     }
 
     pub fn current(&self) -> Watermark {
@@ -260,5 +288,40 @@ mod tests {
         // Partition 1 comes back behind: the watermark does not go backwards.
         w.observe(1, &batch(&[6_000])).unwrap();
         assert_eq!(w.advance(Instant::now()), None);
+    }
+
+    #[test]
+    fn reported_progress_holds_until_every_partition_reports_and_idles_only_when_told() {
+        // As a shuffle's reader: no wall-clock idleness.
+        let mut w = SourceWatermarks::new(0, 1_000, 3, Duration::MAX);
+        w.report(0, Some(10_000), false);
+        w.report(1, Some(8_000), false);
+        assert_eq!(
+            w.advance(Instant::now()),
+            None,
+            "partition 2 has not reported"
+        );
+        w.report(2, None, true);
+        assert_eq!(
+            w.advance(Instant::now()),
+            Some(Watermark::from_millis(7_000))
+        );
+        // A report that goes back changes nothing; rows seen count as well.
+        w.report(1, Some(5_000), false);
+        w.observe(1, &batch(&[12_000])).unwrap();
+        assert_eq!(
+            w.advance(Instant::now()),
+            Some(Watermark::from_millis(9_000))
+        );
+        // Partition 2 wakes up behind the others: it holds the watermark from now on.
+        w.report(2, Some(9_500), false);
+        w.report(0, Some(20_000), false);
+        w.report(1, Some(20_000), false);
+        assert_eq!(w.advance(Instant::now()), None);
+        w.report(2, Some(30_000), false);
+        assert_eq!(
+            w.advance(Instant::now()),
+            Some(Watermark::from_millis(19_000))
+        );
     }
 }

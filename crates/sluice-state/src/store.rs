@@ -190,6 +190,30 @@ impl CheckpointStore {
         }
     }
 
+    /// Writes a small file `name` unless it exists (whole, never seen half written):
+    /// whether this call wrote it. Workers starting together agree this way on what the
+    /// first of them settles.
+    pub fn put_file_new(&self, name: &str, data: &[u8]) -> Result<bool> {
+        match &self.backend {
+            Backend::Dir(dir) => {
+                io(dir, fs::create_dir_all(dir))?;
+                static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let tmp = dir.join(format!(".{name}.{}.{n}.new", std::process::id()));
+                io(&tmp, fs::write(&tmp, data))?;
+                let at = dir.join(name);
+                let linked = fs::hard_link(&tmp, &at);
+                let _ = fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(StateError::io(&at, e)),
+                }
+            }
+            Backend::Object(o) => o.put_file_new(name, data.to_vec()),
+        }
+    }
+
     /// The small files written by [`CheckpointStore::put_file`], with their bytes.
     pub fn files(&self) -> Result<Vec<(String, Vec<u8>)>> {
         match &self.backend {

@@ -5,10 +5,13 @@
 //! (`<dir>/<job>.workers/`, see `distributed/membership.rs`) and share the tasks out;
 //! taking a task over claims a new generation, so its epochs start above anything an
 //! older owner can still write and its sinks refuse that owner's commits (a paused
-//! "zombie"). Only jobs whose keyed stages follow the topics' keys (`'key.fields'`) run
-//! so; shuffling rows between workers is not built yet.
+//! "zombie"). A job whose keyed stages follow the topics' keys (`'key.fields'`) runs so;
+//! one over a single topic keyed otherwise is shuffled first (`distributed/shuffle.rs`):
+//! its tasks are then a writer per source partition, `<job>.r<N>`, and the whole job per
+//! shuffle partition, `<job>.p<M>`.
 
 mod membership;
+mod shuffle;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use sluice_types::Position;
 use crate::checkpoints::{CheckpointOptions, Restore};
 use crate::engine::{JobRun, RunOptions};
 use membership::{Beat, Liveness};
+use shuffle::Shuffle;
 
 /// A worker whose beat has not changed for this long is taken for dead.
 const TIMEOUT: Duration = Duration::from_secs(6);
@@ -34,14 +38,53 @@ const BEAT: Duration = Duration::from_millis(500);
 /// How long a released task gets for its final checkpoint before it is aborted.
 const HANDOVER_WAIT: Duration = Duration::from_secs(20);
 
-/// The task of partition `p` of `job`: its checkpoints and progress rows go by this name.
-pub fn task_name(job: &str, partition: i32) -> String {
-    format!("{job}.p{partition}")
+/// How a job is split into tasks.
+#[derive(Debug, Clone)]
+enum Split {
+    /// Task N is the whole job over partition N of every topic.
+    ByPartition { partitions: i32 },
+    /// Tasks `0..upstream` write the source partitions into the shuffle; the rest run
+    /// the job over a shuffle partition each.
+    Shuffled(Shuffle),
 }
 
-/// Checks that the job can run as one task per partition; the topics' shared partition
-/// count and the first topic's name.
-fn layout(graph: &JobGraph) -> Result<(i32, String)> {
+/// What task `i` of a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Writes source partition N into the shuffle.
+    Writer(i32),
+    /// The whole job over partition N (of the topics, or of the shuffle).
+    Job(i32),
+}
+
+impl Split {
+    fn tasks(&self) -> i32 {
+        match self {
+            Split::ByPartition { partitions } => *partitions,
+            Split::Shuffled(s) => s.upstream + s.partitions,
+        }
+    }
+
+    fn kind(&self, i: i32) -> Kind {
+        match self {
+            Split::Shuffled(s) if i < s.upstream => Kind::Writer(i),
+            Split::Shuffled(s) => Kind::Job(i - s.upstream),
+            Split::ByPartition { .. } => Kind::Job(i),
+        }
+    }
+}
+
+/// Task `i`'s name: its checkpoints and progress rows go by it.
+fn task_name(job: &str, kind: Kind) -> String {
+    match kind {
+        Kind::Writer(n) => format!("{job}.r{n}"),
+        Kind::Job(n) => format!("{job}.p{n}"),
+    }
+}
+
+/// Checks that the job can run as tasks, and how; the topics' shared partition count and
+/// the first topic's name.
+fn layout(graph: &JobGraph, checkpoints: &CheckpointOptions) -> Result<(Split, String)> {
     let mut keys = Vec::new();
     for s in &graph.sources {
         let connector = s.def.options.connector().unwrap_or_default();
@@ -61,11 +104,11 @@ fn layout(graph: &JobGraph) -> Result<(i32, String)> {
     if graph.sources.is_empty() {
         bail!("a distributed job needs a Kafka source");
     }
-    sluice_runtime::check_partition_local(&graph.nodes, &graph.edges, &keys).map_err(|e| {
-        anyhow!(
-            "this job cannot be spread over workers without a shuffle, which is not built yet: {e}"
-        )
-    })?;
+    let local = sluice_runtime::check_partition_local(&graph.nodes, &graph.edges, &keys);
+    if let Err(e) = &local {
+        shuffle::shuffle_column(graph)
+            .map_err(|why| anyhow!("this job cannot be spread over workers: {e}; and {why:#}"))?;
+    }
     let mut counts = Vec::new();
     for s in &graph.sources {
         let topic = s.def.options.get("topic").unwrap_or_default().to_string();
@@ -88,7 +131,11 @@ fn layout(graph: &JobGraph) -> Result<(i32, String)> {
             counts[0].1
         );
     }
-    Ok((partitions, counts[0].1.clone()))
+    let split = match local {
+        Ok(()) => Split::ByPartition { partitions },
+        Err(_) => Split::Shuffled(shuffle::settle(graph, checkpoints, partitions)?),
+    };
+    Ok((split, counts[0].1.clone()))
 }
 
 /// One task running on this worker.
@@ -104,6 +151,7 @@ struct Running {
 /// The tasks this worker runs and what it needs to start more.
 struct Tasks {
     graph: JobGraph,
+    split: Split,
     options: RunOptions,
     checkpoints: CheckpointOptions,
     running: BTreeMap<i32, Running>,
@@ -115,7 +163,11 @@ struct Tasks {
 
 impl Tasks {
     fn name(&self, p: i32) -> String {
-        task_name(&self.checkpoints.job, p)
+        task_name(&self.checkpoints.job, self.split.kind(p))
+    }
+
+    fn store(&self, p: i32) -> Result<CheckpointStore> {
+        task_store(&self.checkpoints, &self.split, p)
     }
 
     fn start(&mut self, p: i32) -> Result<()> {
@@ -125,24 +177,35 @@ impl Tasks {
     /// Starts task `p` with a generation above `floor`.
     fn start_above(&mut self, p: i32, floor: u64) -> Result<()> {
         let name = self.name(p);
+        let store = self.store(p)?;
+        let (m, shuffle) = match (self.split.kind(p), &self.split) {
+            (Kind::Writer(n), Split::Shuffled(s)) => {
+                return self.start_writer(p, n, s.clone(), store);
+            }
+            (Kind::Writer(_), Split::ByPartition { .. }) => bail!("task {name}: no shuffle"),
+            (Kind::Job(m), Split::Shuffled(s)) => (m, Some(s.read(m))),
+            (Kind::Job(m), Split::ByPartition { .. }) => (m, None),
+        };
         let mut cp = self.checkpoints.clone();
         cp.job = name.clone();
         cp.restore = Restore::Newest;
-        let store = task_store(&self.checkpoints, p)?;
         if store.finished()? {
             self.finished.insert(p);
             return Ok(());
         }
         cp.generation = store.claim_generation_above(floor)?;
         let mut graph = self.graph.clone();
-        for s in &mut graph.sources {
-            s.def
-                .options
-                .insert("partitions", p.to_string(), Position::default());
+        if shuffle.is_none() {
+            for s in &mut graph.sources {
+                s.def
+                    .options
+                    .insert("partitions", m.to_string(), Position::default());
+            }
         }
         let options = RunOptions {
             name: name.clone(),
             checkpoints: Some(cp.clone()),
+            shuffle,
             ..self.options.clone()
         };
         let run =
@@ -152,16 +215,50 @@ impl Tasks {
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || run.run_typed())?;
+        self.keep(p, handle, cp.generation, thread);
+        Ok(())
+    }
+
+    /// Starts task `p`, the writer of source partition `n` into the shuffle.
+    fn start_writer(
+        &mut self,
+        p: i32,
+        n: i32,
+        shuffle: Shuffle,
+        store: CheckpointStore,
+    ) -> Result<()> {
+        if shuffle::writer_finished(&store)? {
+            self.finished.insert(p);
+            return Ok(());
+        }
+        let name = self.name(p);
+        let handle = JobHandle::new();
+        let graph = self.graph.clone();
+        let h = handle.clone();
+        eprintln!("task {name}: started (shuffle writer)");
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || shuffle::run_writer(&graph, &shuffle, n, &store, &h))?;
+        self.keep(p, handle, 0, thread);
+        Ok(())
+    }
+
+    fn keep(
+        &mut self,
+        p: i32,
+        handle: JobHandle,
+        generation: u64,
+        thread: JoinHandle<Result<JobOutcome, RuntimeError>>,
+    ) {
         self.running.insert(
             p,
             Running {
                 handle,
-                generation: cp.generation,
+                generation,
                 thread,
                 released: None,
             },
         );
-        Ok(())
     }
 
     /// Asks a task to end after a final checkpoint; it is aborted if that takes too long.
@@ -229,9 +326,7 @@ impl Tasks {
 
     /// The newest generation claimed for task `p` in the store (`None`: unreadable).
     fn claimed(&self, p: i32) -> Option<u64> {
-        task_store(&self.checkpoints, p)
-            .and_then(|s| Ok(s.generation()?))
-            .ok()
+        self.store(p).and_then(|s| Ok(s.generation()?)).ok()
     }
 
     /// Releases every task and waits for them to end.
@@ -250,18 +345,23 @@ impl Tasks {
 }
 
 /// Task `p`'s checkpoints (and generations) in the shared store.
-fn task_store(checkpoints: &CheckpointOptions, p: i32) -> Result<CheckpointStore> {
+fn task_store(checkpoints: &CheckpointOptions, split: &Split, p: i32) -> Result<CheckpointStore> {
     Ok(CheckpointStore::open(
         &checkpoints.dir.to_string_lossy(),
-        &task_name(&checkpoints.job, p),
+        &task_name(&checkpoints.job, split.kind(p)),
     )?)
 }
 
-/// Whether every task of the job has finished (each one's newest checkpoint says so).
-fn all_finished(checkpoints: &CheckpointOptions, partitions: i32) -> Result<bool> {
-    for p in 0..partitions {
-        let store = task_store(checkpoints, p)?;
-        if !store.finished()? {
+/// Whether every task of the job has finished (each job's newest checkpoint says so,
+/// each writer's saved point).
+fn all_finished(checkpoints: &CheckpointOptions, split: &Split) -> Result<bool> {
+    for p in 0..split.tasks() {
+        let store = task_store(checkpoints, split, p)?;
+        let done = match split.kind(p) {
+            Kind::Writer(_) => shuffle::writer_finished(&store)?,
+            Kind::Job(_) => store.finished()?,
+        };
+        if !done {
             return Ok(false);
         }
     }
@@ -302,15 +402,16 @@ pub fn run_worker(graph: &JobGraph, options: &RunOptions, stop: Arc<AtomicBool>)
         .checkpoints
         .clone()
         .ok_or_else(|| anyhow!("a distributed job needs a checkpoint directory"))?;
-    let (partitions, topic) = layout(graph)?;
+    let (split, topic) = layout(graph, &checkpoints)?;
     let bounded = graph
         .sources
         .iter()
         .all(|s| s.def.options.get("scan.bounded.mode") == Some("latest-offset"));
-    if bounded && all_finished(&checkpoints, partitions)? {
+    if bounded && all_finished(&checkpoints, &split)? {
         eprintln!(
-            "job {}: all {partitions} tasks have finished; nothing to do",
-            checkpoints.job
+            "job {}: all {} tasks have finished; nothing to do",
+            checkpoints.job,
+            split.tasks()
         );
         return Ok(());
     }
@@ -321,18 +422,26 @@ pub fn run_worker(graph: &JobGraph, options: &RunOptions, stop: Arc<AtomicBool>)
     let me = worker_id();
     let mut tasks = Tasks {
         graph: graph.clone(),
+        split: split.clone(),
         options: options.clone(),
         checkpoints: checkpoints.clone(),
         running: BTreeMap::new(),
         finished: BTreeSet::new(),
         lost: BTreeMap::new(),
     };
+    let what = match &split {
+        Split::ByPartition { partitions } => format!("the {partitions} partitions of {topic}"),
+        Split::Shuffled(s) => format!(
+            "the {} partitions of {topic}, shuffled by {} into the {} partitions of {}",
+            s.upstream, s.column, s.partitions, s.topic
+        ),
+    };
     eprintln!(
-        "job {}: worker {me} joined, for the {partitions} partitions of {topic} (workers at {})",
+        "job {}: worker {me} joined, for {what} (workers at {})",
         checkpoints.job,
         board.location()
     );
-    let result = work(&me, &board, &mut tasks, partitions, bounded, &stop);
+    let result = work(&me, &board, &mut tasks, bounded, &stop);
     tasks.release_all();
     if let Err(e) = board.delete_file(&me) {
         tracing::warn!("worker {me}: {e}");
@@ -345,7 +454,6 @@ fn work(
     me: &str,
     board: &CheckpointStore,
     tasks: &mut Tasks,
-    partitions: i32,
     bounded: bool,
     stop: &AtomicBool,
 ) -> Result<()> {
@@ -379,7 +487,7 @@ fn work(
         let mut skip = tasks.finished.clone();
         skip.extend(tasks.lost.keys());
         let held: BTreeSet<i32> = tasks.running.keys().copied().collect();
-        let next = membership::plan(me, partitions, &live, &held, &skip);
+        let next = membership::plan(me, tasks.split.tasks(), &live, &held, &skip);
         for p in next.release {
             tasks.release(p);
         }
@@ -401,10 +509,11 @@ fn work(
         }
         if bounded && tasks.running.is_empty() && checked.elapsed() > Duration::from_secs(1) {
             checked = Instant::now();
-            if all_finished(&tasks.checkpoints, partitions)? {
+            if all_finished(&tasks.checkpoints, &tasks.split)? {
                 eprintln!(
-                    "job {}: all {partitions} tasks have finished",
-                    tasks.checkpoints.job
+                    "job {}: all {} tasks have finished",
+                    tasks.checkpoints.job,
+                    tasks.split.tasks()
                 );
                 return Ok(());
             }
@@ -469,6 +578,44 @@ mod tests {
         ] {
             assert_eq!(refusal(body), None, "{body}");
         }
+    }
+
+    /// The column a one-topic job's rows are shuffled by, or why there is none.
+    fn shuffle_column(body: &str) -> Result<String, String> {
+        let sql = format!(
+            "CREATE TABLE r ({READINGS}) WITH (connector = 'kafka', topic = 'a', 'bootstrap.servers' = 'localhost:1');
+             CREATE TABLE out WITH (connector = 'blackhole');
+             {body}"
+        );
+        let graph = crate::engine::plan(&sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
+        super::shuffle::shuffle_column(&graph).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_job_keyed_otherwise_is_shuffled_by_a_column_every_keyed_stage_keeps() {
+        for (body, column) in [
+            (
+                "INSERT INTO out SELECT window_start, location, avg(temperature) AS t
+                 FROM TUMBLE(r, event_time, INTERVAL '1' MINUTE) GROUP BY window_start, window_end, location",
+                "location",
+            ),
+            // Both columns key every stage: the first in the table's order.
+            (
+                "INSERT INTO out SELECT location, sensor_id, count(*) AS n FROM r GROUP BY location, sensor_id",
+                "sensor_id",
+            ),
+            // Windows over windows, each keeping the location.
+            (
+                "CREATE VIEW per_minute AS SELECT window_start AS minute, sensor_id, location, max(temperature) AS hi
+                 FROM TUMBLE(r, event_time, INTERVAL '1' MINUTE) GROUP BY window_start, window_end, sensor_id, location;
+                 INSERT INTO out SELECT location, count(*) AS minutes FROM per_minute GROUP BY location",
+                "location",
+            ),
+        ] {
+            assert_eq!(shuffle_column(body).as_deref(), Ok(column), "{body}");
+        }
+        let why = shuffle_column("INSERT INTO out SELECT count(*) AS n FROM r").unwrap_err();
+        assert!(why.contains("no column of table r"), "{why}");
     }
 
     #[test]

@@ -7,11 +7,12 @@ use std::time::Duration;
 use crate::checkpoints::CheckpointOptions;
 
 use anyhow::{Context, Result, anyhow};
+use sluice_connectors::shuffle::source::{ShuffleRead, ShuffleSource};
 use sluice_connectors::{Catalog, build_lookup, build_sink, build_source};
 use sluice_runtime::{
     JobHandle, JobOutcome, JobSpec, LookupSpec, Producer, Sink, SinkSpec, SourceSpec, Step,
 };
-use sluice_sql::{JobGraph, SinkTable, SqlError};
+use sluice_sql::{JobGraph, SinkTable, SourceTable, SqlError};
 use sluice_types::JobRules;
 
 /// How to run a job.
@@ -26,6 +27,9 @@ pub struct RunOptions {
     pub checkpoints: Option<CheckpointOptions>,
     /// The job's name (for checkpoints and sinks' progress rows).
     pub name: String,
+    /// A distributed task after a shuffle: its Kafka source reads this partition of the
+    /// shuffle topic instead of the table's topic.
+    pub shuffle: Option<ShuffleRead>,
 }
 
 impl Default for RunOptions {
@@ -36,6 +40,7 @@ impl Default for RunOptions {
             checkpoint_interval: None,
             checkpoints: None,
             name: "job".to_string(),
+            shuffle: None,
         }
     }
 }
@@ -80,6 +85,17 @@ pub fn plan_with_rules(
     rules: &JobRules,
 ) -> Result<JobGraph, SqlError> {
     sluice_sql::plan_job_with_rules(sql, &Catalog, env, rules)
+}
+
+/// How long a table's partition may go without records before it no longer holds the
+/// watermark back (`idle_timeout`, 30 s unless set).
+pub fn idle_timeout(s: &SourceTable) -> Result<Duration> {
+    let ms = match s.def.options.get("idle_timeout") {
+        Some(v) => sluice_sql::parse_interval_text(v)
+            .map_err(|e| anyhow!("table {}: idle_timeout: {e}", s.def.name))?,
+        None => 30_000,
+    };
+    Ok(Duration::from_millis(ms.max(0) as u64))
 }
 
 /// A job being built to run.
@@ -133,24 +149,32 @@ impl JobRun {
         let interrupt = handle.interrupt();
         let mut sources = Vec::new();
         for s in &graph.sources {
-            let source = build_source(
-                &s.def.name,
-                &s.def.options,
-                s.schema.clone(),
-                handle.metrics.clone(),
-                &interrupt,
-            )?;
-            let idle_timeout = match s.def.options.get("idle_timeout") {
-                Some(v) => sluice_sql::parse_interval_text(v)
-                    .map_err(|e| anyhow!("table {}: idle_timeout: {e}", s.def.name))?,
-                None => 30_000,
+            let mut idle_timeout = idle_timeout(s)?;
+            let source = match &options.shuffle {
+                Some(read) if s.def.options.connector() == Some("kafka") => {
+                    // Idle only when the partition's writer says so.
+                    idle_timeout = Duration::MAX;
+                    Box::new(ShuffleSource::open(
+                        &s.def.name,
+                        &s.def.options,
+                        s.schema.clone(),
+                        read.clone(),
+                    )?)
+                }
+                _ => build_source(
+                    &s.def.name,
+                    &s.def.options,
+                    s.schema.clone(),
+                    handle.metrics.clone(),
+                    &interrupt,
+                )?,
             };
             sources.push(SourceSpec {
                 name: s.def.name.clone(),
                 definition: sluice_connectors::identity(&s.def.options),
                 source,
                 event_time: s.event_time.map(|e| (e.column, e.delay_ms)),
-                idle_timeout: std::time::Duration::from_millis(idle_timeout.max(0) as u64),
+                idle_timeout,
             });
         }
         let mut sinks = Vec::new();

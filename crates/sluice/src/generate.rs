@@ -41,18 +41,29 @@ pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
         brokers.to_string(),
         Position::default(),
     );
-    let consumer: BaseConsumer = client_config(&options).create()?;
+    ensure_topic_with(&options, topic, partitions).map(|_| ())
+}
+
+/// Creates `topic` with `partitions` unless it exists, with a table's client options;
+/// how many partitions it has.
+pub fn ensure_topic_with(
+    options: &ConnectorOptions,
+    topic: &str,
+    partitions: i32,
+) -> Result<usize> {
+    let brokers = options.get("bootstrap.servers").unwrap_or_default();
+    let consumer: BaseConsumer = client_config(options).create()?;
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(10))
         .with_context(|| format!("cannot reach the Kafka broker at {brokers}"))?;
-    if metadata
+    if let Some(t) = metadata
         .topics()
         .iter()
-        .any(|t| t.name() == topic && !t.partitions().is_empty())
+        .find(|t| t.name() == topic && !t.partitions().is_empty())
     {
-        return Ok(());
+        return Ok(t.partitions().len());
     }
-    let admin: AdminClient<DefaultClientContext> = client_config(&options).create()?;
+    let admin: AdminClient<DefaultClientContext> = client_config(options).create()?;
     let new = NewTopic::new(topic, partitions.max(1), TopicReplication::Fixed(1));
     let results = futures::executor::block_on(admin.create_topics(&[new], &AdminOptions::new()))?;
     for r in results {
@@ -62,7 +73,7 @@ pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
             return Err(anyhow!("cannot create topic {t}: {code}"));
         }
     }
-    Ok(())
+    Ok(partitions.max(1) as usize)
 }
 
 /// Runs until the limit (if any) or until `stop` is set. Returns the events sent.

@@ -35,12 +35,14 @@ fn ts(col: &str) -> String {
 /// Generated IoT events keyed by sensor in a new topic, and the job over it: 5-minute
 /// aggregates per sensor (the topic's key, so no shuffle) and alerts, into PostgreSQL.
 fn setup(events: u64) -> (tempfile::TempDir, PathBuf, String) {
-    setup_with(events, &[], PARTITIONS, true)
+    setup_with("sensor_id", events, &[], PARTITIONS, true)
 }
 
-/// [`setup`] with generator options besides [`GENERATOR`]'s, a partition count, and a
-/// bounded or an unbounded source.
+/// [`setup`] with the aggregates per `group` (by `location`, rows must be shuffled),
+/// generator options besides [`GENERATOR`]'s, a partition count, and a bounded or an
+/// unbounded source.
 fn setup_with(
+    group: &str,
     events: u64,
     extra: &[(&str, &str)],
     partitions: i32,
@@ -62,11 +64,13 @@ fn setup_with(
         }
     );
     let sql = job_sql_by(
-        "sensor_id",
+        group,
         &source,
         "250ms",
-        "connector = 'postgres', url = '${DB}', table = 'sensor_metrics', \
-         primary_key = 'window_start, sensor_id'",
+        &format!(
+            "connector = 'postgres', url = '${{DB}}', table = 'sensor_metrics', \
+             primary_key = 'window_start, {group}'"
+        ),
         "connector = 'postgres', url = '${DB}', table = 'alerts'",
     );
     let dir = tempfile::tempdir().unwrap();
@@ -76,12 +80,17 @@ fn setup_with(
 }
 
 fn assert_matches_oracle(db: &str, events: u64) {
-    let (metrics, alerts) = oracle_by("sensor_id", events, RATE.0, RATE.1);
+    assert_matches_oracle_by("sensor_id", db, events);
+}
+
+/// Both tables against the oracle of the aggregates per `group`.
+fn assert_matches_oracle_by(group: &str, db: &str, events: u64) {
+    let (metrics, alerts) = oracle_by(group, events, RATE.0, RATE.1);
     assert!(
         metrics.len() > 10 && alerts.len() > 10,
         "the oracle has rows"
     );
-    assert_metrics_match(db, &metrics);
+    assert_metrics_match_by(group, db, &metrics);
     let alerts_select = format!(
         "SELECT sensor_id, location, {}, temperature, battery_level, kind FROM alerts",
         ts("event_time")
@@ -95,8 +104,12 @@ fn assert_matches_oracle(db: &str, events: u64) {
 
 /// The upsert table of aggregates per sensor against the oracle's rows.
 fn assert_metrics_match(db: &str, metrics: &[String]) {
+    assert_metrics_match_by("sensor_id", db, metrics);
+}
+
+fn assert_metrics_match_by(group: &str, db: &str, metrics: &[String]) {
     let select = format!(
-        "SELECT {}, {}, sensor_id, readings, avg_temperature, max_temperature, min_battery FROM sensor_metrics",
+        "SELECT {}, {}, {group}, readings, avg_temperature, max_temperature, min_battery FROM sensor_metrics",
         ts("window_start"),
         ts("window_end")
     );
@@ -449,7 +462,7 @@ fn a_store_made_afresh_takes_its_tasks_again_above_the_databases_generation() {
 fn idle_partitions_hold_no_window_back() {
     let events = 200_000;
     let extra = [("keys", "2")];
-    let (_dir, file, db) = setup_with(events, &extra, 4, false);
+    let (_dir, file, db) = setup_with("sensor_id", events, &extra, 4, false);
     let workers = vec![spawn_worker(&file, &db, 0), spawn_worker(&file, &db, 1)];
     // Event time runs 60 ms per event from midnight, to 03:20; the watermark trails by
     // 10 minutes, so windows ending by 03:05 (one window of margin) have all closed.
@@ -491,24 +504,63 @@ fn idle_partitions_hold_no_window_back() {
     support::assert_rows_match("sensor_metrics", &pg_rows(&db, &select), &closed);
 }
 
+/// Aggregates per location over a topic keyed by sensor: every location is in every
+/// partition, so each partition's writer shuffles its rows by location into the job's
+/// shuffle topic, and a task per shuffle partition runs the job. Two of three workers
+/// are killed with SIGKILL (once; four times with `SLUICE_LONG=1`) and replaced: the
+/// tables equal the oracle, and the shuffle's replays are taken once.
 #[test]
-fn a_job_that_needs_a_shuffle_is_refused_with_the_reason() {
+fn a_shuffled_job_with_two_of_three_workers_killed_equals_the_oracle() {
+    let events = events();
+    let (_dir, file, db) = setup_with("location", events, &[], PARTITIONS, true);
+    let mut workers: Vec<Worker> = (0..3).map(|n| spawn_worker(&file, &db, n)).collect();
+    wait_first_checkpoint(&file);
+    let mut seed = 0x5_40ff1e_u64;
+    let rounds = if long() { 4 } else { 1 };
+    for round in 0..rounds {
+        std::thread::sleep(support::random_pause(&mut seed, 200, 800));
+        let keep = support::random_below(&mut seed, 3) as usize;
+        for (i, mut w) in std::mem::take(&mut workers).into_iter().enumerate() {
+            if i == keep {
+                workers.push(w);
+                continue;
+            }
+            assert!(
+                round > 0 || w.child.try_wait().unwrap().is_none(),
+                "a worker ended before its kill; the test needs a longer stream: {}",
+                w.log()
+            );
+            w.child.kill().unwrap(); // SIGKILL
+            w.child.wait().unwrap();
+        }
+        let n = 3 + 2 * round;
+        workers.push(spawn_worker(&file, &db, n));
+        workers.push(spawn_worker(&file, &db, n + 1));
+    }
+    let logs = wait_all(workers, Duration::from_secs(300));
+    assert!(
+        logs.iter().any(|l| l.contains("shuffled by location")),
+        "{logs:?}"
+    );
+    assert_matches_oracle_by("location", &db, events);
+}
+
+#[test]
+fn a_job_that_cannot_be_shuffled_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("job.sql");
-    // Aggregates per location over a topic keyed by sensor: rows of one location are in
-    // every partition.
+    // One count over every row: no column keys it, so no worker can hold a share.
     let source = format!(
         "connector = 'kafka', topic = 'nowhere', 'bootstrap.servers' = '{}', 'key.fields' = 'sensor_id'",
         support::brokers()
     );
     std::fs::write(
         &file,
-        iot::job_sql_by(
-            "location",
-            &source,
-            "1s",
-            "connector = 'blackhole'",
-            "connector = 'blackhole'",
+        format!(
+            "CREATE TABLE iot ({}) WITH ({source});
+             CREATE TABLE out WITH (connector = 'blackhole');
+             INSERT INTO out SELECT count(*) AS n FROM iot;",
+            iot::IOT_COLUMNS
         ),
     )
     .unwrap();
@@ -521,7 +573,7 @@ fn a_job_that_needs_a_shuffle_is_refused_with_the_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains("without a shuffle") && err.contains("key.fields"),
+        err.contains("cannot be spread over workers") && err.contains("no column of table iot"),
         "{err}"
     );
 }

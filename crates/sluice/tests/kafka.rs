@@ -520,7 +520,7 @@ fn ids_after_resume(topic: &str, partition: usize, offset: i64) -> Vec<String> {
                     .iter()
                     .map(|v| v.unwrap().to_string()),
             ),
-            SourcePoll::Batch { .. } | SourcePoll::Idle => {}
+            SourcePoll::Batch { .. } | SourcePoll::Idle | SourcePoll::Progress { .. } => {}
             SourcePoll::End => break,
         }
     }

@@ -128,6 +128,20 @@ impl SourceTask {
                     continue;
                 }
                 SourcePoll::Idle => {}
+                SourcePoll::Progress {
+                    partition,
+                    max_event,
+                    idle,
+                } => {
+                    if let Some(g) = self.watermarks.as_mut() {
+                        g.report(partition, max_event, idle);
+                        if let Some(wm) = g.partition_watermark(partition) {
+                            handle
+                                .metrics
+                                .set_partition_watermark(&self.name, partition, wm);
+                        }
+                    }
+                }
                 SourcePoll::Batch { partition, batch } => {
                     let bytes = counters.input(&batch);
                     handle

@@ -18,6 +18,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "a duration of at least 10 ms, such as '2s' or '1 minute'",
     ),
     (
+        "shuffle.partitions",
+        "a whole number of at least 1: the partitions of a distributed job's shuffle topic, fixed when the job first runs",
+    ),
+    (
         "state.ttl",
         "a duration of event time after which a join without a time bound lets a row go, such as '1 hour'",
     ),
@@ -36,7 +40,9 @@ pub(super) fn check_setting(set: SetDef) -> Result<SetDef> {
         ));
     };
     let ok = match set.key.as_str() {
-        "parallelism" | "max_windows_per_row" => set.value.parse::<usize>().is_ok_and(|n| n >= 1),
+        "parallelism" | "max_windows_per_row" | "shuffle.partitions" => {
+            set.value.parse::<usize>().is_ok_and(|n| n >= 1)
+        }
         "checkpoint_interval" => crate::parse_interval_text(&set.value).is_ok_and(|ms| ms >= 10),
         "state.ttl" => crate::parse_interval_text(&set.value).is_ok_and(|ms| ms > 0),
         _ => true,

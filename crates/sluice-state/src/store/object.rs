@@ -271,19 +271,25 @@ impl ObjectPrefix {
     /// Creates `generations/<g>` unless it exists (a conditional put): whether this
     /// call created it.
     pub fn claim(&self, generation: u64) -> Result<bool> {
+        self.create(&format!("generations/{generation}"), Vec::new())
+    }
+
+    /// Writes the small object `name` unless it exists (a conditional put): whether
+    /// this call wrote it.
+    pub fn put_file_new(&self, name: &str, data: Vec<u8>) -> Result<bool> {
+        self.create(name, data)
+    }
+
+    fn create(&self, name: &str, data: Vec<u8>) -> Result<bool> {
         let store = self.store.clone();
-        let at = self
-            .prefix
-            .clone()
-            .join("generations")
-            .join(generation.to_string());
-        let url = format!("{}/generations/{generation}", self.url);
+        let mut at = self.prefix.clone();
+        for part in name.split('/') {
+            at = at.join(part);
+        }
+        let url = format!("{}/{name}", self.url);
         block(async move {
             let opts = object_store::PutOptions::from(object_store::PutMode::Create);
-            match store
-                .put_opts(&at, PutPayload::from(Vec::new()), opts)
-                .await
-            {
+            match store.put_opts(&at, PutPayload::from(data), opts).await {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
                 Err(e) => Err(failed("cannot write", &url, e)),

@@ -236,6 +236,29 @@ fn small_files_are_replaced_listed_and_deleted() {
 }
 
 #[test]
+fn a_file_written_only_where_absent_has_one_writer() {
+    let (_root, stores) = both_backends("j.shuffle");
+    for store in stores {
+        let won: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4u8)
+                .map(|i| {
+                    let store = &store;
+                    s.spawn(move || store.put_file_new("layout", &[i; 64]).unwrap())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+        let winner = won.iter().position(|w| *w).unwrap() as u8;
+        assert_eq!(
+            store.files().unwrap(),
+            vec![("layout".into(), vec![winner; 64])]
+        );
+        assert!(!store.put_file_new("layout", b"late").unwrap());
+    }
+}
+
+#[test]
 fn finished_is_read_from_the_newest_manifest_alone() {
     let (_root, stores) = both_backends("j");
     for store in stores {
