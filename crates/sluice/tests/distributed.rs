@@ -334,8 +334,22 @@ fn two_of_three_workers_killed_and_replaced_equal_the_oracle() {
 
 #[test]
 fn a_paused_worker_loses_its_tasks_and_its_late_commit_is_refused() {
+    paused_worker_drill("sensor_id");
+}
+
+/// As above with windows per location: the paused worker also writes into the shuffle
+/// when it wakes, beside its tasks' new owners; the readers take each offset once.
+#[test]
+fn a_paused_worker_of_a_shuffled_job_writes_nothing_twice() {
+    paused_worker_drill("location");
+}
+
+/// A worker paused (SIGSTOP) until its tasks move and their new owner commits, then
+/// resumed: its late commit is refused and the tables equal the oracle of the
+/// aggregates per `group`.
+fn paused_worker_drill(group: &str) {
     let events = events();
-    let (_dir, file, db) = setup(events);
+    let (_dir, file, db) = setup_with(group, events, &[], PARTITIONS, true);
     let zombie = spawn_worker(&file, &db, 0);
     let other = spawn_worker(&file, &db, 1);
     wait_first_checkpoint(&file);
@@ -371,7 +385,7 @@ fn a_paused_worker_loses_its_tasks_and_its_late_commit_is_refused() {
     });
     zombie.signal("CONT");
     let said = wait_all(vec![zombie, other], Duration::from_secs(240)).remove(0);
-    assert_matches_oracle(&db, events);
+    assert_matches_oracle_by(group, &db, events);
     // The resumed worker's commit was refused in its transaction: its task was lost.
     assert!(
         said.contains("newer than this worker's"),
