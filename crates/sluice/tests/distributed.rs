@@ -39,8 +39,8 @@ fn setup(events: u64) -> (tempfile::TempDir, PathBuf, String) {
 }
 
 /// [`setup`] with the aggregates per `group` (by `location`, rows must be shuffled),
-/// generator options besides [`GENERATOR`]'s, a partition count, and a bounded or an
-/// unbounded source.
+/// generator options besides [`GENERATOR`]'s, a partition count, and a bounded source or
+/// an unbounded one with an `idle_timeout`.
 fn setup_with(
     group: &str,
     events: u64,
@@ -60,7 +60,7 @@ fn setup_with(
         if bounded {
             "scan.bounded.mode = 'latest-offset',"
         } else {
-            ""
+            "idle_timeout = '2s',"
         }
     );
     let sql = job_sql_by(
@@ -474,14 +474,25 @@ fn a_store_made_afresh_takes_its_tasks_again_above_the_databases_generation() {
 /// PostgreSQL and equals the oracle's.
 #[test]
 fn idle_partitions_hold_no_window_back() {
+    idle_partitions_drill("sensor_id");
+}
+
+/// As above with windows per location: the shuffle's readers hear from every source
+/// partition's writer, the empty ones saying they are idle, and their windows close.
+#[test]
+fn idle_partitions_of_a_shuffled_job_hold_no_window_back() {
+    idle_partitions_drill("location");
+}
+
+fn idle_partitions_drill(group: &str) {
     let events = 200_000;
     let extra = [("keys", "2")];
-    let (_dir, file, db) = setup_with("sensor_id", events, &extra, 4, false);
+    let (_dir, file, db) = setup_with(group, events, &extra, 4, false);
     let workers = vec![spawn_worker(&file, &db, 0), spawn_worker(&file, &db, 1)];
     // Event time runs 60 ms per event from midnight, to 03:20; the watermark trails by
     // 10 minutes, so windows ending by 03:05 (one window of margin) have all closed.
     let cutoff = "2024-05-01T03:05:00.000Z";
-    let (metrics, _) = oracle_with("sensor_id", events, RATE.0, RATE.1, &extra);
+    let (metrics, _) = oracle_with(group, events, RATE.0, RATE.1, &extra);
     let closed: Vec<String> = metrics
         .into_iter()
         .filter(|r| {
@@ -493,14 +504,14 @@ fn idle_partitions_hold_no_window_back() {
         .collect();
     assert!(closed.len() > 50, "{} closed windows", closed.len());
     let select = format!(
-        "SELECT {}, {}, sensor_id, readings, avg_temperature, max_temperature, min_battery
+        "SELECT {}, {}, {group}, readings, avg_temperature, max_temperature, min_battery
          FROM sensor_metrics WHERE window_end <= '{cutoff}'",
         ts("window_start"),
         ts("window_end")
     );
     let arrived = std::panic::catch_unwind(|| {
-        // Sooner than the 30 s a single process's idle partition would hold the
-        // watermark for (`idle_timeout`).
+        // A task per partition idles on its own; a shuffle's writer of an empty
+        // partition says so once the table's `idle_timeout` (2 s) has passed.
         wait_for("every closed window", Duration::from_secs(20), || {
             // The sink creates the table when its task first opens it.
             let exists = pg_rows(
