@@ -104,6 +104,17 @@ fn layout(graph: &JobGraph, checkpoints: &CheckpointOptions) -> Result<(Split, S
     if graph.sources.is_empty() {
         bail!("a distributed job needs a Kafka source");
     }
+    // Every task would write the same file, each with its own commits.
+    if let Some(s) = graph
+        .sinks
+        .iter()
+        .find(|s| s.def.options.connector() == Some("file"))
+    {
+        bail!(
+            "a distributed job writes to PostgreSQL or Kafka: table {} is a file, which every task would write",
+            s.def.name
+        );
+    }
     let local = sluice_runtime::check_partition_local(&graph.nodes, &graph.edges, &keys);
     if let Err(e) = &local {
         shuffle::shuffle_column(graph)

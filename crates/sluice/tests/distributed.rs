@@ -571,7 +571,7 @@ fn a_shuffled_job_with_two_of_three_workers_killed_equals_the_oracle() {
 }
 
 #[test]
-fn a_job_that_cannot_be_shuffled_is_refused_with_the_reason() {
+fn a_job_that_cannot_be_distributed_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("job.sql");
     // One count over every row: no column keys it, so no worker can hold a share.
@@ -601,4 +601,24 @@ fn a_job_that_cannot_be_shuffled_is_refused_with_the_reason() {
         err.contains("cannot be spread over workers") && err.contains("no column of table iot"),
         "{err}"
     );
+    // A file every task would write.
+    std::fs::write(
+        &file,
+        format!(
+            "CREATE TABLE iot ({}) WITH ({source});
+             CREATE TABLE out WITH (connector = 'file', path = 'out.jsonl');
+             INSERT INTO out SELECT sensor_id, temperature FROM iot;",
+            iot::IOT_COLUMNS
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--distributed", "--checkpoint-dir"])
+        .arg(dir.path().join("checkpoints"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("table out is a file"), "{err}");
 }
