@@ -622,3 +622,96 @@ fn a_job_that_cannot_be_distributed_is_refused_with_the_reason() {
     assert!(!out.status.success());
     assert!(err.contains("table out is a file"), "{err}");
 }
+
+/// The long-sessions job (`sql/long_sessions.sql`: SESSION windows per user) over a topic
+/// keyed by user, so no shuffle: three workers, two killed with SIGKILL and replaced,
+/// must leave both tables equal to one `sluice run` process over the same topic (whose
+/// results `tests/reference_jobs.rs` checks against the batch oracle).
+#[test]
+fn long_sessions_on_workers_killed_and_replaced_equal_one_process() {
+    let events: u64 = if long() { 1_500_000 } else { 400_000 };
+    let topic = unique("sessions_dist");
+    support::generate_topic(
+        "user_activity",
+        &topic,
+        PARTITIONS,
+        &[
+            ("keys", "400"),
+            ("seed", "5"),
+            ("rate", "0"),
+            ("speedup", "60"),
+            ("start_time", "2024-05-01T00:00:00Z"),
+        ],
+        events,
+    );
+    let queries = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql/long_sessions.sql"),
+    )
+    .unwrap();
+    let sql = format!(
+        "SET checkpoint_interval = '250ms';
+         CREATE TABLE user_activity (user_id TEXT NOT NULL, session_id TEXT NOT NULL,
+            event_type TEXT NOT NULL, page TEXT, browser TEXT, device TEXT,
+            event_time TIMESTAMP NOT NULL,
+            WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE)
+         WITH (connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = '{}',
+               scan.bounded.mode = 'latest-offset', 'key.fields' = 'user_id');
+         CREATE TABLE sessions WITH (connector = 'postgres', url = '${{DB}}', table = 'sessions');
+         CREATE TABLE long_sessions WITH (connector = 'postgres', url = '${{DB}}', table = 'long_sessions');
+         {queries}",
+        support::brokers()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.sql");
+    std::fs::write(&file, sql).unwrap();
+
+    // One process.
+    let single = fresh_database("sessions_one");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--name", "one"])
+        .arg(&file)
+        .env("DB", &single)
+        .env("SLUICE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Three workers, two killed at a replayable random moment and replaced.
+    let db = fresh_database("sessions_dist");
+    let mut workers: Vec<Worker> = (0..3).map(|n| spawn_worker(&file, &db, n)).collect();
+    wait_first_checkpoint(&file);
+    let mut seed = 0x5e55_u64;
+    std::thread::sleep(support::random_pause(&mut seed, 100, 600));
+    let keep = support::random_below(&mut seed, 3) as usize;
+    for (i, mut w) in std::mem::take(&mut workers).into_iter().enumerate() {
+        if i == keep {
+            workers.push(w);
+            continue;
+        }
+        assert!(
+            w.child.try_wait().unwrap().is_none(),
+            "a worker ended before its kill; the test needs a longer stream: {}",
+            w.log()
+        );
+        w.child.kill().unwrap(); // SIGKILL
+        w.child.wait().unwrap();
+    }
+    workers.push(spawn_worker(&file, &db, 3));
+    workers.push(spawn_worker(&file, &db, 4));
+    wait_all(workers, Duration::from_secs(300));
+
+    for table in ["sessions", "long_sessions"] {
+        let select = format!(
+            "SELECT {}, {}, user_id, duration_seconds, events, purchases FROM {table}",
+            ts("session_start"),
+            ts("session_end")
+        );
+        let expected = pg_rows(&single, &select);
+        assert!(expected.len() > 50, "{table}: {} rows", expected.len());
+        support::assert_rows_match(table, &pg_rows(&db, &select), &expected);
+    }
+}
