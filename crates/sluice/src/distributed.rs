@@ -163,6 +163,9 @@ struct Running {
 struct Tasks {
     graph: JobGraph,
     split: Split,
+    /// The server's handle of the job (`sluice serve --distributed`): tasks count into
+    /// its metrics and hand their rows to its watchers.
+    parent: Option<JobHandle>,
     options: RunOptions,
     checkpoints: CheckpointOptions,
     running: BTreeMap<i32, Running>,
@@ -219,8 +222,8 @@ impl Tasks {
             shuffle,
             ..self.options.clone()
         };
-        let run =
-            JobRun::build(&graph, &options).with_context(|| format!("starting task {name}"))?;
+        let run = JobRun::build_with(&graph, &options, self.task_handle(), &|_| None)
+            .with_context(|| format!("starting task {name}"))?;
         let handle = run.handle.clone();
         eprintln!("task {name}: started (generation {})", cp.generation);
         let thread = std::thread::Builder::new()
@@ -243,7 +246,7 @@ impl Tasks {
             return Ok(());
         }
         let name = self.name(p);
-        let handle = JobHandle::new();
+        let handle = self.task_handle();
         let graph = self.graph.clone();
         let h = handle.clone();
         eprintln!("task {name}: started (shuffle writer)");
@@ -252,6 +255,18 @@ impl Tasks {
             .spawn(move || shuffle::run_writer(&graph, &shuffle, n, &store, &h))?;
         self.keep(p, handle, 0, thread);
         Ok(())
+    }
+
+    /// A new task's handle: its own stop, the server's metrics and watchers if any.
+    fn task_handle(&self) -> JobHandle {
+        match &self.parent {
+            Some(p) => {
+                let mut h = JobHandle::with_live(p.live.clone());
+                h.metrics = p.metrics.clone();
+                h
+            }
+            None => JobHandle::new(),
+        }
     }
 
     fn keep(
@@ -409,6 +424,22 @@ pub fn run_worker_until_interrupted(graph: &JobGraph, options: &RunOptions) -> R
 /// Runs this worker until the job's bounded sources are all read by whichever workers
 /// (then returns), or until `stop` is raised (its tasks take a final checkpoint).
 pub fn run_worker(graph: &JobGraph, options: &RunOptions, stop: Arc<AtomicBool>) -> Result<()> {
+    worker(graph, options, &|| stop.load(Ordering::SeqCst), None)
+}
+
+/// A worker run by `sluice serve --distributed` under the server's handle of the job:
+/// a stop hands this worker's tasks over to the job's other workers (each after a final
+/// checkpoint), a cancel aborts them; they count into the handle's metrics.
+pub fn run_worker_under(graph: &JobGraph, options: &RunOptions, handle: &JobHandle) -> Result<()> {
+    worker(graph, options, &|| handle.is_stopping(), Some(handle))
+}
+
+fn worker(
+    graph: &JobGraph,
+    options: &RunOptions,
+    stop: &dyn Fn() -> bool,
+    parent: Option<&JobHandle>,
+) -> Result<()> {
     let checkpoints = options
         .checkpoints
         .clone()
@@ -434,6 +465,7 @@ pub fn run_worker(graph: &JobGraph, options: &RunOptions, stop: Arc<AtomicBool>)
     let mut tasks = Tasks {
         graph: graph.clone(),
         split: split.clone(),
+        parent: parent.cloned(),
         options: options.clone(),
         checkpoints: checkpoints.clone(),
         running: BTreeMap::new(),
@@ -452,7 +484,12 @@ pub fn run_worker(graph: &JobGraph, options: &RunOptions, stop: Arc<AtomicBool>)
         checkpoints.job,
         board.location()
     );
-    let result = work(&me, &board, &mut tasks, bounded, &stop);
+    let result = work(&me, &board, &mut tasks, bounded, stop);
+    if parent.is_some_and(JobHandle::is_aborted) {
+        for t in tasks.running.values() {
+            t.handle.abort();
+        }
+    }
     tasks.release_all();
     if let Err(e) = board.delete_file(&me) {
         tracing::warn!("worker {me}: {e}");
@@ -466,13 +503,13 @@ fn work(
     board: &CheckpointStore,
     tasks: &mut Tasks,
     bounded: bool,
-    stop: &AtomicBool,
+    stop: &dyn Fn() -> bool,
 ) -> Result<()> {
     let mut liveness = Liveness::new(TIMEOUT);
     let mut beat = 0u64;
     let mut checked = Instant::now();
     let joined = Instant::now();
-    while !stop.load(Ordering::SeqCst) {
+    while !stop() {
         // A store that is away for a moment is waited for; the others then see this
         // worker as dead and take its tasks, whose commits its generation then refuses.
         let beats = match board.files() {
@@ -535,114 +572,4 @@ fn work(
 }
 
 #[cfg(test)]
-mod tests {
-
-    const READINGS: &str = "sensor_id TEXT NOT NULL, location TEXT NOT NULL, temperature DOUBLE,
-        event_time TIMESTAMP NOT NULL, WATERMARK FOR event_time AS event_time - INTERVAL '1' MINUTE";
-
-    /// Why `body` cannot be split by partition (`None`: it can), over two topics keyed
-    /// by `sensor_id`.
-    fn refusal(body: &str) -> Option<String> {
-        let kafka = |topic: &str| {
-            format!(
-                "connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = 'localhost:1', 'key.fields' = 'sensor_id'"
-            )
-        };
-        let sql = format!(
-            "CREATE TABLE r ({READINGS}) WITH ({});
-             CREATE TABLE s ({READINGS}) WITH ({});
-             CREATE TABLE out WITH (connector = 'blackhole');
-             {body}",
-            kafka("a"),
-            kafka("b")
-        );
-        let graph = crate::engine::plan(&sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
-        let keys: Vec<Option<String>> = graph
-            .sources
-            .iter()
-            .map(|s| s.def.options.get("key.fields").map(str::to_string))
-            .collect();
-        sluice_runtime::check_partition_local(&graph.nodes, &graph.edges, &keys)
-            .err()
-            .map(|e| e.to_string())
-    }
-
-    #[test]
-    fn stages_keyed_by_the_topic_key_need_no_shuffle() {
-        for body in [
-            "INSERT INTO out SELECT window_start, sensor_id, avg(temperature) AS t
-             FROM TUMBLE(r, event_time, INTERVAL '1' MINUTE) GROUP BY window_start, window_end, sensor_id",
-            // A key that holds the topic's key, after a filter and a projection.
-            "INSERT INTO out SELECT sensor_id, location, count(*) AS n
-             FROM (SELECT sensor_id, location, temperature * 2 AS t2 FROM r WHERE temperature > 0)
-             GROUP BY sensor_id, location",
-            // Windows over windows, per sensor.
-            "CREATE VIEW per_minute AS SELECT window_start AS minute, sensor_id, max(temperature) AS hi
-             FROM TUMBLE(r, event_time, INTERVAL '1' MINUTE) GROUP BY window_start, window_end, sensor_id;
-             INSERT INTO out SELECT sensor_id, count(*) AS minutes FROM per_minute GROUP BY sensor_id",
-            // Two topics keyed alike, joined on their key.
-            "INSERT INTO out SELECT r.sensor_id, r.temperature, s.temperature AS other
-             FROM r JOIN s ON r.sensor_id = s.sensor_id
-             AND s.event_time BETWEEN r.event_time - INTERVAL '1' SECOND AND r.event_time",
-            // No state at all.
-            "INSERT INTO out SELECT sensor_id, temperature FROM r WHERE temperature > 30",
-        ] {
-            assert_eq!(refusal(body), None, "{body}");
-        }
-    }
-
-    /// The column a one-topic job's rows are shuffled by, or why there is none.
-    fn shuffle_column(body: &str) -> Result<String, String> {
-        let sql = format!(
-            "CREATE TABLE r ({READINGS}) WITH (connector = 'kafka', topic = 'a', 'bootstrap.servers' = 'localhost:1');
-             CREATE TABLE out WITH (connector = 'blackhole');
-             {body}"
-        );
-        let graph = crate::engine::plan(&sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
-        super::shuffle::shuffle_column(&graph).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn a_job_keyed_otherwise_is_shuffled_by_a_column_every_keyed_stage_keeps() {
-        for (body, column) in [
-            (
-                "INSERT INTO out SELECT window_start, location, avg(temperature) AS t
-                 FROM TUMBLE(r, event_time, INTERVAL '1' MINUTE) GROUP BY window_start, window_end, location",
-                "location",
-            ),
-            // Both columns key every stage: the first in the table's order.
-            (
-                "INSERT INTO out SELECT location, sensor_id, count(*) AS n FROM r GROUP BY location, sensor_id",
-                "sensor_id",
-            ),
-            // Windows over windows, each keeping the location.
-            (
-                "CREATE VIEW per_minute AS SELECT window_start AS minute, sensor_id, location, max(temperature) AS hi
-                 FROM TUMBLE(r, event_time, INTERVAL '1' MINUTE) GROUP BY window_start, window_end, sensor_id, location;
-                 INSERT INTO out SELECT location, count(*) AS minutes FROM per_minute GROUP BY location",
-                "location",
-            ),
-        ] {
-            assert_eq!(shuffle_column(body).as_deref(), Ok(column), "{body}");
-        }
-        let why = shuffle_column("INSERT INTO out SELECT count(*) AS n FROM r").unwrap_err();
-        assert!(why.contains("no column of table r"), "{why}");
-    }
-
-    #[test]
-    fn stages_keyed_otherwise_are_refused_with_the_stage() {
-        for body in [
-            "INSERT INTO out SELECT window_start, location, avg(temperature) AS t
-             FROM TUMBLE(r, event_time, INTERVAL '1' MINUTE) GROUP BY window_start, window_end, location",
-            "INSERT INTO out SELECT count(*) AS n FROM r",
-            // The key renamed on the way is not followed: refused rather than guessed.
-            "INSERT INTO out SELECT s, count(*) AS n FROM (SELECT sensor_id || '' AS s FROM r) GROUP BY s",
-            "INSERT INTO out SELECT r.location, r.temperature, s.temperature AS other
-             FROM r JOIN s ON r.location = s.location
-             AND s.event_time BETWEEN r.event_time - INTERVAL '1' SECOND AND r.event_time",
-        ] {
-            let why = refusal(body).unwrap_or_else(|| panic!("accepted: {body}"));
-            assert!(why.contains("key"), "{why}");
-        }
-    }
-}
+mod tests;

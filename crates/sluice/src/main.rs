@@ -209,6 +209,10 @@ struct ServeCmd {
     /// A job that ran this long before failing starts its restart count again.
     #[arg(long, default_value = "10 minutes")]
     restart_healthy_after: String,
+    /// Run every job as a distributed worker whose tasks, checkpoints and beats are in
+    /// this shared store (a directory every server reaches, or s3://bucket/prefix).
+    #[arg(long, value_name = "SHARED_STORE")]
+    distributed: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -681,6 +685,7 @@ fn serve(cmd: ServeCmd) -> Result<ExitCode> {
         parallelism: cmd.parallelism,
         checkpoint_interval,
         rules,
+        distributed: cmd.distributed.clone(),
     };
     let policy = sluice_server::RestartPolicy {
         max_restarts: cmd.max_restarts,

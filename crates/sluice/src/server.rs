@@ -23,6 +23,10 @@ pub struct EngineLauncher {
     pub checkpoint_interval: Option<Duration>,
     /// What a submitted job may touch.
     pub rules: JobRules,
+    /// Runs every job as a distributed worker with this shared store (a directory every
+    /// server reaches, or `s3://…`): the same job submitted to several servers shares
+    /// its tasks among them.
+    pub distributed: Option<String>,
 }
 
 /// A planner refusal as one sentence (without the position).
@@ -123,6 +127,26 @@ impl Launcher for EngineLauncher {
             Restore::Chosen(c) => checkpoints::Restore::Chosen(c.clone()),
         };
         options.name = request.name.to_string();
+        if let Some(store) = &self.distributed {
+            // A submission joins the job's other workers: each task restores its
+            // newest checkpoint in the shared store, whoever wrote it.
+            if matches!(request.restore, Restore::Chosen(_)) {
+                return Err(JobFailure::new(
+                    ErrorKind::User,
+                    "a distributed job restores each task's newest checkpoint, not a chosen one",
+                ));
+            }
+            cp.dir = store.into();
+            options.checkpoints = Some(cp);
+            let handle = request.handle.clone();
+            return Ok(Running {
+                handle: request.handle.clone(),
+                run: Box::new(move || {
+                    crate::distributed::run_worker_under(&graph, &options, &handle)
+                        .map_err(|e| failure(&e))
+                }),
+            });
+        }
         options.checkpoints = Some(cp);
         let run = JobRun::build_with(&graph, &options, request.handle.clone(), &|_| None)
             .map_err(|e| failure(&e))?;

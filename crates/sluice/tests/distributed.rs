@@ -17,6 +17,9 @@ mod pg;
 #[path = "support/iot.rs"]
 mod iot;
 
+#[path = "support/server.rs"]
+mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -714,4 +717,40 @@ fn long_sessions_on_workers_killed_and_replaced_equal_one_process() {
         assert!(expected.len() > 50, "{table}: {} rows", expected.len());
         support::assert_rows_match(table, &pg_rows(&db, &select), &expected);
     }
+}
+
+/// `sluice serve --distributed SHARED` on two servers, the same shuffled job (windows per
+/// location) submitted to both: they share its tasks; one server killed with SIGKILL
+/// loses nothing, the other finishes the job, and the tables equal the oracle.
+#[test]
+fn two_servers_share_a_submitted_job_and_one_killed_loses_nothing() {
+    let events = events();
+    let (dir, file, db) = setup_with("location", events, &[], PARTITIONS, true);
+    let sql = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("${DB}", &db);
+    let shared = dir.path().join("checkpoints");
+    let start = |name: &str| {
+        let home = dir.path().join(name);
+        std::fs::create_dir_all(home.join("files")).unwrap();
+        server::Server::start_with(
+            &home,
+            support::free_port(),
+            &["--distributed", &shared.to_string_lossy()],
+        )
+    };
+    let (a, b) = (start("a"), start("b"));
+    server::submit(&a.client(), "job", &sql);
+    server::submit(&b.client(), "job", &sql);
+    wait_first_checkpoint(&file);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = server::job(&a.client(), "job");
+    assert_eq!(before["state"], "running", "{before}");
+    a.kill();
+    let done = server::wait_state(&b.client(), "job", &["finished"], Duration::from_secs(240));
+    assert!(
+        done["events_in"].as_u64().unwrap() > 0,
+        "the server counts its tasks' events: {done}"
+    );
+    assert_matches_oracle_by("location", &db, events);
 }
