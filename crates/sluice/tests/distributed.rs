@@ -398,8 +398,18 @@ fn paused_worker_drill(group: &str) {
 
 #[test]
 fn scaled_from_one_worker_to_three_and_back_equals_the_oracle() {
+    scaling_drill("sensor_id");
+}
+
+/// As above with windows per location: the shuffle's writers and readers move too.
+#[test]
+fn a_shuffled_job_scaled_from_one_worker_to_three_and_back_equals_the_oracle() {
+    scaling_drill("location");
+}
+
+fn scaling_drill(group: &str) {
     let events = events();
-    let (_dir, file, db) = setup(events);
+    let (_dir, file, db) = setup_with(group, events, &[], PARTITIONS, true);
     let first = spawn_worker(&file, &db, 0);
     wait_first_checkpoint(&file);
     let added: Vec<Worker> = (1..3).map(|n| spawn_worker(&file, &db, n)).collect();
@@ -420,7 +430,7 @@ fn scaled_from_one_worker_to_three_and_back_equals_the_oracle() {
     let mut all = added;
     all.push(first);
     wait_all(all, Duration::from_secs(240));
-    assert_matches_oracle(&db, events);
+    assert_matches_oracle_by(group, &db, events);
 }
 
 /// The shared store in S3 (`scripts/s3.sh`): checkpoints, generations and beats all in
