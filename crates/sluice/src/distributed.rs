@@ -6,9 +6,9 @@
 //! taking a task over claims a new generation, so its epochs start above anything an
 //! older owner can still write and its sinks refuse that owner's commits (a paused
 //! "zombie"). A job whose keyed stages follow the topics' keys (`'key.fields'`) runs so;
-//! one over a single topic keyed otherwise is shuffled first (`distributed/shuffle.rs`):
-//! its tasks are then a writer per source partition, `<job>.r<N>`, and the whole job per
-//! shuffle partition, `<job>.p<M>`.
+//! one keyed otherwise is shuffled first (`distributed/shuffle.rs`): its tasks are then
+//! a writer per source partition, `<job>.r<N>`, and the whole job per shuffle partition,
+//! `<job>.p<M>`.
 
 mod membership;
 mod shuffle;
@@ -43,16 +43,16 @@ const HANDOVER_WAIT: Duration = Duration::from_secs(20);
 enum Split {
     /// Task N is the whole job over partition N of every topic.
     ByPartition { partitions: i32 },
-    /// Tasks `0..upstream` write the source partitions into the shuffle; the rest run
-    /// the job over a shuffle partition each.
+    /// The first tasks write the source partitions into the shuffle (one per partition
+    /// of each table); the rest run the job over a shuffle partition each.
     Shuffled(Shuffle),
 }
 
 /// What task `i` of a job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// Writes source partition N into the shuffle.
-    Writer(i32),
+    /// Writes partition N of source table T into the shuffle.
+    Writer { table: usize, partition: i32 },
     /// The whole job over partition N (of the topics, or of the shuffle).
     Job(i32),
 }
@@ -61,24 +61,31 @@ impl Split {
     fn tasks(&self) -> i32 {
         match self {
             Split::ByPartition { partitions } => *partitions,
-            Split::Shuffled(s) => s.upstream + s.partitions,
+            Split::Shuffled(s) => s.writers() + s.partitions,
         }
     }
 
     fn kind(&self, i: i32) -> Kind {
         match self {
-            Split::Shuffled(s) if i < s.upstream => Kind::Writer(i),
-            Split::Shuffled(s) => Kind::Job(i - s.upstream),
+            Split::Shuffled(s) if i < s.writers() => {
+                let (table, partition) = s.writer(i);
+                Kind::Writer { table, partition }
+            }
+            Split::Shuffled(s) => Kind::Job(i - s.writers()),
             Split::ByPartition { .. } => Kind::Job(i),
         }
     }
-}
 
-/// Task `i`'s name: its checkpoints and progress rows go by it.
-fn task_name(job: &str, kind: Kind) -> String {
-    match kind {
-        Kind::Writer(n) => format!("{job}.r{n}"),
-        Kind::Job(n) => format!("{job}.p{n}"),
+    /// Task `i`'s name: its checkpoints and progress rows go by it (`<job>.p<N>`; a
+    /// writer `<job>.r<N>`, or `<job>.<table>.r<N>` when several tables are shuffled).
+    fn task_name(&self, job: &str, i: i32) -> String {
+        match (self.kind(i), self) {
+            (Kind::Job(n), _) => format!("{job}.p{n}"),
+            (Kind::Writer { table, partition }, Split::Shuffled(s)) if s.tables.len() > 1 => {
+                format!("{job}.{}.r{partition}", s.tables[table].table)
+            }
+            (Kind::Writer { partition, .. }, _) => format!("{job}.r{partition}"),
+        }
     }
 }
 
@@ -117,7 +124,7 @@ fn layout(graph: &JobGraph, checkpoints: &CheckpointOptions) -> Result<(Split, S
     }
     let local = sluice_runtime::check_partition_local(&graph.nodes, &graph.edges, &keys);
     if let Err(e) = &local {
-        shuffle::shuffle_column(graph)
+        shuffle::shuffle_columns(graph)
             .map_err(|why| anyhow!("this job cannot be spread over workers: {e}; and {why:#}"))?;
     }
     let mut counts = Vec::new();
@@ -136,15 +143,20 @@ fn layout(graph: &JobGraph, checkpoints: &CheckpointOptions) -> Result<(Split, S
         counts.push((s.def.name.clone(), topic, n));
     }
     let partitions = counts[0].2;
-    if let Some((table, topic, n)) = counts.iter().find(|c| c.2 != partitions) {
-        bail!(
-            "the job's topics must have as many partitions each (task N reads partition N of every one): {topic} (table {table}) has {n}, {} has {partitions}",
-            counts[0].1
-        );
-    }
     let split = match local {
-        Ok(()) => Split::ByPartition { partitions },
-        Err(_) => Split::Shuffled(shuffle::settle(graph, checkpoints, partitions)?),
+        Err(_) => {
+            let upstream: Vec<i32> = counts.iter().map(|c| c.2).collect();
+            Split::Shuffled(shuffle::settle(graph, checkpoints, &upstream)?)
+        }
+        Ok(()) => {
+            if let Some((table, topic, n)) = counts.iter().find(|c| c.2 != partitions) {
+                bail!(
+                    "the job's topics must have as many partitions each (task N reads partition N of every one): {topic} (table {table}) has {n}, {} has {partitions}",
+                    counts[0].1
+                );
+            }
+            Split::ByPartition { partitions }
+        }
     };
     Ok((split, counts[0].1.clone()))
 }
@@ -177,7 +189,7 @@ struct Tasks {
 
 impl Tasks {
     fn name(&self, p: i32) -> String {
-        task_name(&self.checkpoints.job, self.split.kind(p))
+        self.split.task_name(&self.checkpoints.job, p)
     }
 
     fn store(&self, p: i32) -> Result<CheckpointStore> {
@@ -193,12 +205,12 @@ impl Tasks {
         let name = self.name(p);
         let store = self.store(p)?;
         let (m, shuffle) = match (self.split.kind(p), &self.split) {
-            (Kind::Writer(n), Split::Shuffled(s)) => {
-                return self.start_writer(p, n, s.clone(), store);
+            (Kind::Writer { table, partition }, Split::Shuffled(s)) => {
+                return self.start_writer(p, (table, partition), s.clone(), store);
             }
-            (Kind::Writer(_), Split::ByPartition { .. }) => bail!("task {name}: no shuffle"),
-            (Kind::Job(m), Split::Shuffled(s)) => (m, Some(s.read(m))),
-            (Kind::Job(m), Split::ByPartition { .. }) => (m, None),
+            (Kind::Writer { .. }, Split::ByPartition { .. }) => bail!("task {name}: no shuffle"),
+            (Kind::Job(m), Split::Shuffled(s)) => (m, s.reads(m)),
+            (Kind::Job(m), Split::ByPartition { .. }) => (m, BTreeMap::new()),
         };
         let mut cp = self.checkpoints.clone();
         cp.job = name.clone();
@@ -209,7 +221,7 @@ impl Tasks {
         }
         cp.generation = store.claim_generation_above(floor)?;
         let mut graph = self.graph.clone();
-        if shuffle.is_none() {
+        if shuffle.is_empty() {
             for s in &mut graph.sources {
                 s.def
                     .options
@@ -233,11 +245,11 @@ impl Tasks {
         Ok(())
     }
 
-    /// Starts task `p`, the writer of source partition `n` into the shuffle.
+    /// Starts task `p`, the writer of a source table's partition into the shuffle.
     fn start_writer(
         &mut self,
         p: i32,
-        n: i32,
+        n: (usize, i32),
         shuffle: Shuffle,
         store: CheckpointStore,
     ) -> Result<()> {
@@ -374,7 +386,7 @@ impl Tasks {
 fn task_store(checkpoints: &CheckpointOptions, split: &Split, p: i32) -> Result<CheckpointStore> {
     Ok(CheckpointStore::open(
         &checkpoints.dir.to_string_lossy(),
-        &task_name(&checkpoints.job, split.kind(p)),
+        &split.task_name(&checkpoints.job, p),
     )?)
 }
 
@@ -384,7 +396,7 @@ fn all_finished(checkpoints: &CheckpointOptions, split: &Split) -> Result<bool> 
     for p in 0..split.tasks() {
         let store = task_store(checkpoints, split, p)?;
         let done = match split.kind(p) {
-            Kind::Writer(_) => shuffle::writer_finished(&store)?,
+            Kind::Writer { .. } => shuffle::writer_finished(&store)?,
             Kind::Job(_) => store.finished()?,
         };
         if !done {
@@ -474,10 +486,7 @@ fn worker(
     };
     let what = match &split {
         Split::ByPartition { partitions } => format!("the {partitions} partitions of {topic}"),
-        Split::Shuffled(s) => format!(
-            "the {} partitions of {topic}, shuffled by {} into the {} partitions of {}",
-            s.upstream, s.column, s.partitions, s.topic
-        ),
+        Split::Shuffled(s) => s.describe(),
     };
     eprintln!(
         "job {}: worker {me} joined, for {what} (workers at {})",

@@ -27,9 +27,9 @@ pub struct RunOptions {
     pub checkpoints: Option<CheckpointOptions>,
     /// The job's name (for checkpoints and sinks' progress rows).
     pub name: String,
-    /// A distributed task after a shuffle: its Kafka source reads this partition of the
-    /// shuffle topic instead of the table's topic.
-    pub shuffle: Option<ShuffleRead>,
+    /// A distributed task after a shuffle: a Kafka table named here reads this
+    /// partition of its shuffle topic instead of its own topic.
+    pub shuffle: std::collections::BTreeMap<String, ShuffleRead>,
 }
 
 impl Default for RunOptions {
@@ -40,7 +40,7 @@ impl Default for RunOptions {
             checkpoint_interval: None,
             checkpoints: None,
             name: "job".to_string(),
-            shuffle: None,
+            shuffle: Default::default(),
         }
     }
 }
@@ -150,7 +150,7 @@ impl JobRun {
         let mut sources = Vec::new();
         for s in &graph.sources {
             let mut idle_timeout = idle_timeout(s)?;
-            let source = match &options.shuffle {
+            let source = match options.shuffle.get(&s.def.name) {
                 Some(read) if s.def.options.connector() == Some("kafka") => {
                     // Idle only when the partition's writer says so.
                     idle_timeout = Duration::MAX;

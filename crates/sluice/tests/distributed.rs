@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use iot::{GENERATOR, job_sql_by, oracle_by, oracle_with};
+use iot::{GENERATOR, job_sql_by, oracle_by, oracle_of_streams, oracle_with};
 use pg::{fresh_database, pg_rows, unique};
 
 /// Unpaced events; event time advances 1 s per 1,000 events × 60.
@@ -763,4 +763,80 @@ fn two_servers_share_a_submitted_job_and_one_killed_loses_nothing() {
         "the server counts its tasks' events: {done}"
     );
     assert_matches_oracle_by("location", &db, events);
+}
+
+/// Two topics (3 and 2 partitions, both keyed by sensor) in one aggregate per location:
+/// each table's partitions are shuffled by location into its own shuffle topic, and a
+/// task per shuffle partition reads both (its watermark the least of the two tables').
+/// Two of three workers killed and replaced: the table equals the oracle over both
+/// streams' events.
+#[test]
+fn two_topics_shuffled_into_one_aggregate_with_workers_killed_equal_the_oracle() {
+    let events = events() / 2;
+    let seeds = [("seed", "11")];
+    let other = [("seed", "12")];
+    let (a, b) = (unique("iot_union_a"), unique("iot_union_b"));
+    for (topic, partitions, extra) in [(&a, 3, &seeds), (&b, 2, &other)] {
+        let mut options = GENERATOR.to_vec();
+        options.extend([("rate", RATE.0), ("speedup", RATE.1)]);
+        options.extend(extra.iter().copied());
+        support::generate_topic("iot", topic, partitions, &options, events);
+    }
+    let table = |name: &str, topic: &str| {
+        format!(
+            "CREATE TABLE {name} ({}) WITH (connector = 'kafka', topic = '{topic}',
+               'bootstrap.servers' = '{}', scan.bounded.mode = 'latest-offset',
+               'key.fields' = 'sensor_id');",
+            iot::IOT_COLUMNS,
+            support::brokers()
+        )
+    };
+    let sql = format!(
+        "SET checkpoint_interval = '250ms';
+         {}
+         {}
+         CREATE VIEW readings AS SELECT * FROM iot UNION ALL SELECT * FROM iot2;
+         CREATE TABLE metrics WITH (connector = 'postgres', url = '${{DB}}',
+            table = 'sensor_metrics', primary_key = 'window_start, location');
+         INSERT INTO metrics {}
+         FROM TUMBLE(readings, event_time, INTERVAL '5' MINUTE)
+         GROUP BY window_start, window_end, location;",
+        table("iot", &a),
+        table("iot2", &b),
+        iot::metrics_by("location")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.sql");
+    std::fs::write(&file, sql).unwrap();
+    let db = fresh_database("union");
+    let mut workers: Vec<Worker> = (0..3).map(|n| spawn_worker(&file, &db, n)).collect();
+    wait_first_checkpoint(&file);
+    let mut seed = 0x0210_u64;
+    std::thread::sleep(support::random_pause(&mut seed, 100, 600));
+    let keep = support::random_below(&mut seed, 3) as usize;
+    for (i, mut w) in std::mem::take(&mut workers).into_iter().enumerate() {
+        if i == keep {
+            workers.push(w);
+            continue;
+        }
+        assert!(
+            w.child.try_wait().unwrap().is_none(),
+            "a worker ended before its kill; the test needs a longer stream: {}",
+            w.log()
+        );
+        w.child.kill().unwrap(); // SIGKILL
+        w.child.wait().unwrap();
+    }
+    workers.push(spawn_worker(&file, &db, 3));
+    workers.push(spawn_worker(&file, &db, 4));
+    let logs = wait_all(workers, Duration::from_secs(300));
+    assert!(
+        logs.iter().any(|l| l.contains(
+            "the 3 partitions of iot by location and the 2 partitions of iot2 by location"
+        )),
+        "{logs:?}"
+    );
+    let (metrics, _) = oracle_of_streams("location", events, RATE.0, RATE.1, &[&seeds, &other]);
+    assert!(metrics.len() > 10, "the oracle has rows");
+    assert_metrics_match_by("location", &db, &metrics);
 }

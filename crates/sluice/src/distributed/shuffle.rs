@@ -1,10 +1,12 @@
-//! A distributed job whose keyed stages do not follow its topic's partitioning: a writer
+//! A distributed job whose keyed stages do not follow its topics' partitioning: a writer
 //! task per source partition shuffles the decoded rows by a column every keyed stage
-//! keeps into the topic `sluice.<job>.<table>`, and a task per shuffle partition runs the
-//! whole job over that partition (`sluice_connectors::shuffle`). The layout (column,
-//! partition counts, key hash version) is settled when the job first runs and kept in
-//! the shared store, so later workers shuffle alike.
+//! keeps into the topic `sluice.<job>.<table>.<created>`, and a task per shuffle
+//! partition runs the whole job over that partition of every table's shuffle topic
+//! (`sluice_connectors::shuffle`). The layout (columns, partition counts, key hash
+//! version, topics) is settled when the job first runs and kept in the shared store, so
+//! later workers shuffle alike.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
@@ -30,66 +32,104 @@ const LAYOUT: &str = "layout";
 /// How a job's rows are shuffled, as settled when it first ran.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shuffle {
-    /// The source table.
+    /// Per source table, in the job's order.
+    pub tables: Vec<ShuffledTable>,
+    /// The shuffle topics' partitions: one keyed task each.
+    pub partitions: i32,
+    pub key_hash_version: u32,
+}
+
+/// How one source table's rows are shuffled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShuffledTable {
     pub table: String,
     /// The column rows go by.
     pub column: String,
     /// The source topic's partitions: one writer each.
     pub upstream: i32,
-    /// The shuffle topic's partitions: one keyed task each.
-    pub partitions: i32,
     pub topic: String,
-    pub key_hash_version: u32,
 }
 
-/// A column of the job's one source that every keyed stage keeps in its key, if there is
-/// one (the first in the table's order).
-pub fn shuffle_column(graph: &JobGraph) -> Result<String> {
-    let [source] = graph.sources.as_slice() else {
+/// The most source tables whose shuffle columns are searched together.
+const MAX_SHUFFLED_TABLES: usize = 3;
+
+/// Per source table a column that every keyed stage keeps in its key (for stages over
+/// several tables, at the same place), if there are such: the first in the tables'
+/// order.
+pub fn shuffle_columns(graph: &JobGraph) -> Result<Vec<String>> {
+    if graph.sources.len() > MAX_SHUFFLED_TABLES {
         bail!(
-            "a job over several topics whose keyed stages do not all follow the topics' 'key.fields' cannot be distributed yet (the shuffle takes one topic)"
+            "a job over more than {MAX_SHUFFLED_TABLES} topics whose keyed stages do not all follow the topics' 'key.fields' cannot be shuffled"
         );
-    };
+    }
+    let names: Vec<Vec<String>> = graph
+        .sources
+        .iter()
+        .map(|s| s.schema.fields().iter().map(|f| f.name().clone()).collect())
+        .collect();
+    let mut pick = vec![0usize; names.len()];
     let mut why = None;
-    for field in source.schema.fields() {
-        match sluice_runtime::check_partition_local(
-            &graph.nodes,
-            &graph.edges,
-            &[Some(field.name().clone())],
-        ) {
-            Ok(()) => return Ok(field.name().clone()),
+    loop {
+        let keys: Vec<Option<String>> = pick
+            .iter()
+            .zip(&names)
+            .map(|(i, n)| Some(n[*i].clone()))
+            .collect();
+        match sluice_runtime::check_partition_local(&graph.nodes, &graph.edges, &keys) {
+            Ok(()) => return Ok(keys.into_iter().flatten().collect()),
             Err(e) => why = why.or(Some(e)),
         }
+        // The next combination, the last table's column moving fastest.
+        let mut t = names.len();
+        loop {
+            if t == 0 {
+                let tables: Vec<&str> = graph.sources.iter().map(|s| s.def.name.as_str()).collect();
+                return Err(anyhow!(
+                    "no column of table {} is kept by every keyed stage, so its rows cannot be shuffled to workers by key: {}",
+                    tables.join(", "),
+                    why.map_or_else(String::new, |e| e.to_string())
+                ));
+            }
+            t -= 1;
+            pick[t] += 1;
+            if pick[t] < names[t].len() {
+                break;
+            }
+            pick[t] = 0;
+        }
     }
-    Err(anyhow!(
-        "no column of table {} is kept by every keyed stage, so its rows cannot be shuffled to workers by key: {}",
-        source.def.name,
-        why.map_or_else(String::new, |e| e.to_string())
-    ))
 }
 
-/// The job's shuffle: as saved in the store, or settled now (`upstream` source
-/// partitions, `SET shuffle.partitions` or as many shuffle partitions) and saved; its
-/// topic is created where absent.
-pub fn settle(graph: &JobGraph, checkpoints: &CheckpointOptions, upstream: i32) -> Result<Shuffle> {
-    let column = shuffle_column(graph)?;
-    let source = &graph.sources[0];
+/// The job's shuffle: as saved in the store, or settled now (each table's topic's
+/// partitions as `upstream`, `SET shuffle.partitions` or the first topic's as many
+/// shuffle partitions) and saved; its topics are created where absent.
+pub fn settle(
+    graph: &JobGraph,
+    checkpoints: &CheckpointOptions,
+    upstream: &[i32],
+) -> Result<Shuffle> {
+    let columns = shuffle_columns(graph)?;
     let partitions = match graph.setting("shuffle.partitions") {
         Some(n) => n.parse::<i32>()?,
-        None => upstream,
+        None => upstream.first().copied().unwrap_or(1),
     };
-    // A job started afresh (its checkpoints removed) gets a new topic: the old one
-    // holds rows its new tasks have not taken.
+    // A job started afresh (its checkpoints removed) gets new topics: the old ones
+    // hold rows its new tasks have not taken.
+    let created = sluice_types::now_ms();
     let wanted = Shuffle {
-        table: source.def.name.clone(),
-        column,
-        upstream,
+        tables: graph
+            .sources
+            .iter()
+            .zip(columns)
+            .zip(upstream)
+            .map(|((s, column), upstream)| ShuffledTable {
+                table: s.def.name.clone(),
+                column,
+                upstream: *upstream,
+                topic: format!("{}.{created}", topic_name(&checkpoints.job, &s.def.name)),
+            })
+            .collect(),
         partitions,
-        topic: format!(
-            "{}.{}",
-            topic_name(&checkpoints.job, &source.def.name),
-            sluice_types::now_ms()
-        ),
         key_hash_version: KEY_HASH_VERSION,
     };
     let store = CheckpointStore::open(
@@ -104,53 +144,91 @@ pub fn settle(graph: &JobGraph, checkpoints: &CheckpointOptions, upstream: i32) 
         .find(|(name, _)| name == LAYOUT)
         .map(|(_, bytes)| serde_json::from_slice::<Shuffle>(&bytes))
         .transpose()?;
-    let shuffle = match saved {
-        Some(s) => {
-            // The shuffle partition count stays what it was (keyed state is split by
-            // it), and so does the topic.
-            let kept = Shuffle {
-                partitions: s.partitions,
-                topic: s.topic.clone(),
-                ..wanted.clone()
-            };
-            if kept != s {
-                bail!(
-                    "job {} first ran shuffled as {}; now it would be {} (a job's shuffle is fixed when it first runs: remove its checkpoints to start again)",
-                    checkpoints.job,
-                    serde_json::to_string(&s)?,
-                    serde_json::to_string(&wanted)?
-                );
-            }
-            s
-        }
-        None => bail!(
+    let Some(shuffle) = saved else {
+        bail!(
             "the job's shuffle layout in {} cannot be read back",
             store.location()
-        ),
-    };
-    let has = crate::generate::ensure_topic_with(
-        &source.def.options,
-        &shuffle.topic,
-        shuffle.partitions,
-    )?;
-    if has != shuffle.partitions as usize {
-        bail!(
-            "the shuffle topic {} has {has} partitions, the job's shuffle {}",
-            shuffle.topic,
-            shuffle.partitions
         );
+    };
+    // The shuffle partition count stays what it was (keyed state is split by it), and
+    // so do the topics.
+    let mut kept = wanted.clone();
+    kept.partitions = shuffle.partitions;
+    for (k, s) in kept.tables.iter_mut().zip(&shuffle.tables) {
+        k.topic = s.topic.clone();
+    }
+    if kept != shuffle {
+        bail!(
+            "job {} first ran shuffled as {}; now it would be {} (a job's shuffle is fixed when it first runs: remove its checkpoints to start again)",
+            checkpoints.job,
+            serde_json::to_string(&shuffle)?,
+            serde_json::to_string(&wanted)?
+        );
+    }
+    for (t, s) in shuffle.tables.iter().zip(&graph.sources) {
+        let has = crate::generate::ensure_topic_with(&s.def.options, &t.topic, shuffle.partitions)?;
+        if has != shuffle.partitions as usize {
+            bail!(
+                "the shuffle topic {} has {has} partitions, the job's shuffle {}",
+                t.topic,
+                shuffle.partitions
+            );
+        }
     }
     Ok(shuffle)
 }
 
 impl Shuffle {
-    /// What keyed task `m` reads.
-    pub fn read(&self, m: i32) -> ShuffleRead {
-        ShuffleRead {
-            topic: self.topic.clone(),
-            partition: m,
-            upstream: self.upstream as usize,
+    /// What keyed task `m` reads, by table.
+    pub fn reads(&self, m: i32) -> BTreeMap<String, ShuffleRead> {
+        self.tables
+            .iter()
+            .map(|t| {
+                (
+                    t.table.clone(),
+                    ShuffleRead {
+                        topic: t.topic.clone(),
+                        partition: m,
+                        upstream: t.upstream as usize,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The writers: one per partition of each table.
+    pub fn writers(&self) -> i32 {
+        self.tables.iter().map(|t| t.upstream).sum()
+    }
+
+    /// Which table and partition writer `i` (below [`Shuffle::writers`]) reads.
+    pub fn writer(&self, mut i: i32) -> (usize, i32) {
+        for (t, table) in self.tables.iter().enumerate() {
+            if i < table.upstream {
+                return (t, i);
+            }
+            i -= table.upstream;
         }
+        (self.tables.len(), i)
+    }
+
+    /// How the job is shuffled, for people.
+    pub fn describe(&self) -> String {
+        let tables: Vec<String> = self
+            .tables
+            .iter()
+            .map(|t| {
+                format!(
+                    "the {} partitions of {} by {}",
+                    t.upstream, t.table, t.column
+                )
+            })
+            .collect();
+        format!(
+            "{}, shuffled into {} partitions each",
+            tables.join(" and "),
+            self.partitions
+        )
     }
 }
 
@@ -174,17 +252,19 @@ pub fn writer_finished(store: &CheckpointStore) -> Result<bool> {
 pub fn run_writer(
     graph: &JobGraph,
     shuffle: &Shuffle,
-    p: i32,
+    (t, p): (usize, i32),
     store: &CheckpointStore,
     handle: &JobHandle,
 ) -> Result<JobOutcome, RuntimeError> {
     let failed = |e: anyhow::Error| RuntimeError::External(format!("{e:#}"));
-    let source = &graph.sources[0];
+    let (Some(source), Some(table)) = (graph.sources.get(t), shuffle.tables.get(t)) else {
+        return Err(RuntimeError::Internal(format!("no source table {t}")));
+    };
     let mut options = source.def.options.clone();
     options.insert("partitions", p.to_string(), Position::default());
     let key = source
         .schema
-        .index_of(&shuffle.column)
+        .index_of(&table.column)
         .map_err(|e| RuntimeError::Internal(e.to_string()))?;
     let spec = WriterSpec {
         table: source.def.name.clone(),
@@ -193,7 +273,7 @@ pub fn run_writer(
         key,
         event_time: source.event_time.map(|e| e.column),
         idle_timeout: crate::engine::idle_timeout(source).map_err(failed)?,
-        topic: shuffle.topic.clone(),
+        topic: table.topic.clone(),
         partitions: shuffle.partitions as usize,
     };
     let mut writer = ShuffleWriter::open(spec, handle.metrics.clone(), &handle.interrupt())?;

@@ -52,15 +52,19 @@ fn stages_keyed_by_the_topic_key_need_no_shuffle() {
     }
 }
 
-/// The column a one-topic job's rows are shuffled by, or why there is none.
-fn shuffle_column(body: &str) -> Result<String, String> {
+/// The columns the rows of the tables a job reads, `r` and `s` (over topics keyed by
+/// nothing), are shuffled by, comma-separated, or why there are none.
+fn shuffle_columns(body: &str) -> Result<String, String> {
     let sql = format!(
         "CREATE TABLE r ({READINGS}) WITH (connector = 'kafka', topic = 'a', 'bootstrap.servers' = 'localhost:1');
+         CREATE TABLE s ({READINGS}) WITH (connector = 'kafka', topic = 'b', 'bootstrap.servers' = 'localhost:1');
          CREATE TABLE out WITH (connector = 'blackhole');
          {body}"
     );
     let graph = crate::engine::plan(&sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
-    super::shuffle::shuffle_column(&graph).map_err(|e| e.to_string())
+    super::shuffle::shuffle_columns(&graph)
+        .map(|c| c.join(","))
+        .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -83,10 +87,30 @@ fn a_job_keyed_otherwise_is_shuffled_by_a_column_every_keyed_stage_keeps() {
              INSERT INTO out SELECT location, count(*) AS minutes FROM per_minute GROUP BY location",
             "location",
         ),
+        // Two topics, each shuffled by the column the join's key takes from it.
+        (
+            "INSERT INTO out SELECT r.location, r.temperature, s.temperature AS other
+             FROM r JOIN s ON r.location = s.location
+             AND s.event_time BETWEEN r.event_time - INTERVAL '1' SECOND AND r.event_time",
+            "location,location",
+        ),
+        (
+            "INSERT INTO out SELECT r.location, s.sensor_id
+             FROM r JOIN s ON r.location = s.sensor_id
+             AND s.event_time BETWEEN r.event_time - INTERVAL '1' SECOND AND r.event_time",
+            "location,sensor_id",
+        ),
+        // Two topics in one aggregate.
+        (
+            "CREATE VIEW both AS SELECT * FROM r UNION ALL SELECT * FROM s;
+             INSERT INTO out SELECT window_start, location, count(*) AS n
+             FROM TUMBLE(both, event_time, INTERVAL '1' MINUTE) GROUP BY window_start, window_end, location",
+            "location,location",
+        ),
     ] {
-        assert_eq!(shuffle_column(body).as_deref(), Ok(column), "{body}");
+        assert_eq!(shuffle_columns(body).as_deref(), Ok(column), "{body}");
     }
-    let why = shuffle_column("INSERT INTO out SELECT count(*) AS n FROM r").unwrap_err();
+    let why = shuffle_columns("INSERT INTO out SELECT count(*) AS n FROM r").unwrap_err();
     assert!(why.contains("no column of table r"), "{why}");
 }
 

@@ -85,32 +85,49 @@ pub fn oracle_with(
     speedup: &str,
     extra: &[(&str, &str)],
 ) -> (Vec<String>, Vec<String>) {
-    let mut options = sluice_types::ConnectorOptions::default();
-    for (k, v) in GENERATOR
-        .iter()
-        .chain(&[
-            ("rate", rate),
-            ("speedup", speedup),
-            ("profile", "iot"),
-            ("connector", "generator"),
-        ])
-        .chain(extra)
-    {
-        options.insert(k, v.to_string(), sluice_types::Position::default());
-    }
-    options.insert(
-        "limit",
-        limit.to_string(),
-        sluice_types::Position::default(),
-    );
-    let opts = sluice_connectors::generator::GeneratorOptions::parse(&options).unwrap();
-    let schema = opts.profile.schema();
-    let mut g =
-        sluice_connectors::generator::GeneratorSource::new("iot", opts, schema.clone()).unwrap();
+    oracle_of_streams(group, limit, rate, speedup, &[extra])
+}
+
+/// The oracle over the events of several streams together (each `limit` events,
+/// generated with its options besides [`GENERATOR`]'s), as one table.
+pub fn oracle_of_streams(
+    group: &str,
+    limit: u64,
+    rate: &str,
+    speedup: &str,
+    streams: &[&[(&str, &str)]],
+) -> (Vec<String>, Vec<String>) {
     let mut batches = Vec::new();
-    while let Some(b) = g.next_batch().unwrap() {
-        batches.push(b);
+    let mut schema = None;
+    for extra in streams {
+        let mut options = sluice_types::ConnectorOptions::default();
+        for (k, v) in GENERATOR
+            .iter()
+            .chain(&[
+                ("rate", rate),
+                ("speedup", speedup),
+                ("profile", "iot"),
+                ("connector", "generator"),
+            ])
+            .chain(*extra)
+        {
+            options.insert(k, v.to_string(), sluice_types::Position::default());
+        }
+        options.insert(
+            "limit",
+            limit.to_string(),
+            sluice_types::Position::default(),
+        );
+        let opts = sluice_connectors::generator::GeneratorOptions::parse(&options).unwrap();
+        let s = opts.profile.schema();
+        let mut g =
+            sluice_connectors::generator::GeneratorSource::new("iot", opts, s.clone()).unwrap();
+        while let Some(b) = g.next_batch().unwrap() {
+            batches.push(b);
+        }
+        schema = Some(s);
     }
+    let schema = schema.unwrap();
     let all = concat_batches(&schema, &batches).unwrap();
     let ctx = SessionContext::new();
     ctx.register_table(
