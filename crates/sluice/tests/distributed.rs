@@ -577,7 +577,7 @@ fn a_shuffled_job_with_two_of_three_workers_killed_equals_the_oracle() {
     }
     let logs = wait_all(workers, Duration::from_secs(300));
     assert!(
-        logs.iter().any(|l| l.contains("shuffled by location")),
+        logs.iter().any(|l| l.contains("the 3 partitions of iot by location, shuffled")),
         "{logs:?}"
     );
     assert_matches_oracle_by("location", &db, events);
@@ -681,7 +681,8 @@ fn long_sessions_on_workers_killed_and_replaced_equal_one_process() {
     // One process.
     let single = fresh_database("sessions_one");
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--name", "one"])
+        .args(["run", "--name", "one", "--checkpoint-dir"])
+        .arg(dir.path().join("one"))
         .arg(&file)
         .env("DB", &single)
         .env("SLUICE_LOG", "warn")
