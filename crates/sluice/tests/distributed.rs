@@ -577,7 +577,8 @@ fn a_shuffled_job_with_two_of_three_workers_killed_equals_the_oracle() {
     }
     let logs = wait_all(workers, Duration::from_secs(300));
     assert!(
-        logs.iter().any(|l| l.contains("the 3 partitions of iot by location, shuffled")),
+        logs.iter()
+            .any(|l| l.contains("the 3 partitions of iot by location, shuffled")),
         "{logs:?}"
     );
     assert_matches_oracle_by("location", &db, events);
