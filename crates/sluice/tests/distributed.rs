@@ -270,61 +270,79 @@ fn events() -> u64 {
     if long() { 4_000_000 } else { 1_500_000 }
 }
 
+/// Three workers of the job; after its first checkpoint, `rounds` times at a replayable
+/// random moment (`pause` = (from, span) ms), two of them killed with SIGKILL and two
+/// replacements started. Every kill of the first round must find its worker running.
+/// `killed` sees each round's dead workers before their replacements join. Returns the
+/// workers left running.
+fn kill_drill(
+    file: &Path,
+    db: &str,
+    mut seed: u64,
+    rounds: usize,
+    pause: (u64, u64),
+    mut killed: impl FnMut(usize, &[Worker]),
+) -> Vec<Worker> {
+    let mut workers: Vec<Worker> = (0..3).map(|n| spawn_worker(file, db, n)).collect();
+    wait_first_checkpoint(file);
+    for round in 0..rounds {
+        std::thread::sleep(support::random_pause(&mut seed, pause.0, pause.1));
+        let keep = support::random_below(&mut seed, 3) as usize;
+        let mut dead = Vec::new();
+        for (i, mut w) in std::mem::take(&mut workers).into_iter().enumerate() {
+            if i == keep {
+                workers.push(w);
+                continue;
+            }
+            // The first round must hit a running job; later ones may find it done.
+            assert!(
+                round > 0 || w.child.try_wait().unwrap().is_none(),
+                "a worker ended before its kill; the test needs a longer stream: {}",
+                w.log()
+            );
+            w.child.kill().unwrap(); // SIGKILL
+            w.child.wait().unwrap();
+            dead.push(w);
+        }
+        killed(round, &dead);
+        // Replacements join later.
+        let n = 3 + 2 * round;
+        workers.push(spawn_worker(file, db, n));
+        workers.push(spawn_worker(file, db, n + 1));
+    }
+    workers
+}
+
 /// Kills two of three workers with SIGKILL (once; four times with `SLUICE_LONG=1`) at
 /// replayable random moments, replacing them each time.
 #[test]
 fn two_of_three_workers_killed_and_replaced_equal_the_oracle() {
     let events = events();
     let (_dir, file, db) = setup(events);
-    let mut workers: Vec<Worker> = (0..3).map(|n| spawn_worker(&file, &db, n)).collect();
-    wait_first_checkpoint(&file);
-    let mut seed = 0x5eed_u64;
     let rounds = if long() { 4 } else { 1 };
-    for round in 0..rounds {
-        std::thread::sleep(support::random_pause(&mut seed, 200, 800));
-        let keep = support::random_below(&mut seed, 3) as usize;
-        let mut killed = Vec::new();
-        for (i, mut w) in std::mem::take(&mut workers).into_iter().enumerate() {
-            if i == keep {
-                workers.push(w);
-                continue;
-            }
-            let running = w.child.try_wait().unwrap().is_none();
-            // The first round must hit a running job; later ones may find it done.
-            assert!(
-                running || round > 0,
-                "a worker ended before its kill; the test needs a longer stream: {}",
-                w.log()
-            );
-            w.child.kill().unwrap(); // SIGKILL
-            w.child.wait().unwrap();
-            killed.push(w);
+    let workers = kill_drill(&file, &db, 0x5eed, rounds, (200, 800), |round, killed| {
+        if round > 0 {
+            return;
         }
         let killed_at = Instant::now();
-        if round == 0 {
-            // The survivor takes the dead workers' tasks over once the group notices.
-            let moved: Vec<(i32, usize)> = killed
-                .iter()
-                .flat_map(|w| w.tasks())
-                .map(|p| (p, generations(&file, p)))
-                .collect();
-            assert!(!moved.is_empty(), "the killed workers held tasks");
-            wait_for(
-                "the dead workers' tasks moving",
-                Duration::from_secs(60),
-                || moved.iter().all(|(p, g)| generations(&file, *p) > *g),
-            );
-            eprintln!(
-                "tasks {:?} taken over {:.1}s after their workers died",
-                moved.iter().map(|m| m.0).collect::<Vec<_>>(),
-                killed_at.elapsed().as_secs_f64()
-            );
-        }
-        // Replacements join later.
-        let n = 3 + 2 * round;
-        workers.push(spawn_worker(&file, &db, n));
-        workers.push(spawn_worker(&file, &db, n + 1));
-    }
+        // The survivor takes the dead workers' tasks over once it notices.
+        let moved: Vec<(i32, usize)> = killed
+            .iter()
+            .flat_map(|w| w.tasks())
+            .map(|p| (p, generations(&file, p)))
+            .collect();
+        assert!(!moved.is_empty(), "the killed workers held tasks");
+        wait_for(
+            "the dead workers' tasks moving",
+            Duration::from_secs(60),
+            || moved.iter().all(|(p, g)| generations(&file, *p) > *g),
+        );
+        eprintln!(
+            "tasks {:?} taken over {:.1}s after their workers died",
+            moved.iter().map(|m| m.0).collect::<Vec<_>>(),
+            killed_at.elapsed().as_secs_f64()
+        );
+    });
     wait_all(workers, Duration::from_secs(300));
     assert_matches_oracle(&db, events);
     // A worker started after the job has finished exits at once.
@@ -551,30 +569,8 @@ fn idle_partitions_drill(group: &str) {
 fn a_shuffled_job_with_two_of_three_workers_killed_equals_the_oracle() {
     let events = events();
     let (_dir, file, db) = setup_with("location", events, &[], PARTITIONS, true);
-    let mut workers: Vec<Worker> = (0..3).map(|n| spawn_worker(&file, &db, n)).collect();
-    wait_first_checkpoint(&file);
-    let mut seed = 0x5_40ff1e_u64;
     let rounds = if long() { 4 } else { 1 };
-    for round in 0..rounds {
-        std::thread::sleep(support::random_pause(&mut seed, 200, 800));
-        let keep = support::random_below(&mut seed, 3) as usize;
-        for (i, mut w) in std::mem::take(&mut workers).into_iter().enumerate() {
-            if i == keep {
-                workers.push(w);
-                continue;
-            }
-            assert!(
-                round > 0 || w.child.try_wait().unwrap().is_none(),
-                "a worker ended before its kill; the test needs a longer stream: {}",
-                w.log()
-            );
-            w.child.kill().unwrap(); // SIGKILL
-            w.child.wait().unwrap();
-        }
-        let n = 3 + 2 * round;
-        workers.push(spawn_worker(&file, &db, n));
-        workers.push(spawn_worker(&file, &db, n + 1));
-    }
+    let workers = kill_drill(&file, &db, 0x5_40ff1e, rounds, (200, 800), |_, _| {});
     let logs = wait_all(workers, Duration::from_secs(300));
     assert!(
         logs.iter()
@@ -697,26 +693,7 @@ fn long_sessions_on_workers_killed_and_replaced_equal_one_process() {
 
     // Three workers, two killed at a replayable random moment and replaced.
     let db = fresh_database("sessions_dist");
-    let mut workers: Vec<Worker> = (0..3).map(|n| spawn_worker(&file, &db, n)).collect();
-    wait_first_checkpoint(&file);
-    let mut seed = 0x5e55_u64;
-    std::thread::sleep(support::random_pause(&mut seed, 100, 600));
-    let keep = support::random_below(&mut seed, 3) as usize;
-    for (i, mut w) in std::mem::take(&mut workers).into_iter().enumerate() {
-        if i == keep {
-            workers.push(w);
-            continue;
-        }
-        assert!(
-            w.child.try_wait().unwrap().is_none(),
-            "a worker ended before its kill; the test needs a longer stream: {}",
-            w.log()
-        );
-        w.child.kill().unwrap(); // SIGKILL
-        w.child.wait().unwrap();
-    }
-    workers.push(spawn_worker(&file, &db, 3));
-    workers.push(spawn_worker(&file, &db, 4));
+    let workers = kill_drill(&file, &db, 0x5e55, 1, (100, 600), |_, _| {});
     wait_all(workers, Duration::from_secs(300));
 
     for table in ["sessions", "long_sessions"] {
@@ -811,26 +788,7 @@ fn two_topics_shuffled_into_one_aggregate_with_workers_killed_equal_the_oracle()
     let file = dir.path().join("job.sql");
     std::fs::write(&file, sql).unwrap();
     let db = fresh_database("union");
-    let mut workers: Vec<Worker> = (0..3).map(|n| spawn_worker(&file, &db, n)).collect();
-    wait_first_checkpoint(&file);
-    let mut seed = 0x0210_u64;
-    std::thread::sleep(support::random_pause(&mut seed, 100, 600));
-    let keep = support::random_below(&mut seed, 3) as usize;
-    for (i, mut w) in std::mem::take(&mut workers).into_iter().enumerate() {
-        if i == keep {
-            workers.push(w);
-            continue;
-        }
-        assert!(
-            w.child.try_wait().unwrap().is_none(),
-            "a worker ended before its kill; the test needs a longer stream: {}",
-            w.log()
-        );
-        w.child.kill().unwrap(); // SIGKILL
-        w.child.wait().unwrap();
-    }
-    workers.push(spawn_worker(&file, &db, 3));
-    workers.push(spawn_worker(&file, &db, 4));
+    let workers = kill_drill(&file, &db, 0x0210, 1, (100, 600), |_, _| {});
     let logs = wait_all(workers, Duration::from_secs(300));
     assert!(
         logs.iter().any(|l| l.contains(

@@ -173,18 +173,16 @@ impl ShuffleWriter {
     /// Sends rows to shuffle partition `m`, in halves while a record would be larger
     /// than [`MAX_RECORD`] (brokers refuse records above `message.max.bytes`).
     fn send_rows(&self, m: usize, rows: RecordBatch) -> Result<()> {
-        let frame = Frame::Rows {
+        let bytes = Frame::Rows {
             partition: self.upstream,
-            batch: rows,
-        };
-        let bytes = frame.encode().map_err(|e| external(&self.spec.table, e))?;
-        let Frame::Rows { batch, .. } = frame else {
-            return Ok(());
-        };
-        if bytes.len() > MAX_RECORD && batch.num_rows() > 1 {
-            let half = batch.num_rows() / 2;
-            self.send_rows(m, batch.slice(0, half))?;
-            return self.send_rows(m, batch.slice(half, batch.num_rows() - half));
+            batch: rows.clone(),
+        }
+        .encode()
+        .map_err(|e| external(&self.spec.table, e))?;
+        if bytes.len() > MAX_RECORD && rows.num_rows() > 1 {
+            let half = rows.num_rows() / 2;
+            self.send_rows(m, rows.slice(0, half))?;
+            return self.send_rows(m, rows.slice(half, rows.num_rows() - half));
         }
         self.send_bytes(m, &bytes)
     }
