@@ -1,4 +1,5 @@
-//! Any bytes as JSON records against the IoT schema: rows or bad records, never a panic.
+//! Any bytes as JSON records against the IoT schema: rows or bad records, never a panic,
+//! and the same as arrow-json's alone (the decoder's fast path changes nothing).
 #![no_main]
 
 use std::sync::Arc;
@@ -19,9 +20,20 @@ fuzz_target!(|data: &[u8]| {
             false,
         ),
     ]));
-    let Ok(mut decoder) = JsonDecoder::new(schema, 64) else {
+    let (Ok(mut decoder), Ok(mut oracle)) = (
+        JsonDecoder::new(schema.clone(), 64),
+        JsonDecoder::arrow_only(schema, 64),
+    ) else {
         return;
     };
     let records: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
-    let _ = decoder.decode_lines(&records);
+    // The fast path reads what arrow-json reads, to the same rows and bad records.
+    match (decoder.decode_lines(&records), oracle.decode_lines(&records)) {
+        (Ok((rows, bad)), Ok((want_rows, want_bad))) => {
+            assert_eq!(rows, want_rows);
+            assert_eq!(format!("{bad:?}"), format!("{want_bad:?}"));
+        }
+        (Err(_), Err(_)) => {}
+        (got, want) => panic!("{got:?} but arrow-json: {want:?}"),
+    }
 });

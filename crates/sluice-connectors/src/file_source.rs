@@ -1,8 +1,11 @@
-//! File source: JSON lines, read in batches; a bounded source. Bad records follow the
-//! table's `bad_data` policy (`fail` by default, or `drop`, counted).
+//! File source: JSON lines, read in batches; a bounded source. At parallelism above 1 a
+//! file is split into byte ranges read side by side. Bad records follow the table's
+//! `bad_data` policy (`fail` by default, or `drop`, counted).
+
+mod range;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -13,6 +16,7 @@ use sluice_types::{ConnectorOptions, OptionProblem};
 use crate::dead_letter::DeadLetters;
 use crate::error::ConnectorError;
 use crate::json::JsonDecoder;
+use range::ByteRange;
 
 /// What to do with a record that cannot be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,21 +78,38 @@ impl BadData {
     }
 }
 
+/// Bytes asked of the file at a time.
+const READ_SIZE: usize = 1 << 20;
+
 pub struct FileSource {
     table: String,
     path: String,
-    reader: BufReader<File>,
+    file: File,
     schema: SchemaRef,
     decoder: JsonDecoder,
     batch_size: usize,
     bad_data: BadData,
     dead_letters: Option<DeadLetters>,
+    /// Lines read since `lines_from` (or, reading the file whole, since its start).
     line_no: u64,
+    /// The line number of `lines_from`, once known (counted only to report a bad line).
+    line_base: Option<u64>,
+    lines_from: u64,
     /// Bytes read into returned batches (and skipped blank or bad lines).
     offset: u64,
+    /// The range this source reads, when the file is split; it reads to the end else.
+    range: Option<ByteRange>,
+    /// Ranges of a restored split file not yet handed to other parts by `split`.
+    saved: Vec<(ByteRange, u64)>,
+    /// Bytes taken from the file so far (where the next read starts).
+    file_pos: u64,
     metrics: Arc<JobMetrics>,
-    buf: Vec<u8>,
-    ends: Vec<usize>,
+    /// Bytes read from the file; those before `pos` are in returned batches.
+    block: Vec<u8>,
+    pos: usize,
+    eof: bool,
+    /// The current chunk's records, as ranges of `block`.
+    spans: Vec<(usize, usize)>,
     line_numbers: Vec<u64>,
 }
 
@@ -112,19 +133,139 @@ impl FileSource {
         Ok(FileSource {
             table: table.to_string(),
             path,
-            reader: BufReader::with_capacity(1 << 20, file),
+            file,
             schema,
             decoder,
             batch_size,
             bad_data,
             dead_letters,
             line_no: 0,
+            line_base: Some(0),
+            lines_from: 0,
             offset: 0,
+            range: None,
+            saved: Vec::new(),
+            file_pos: 0,
             metrics,
-            buf: Vec::new(),
-            ends: Vec::new(),
+            block: Vec::new(),
+            pos: 0,
+            eof: false,
+            spans: Vec::new(),
             line_numbers: Vec::new(),
         })
+    }
+}
+
+impl FileSource {
+    fn io_error(&self, e: std::io::Error) -> RuntimeError {
+        RuntimeError::External(format!("reading {}: {e}", self.path))
+    }
+
+    /// Reads from `next` on: to the end of the file, or of `range`.
+    fn start_at(&mut self, next: u64, range: Option<ByteRange>) -> Result<()> {
+        self.file
+            .seek(SeekFrom::Start(next))
+            .map_err(|e| self.io_error(e))?;
+        self.file_pos = next;
+        self.offset = next;
+        self.range = range;
+        self.block.clear();
+        self.pos = 0;
+        self.eof = false;
+        Ok(())
+    }
+
+    /// Another source like this one, reading `range` from `next`.
+    fn part(&self, range: ByteRange, next: u64) -> Result<FileSource> {
+        let file = File::open(&self.path)
+            .map_err(|e| RuntimeError::External(format!("cannot open {}: {e}", self.path)))?;
+        let decoder = JsonDecoder::new(self.schema.clone(), self.batch_size)
+            .map_err(|e| RuntimeError::Internal(format!("json decoder: {e}")))?;
+        let mut part = FileSource {
+            table: self.table.clone(),
+            path: self.path.clone(),
+            file,
+            schema: self.schema.clone(),
+            decoder,
+            batch_size: self.batch_size,
+            bad_data: self.bad_data,
+            dead_letters: None,
+            line_no: 0,
+            line_base: None,
+            lines_from: next,
+            offset: next,
+            range: Some(range),
+            saved: Vec::new(),
+            file_pos: next,
+            metrics: self.metrics.clone(),
+            block: Vec::new(),
+            pos: 0,
+            eof: false,
+            spans: Vec::new(),
+            line_numbers: Vec::new(),
+        };
+        part.start_at(next, Some(range))?;
+        Ok(part)
+    }
+
+    /// Appends the file's next bytes to `block`; at the end (of the file or the range),
+    /// sets `eof`.
+    fn read_more(&mut self) -> Result<()> {
+        let len = self.block.len();
+        let want = match self.range {
+            Some(r) => (r.end.saturating_sub(self.file_pos) as usize).min(READ_SIZE),
+            None => READ_SIZE,
+        };
+        if want == 0 {
+            self.eof = true;
+            return Ok(());
+        }
+        self.block.resize(len + want, 0);
+        let n = loop {
+            match self.file.read(&mut self.block[len..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.block.truncate(len);
+                    return Err(self.io_error(e));
+                }
+            }
+        };
+        self.block.truncate(len + n);
+        self.file_pos += n as u64;
+        self.eof = n == 0;
+        Ok(())
+    }
+}
+
+/// Newlines in the first `bytes` bytes of the file at `path`.
+fn count_lines(path: &str, bytes: u64) -> std::io::Result<u64> {
+    let mut file = File::open(path)?.take(bytes);
+    let mut buf = vec![0u8; READ_SIZE];
+    let mut lines = 0;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+    }
+}
+
+/// The offset just after the first newline at or after `at` (or the file's end).
+fn line_end(file: &mut File, at: u64) -> std::io::Result<u64> {
+    file.seek(SeekFrom::Start(at))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pos = at;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(pos);
+        }
+        if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
+            return Ok(pos + i as u64 + 1);
+        }
+        pos += n as u64;
     }
 }
 
@@ -134,61 +275,111 @@ impl Source for FileSource {
     }
 
     fn position(&self) -> Positions {
-        Positions::from([
-            ("bytes".to_string(), self.offset as i64),
-            ("line".to_string(), self.line_no as i64),
-        ])
+        match self.range {
+            Some(r) => Positions::from([(r.key(), self.offset as i64)]),
+            None => Positions::from([
+                ("bytes".to_string(), self.offset as i64),
+                ("line".to_string(), self.line_no as i64),
+            ]),
+        }
     }
 
     fn seek(&mut self, position: &Positions) -> Result<()> {
+        if let Some(mut ranges) = ByteRange::saved(position) {
+            // A split file: this source takes the first range, `split` the others.
+            let (first, next) = ranges.remove(0);
+            self.saved = ranges;
+            self.line_base = None;
+            self.lines_from = next;
+            self.line_no = 0;
+            return self.start_at(next, Some(first));
+        }
         let Some(&bytes) = position.get("bytes") else {
             return Ok(());
         };
-        self.reader
-            .seek(SeekFrom::Start(bytes.max(0) as u64))
-            .map_err(|e| RuntimeError::External(format!("reading {}: {e}", self.path)))?;
-        self.offset = bytes.max(0) as u64;
+        self.start_at(bytes.max(0) as u64, None)?;
         self.line_no = position.get("line").copied().unwrap_or(0).max(0) as u64;
         Ok(())
     }
 
+    fn split(&mut self, n: usize) -> Result<Vec<Box<dyn Source>>> {
+        if !self.saved.is_empty() {
+            // Restored: the ranges saved, as they were cut.
+            let saved = std::mem::take(&mut self.saved);
+            return saved
+                .into_iter()
+                .map(|(r, next)| Ok(Box::new(self.part(r, next)?) as Box<dyn Source>))
+                .collect();
+        }
+        // Only a file not yet read, and one dead-letter file per table.
+        if self.range.is_some() || self.offset > 0 || self.dead_letters.is_some() || n < 2 {
+            return Ok(Vec::new());
+        }
+        let size = self.file.metadata().map_err(|e| self.io_error(e))?.len();
+        let mut probe = File::open(&self.path).map_err(|e| self.io_error(e))?;
+        let ranges =
+            range::cut(size, n, |at| line_end(&mut probe, at)).map_err(|e| self.io_error(e))?;
+        let Some((first, rest)) = ranges.split_first() else {
+            return Ok(Vec::new());
+        };
+        if rest.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.line_base = Some(0);
+        self.lines_from = 0;
+        self.start_at(0, Some(*first))?;
+        rest.iter()
+            .map(|r| Ok(Box::new(self.part(*r, r.start)?) as Box<dyn Source>))
+            .collect()
+    }
+
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         loop {
-            self.buf.clear();
-            self.ends.clear();
+            self.block.drain(..self.pos);
+            self.pos = 0;
+            self.spans.clear();
             self.line_numbers.clear();
-            while self.ends.len() < self.batch_size {
-                let start = self.buf.len();
-                let n = self
-                    .reader
-                    .read_until(b'\n', &mut self.buf)
-                    .map_err(|e| RuntimeError::External(format!("reading {}: {e}", self.path)))?;
-                if n == 0 {
-                    break;
-                }
-                self.offset += n as u64;
+            let mut p = 0;
+            while self.spans.len() < self.batch_size {
+                let end = match memchr::memchr(b'\n', &self.block[p..]) {
+                    Some(n) => p + n + 1,
+                    None if !self.eof => {
+                        self.read_more()?;
+                        continue;
+                    }
+                    None if p < self.block.len() => self.block.len(),
+                    None => break,
+                };
                 self.line_no += 1;
-                let line = &self.buf[start..];
-                if line.iter().all(|b| b.is_ascii_whitespace()) {
-                    self.buf.truncate(start);
-                    continue;
+                if !self.block[p..end].iter().all(u8::is_ascii_whitespace) {
+                    self.spans.push((p, end));
+                    self.line_numbers.push(self.line_no);
                 }
-                self.ends.push(self.buf.len());
-                self.line_numbers.push(self.line_no);
+                p = end;
             }
-            if self.ends.is_empty() {
+            self.offset += p as u64;
+            self.pos = p;
+            if self.spans.is_empty() {
                 return Ok(None);
             }
-            let mut records: Vec<&[u8]> = Vec::with_capacity(self.ends.len());
-            let mut start = 0;
-            for &end in &self.ends {
-                records.push(&self.buf[start..end]);
-                start = end;
-            }
+            let records: Vec<&[u8]> = self.spans.iter().map(|&(a, b)| &self.block[a..b]).collect();
             let (batch, bad) = self
                 .decoder
                 .decode_lines(&records)
                 .map_err(|e| RuntimeError::Internal(format!("json decoder: {e}")))?;
+            if !bad.is_empty() {
+                // Line numbers in the file: those before this source's first counted
+                // once, when first needed.
+                if self.line_base.is_none() {
+                    self.line_base = count_lines(&self.path, self.lines_from)
+                        .inspect_err(|e| tracing::warn!("counting the lines of {}: {e}", self.path))
+                        .ok();
+                }
+                let base = self.line_base.unwrap_or(0);
+                for b in &bad {
+                    self.line_numbers[b.index] += base;
+                }
+            }
             if let Some(first) = bad.first() {
                 match self.bad_data {
                     BadData::Fail => {

@@ -1,5 +1,5 @@
-//! JSON lines to Arrow (bulk decoding, falling back to line by line to find bad
-//! records). The way out (Arrow to JSON lines) is `sluice_runtime::output`, re-exported
+//! JSON lines to Arrow: the fast path ([`flat`]) where it reads a chunk, else arrow-json
+//! in bulk, falling back to line by line to find bad records. The way out (Arrow to JSON lines) is `sluice_runtime::output`, re-exported
 //! here.
 
 use datafusion::arrow::compute::concat_batches;
@@ -8,6 +8,14 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::ReaderBuilder;
 use datafusion::arrow::json::reader::Decoder;
 use datafusion::arrow::record_batch::RecordBatch;
+
+mod flat;
+
+use flat::FlatDecoder;
+
+/// After the fast path gives up on a chunk, the chunks it skips before trying again (a
+/// stream whose records it cannot read costs it little).
+const FAST_PATH_PAUSE: u32 = 16;
 
 /// One record that could not be decoded.
 #[derive(Debug, Clone)]
@@ -21,12 +29,28 @@ pub struct BadRecord {
 pub struct JsonDecoder {
     schema: SchemaRef,
     decoder: Decoder,
+    flat: Option<FlatDecoder>,
+    /// Chunks left before the fast path is tried again.
+    paused: u32,
 }
 
 impl JsonDecoder {
     pub fn new(schema: SchemaRef, batch_size: usize) -> Result<Self, ArrowError> {
         let decoder = Self::decoder(&schema, batch_size)?;
-        Ok(JsonDecoder { schema, decoder })
+        Ok(JsonDecoder {
+            flat: FlatDecoder::new(&schema),
+            schema,
+            decoder,
+            paused: 0,
+        })
+    }
+
+    /// A decoder that never takes the fast path: arrow-json alone, the oracle of the
+    /// fast path in fuzzing and benchmarks.
+    pub fn arrow_only(schema: SchemaRef, batch_size: usize) -> Result<Self, ArrowError> {
+        let mut d = Self::new(schema, batch_size)?;
+        d.flat = None;
+        Ok(d)
     }
 
     fn decoder(schema: &SchemaRef, batch_size: usize) -> Result<Decoder, ArrowError> {
@@ -43,6 +67,16 @@ impl JsonDecoder {
     ) -> Result<(Option<RecordBatch>, Vec<BadRecord>), ArrowError> {
         if records.is_empty() {
             return Ok((None, Vec::new()));
+        }
+        if let Some(flat) = &self.flat {
+            if self.paused == 0 {
+                match flat.decode(records) {
+                    Ok(batch) => return Ok((Some(batch), Vec::new())),
+                    Err(flat::GiveUp) => self.paused = FAST_PATH_PAUSE,
+                }
+            } else {
+                self.paused -= 1;
+            }
         }
         let mut joined = Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum());
         for r in records {

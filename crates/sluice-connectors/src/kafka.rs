@@ -1,8 +1,9 @@
 //! Kafka source: reads a topic's partitions, assigned explicitly (the offsets are
 //! Sluice's, not the broker's auto-commit), decodes JSON values straight into Arrow per
 //! partition, follows the table's `bad_data` policy, and in `scan.bounded.mode =
-//! 'latest-offset'` ends at the end offsets seen at start. Broker outages are retried
-//! with backoff and logged; librdkafka reconnects by itself.
+//! 'latest-offset'` ends at the end offsets seen at start. At parallelism above 1 its
+//! partitions are split over several consumers, each on a task of its own. Broker
+//! outages are retried with backoff and logged; librdkafka reconnects by itself.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -292,6 +293,11 @@ pub struct KafkaSource {
     /// Per partition, a resume in progress: read from `from`, drop records before
     /// `target` (see [`KafkaSource::seek`]).
     resume: Vec<Option<Resume>>,
+    /// What the source was opened with, to open its parts when split.
+    options: ConnectorOptions,
+    interrupt: Interrupt,
+    /// The positions of the last seek, for the parts of a split.
+    sought: Option<Positions>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -472,6 +478,9 @@ impl KafkaSource {
             last_error: None,
             low: lows,
             resume: vec![None; n],
+            options: options.clone(),
+            interrupt: interrupt.clone(),
+            sought: None,
         })
     }
 
@@ -636,7 +645,51 @@ impl Source for KafkaSource {
             .assign(&tpl)
             .map_err(|e| RuntimeError::External(kafka_err(&self.topic, e).to_string()))?;
         tracing::debug!(table = %self.table, ?position, "kafka source resumed");
+        self.sought = Some(position.clone());
         Ok(())
+    }
+
+    /// One consumer per share of the partitions (round robin over up to `n` parts),
+    /// each resumed where the last seek put its partitions. A table with dead letters
+    /// keeps one consumer (one writer of its dead-letter file).
+    fn split(&mut self, n: usize) -> Result<Vec<Box<dyn Source>>> {
+        let parts = n.min(self.partitions.len());
+        if parts < 2 || self.dead_letters.is_some() {
+            return Ok(Vec::new());
+        }
+        let mut opened = Vec::new();
+        for part in 0..parts {
+            let share: Vec<String> = self
+                .partitions
+                .iter()
+                .skip(part)
+                .step_by(parts)
+                .map(i32::to_string)
+                .collect();
+            let mut options = self.options.clone();
+            options.insert(
+                "partitions",
+                share.join(","),
+                sluice_types::Position::default(),
+            );
+            let mut source = KafkaSource::open(
+                &self.table,
+                &options,
+                self.schema.clone(),
+                self.metrics.clone(),
+                &self.interrupt,
+            )
+            .map_err(RuntimeError::from)?;
+            if let Some(p) = &self.sought {
+                source.seek(p)?;
+            }
+            opened.push(source);
+        }
+        let mut rest = opened.into_iter();
+        if let Some(first) = rest.next() {
+            *self = first;
+        }
+        Ok(rest.map(|s| Box::new(s) as Box<dyn Source>).collect())
     }
 
     /// Commits the checkpoint's offsets to the consumer group, so that the usual Kafka
@@ -644,7 +697,9 @@ impl Source for KafkaSource {
     fn checkpointed(&mut self, position: &Positions) -> Result<()> {
         let mut tpl = TopicPartitionList::new();
         for (p, o) in position {
-            if let Ok(p) = p.parse::<i32>() {
+            if let Ok(p) = p.parse::<i32>()
+                && self.index.contains_key(&p)
+            {
                 tpl.add_partition_offset(&self.topic, p, Offset::Offset(*o))
                     .map_err(|e| RuntimeError::External(kafka_err(&self.topic, e).to_string()))?;
             }

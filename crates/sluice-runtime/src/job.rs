@@ -39,8 +39,8 @@ use crate::operators::updating_aggregate::UpdatingAggregate;
 use crate::operators::window_aggregate::WindowAggregate;
 use crate::operators::window_join::WindowJoin;
 use crate::plan::{
-    Consumer, JobOutcome, JobSpec, JoinPlan, JoinTime, LookupSpec, NodeOp, NodeSpec, Producer,
-    SinkSpec, Step, WindowKind,
+    Consumer, JobOutcome, JobSpec, JoinPlan, JoinTime, LookupSpec, NodeOp, Producer, SinkSpec,
+    Step, WindowKind,
 };
 use crate::source::SourceWatermarks;
 use control::{Ack, Control, Coordinator, TaskMsg, plan_lines};
@@ -226,14 +226,6 @@ fn restored(stored: Option<&StoredCheckpoint>, id: &str) -> Result<Option<Vec<Sn
     Ok(Some(out))
 }
 
-/// How many tasks run a producer of the graph.
-fn instances(nodes: &[NodeSpec], p: Producer, parallelism: usize) -> usize {
-    match p {
-        Producer::Node(n) if nodes[n].keyed => parallelism,
-        _ => 1,
-    }
-}
-
 /// Whether each node's input carries event time (its watermarks mean something).
 fn timed_nodes(spec: &JobSpec) -> Vec<bool> {
     let mut timed = vec![false; spec.nodes.len()];
@@ -405,12 +397,39 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     let failure = Arc::new(Failure(Mutex::new(None)));
     let ctl = Arc::new(Control::default());
     ctl.requested.store(last_epoch, Ordering::SeqCst);
-    if let Ok(mut d) = ctl.durable.lock() {
-        *d = vec![None; sources.len()];
-    }
     let (ack_tx, ack_rx) = channel::<Ack>();
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
-    let mut expected_acks = sources.len();
+
+    // Each source back where the checkpoint left it, then split over up to
+    // `parallelism` tasks (a restore runs at the parallelism it was taken at, so the
+    // split is the one saved).
+    let mut sources = sources;
+    let mut split_off: Vec<Vec<Box<dyn crate::source::Source>>> = Vec::new();
+    for (si, s) in sources.iter_mut().enumerate() {
+        if let Some(saved) = stored.and_then(|c| c.manifest.sources.get(si)) {
+            s.source.seek(&saved.offsets)?;
+        }
+        split_off.push(if parallelism > 1 {
+            s.source.split(parallelism)?
+        } else {
+            Vec::new()
+        });
+    }
+    let source_tasks: Vec<usize> = split_off.iter().map(|p| p.len() + 1).collect();
+    let task_sources: Vec<usize> = source_tasks
+        .iter()
+        .enumerate()
+        .flat_map(|(si, &n)| std::iter::repeat_n(si, n))
+        .collect();
+    if let Ok(mut d) = ctl.durable.lock() {
+        *d = vec![None; task_sources.len()];
+    }
+    let instances = |p: Producer| match p {
+        Producer::Node(n) if nodes[n].keyed => parallelism,
+        Producer::Source(s) => source_tasks[s],
+        Producer::Node(_) => 1,
+    };
+    let mut expected_acks = task_sources.len();
 
     // Every consumer's inputs: one per producer task of each edge into it.
     let mut node_inputs: Vec<Vec<InputOf>> = vec![Vec::new(); nodes.len()];
@@ -424,7 +443,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
             Producer::Source(s) => sources[s].event_time.is_some(),
             Producer::Node(n) => timed[n],
         };
-        for part in 0..instances(&nodes, e.from, parallelism) {
+        for part in 0..instances(e.from) {
             list.push(InputOf {
                 edge: ei,
                 part,
@@ -478,7 +497,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     let mut node_rxs: Vec<Vec<Option<Receiver<TaskMsg>>>> = Vec::new();
     for (ni, node) in nodes.iter().enumerate() {
         let (mut txs, mut rxs) = (Vec::new(), Vec::new());
-        for part in 0..instances(&nodes, Producer::Node(ni), parallelism) {
+        for part in 0..instances(Producer::Node(ni)) {
             let (tx, rx) = sync_channel::<TaskMsg>(cap);
             txs.push((
                 tx,
@@ -507,17 +526,20 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     };
 
     // The head of every edge, per producer task: its steps and where they send.
-    let mut source_heads: Vec<Vec<Head>> = (0..sources.len()).map(|_| Vec::new()).collect();
+    let mut source_heads: Vec<Vec<Vec<Head>>> = source_tasks
+        .iter()
+        .map(|&n| (0..n).map(|_| Vec::new()).collect())
+        .collect();
     let mut node_heads: Vec<Vec<Vec<Head>>> = (0..nodes.len())
         .map(|ni| {
-            (0..instances(&nodes, Producer::Node(ni), parallelism))
+            (0..instances(Producer::Node(ni)))
                 .map(|_| Vec::new())
                 .collect()
         })
         .collect();
     let mut made = Vec::new();
     for (ei, e) in edges.iter().enumerate() {
-        let count = instances(&nodes, e.from, parallelism);
+        let count = instances(e.from);
         for part in 0..count {
             let route = match e.to {
                 Consumer::Sink(s) => Route::One(Target {
@@ -564,7 +586,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     }
     for (from, part, head) in made {
         match from {
-            Producer::Source(s) => source_heads[s].push(head),
+            Producer::Source(s) => source_heads[s][part].push(head),
             Producer::Node(n) => node_heads[n][part].push(head),
         }
     }
@@ -636,39 +658,60 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     drop(node_txs);
 
     let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
-    for (si, s) in sources.into_iter().enumerate() {
-        let mut watermarks = s
-            .event_time
-            .map(|(c, d)| SourceWatermarks::new(c, d, s.source.partitions(), s.idle_timeout));
-        let mut source = s.source;
-        if let Some(saved) = stored.and_then(|c| c.manifest.sources.get(si)) {
-            source.seek(&saved.offsets)?;
-            if let Some(w) = watermarks.as_mut() {
-                w.restore(&saved.max_event_times, saved.watermark);
-                if let Some(wm) = saved.watermark {
-                    handle
-                        .metrics
-                        .observe_watermark(sluice_types::Watermark::from_millis(wm));
-                }
-            }
+    let mut task = 0;
+    for ((si, s), more) in sources.into_iter().enumerate().zip(split_off) {
+        let saved = stored.and_then(|c| c.manifest.sources.get(si));
+        if let Some(wm) = saved.and_then(|saved| saved.watermark) {
+            handle
+                .metrics
+                .observe_watermark(sluice_types::Watermark::from_millis(wm));
         }
-        let task = SourceTask {
-            index: si,
-            name: s.name.clone(),
-            source,
-            watermarks,
-            heads: std::mem::take(&mut source_heads[si]),
-            ctl: ctl.clone(),
-            acks: ack_tx.clone(),
-            injected: last_epoch,
-        };
-        let h = handle.clone();
-        threads.push(spawn(
-            format!("source {}", s.name),
-            &failure,
-            handle,
-            move || task.run(&h),
-        )?);
+        let parts: Vec<Box<dyn crate::source::Source>> =
+            std::iter::once(s.source).chain(more).collect();
+        let whole = parts.len() == 1;
+        let partitions: usize = parts.iter().map(|p| p.partitions().max(1)).sum();
+        let watermarks = s.event_time.map(|(c, d)| {
+            let mut w = SourceWatermarks::new(c, d, partitions, s.idle_timeout);
+            if let Some(saved) = saved {
+                w.restore(&saved.max_event_times, saved.watermark);
+            }
+            Arc::new(Mutex::new(w))
+        });
+        let restored_wm = saved.and_then(|s| s.watermark).map_or(
+            sluice_types::Watermark::MIN,
+            sluice_types::Watermark::from_millis,
+        );
+        let mut first = 0;
+        for (part, source) in parts.into_iter().enumerate() {
+            // A source read whole owns every partition, those it adds later too.
+            let own = if whole {
+                0..usize::MAX
+            } else {
+                first..first + source.partitions().max(1)
+            };
+            first = own.end;
+            let t = SourceTask {
+                index: si,
+                task,
+                name: s.name.clone(),
+                source,
+                watermarks: watermarks.clone(),
+                own,
+                emitted: restored_wm,
+                heads: std::mem::take(&mut source_heads[si][part]),
+                ctl: ctl.clone(),
+                acks: ack_tx.clone(),
+                injected: last_epoch,
+            };
+            task += 1;
+            let h = handle.clone();
+            let thread = if whole {
+                format!("source {}", s.name)
+            } else {
+                format!("source {} {part}", s.name)
+            };
+            threads.push(spawn(thread, &failure, handle, move || t.run(&h))?);
+        }
     }
     drop(ack_tx);
 
@@ -677,6 +720,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
         settings: checkpoint,
         plan,
         source_names,
+        task_sources,
         expected_acks,
         first_epoch: last_epoch + 1,
         rows_out_before: stored.map_or(0, |c| c.manifest.rows_out),

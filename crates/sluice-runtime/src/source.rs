@@ -64,6 +64,15 @@ pub trait Source: Send {
         }
     }
 
+    /// Splits off parts of what the source reads (partitions, byte ranges, key ranges)
+    /// into sources of their own, so that up to `n` tasks read it side by side: after
+    /// the call this source reads its own share, each returned source another. Called
+    /// after [`Source::seek`]; the parts' positions together are the source's. The
+    /// default splits off nothing.
+    fn split(&mut self, _n: usize) -> Result<Vec<Box<dyn Source>>> {
+        Ok(Vec::new())
+    }
+
     /// A checkpoint holding `position` is durable (Kafka commits it to its group, for
     /// lag monitoring).
     fn checkpointed(&mut self, _position: &Positions) -> Result<()> {
@@ -84,13 +93,17 @@ pub trait Source: Send {
 
 /// A source's watermark: per partition the largest event time minus the delay; the
 /// source's is the minimum over partitions that are not idle (no data for
-/// `idle_timeout`), or the maximum when all are idle. It never goes backwards.
+/// `idle_timeout`) and not ended, or the maximum when all are idle. It never goes
+/// backwards. The parts of a split source share one, each part's partitions numbered
+/// after the previous part's.
 #[derive(Debug)]
 pub struct SourceWatermarks {
     partitions: Vec<WatermarkGenerator>,
     last_active: Vec<Instant>,
     /// Partitions reported idle by the stage before (see [`SourcePoll::Progress`]).
     reported_idle: Vec<bool>,
+    /// Partitions whose part of the source has ended.
+    ended: Vec<bool>,
     idle_timeout: Duration,
     current: Watermark,
 }
@@ -103,8 +116,34 @@ impl SourceWatermarks {
             partitions: vec![WatermarkGenerator::new(column, delay_ms); n],
             last_active: vec![now; n],
             reported_idle: vec![false; n],
+            ended: vec![false; n],
             idle_timeout,
             current: Watermark::MIN,
+        }
+    }
+
+    /// The source's watermark so far.
+    pub fn current(&self) -> Watermark {
+        self.current
+    }
+
+    /// Per partition in `own`, the largest event time seen (`None` elsewhere); and the
+    /// source's watermark: a part's share of [`SourceWatermarks::state`].
+    pub fn state_of(&self, own: std::ops::Range<usize>) -> (Vec<Option<i64>>, Option<i64>) {
+        let (mut max, current) = self.state();
+        for (i, m) in max.iter_mut().enumerate() {
+            if !own.contains(&i) {
+                *m = None;
+            }
+        }
+        (max, current)
+    }
+
+    /// The partitions of a part that has ended no longer hold the watermark back.
+    pub fn end(&mut self, partitions: std::ops::Range<usize>) {
+        let n = self.ended.len();
+        for p in partitions.start.min(n)..partitions.end.min(n) {
+            self.ended[p] = true;
         }
     }
 
@@ -156,6 +195,7 @@ impl SourceWatermarks {
             self.partitions.resize(n, g);
             self.last_active.resize(n, Instant::now());
             self.reported_idle.resize(n, false);
+            self.ended.resize(n, false);
         }
     }
 
@@ -167,19 +207,25 @@ impl SourceWatermarks {
 
     /// The source's watermark if it advanced.
     pub fn advance(&mut self, now: Instant) -> Option<Watermark> {
-        let active: Vec<Watermark> = self
-            .partitions
-            .iter()
-            .zip(&self.last_active)
-            .zip(&self.reported_idle)
-            .filter(|((_, t), idle)| !**idle && now.duration_since(**t) < self.idle_timeout)
-            .map(|((g, _), _)| g.current())
+        let live = |i: &usize| !self.ended[*i];
+        let active: Vec<Watermark> = (0..self.partitions.len())
+            .filter(live)
+            .filter(|&i| {
+                !self.reported_idle[i]
+                    && now.duration_since(self.last_active[i]) < self.idle_timeout
+            })
+            .map(|i| self.partitions[i].current())
             .collect();
         let candidate = if active.is_empty() {
-            self.partitions
-                .iter()
-                .map(WatermarkGenerator::current)
-                .max()
+            let mut open = (0..self.partitions.len()).filter(live).peekable();
+            if open.peek().is_some() {
+                open.map(|i| self.partitions[i].current()).max()
+            } else {
+                self.partitions
+                    .iter()
+                    .map(WatermarkGenerator::current)
+                    .max()
+            }
         } else {
             active.into_iter().min()
         }?;
@@ -262,6 +308,31 @@ mod tests {
             vec![Arc::new(TimestampMillisecondArray::from(times.to_vec()))],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn an_ended_part_does_not_hold_the_others_back() {
+        // Two parts of a split source, one partition each, sharing the watermark.
+        let mut w = SourceWatermarks::new(0, 1_000, 2, Duration::from_secs(3600));
+        w.observe(0, &batch(&[10_000])).unwrap();
+        w.observe(1, &batch(&[50_000])).unwrap();
+        assert_eq!(
+            w.advance(Instant::now()),
+            Some(Watermark::from_millis(9_000))
+        );
+        assert_eq!(w.state_of(1..2), (vec![None, Some(50_000)], Some(9_000)));
+        // Part 0 reads on past part 1, then part 1 ends: part 0 alone leads.
+        w.observe(0, &batch(&[80_000])).unwrap();
+        assert_eq!(
+            w.advance(Instant::now()),
+            Some(Watermark::from_millis(49_000))
+        );
+        w.end(1..2);
+        assert_eq!(
+            w.advance(Instant::now()),
+            Some(Watermark::from_millis(79_000))
+        );
+        assert_eq!(w.current(), Watermark::from_millis(79_000));
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub(crate) struct Control {
     pub ended_sources: AtomicUsize,
     /// The final checkpoint is committed: tasks may send their end of stream.
     pub finish: AtomicBool,
-    /// Per source, positions of the newest durable checkpoint, for the source to hear.
+    /// Per source task, its source's positions in the newest durable checkpoint.
     pub durable: Mutex<Vec<Option<Positions>>>,
 }
 
@@ -40,11 +40,11 @@ impl Control {
     pub fn finishing(&self) -> bool {
         self.finish.load(Ordering::SeqCst)
     }
-    pub fn take_durable(&self, source: usize) -> Option<Positions> {
+    pub fn take_durable(&self, task: usize) -> Option<Positions> {
         self.durable
             .lock()
             .ok()
-            .and_then(|mut d| d.get_mut(source).and_then(Option::take))
+            .and_then(|mut d| d.get_mut(task).and_then(Option::take))
     }
 }
 
@@ -190,6 +190,8 @@ pub(crate) struct Coordinator {
     pub settings: CheckpointSettings,
     pub plan: Vec<String>,
     pub source_names: Vec<String>,
+    /// Per source task, the index of the source it reads.
+    pub task_sources: Vec<usize>,
     pub expected_acks: usize,
     pub first_epoch: u64,
     pub sinks: Vec<SyncSender<TaskMsg>>,
@@ -208,7 +210,7 @@ impl Coordinator {
                 return Ok(());
             }
             if inflight.is_none() {
-                let all_ended = ctl.ended_sources.load(Ordering::SeqCst) >= self.source_names.len();
+                let all_ended = ctl.ended_sources.load(Ordering::SeqCst) >= self.task_sources.len();
                 if all_ended || Instant::now() >= next_at {
                     inflight = Some(Inflight {
                         epoch: next_epoch,
@@ -251,14 +253,14 @@ impl Coordinator {
 
     fn complete(&self, f: Inflight, ctl: &Control, handle: &JobHandle) -> Result<()> {
         let epoch = Epoch(f.epoch);
-        let mut sources = vec![SourceState::default(); self.source_names.len()];
+        let mut split: Vec<Vec<SourceState>> = vec![Vec::new(); self.source_names.len()];
         let mut tasks = BTreeMap::new();
         let mut files = Vec::new();
         for part in f.parts {
             match part {
                 Part::Source { index, state } => {
-                    if let Some(slot) = sources.get_mut(index) {
-                        *slot = state;
+                    if let Some(slot) = split.get_mut(index) {
+                        slot.push(state);
                     }
                 }
                 Part::Task { id, snapshots } => {
@@ -280,6 +282,7 @@ impl Coordinator {
                 }
             }
         }
+        let sources: Vec<SourceState> = split.into_iter().map(merge_source_states).collect();
         let watermark = sources.iter().filter_map(|s| s.watermark).min();
         let mut bytes = 0;
         if let Some(store) = &self.settings.store {
@@ -322,10 +325,43 @@ impl Coordinator {
             let _ = tx.send(TaskMsg::Commit(epoch));
         }
         if let Ok(mut d) = ctl.durable.lock() {
-            *d = sources.into_iter().map(|s| Some(s.offsets)).collect();
+            *d = self
+                .task_sources
+                .iter()
+                .map(|&si| sources.get(si).map(|s| s.offsets.clone()))
+                .collect();
         }
         Ok(())
     }
+}
+
+/// A source's state from its tasks' states (one per part of a split source): their
+/// positions together, each partition's largest event time from the part that reads it,
+/// and the smallest watermark the parts have sent (none while any part has sent none).
+pub(crate) fn merge_source_states(mut parts: Vec<SourceState>) -> SourceState {
+    if parts.len() <= 1 {
+        return parts.pop().unwrap_or_default();
+    }
+    let watermark = parts
+        .iter()
+        .map(|p| p.watermark)
+        .collect::<Option<Vec<i64>>>()
+        .and_then(|w| w.into_iter().min());
+    let mut merged = SourceState {
+        name: parts[0].name.clone(),
+        watermark,
+        ..SourceState::default()
+    };
+    for p in parts {
+        merged.offsets.extend(p.offsets);
+        if merged.max_event_times.len() < p.max_event_times.len() {
+            merged.max_event_times.resize(p.max_event_times.len(), None);
+        }
+        for (m, q) in merged.max_event_times.iter_mut().zip(p.max_event_times) {
+            *m = (*m).max(q);
+        }
+    }
+    merged
 }
 
 /// Expressions as a plan line lists them.
@@ -334,4 +370,43 @@ fn exprs(e: &[std::sync::Arc<dyn datafusion::physical_plan::PhysicalExpr>]) -> S
         .map(|k| k.to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(offsets: &[(&str, i64)], max: &[Option<i64>], watermark: Option<i64>) -> SourceState {
+        SourceState {
+            name: "s".into(),
+            offsets: offsets.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            max_event_times: max.to_vec(),
+            watermark,
+        }
+    }
+
+    #[test]
+    fn a_whole_source_keeps_its_state() {
+        let one = state(&[("bytes", 10)], &[Some(5)], Some(3));
+        assert_eq!(merge_source_states(vec![one.clone()]), one);
+        assert_eq!(merge_source_states(Vec::new()), SourceState::default());
+    }
+
+    #[test]
+    fn a_split_source_joins_its_parts() {
+        let merged = merge_source_states(vec![
+            state(&[("a", 1)], &[Some(90), None], Some(80)),
+            state(&[("b", 2)], &[None, Some(40)], Some(30)),
+        ]);
+        assert_eq!(
+            merged,
+            state(&[("a", 1), ("b", 2)], &[Some(90), Some(40)], Some(30))
+        );
+        // A part that has sent no watermark yet holds the source's back.
+        let merged = merge_source_states(vec![
+            state(&[("a", 1)], &[Some(90), None], Some(80)),
+            state(&[("b", 0)], &[None, None], None),
+        ]);
+        assert_eq!(merged.watermark, None);
+    }
 }

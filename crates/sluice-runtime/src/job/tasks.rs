@@ -1,8 +1,9 @@
 //! The loop of source tasks: read, stamp watermarks, run the heads of the edges that
 //! leave the source, inject barriers.
 
-use std::sync::Arc;
+use std::ops::Range;
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use sluice_state::SourceState;
@@ -24,10 +25,18 @@ pub(crate) struct Head {
 }
 
 pub(crate) struct SourceTask {
+    /// The source's index in the job.
     pub index: usize,
+    /// The task's index among all source tasks.
+    pub task: usize,
     pub name: String,
     pub source: Box<dyn Source>,
-    pub watermarks: Option<SourceWatermarks>,
+    /// The source's watermark, shared by the parts of a split source.
+    pub watermarks: Option<Arc<Mutex<SourceWatermarks>>>,
+    /// This part's partitions, as the shared watermark numbers them.
+    pub own: Range<usize>,
+    /// The watermark last sent downstream.
+    pub emitted: Watermark,
     pub heads: Vec<Head>,
     pub ctl: Arc<Control>,
     pub acks: Sender<Ack>,
@@ -67,11 +76,25 @@ impl SourceTask {
         deliver(&mut self.heads, msg)
     }
 
-    fn inject(&mut self, epoch: Epoch) -> Result<()> {
-        let (max_event_times, watermark) = self
-            .watermarks
+    /// The shared watermark, locked.
+    fn shared(&self) -> Result<Option<MutexGuard<'_, SourceWatermarks>>> {
+        self.watermarks
             .as_ref()
-            .map_or((Vec::new(), None), SourceWatermarks::state);
+            .map(|w| {
+                w.lock()
+                    .map_err(|_| RuntimeError::Internal("a source part panicked".into()))
+            })
+            .transpose()
+    }
+
+    fn inject(&mut self, epoch: Epoch) -> Result<()> {
+        // This part's partitions, and the watermark it has sent (what the operators
+        // after it have seen).
+        let (max_event_times, _) = self
+            .shared()?
+            .map_or((Vec::new(), None), |g| g.state_of(self.own.clone()));
+        let watermark = (self.watermarks.is_some() && self.emitted != Watermark::MIN)
+            .then(|| self.emitted.millis());
         let mut parts = vec![Part::Source {
             index: self.index,
             state: SourceState {
@@ -99,7 +122,7 @@ impl SourceTask {
                 self.injected += 1;
                 self.inject(Epoch(self.injected))?;
             }
-            if let Some(p) = self.ctl.take_durable(self.index)
+            if let Some(p) = self.ctl.take_durable(self.task)
                 && let Err(e) = self.source.checkpointed(&p)
             {
                 tracing::warn!("source {}: {e}", self.name);
@@ -120,6 +143,9 @@ impl SourceTask {
             }
             match self.source.poll()? {
                 SourcePoll::End => {
+                    if let Some(mut g) = self.shared()? {
+                        g.end(self.own.clone());
+                    }
                     self.deliver(Message::Watermark(Watermark::MAX))?;
                     ended = true;
                     self.ctl
@@ -133,7 +159,8 @@ impl SourceTask {
                     max_event,
                     idle,
                 } => {
-                    if let Some(g) = self.watermarks.as_mut() {
+                    let partition = self.own.start + partition;
+                    if let Some(mut g) = self.shared()? {
                         g.report(partition, max_event, idle);
                         if let Some(wm) = g.partition_watermark(partition) {
                             handle
@@ -147,7 +174,8 @@ impl SourceTask {
                     handle
                         .metrics
                         .add_source_batch(batch.num_rows() as u64, bytes);
-                    if let Some(g) = self.watermarks.as_mut() {
+                    let partition = self.own.start + partition;
+                    if let Some(mut g) = self.shared()? {
                         g.observe(partition, &batch)?;
                         if let Some(wm) = g.partition_watermark(partition) {
                             handle
@@ -158,11 +186,12 @@ impl SourceTask {
                     self.deliver(Message::Batch(batch))?;
                 }
             }
-            if let Some(w) = self
-                .watermarks
-                .as_mut()
-                .and_then(|g| g.advance(Instant::now()))
-            {
+            let now = self.shared()?.map(|mut g| {
+                g.advance(Instant::now());
+                g.current()
+            });
+            if let Some(w) = now.filter(|w| *w > self.emitted) {
+                self.emitted = w;
                 handle.metrics.observe_watermark(w);
                 self.deliver(Message::Watermark(w))?;
             }
