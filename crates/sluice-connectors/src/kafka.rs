@@ -586,6 +586,46 @@ impl KafkaSource {
 }
 
 impl KafkaSource {
+    /// Reads only the partitions `keep` from now on, each where it was.
+    fn retain(&mut self, keep: &[i32]) -> Result<()> {
+        let slots: Vec<usize> = (0..self.partitions.len())
+            .filter(|&s| keep.contains(&self.partitions[s]))
+            .collect();
+        fn pick<T: Clone>(v: &[T], slots: &[usize]) -> Vec<T> {
+            slots.iter().map(|&s| v[s].clone()).collect()
+        }
+        self.partitions = pick(&self.partitions, &slots);
+        self.end = self.end.as_ref().map(|e| pick(e, &slots));
+        self.at_eof = pick(&self.at_eof, &slots);
+        self.next = pick(&self.next, &slots);
+        self.emitted = pick(&self.emitted, &slots);
+        self.pending = pick(&self.pending, &slots);
+        self.low = pick(&self.low, &slots);
+        self.resume = pick(&self.resume, &slots);
+        self.index = self
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, i))
+            .collect();
+        // Not resumed from a checkpoint, a group's offsets are still the broker's to say.
+        let stored =
+            self.sought.is_none() && self.options.get("scan.startup.mode") == Some("group-offsets");
+        let mut tpl = TopicPartitionList::new();
+        for (slot, &p) in self.partitions.iter().enumerate() {
+            let from = match self.resume[slot] {
+                _ if stored => Offset::Stored,
+                Some(r) => Offset::Offset(r.from),
+                None => Offset::Offset(self.next[slot]),
+            };
+            tpl.add_partition_offset(&self.topic, p, from)
+                .map_err(|e| RuntimeError::External(kafka_err(&self.topic, e).to_string()))?;
+        }
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| RuntimeError::External(kafka_err(&self.topic, e).to_string()))
+    }
+
     /// The offset of each row of the batch [`Source::poll`] returned last, in order.
     pub fn row_offsets(&self) -> &[i64] {
         &self.row_offsets
@@ -658,7 +698,7 @@ impl Source for KafkaSource {
             return Ok(Vec::new());
         }
         let mut opened = Vec::new();
-        for part in 0..parts {
+        for part in 1..parts {
             let share: Vec<String> = self
                 .partitions
                 .iter()
@@ -683,13 +723,12 @@ impl Source for KafkaSource {
             if let Some(p) = &self.sought {
                 source.seek(p)?;
             }
-            opened.push(source);
+            opened.push(Box::new(source) as Box<dyn Source>);
         }
-        let mut rest = opened.into_iter();
-        if let Some(first) = rest.next() {
-            *self = first;
-        }
-        Ok(rest.map(|s| Box::new(s) as Box<dyn Source>).collect())
+        // This consumer keeps the first share.
+        let keep: Vec<i32> = self.partitions.iter().step_by(parts).copied().collect();
+        self.retain(&keep)?;
+        Ok(opened)
     }
 
     /// Commits the checkpoint's offsets to the consumer group, so that the usual Kafka
