@@ -81,25 +81,33 @@ trait Column: Send {
     fn finish(&mut self) -> ArrayRef;
 }
 
-struct Text(StringBuilder);
+/// A column taking one kind of scalar straight into its Arrow builder.
+macro_rules! scalar_column {
+    ($name:ident, $builder:ty, $variant:ident) => {
+        struct $name($builder);
 
-impl Column for Text {
-    fn push(&mut self, value: Scalar<'_>) -> Fast<()> {
-        match value {
-            Scalar::Str(s) => {
-                self.0.append_value(s);
-                Ok(())
+        impl Column for $name {
+            fn push(&mut self, value: Scalar<'_>) -> Fast<()> {
+                match value {
+                    Scalar::$variant(v) => {
+                        self.0.append_value(v);
+                        Ok(())
+                    }
+                    _ => Err(GiveUp),
+                }
             }
-            _ => Err(GiveUp),
+            fn push_null(&mut self) {
+                self.0.append_null();
+            }
+            fn finish(&mut self) -> ArrayRef {
+                Arc::new(self.0.finish())
+            }
         }
-    }
-    fn push_null(&mut self) {
-        self.0.append_null();
-    }
-    fn finish(&mut self) -> ArrayRef {
-        Arc::new(self.0.finish())
-    }
+    };
 }
+
+scalar_column!(Text, StringBuilder, Str);
+scalar_column!(Boolean, BooleanBuilder, Bool);
 
 /// Integers take integer text only, floats any number; both parse with lexical-core, as
 /// arrow-json does.
@@ -131,26 +139,6 @@ where
     }
     fn finish(&mut self) -> ArrayRef {
         Arc::new(self.builder.finish())
-    }
-}
-
-struct Boolean(BooleanBuilder);
-
-impl Column for Boolean {
-    fn push(&mut self, value: Scalar<'_>) -> Fast<()> {
-        match value {
-            Scalar::Bool(b) => {
-                self.0.append_value(b);
-                Ok(())
-            }
-            _ => Err(GiveUp),
-        }
-    }
-    fn push_null(&mut self) {
-        self.0.append_null();
-    }
-    fn finish(&mut self) -> ArrayRef {
-        Arc::new(self.0.finish())
     }
 }
 
