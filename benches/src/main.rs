@@ -9,14 +9,17 @@
 //!   that build nothing (default 4 M lines);
 //! - `generator-iot`, `generator-user_activity`: the built-in generators alone at rate 0
 //!   (as fast as possible);
+//! - `generated`: the IoT generator (rate 0, 1,000 sensors) → the same TUMBLE job →
+//!   blackhole, generation included, checked against the windows of the same events;
 //! - `kafka` (needs a broker in SLUICE_KAFKA_BROKERS, e.g. from `scripts/kafka.sh start`):
 //!   a topic pre-filled with N generated IoT events (3 partitions), then the broker's own
 //!   fetch rate to one plain consumer, then the job (TUMBLE 5 min per location, blackhole)
 //!   reading the topic bounded.
 //!
 //! - `postgres` (a PostgreSQL server in SLUICE_BENCH_DATABASE_URL, default the local
-//!   one): the PostgreSQL sink, append and upsert, beside `COPY` from a file (default
-//!   1 M rows);
+//!   one): the PostgreSQL sink, append, upsert (10 k keys and a key per row) and a
+//!   changelog, beside `COPY` from a file in text and binary (default 1 M rows), each
+//!   table's contents checked;
 //!
 //! - `nexmark` (`--queries q0,q5`, default all): Nexmark's append-only queries, each at
 //!   parallelism 1 over N events (default 10 M) in a process of its own, checked against
@@ -55,6 +58,7 @@ use sluice_runtime::Source;
 mod checkpoint;
 mod decode;
 mod distributed;
+mod generated;
 mod key_hash;
 mod nexmark;
 mod postgres;
@@ -208,21 +212,11 @@ fn run(scenario: &str, events: usize, parallelism: usize) -> Result<()> {
     let rows = rows
         .lock()
         .map_err(|_| anyhow::anyhow!("the sink panicked"))?;
-    let windows = windowed::check(&rows, events).context("the job's rows are wrong")?;
+    let windows =
+        windowed::check(&rows, windowed::oracle(events)).context("the job's rows are wrong")?;
     println!(
         "{}",
-        serde_json::json!({
-            "scenario": scenario,
-            "checked": format!("{windows} windows equal to the oracle's"),
-            "events": snap.events_in,
-            "rows_out": snap.rows_out,
-            "parallelism": parallelism,
-            "wall_s": (wall * 1000.0).round() / 1000.0,
-            "cpu_s": (cpu * 100.0).round() / 100.0,
-            "events_per_s": (snap.events_in as f64 / wall).round(),
-            "events_per_s_per_core": (snap.events_in as f64 / cpu).round(),
-            "peak_rss_mib": (peak_rss_mib() * 10.0).round() / 10.0,
-        })
+        windowed::report(scenario, windows, &snap, parallelism, (wall, cpu))
     );
     Ok(())
 }
@@ -432,6 +426,10 @@ fn main() -> Result<()> {
             }
             "key-hash" => {
                 key_hash::run_key_hash(events.unwrap_or(10_000_000))?;
+                continue;
+            }
+            "generated" => {
+                generated::run_generated(events.unwrap_or(10_000_000), parallelism)?;
                 continue;
             }
             "nexmark" => {

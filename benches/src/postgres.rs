@@ -1,7 +1,9 @@
-//! The PostgreSQL sink against PostgreSQL's own `COPY` from a file: N rows (default
-//! 1 M) into an append table and into an upsert table with 10 k keys, committed in
+//! The PostgreSQL sink against PostgreSQL's own `COPY` from a file (text, as the
+//! reference, and binary): N rows (default 1 M) into an append table, an upsert table
+//! with 10 k keys, one with a key per row, and a changelog over 10 k keys, committed in
 //! epochs of 100 k rows through the sink's exactly-once path (progress row, COPY,
-//! staging and `INSERT … ON CONFLICT` in one transaction per epoch).
+//! staging and `INSERT … ON CONFLICT` in one transaction per epoch). Each table's
+//! contents are checked afterwards.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use datafusion::arrow::array::{Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use sluice_connectors::postgres::{PostgresSink, copy_text};
+use sluice_connectors::postgres::{PostgresSink, copy_binary_stream, copy_text};
 use sluice_runtime::{CommitOnCheckpoint, Sink};
 use sluice_types::{ConnectorOptions, Epoch, Position};
 
@@ -63,12 +65,35 @@ fn batches(rows: usize) -> Result<Vec<RecordBatch>> {
 }
 
 fn psql(url: &str, sql: &str) -> Result<()> {
+    query(url, sql).map(drop)
+}
+
+/// What `sql` prints, unaligned and without headers.
+fn query(url: &str, sql: &str) -> Result<String> {
     let out = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-tAc", sql])
         .output()
         .context("running psql")?;
     if !out.status.success() {
         bail!("psql: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Fails unless `table` holds `want` (`count|min|max|sum` of readings, the sum of
+/// avg_temperature to 2 places, and the latest window_start).
+fn check(url: &str, table: &str, want: &str) -> Result<()> {
+    let got = query(
+        url,
+        &format!(
+            "SELECT count(*), min(readings), max(readings), sum(readings), \
+             round(sum(avg_temperature)::numeric, 2), \
+             to_char(max(window_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') \
+             FROM {table}"
+        ),
+    )?;
+    if got != want {
+        bail!("{table} holds {got}, expected {want}");
     }
     Ok(())
 }
@@ -144,51 +169,76 @@ pub fn run_postgres(rows: usize) -> Result<()> {
     let url = format!("{base}/sluice_bench");
     let data = batches(rows)?;
 
-    // PostgreSQL's own COPY of the same rows, from a file the server reads.
+    // PostgreSQL's own COPY of the same rows, from a file the server reads: in the text
+    // format (the reference) and in the binary one.
     let file = std::env::temp_dir().join("sluice-bench-rows.tsv");
     let mut text = Vec::new();
     for b in &data {
         copy_text(b, &mut text).map_err(anyhow::Error::msg)?;
     }
     std::fs::write(&file, &text)?;
-    psql(
-        &url,
-        "DROP TABLE IF EXISTS bench_copy; CREATE TABLE bench_copy (window_start timestamptz NOT NULL, \
-         sensor_id text NOT NULL, readings bigint NOT NULL, avg_temperature double precision)",
+    let binary_file = std::env::temp_dir().join("sluice-bench-rows.pgcopy");
+    std::fs::write(
+        &binary_file,
+        copy_binary_stream(&data).map_err(anyhow::Error::msg)?,
     )?;
-    let t0 = Instant::now();
-    psql(&url, &format!("COPY bench_copy FROM '{}'", file.display()))?;
-    let copy = rows as f64 / t0.elapsed().as_secs_f64();
+    let copy_from = |table: &str, key: &str, from: String| -> Result<f64> {
+        psql(
+            &url,
+            &format!(
+                "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (window_start timestamptz NOT NULL, \
+                 sensor_id text NOT NULL, readings bigint NOT NULL {key}, avg_temperature double precision)"
+            ),
+        )?;
+        let t0 = Instant::now();
+        psql(&url, &format!("COPY {table} FROM {from}"))?;
+        Ok(rows as f64 / t0.elapsed().as_secs_f64())
+    };
+    let copy = copy_from("bench_copy", "", format!("'{}'", file.display()))?;
+    let binary_from = format!("'{}' (FORMAT binary)", binary_file.display());
+    let copy_binary = copy_from("bench_copy_binary", "", binary_from.clone())?;
+    // Into a table keyed as the key-per-row upsert's is.
+    let copy_keyed = copy_from("bench_copy_keyed", "PRIMARY KEY", binary_from)?;
+
+    // What every table holds: row i has readings i, avg_temperature 15 + (i mod 2000) /
+    // 100 and the window of row i / 10 k.
+    let windows = rows.div_ceil(KEYS) as i64;
+    let last_window = sluice_types::format_millis(1_714_521_600_000 + (windows - 1) * 300_000);
+    let all = |from: usize| -> String {
+        let (n, sum) = (rows - from, (from..rows).map(|j| j as i64).sum::<i64>());
+        // In hundredths, exactly.
+        let temps: i64 = (from..rows).map(|j| 1500 + (j % 2000) as i64).sum();
+        format!(
+            "{n}|{from}|{}|{sum}|{}.{:02}|{last_window}",
+            rows - 1,
+            temps / 100,
+            temps % 100
+        )
+    };
+    check(&url, "bench_copy", &all(0))?;
+    check(&url, "bench_copy_binary", &all(0))?;
+    check(&url, "bench_copy_keyed", &all(0))?;
 
     let append = through_sink(&url, "bench_append", None, &data)?;
+    check(&url, "bench_append", &all(0))?;
     let upsert = through_sink(&url, "bench_upsert", Some("sensor_id"), &data)?;
+    check(&url, "bench_upsert", &all(rows.saturating_sub(KEYS)))?;
+    let unique = through_sink(&url, "bench_upsert_unique", Some("readings"), &data)?;
+    check(&url, "bench_upsert_unique", &all(0))?;
     // A changelog: one `-U`/`+U` pair per row after a key's first, counted as one change.
     let changes = changelog(&data)?;
     let raw = through_sink(&url, "bench_changelog", Some("sensor_id"), &changes)?;
     let changelog_rate =
         raw * rows as f64 / changes.iter().map(RecordBatch::num_rows).sum::<usize>() as f64;
     // Each key's row is its last change: readings holds the row's number.
-    let out = Command::new("psql")
-        .args([
-            url.as_str(),
-            "-tAc",
-            "SELECT count(*), min(readings), max(readings) FROM bench_changelog",
-        ])
-        .output()?;
-    let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let want = format!(
-        "{}|{}|{}",
-        KEYS.min(rows),
-        rows.saturating_sub(KEYS),
-        rows - 1
-    );
-    if got != want {
-        bail!("bench_changelog holds {got}, expected {want} (keys|min|max readings)");
-    }
+    check(&url, "bench_changelog", &all(rows.saturating_sub(KEYS)))?;
     for (name, rate) in [
         ("postgres-copy-from-file", copy),
+        ("postgres-copy-binary-from-file", copy_binary),
+        ("postgres-copy-binary-keyed-from-file", copy_keyed),
         ("postgres-sink-append", append),
         ("postgres-sink-upsert-10k-keys", upsert),
+        ("postgres-sink-upsert-key-per-row", unique),
         ("postgres-sink-changelog-10k-keys", changelog_rate),
     ] {
         println!(
@@ -202,5 +252,6 @@ pub fn run_postgres(rows: usize) -> Result<()> {
         );
     }
     let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&binary_file);
     Ok(())
 }

@@ -41,7 +41,7 @@ pub use options::{GeneratorOptions, OPTIONS, Profile};
 pub(crate) use options::{interval_ms, number_option, parse_time, set_option};
 
 enum Model {
-    Iot(IotModel),
+    Iot(Box<IotModel>),
     Factory(FactoryModel),
     Race(RaceModel),
     Users(UserModel),
@@ -92,7 +92,9 @@ impl GeneratorSource {
     pub fn new(table: &str, opts: GeneratorOptions, schema: SchemaRef) -> Result<Self, String> {
         let columns = declared_columns(table, "the generator", &opts.profile.schema(), &schema)?;
         let model = match opts.profile {
-            Profile::Iot => Model::Iot(IotModel::new(opts.keys, opts.seed, opts.start_ms)),
+            Profile::Iot => {
+                Model::Iot(Box::new(IotModel::new(opts.keys, opts.seed, opts.start_ms)))
+            }
             Profile::Factory => Model::Factory(FactoryModel::new(
                 opts.keys,
                 opts.seed,
@@ -232,7 +234,7 @@ impl Source for GeneratorSource {
                 .collect();
             self.perturb(&mut times);
             match &mut self.model {
-                Model::Iot(m) => m.batch(first, &times, &mut self.rng),
+                Model::Iot(m) => m.batch(first, &times),
                 Model::Factory(m) => m.batch(first, &times, &mut self.rng),
                 Model::Users(_) | Model::Race(_) => Vec::new(),
             }

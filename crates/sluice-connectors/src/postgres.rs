@@ -1,26 +1,32 @@
 //! PostgreSQL sink: rows are held per epoch and written only when the runtime says the
 //! epoch's checkpoint is durable, in one transaction that also advances this sink's row
 //! in `sluice_sink_progress` (only forwards), so each epoch lands exactly once. Keyed
-//! tables are upserts (COPY into a session temp table, then `INSERT … ON CONFLICT`);
-//! tables without a key are appends (COPY straight in), fenced by the same epoch row.
+//! tables are upserts: the epoch's rows are cut to each key's last one here, then
+//! COPYed into a session temp table and applied with `INSERT … ON CONFLICT`; tables
+//! without a key are appends (COPY straight in), fenced by the same epoch row.
 //! An updating result (a changelog) goes to a keyed table: per key the epoch's last
 //! change wins, a delete or update-before deleting the row, an insert or update-after
-//! upserting it.
+//! upserting it. COPY uses the binary format when every column of the table has the
+//! type Sluice would give it, and the text format otherwise.
 //! A server that goes away is waited for with backoff; rows are never dropped.
 
+mod binary;
 mod client;
 mod encode;
+mod last_per_key;
 mod lookup;
+mod statements;
 
 use std::time::Instant;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use sluice_runtime::{EpochStore, Result, RuntimeError};
 use sluice_types::{ConnectorOptions, Epoch, Interrupt, OptionProblem};
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::ConnectorError;
+pub use binary::copy_binary_stream;
 use client::{PgClient, PgFuture};
 pub use encode::{copy_text, pg_type, quote_ident, quote_table};
 pub use lookup::{LOOKUP_OPTIONS, PostgresLookupFactory, check_lookup};
@@ -55,6 +61,14 @@ pub struct PostgresSink {
     table: String,
     columns: Vec<String>,
     key: Vec<String>,
+    /// The key's column positions in the rows written.
+    key_index: Vec<usize>,
+    /// Two different Arrow keys may be one key to PostgreSQL (`-0.0` and `0.0`, or
+    /// nanoseconds that round to the same microsecond): the stage is then cut to one row
+    /// per key again in SQL.
+    distinct_in_sql: bool,
+    /// COPY in binary (every column's type in the table is the one Sluice writes).
+    binary: bool,
     /// The rows carry `__op` (an updating result).
     changelog: bool,
     create: bool,
@@ -103,11 +117,27 @@ impl PostgresSink {
             )));
         }
         let name = options.get("table").unwrap_or(table).to_string();
+        let key_index: Vec<usize> = key
+            .iter()
+            .filter_map(|k| columns.iter().position(|c| c == k))
+            .collect();
+        let distinct_in_sql = key_index.iter().any(|&i| {
+            matches!(
+                schema.field(i).data_type(),
+                DataType::Float16
+                    | DataType::Float32
+                    | DataType::Float64
+                    | DataType::Timestamp(TimeUnit::Nanosecond, _)
+            )
+        });
         Ok(PostgresSink {
             client: PgClient::new(options.get("url").unwrap_or_default(), &name)?,
             table: name,
             columns,
             key,
+            key_index,
+            distinct_in_sql,
+            binary: false,
             changelog,
             create: options.get("create_table") != Some("false"),
             schema,
@@ -115,6 +145,11 @@ impl PostgresSink {
             sink: table.to_string(),
             generation: 0,
         })
+    }
+
+    /// Whether the table takes COPY's binary format (known after `open`).
+    pub fn binary_copy(&self) -> bool {
+        self.binary
     }
 
     /// Waits for the database end when `interrupt` is raised.
@@ -143,113 +178,6 @@ impl PostgresSink {
             ),
         }
     }
-
-    /// The epoch's statements: the COPY its rows go through, what applies them from the
-    /// stage table to the target (none for an append), and what makes the stage table.
-    fn statements(&self) -> (String, Vec<String>, Option<String>) {
-        let target = quote_table(&self.table);
-        let cols: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
-        let col_list = cols.join(", ");
-        if self.key.is_empty() {
-            return (
-                format!("COPY {target} ({col_list}) FROM STDIN"),
-                Vec::new(),
-                None,
-            );
-        }
-        let key: Vec<String> = self.key.iter().map(|k| quote_ident(k)).collect();
-        let key_list = key.join(", ");
-        let updates: Vec<String> = cols
-            .iter()
-            .filter(|c| !key.contains(c))
-            .map(|c| format!("{c} = EXCLUDED.{c}"))
-            .collect();
-        let on_conflict = if updates.is_empty() {
-            "DO NOTHING".to_string()
-        } else {
-            format!("DO UPDATE SET {}", updates.join(", "))
-        };
-        let op = quote_ident(sluice_types::OP_COLUMN);
-        let (stage_table, stage, stage_cols) = if self.changelog {
-            (
-                "pg_temp.sluice_changes",
-                format!(
-                    "CREATE TEMP TABLE IF NOT EXISTS sluice_changes (LIKE {target}) ON COMMIT DELETE ROWS; \
-                     ALTER TABLE pg_temp.sluice_changes ADD COLUMN IF NOT EXISTS {op} smallint"
-                ),
-                format!("{col_list}, {op}"),
-            )
-        } else {
-            (
-                "pg_temp.sluice_stage",
-                format!(
-                    "CREATE TEMP TABLE IF NOT EXISTS sluice_stage (LIKE {target}) ON COMMIT DELETE ROWS"
-                ),
-                col_list.clone(),
-            )
-        };
-        // The last row per key wins within an epoch (COPY keeps input order).
-        let last = format!(
-            "SELECT DISTINCT ON ({key_list}) {stage_cols} FROM {stage_table} ORDER BY {key_list}, ctid DESC"
-        );
-        let mut apply = Vec::new();
-        if self.changelog {
-            let retraction = [
-                sluice_types::RowKind::UpdateBefore as i8,
-                sluice_types::RowKind::Delete as i8,
-            ];
-            let on: Vec<String> = key.iter().map(|k| format!("t.{k} = c.{k}")).collect();
-            apply.push(format!(
-                "DELETE FROM {target} t USING ({last}) c WHERE c.{op} IN ({}, {}) AND {}",
-                retraction[0],
-                retraction[1],
-                on.join(" AND ")
-            ));
-            apply.push(format!(
-                "INSERT INTO {target} ({col_list}) SELECT {col_list} FROM ({last}) c \
-                 WHERE c.{op} NOT IN ({}, {}) ON CONFLICT ({key_list}) {on_conflict}",
-                retraction[0], retraction[1]
-            ));
-        } else {
-            apply.push(format!(
-                "INSERT INTO {target} ({col_list}) {last} ON CONFLICT ({key_list}) {on_conflict}"
-            ));
-        }
-        (
-            format!("COPY {stage_table} ({stage_cols}) FROM STDIN"),
-            apply,
-            Some(stage),
-        )
-    }
-
-    fn create_sql(&self) -> String {
-        let mut cols: Vec<String> = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| {
-                let not_null = if self.key.contains(f.name()) {
-                    " NOT NULL"
-                } else {
-                    ""
-                };
-                format!(
-                    "{} {}{not_null}",
-                    quote_ident(f.name()),
-                    pg_type(f.data_type())
-                )
-            })
-            .collect();
-        if !self.key.is_empty() {
-            let key: Vec<String> = self.key.iter().map(|k| quote_ident(k)).collect();
-            cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
-        }
-        format!(
-            "CREATE TABLE IF NOT EXISTS {} ({})",
-            quote_table(&self.table),
-            cols.join(", ")
-        )
-    }
 }
 
 /// Exactly once through [`sluice_runtime::CommitOnCheckpoint`]: each epoch in one
@@ -261,7 +189,9 @@ impl EpochStore for PostgresSink {
 
     fn open(&mut self, job: &str, _table: &str) -> Result<Option<Epoch>> {
         self.job = job.to_string();
-        let create = self.create.then(|| self.create_sql());
+        let create = self
+            .create
+            .then(|| statements::create_table(&self.table, &self.schema, &self.key));
         let (job, sink) = (self.job.clone(), self.sink.clone());
         let generation = self.generation;
         let last = self.with_retry("opening", |conn| {
@@ -334,30 +264,35 @@ impl EpochStore for PostgresSink {
             Some((s, t)) => (Some(s.to_string()), t.to_string()),
             None => (None, table.clone()),
         };
-        let existing: Vec<String> = self.with_retry("reading the table's columns", |conn| {
-            let (schema_name, table_name) = (schema_name.clone(), table_name.clone());
-            Box::pin(async move {
-                let rows = sqlx::query(
-                    "SELECT column_name::text FROM information_schema.columns \
+        let existing: Vec<(String, String)> =
+            self.with_retry("reading the table's columns", |conn| {
+                let (schema_name, table_name) = (schema_name.clone(), table_name.clone());
+                Box::pin(async move {
+                    let rows = sqlx::query(
+                        "SELECT column_name::text, udt_name::text FROM information_schema.columns \
                      WHERE table_name = $1 AND ($2::text IS NULL OR table_schema = $2) \
                      AND ($2::text IS NOT NULL OR table_schema = ANY (current_schemas(false)))",
-                )
-                .bind(&table_name)
-                .bind(&schema_name)
-                .fetch_all(&mut *conn)
-                .await?;
-                Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
-            })
-        })?;
+                    )
+                    .bind(&table_name)
+                    .bind(&schema_name)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    Ok(rows
+                        .iter()
+                        .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
+                        .collect())
+                })
+            })?;
         if existing.is_empty() {
             return Err(RuntimeError::User(format!(
                 "postgres table {table} does not exist (set create_table = 'true' to create it)"
             )));
         }
+        let type_of = |c: &String| existing.iter().find(|(n, _)| n == c).map(|(_, t)| t);
         let missing: Vec<&String> = self
             .columns
             .iter()
-            .filter(|c| !existing.contains(c))
+            .filter(|c| type_of(c).is_none())
             .collect();
         if !missing.is_empty() {
             return Err(RuntimeError::User(format!(
@@ -367,24 +302,52 @@ impl EpochStore for PostgresSink {
                     .map(|s| s.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
-                existing.join(", ")
+                existing
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
+        self.binary = self.schema.fields().iter().all(|f| {
+            let accepted = binary::binary_types(f.data_type()).unwrap_or_default();
+            type_of(f.name()).is_some_and(|t| accepted.contains(&t.as_str()))
+        });
+        tracing::debug!(table = %table, binary = self.binary, "postgres COPY format");
         Ok(last.map(|e| Epoch(e.max(0) as u64)))
     }
 
     /// Writes one epoch's rows and advances the progress row, in one transaction; an
     /// epoch already committed is skipped.
     fn commit_epoch(&mut self, epoch: Epoch, batches: &[RecordBatch]) -> Result<()> {
-        let mut data = Vec::new();
-        for b in batches {
-            copy_text(b, &mut data).map_err(|e| {
-                RuntimeError::Internal(format!("postgres table {}: {e}", self.table))
-            })?;
-        }
-        let (copy, apply, stage) = self.statements();
+        let internal =
+            |e: String| RuntimeError::Internal(format!("postgres table {}: {e}", self.table));
         let started = Instant::now();
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let last;
+        let batches = if self.key.is_empty() {
+            batches
+        } else {
+            last = last_per_key::last_per_key(batches, &self.key_index).map_err(internal)?;
+            last.as_slice()
+        };
+        let mut data = Vec::new();
+        if self.binary && !batches.is_empty() {
+            data = copy_binary_stream(batches).map_err(internal)?;
+        } else {
+            for b in batches {
+                copy_text(b, &mut data).map_err(internal)?;
+            }
+        }
+        let statements::Statements { copy, stage, apply } =
+            statements::statements(&statements::Shape {
+                table: &self.table,
+                schema: &self.schema,
+                key: &self.key,
+                changelog: self.changelog,
+                binary: self.binary,
+                distinct_in_sql: self.distinct_in_sql,
+            });
         let data = std::sync::Arc::new(data);
         let (job, sink) = (self.job.clone(), self.sink.clone());
         let generation = self.generation;

@@ -1,8 +1,10 @@
 //! IoT sensor readings. Each sensor sits in one location; temperature follows a daily
 //! curve per location with noise and occasional spikes above 30 °C; batteries drain over
-//! days and are replaced, so at any time some are below 20 %.
+//! days and are replaced, so at any time some are below 20 %. Reading n is a function of
+//! n, its time and the seed alone (counter-based random numbers; curves from
+//! polynomials rather than libm, tabled by the minute): the same bits on every machine,
+//! and cheap — ids and locations are slices of one round of the sensors.
 
-use std::f64::consts::PI;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -10,7 +12,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use super::rng::{Rng, mix};
+use super::rng::{Rng, draw, mix, normal_of, unit_of};
 
 pub const LOCATIONS: &[&str] = &[
     "warehouse-a",
@@ -23,7 +25,43 @@ pub const LOCATIONS: &[&str] = &[
     "lab",
 ];
 
-const DAY_MS: f64 = 86_400_000.0;
+const DAY_MS: i64 = 86_400_000;
+/// The pressure's period: three days.
+const PRESSURE_MS: i64 = 3 * DAY_MS;
+/// Random numbers per reading: temperature noise, spike, humidity noise, pressure noise.
+const DRAWS: u64 = 4;
+/// A spike in 250 readings (0.4 %), as a threshold on 32 random bits.
+const SPIKE_BELOW: u64 = (0.004 * (1u64 << 32) as f64) as u64;
+
+/// cos(2π·x) for x in [-1, 1], by a polynomial (within 1e-10).
+fn cos_turns(x: f64) -> f64 {
+    let x = if x > 0.5 {
+        x - 1.0
+    } else if x < -0.5 {
+        x + 1.0
+    } else {
+        x
+    };
+    // cos is even, and cos(2π(½ − y)) = −cos(2πy): reduce to [0, ¼].
+    let y = x.abs();
+    let (y, sign) = if y > 0.25 { (0.5 - y, -1.0) } else { (y, 1.0) };
+    let t = y * std::f64::consts::TAU;
+    let t2 = t * t;
+    // Taylor's series to t^14 (on [0, π/2] the next term is below 7e-11).
+    let mut p = -1.0 / 87_178_291_200.0;
+    p = p * t2 + 1.0 / 479_001_600.0;
+    p = p * t2 - 1.0 / 3_628_800.0;
+    p = p * t2 + 1.0 / 40_320.0;
+    p = p * t2 - 1.0 / 720.0;
+    p = p * t2 + 1.0 / 24.0;
+    p = p * t2 - 0.5;
+    sign * (p * t2 + 1.0)
+}
+
+/// sin(2π·x) for x in [-0.75, 1.25].
+fn sin_turns(x: f64) -> f64 {
+    cos_turns(x - 0.25)
+}
 
 pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -48,7 +86,7 @@ struct Sensor {
     location: usize,
     /// Battery drain in percent per day, and the time of the last replacement.
     drain_per_day: f64,
-    installed_ms: f64,
+    installed_ms: i64,
     offset: f64,
 }
 
@@ -56,13 +94,34 @@ struct Sensor {
 pub struct IotModel {
     sensors: Vec<Sensor>,
     base: Vec<f64>,
-    next: usize,
+    /// The random stream of the readings' noise.
+    stream: u64,
+    /// The sensors' ids and locations in round-robin order, `keys + BATCH_MAX` of them
+    /// (longer, when a batch is): a batch's columns are slices of these, not copies.
+    ids: StringArray,
+    locations: StringArray,
+    /// The daily curve (cos, one cycle a day) and the pressure's (sin, one cycle in three
+    /// days) at each minute, one past the end: readings interpolate between minutes.
+    daily: Vec<f64>,
+    weather: Vec<f64>,
+}
+
+/// Batches up to this long take their id and location columns as slices.
+const BATCH_MAX: usize = 8192;
+const MINUTE_MS: i64 = 60_000;
+
+/// `cycle` at `t`: linear between the values at the whole minutes around it.
+fn at_minute(cycle: &[f64], period_ms: i64, t: i64) -> f64 {
+    let into = t.rem_euclid(period_ms);
+    let m = (into / MINUTE_MS) as usize;
+    let frac = (into % MINUTE_MS) as f64 * (1.0 / MINUTE_MS as f64);
+    cycle[m] + (cycle[m + 1] - cycle[m]) * frac
 }
 
 impl IotModel {
     pub fn new(keys: usize, seed: u64, start_ms: i64) -> Self {
         let keys = keys.max(1);
-        let sensors = (0..keys)
+        let sensors: Vec<Sensor> = (0..keys)
             .map(|k| {
                 let h = mix(seed, k as u64);
                 let mut r = Rng::new(h);
@@ -73,55 +132,93 @@ impl IotModel {
                     id: format!("sensor-{k:04}"),
                     location: (h % LOCATIONS.len() as u64) as usize,
                     drain_per_day,
-                    installed_ms: start_ms as f64 - age_days * DAY_MS,
+                    installed_ms: start_ms - (age_days * DAY_MS as f64) as i64,
                     offset: r.normal() * 0.8,
                 }
             })
             .collect();
         // Mean temperature by location: a warm server room, a cold store, the rest between.
         let base = vec![21.0, 22.0, 21.5, 24.5, 25.0, 6.0, 18.0, 21.0];
+        let round = sensors.len() + BATCH_MAX;
+        let ids = StringArray::from_iter_values((0..round).map(|k| &sensors[k % keys].id));
+        let locations = StringArray::from_iter_values(
+            (0..round).map(|k| LOCATIONS[sensors[k % keys].location]),
+        );
+        let per_day = (DAY_MS / MINUTE_MS) as usize;
+        // Peaking at 15:00 UTC.
+        let daily = (0..=per_day)
+            .map(|m| cos_turns(m as f64 / per_day as f64 - 15.0 / 24.0))
+            .collect();
+        let weather = (0..=3 * per_day)
+            .map(|m| sin_turns(m as f64 / (3 * per_day) as f64))
+            .collect();
         IotModel {
             sensors,
             base,
-            next: 0,
+            stream: mix(seed, 0x10_7E),
+            ids,
+            locations,
+            daily,
+            weather,
         }
     }
 
     /// One batch of readings at the given event times, numbered from `first`.
-    pub fn batch(&mut self, first: u64, times: &[i64], rng: &mut Rng) -> Vec<ArrayRef> {
+    pub fn batch(&mut self, first: u64, times: &[i64]) -> Vec<ArrayRef> {
         let n = times.len();
-        let mut ids = Vec::with_capacity(n);
-        let mut locs = Vec::with_capacity(n);
+        let start = (first % self.sensors.len() as u64) as usize;
+        let mut sensor = start;
+        let (ids, locs): (ArrayRef, ArrayRef) = if n <= BATCH_MAX {
+            (
+                Arc::new(self.ids.slice(start, n)),
+                Arc::new(self.locations.slice(start, n)),
+            )
+        } else {
+            let keys = self.sensors.len();
+            (
+                Arc::new(StringArray::from_iter_values(
+                    (start..start + n).map(|k| &self.sensors[k % keys].id),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    (start..start + n).map(|k| LOCATIONS[self.sensors[k % keys].location]),
+                )),
+            )
+        };
         let mut temp = Vec::with_capacity(n);
         let mut hum = Vec::with_capacity(n);
         let mut pres = Vec::with_capacity(n);
         let mut batt = Vec::with_capacity(n);
-        for &t in times {
-            let s = &self.sensors[self.next];
-            self.next = (self.next + 1) % self.sensors.len();
-            let tf = t as f64;
-            // Daily curve peaking at 15:00 UTC, amplitude 6 °C.
-            let phase = ((tf % DAY_MS) / DAY_MS - 15.0 / 24.0) * 2.0 * PI;
-            let daily = 6.0 * phase.cos();
-            let mut temperature = self.base[s.location] + daily + s.offset + rng.normal() * 0.6;
-            if rng.chance(0.004) {
-                temperature += 9.0 + rng.unit() * 8.0; // a spike: sun on the sensor, a fault
+        for (j, &t) in times.iter().enumerate() {
+            let s = &self.sensors[sensor];
+            sensor += 1;
+            if sensor == self.sensors.len() {
+                sensor = 0;
             }
-            let humidity = (55.0 - daily * 2.0 + rng.normal() * 3.0).clamp(5.0, 100.0);
+            let at = (first + j as u64) * DRAWS;
+            let draws = [0, 1, 2, 3].map(|k| draw(self.stream, at + k));
+            // Daily curve peaking at 15:00 UTC, amplitude 6 °C.
+            let daily = 6.0 * at_minute(&self.daily, DAY_MS, t);
+            let mut temperature =
+                self.base[s.location] + daily + s.offset + normal_of(draws[0]) * 0.6;
+            if draws[1] >> 32 < SPIKE_BELOW {
+                // A spike: sun on the sensor, a fault.
+                temperature += 9.0 + unit_of(draws[1] << 32) * 8.0;
+            }
+            let humidity = (55.0 - daily * 2.0 + normal_of(draws[2]) * 3.0).clamp(5.0, 100.0);
             let pressure =
-                1013.0 + 6.0 * (tf / (3.0 * DAY_MS) * 2.0 * PI).sin() + rng.normal() * 0.4;
-            let days = (tf - s.installed_ms) / DAY_MS;
-            let battery = (100.0 - (days * s.drain_per_day) % 100.0).clamp(0.0, 100.0);
-            ids.push(s.id.as_str());
-            locs.push(LOCATIONS[s.location]);
+                1013.0 + 6.0 * at_minute(&self.weather, PRESSURE_MS, t) + normal_of(draws[3]) * 0.4;
+            let used = (t - s.installed_ms) as f64 * (1.0 / DAY_MS as f64) * s.drain_per_day;
+            // The share left of the current battery: `used` modulo 100 (the quotient
+            // truncated by a conversion, not a libm call).
+            let battery = (100.0 - (used - (used / 100.0) as i64 as f64 * 100.0)).clamp(0.0, 100.0);
             temp.push(round2(temperature));
             hum.push(round2(humidity));
             pres.push(round2(pressure));
             batt.push(round2(battery));
         }
         vec![
-            Arc::new(StringArray::from(ids)),
-            Arc::new(StringArray::from(locs)),
+            ids,
+            locs,
             Arc::new(Float64Array::from(temp)),
             Arc::new(Float64Array::from(hum)),
             Arc::new(Float64Array::from(pres)),
@@ -134,6 +231,35 @@ impl IotModel {
     }
 }
 
+/// To hundredths, halves away from zero (by a conversion, not libm's `round`).
 fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    ((x * 100.0 + 0.5f64.copysign(x)) as i64) as f64 / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curves_match_libm() {
+        for i in -1000..=1000 {
+            let x = f64::from(i) / 1000.0;
+            let (c, s) = (
+                (x * std::f64::consts::TAU).cos(),
+                (x * std::f64::consts::TAU).sin(),
+            );
+            assert!((cos_turns(x) - c).abs() < 1e-9, "cos at {x}");
+            if x >= -0.75 {
+                assert!((sin_turns(x) - s).abs() < 1e-9, "sin at {x}");
+            }
+        }
+    }
+
+    #[test]
+    fn hundredths_round_half_away_from_zero() {
+        assert_eq!(round2(1.234_9), 1.23);
+        assert_eq!(round2(1.235_1), 1.24);
+        assert_eq!(round2(-1.235_1), -1.24);
+        assert_eq!(round2(0.0), 0.0);
+    }
 }

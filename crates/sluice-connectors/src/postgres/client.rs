@@ -45,9 +45,11 @@ const IDLE_IN_TRANSACTION: &str = "10s";
 fn connect_options(
     url: &str,
 ) -> std::result::Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
-    Ok(url
-        .parse::<sqlx::postgres::PgConnectOptions>()?
-        .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)]))
+    Ok(url.parse::<sqlx::postgres::PgConnectOptions>()?.options([
+        ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION),
+        // Times written as text without a zone are UTC, whatever the server's default.
+        ("TimeZone", "UTC"),
+    ]))
 }
 
 pub(super) struct PgClient {

@@ -53,6 +53,8 @@ pub fn copy_text(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), String> {
     let options = FormatOptions::default();
     enum Col<'a> {
         Millis(&'a datafusion::arrow::array::TimestampMillisecondArray),
+        /// Bytes, as `bytea`'s hex form (`\x00ff`).
+        Bytes(ArrayFormatter<'a>),
         Other(ArrayFormatter<'a>),
     }
     let mut cols = Vec::with_capacity(batch.num_columns());
@@ -61,6 +63,9 @@ pub fn copy_text(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), String> {
             DataType::Timestamp(TimeUnit::Millisecond, None) => {
                 Col::Millis(c.as_primitive::<TimestampMillisecondType>())
             }
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => Col::Bytes(
+                ArrayFormatter::try_new(c.as_ref(), &options).map_err(|e| e.to_string())?,
+            ),
             _ => Col::Other(
                 ArrayFormatter::try_new(c.as_ref(), &options).map_err(|e| e.to_string())?,
             ),
@@ -79,6 +84,10 @@ pub fn copy_text(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), String> {
             text.clear();
             match col {
                 Col::Millis(a) => text.push_str(&sluice_types::format_millis(a.value(row))),
+                Col::Bytes(f) => {
+                    use std::fmt::Write;
+                    write!(text, "\\x{}", f.value(row)).map_err(|e| e.to_string())?;
+                }
                 Col::Other(f) => {
                     use std::fmt::Write;
                     write!(text, "{}", f.value(row)).map_err(|e| e.to_string())?;
