@@ -3,6 +3,8 @@
 //! of the table has the type Sluice would create for it (`binary_types`); otherwise the
 //! sink writes COPY's text format.
 
+use std::borrow::Cow;
+
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{
     DataType, Date32Type, Date64Type, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type,
@@ -41,27 +43,28 @@ pub(super) fn binary_types(t: &DataType) -> Option<&'static [&'static str]> {
     })
 }
 
-/// One column of a batch, ready to write a value at a time.
+/// One column of a batch, ready to write a value at a time: borrowed where Arrow holds
+/// the values PostgreSQL takes, widened or shifted into a vector where not.
 enum Field<'a> {
     Bool(&'a datafusion::arrow::array::BooleanArray),
-    I16(Vec<i16>),
-    I32(Vec<i32>),
-    I64(Vec<i64>),
-    F32(Vec<f32>),
+    I16(Cow<'a, [i16]>),
+    I32(Cow<'a, [i32]>),
+    I64(Cow<'a, [i64]>),
+    F32(Cow<'a, [f32]>),
     F64(&'a [f64]),
-    Date(Vec<i32>),
     Text(&'a dyn Array),
 }
 
-fn widen<T, U>(values: &[T], f: impl Fn(T) -> U) -> Vec<U>
+fn widen<T, U>(values: &[T], f: impl Fn(T) -> U) -> Cow<'static, [U]>
 where
     T: Copy,
+    U: Clone,
 {
-    values.iter().map(|v| f(*v)).collect()
+    Cow::Owned(values.iter().map(|v| f(*v)).collect())
 }
 
 /// Microseconds from 2000-01-01 (nanoseconds rounded to the nearest, as PostgreSQL does).
-fn micros(a: &ArrayRef, unit: &TimeUnit) -> Vec<i64> {
+fn micros(a: &ArrayRef, unit: &TimeUnit) -> Cow<'static, [i64]> {
     match unit {
         TimeUnit::Second => widen(a.as_primitive::<TimestampSecondType>().values(), |s| {
             s.saturating_mul(1_000_000) - PG_EPOCH_MICROS
@@ -85,21 +88,21 @@ fn field(a: &ArrayRef) -> Result<Field<'_>, String> {
         DataType::Boolean => Field::Bool(a.as_boolean()),
         DataType::Int8 => Field::I16(widen(a.as_primitive::<Int8Type>().values(), i16::from)),
         DataType::UInt8 => Field::I16(widen(a.as_primitive::<UInt8Type>().values(), i16::from)),
-        DataType::Int16 => Field::I16(a.as_primitive::<Int16Type>().values().to_vec()),
+        DataType::Int16 => Field::I16(Cow::Borrowed(a.as_primitive::<Int16Type>().values())),
         DataType::UInt16 => Field::I32(widen(a.as_primitive::<UInt16Type>().values(), i32::from)),
-        DataType::Int32 => Field::I32(a.as_primitive::<Int32Type>().values().to_vec()),
+        DataType::Int32 => Field::I32(Cow::Borrowed(a.as_primitive::<Int32Type>().values())),
         DataType::UInt32 => Field::I64(widen(a.as_primitive::<UInt32Type>().values(), i64::from)),
-        DataType::Int64 => Field::I64(a.as_primitive::<Int64Type>().values().to_vec()),
+        DataType::Int64 => Field::I64(Cow::Borrowed(a.as_primitive::<Int64Type>().values())),
         DataType::Float16 => Field::F32(widen(a.as_primitive::<Float16Type>().values(), |h| {
             h.to_f32()
         })),
-        DataType::Float32 => Field::F32(a.as_primitive::<Float32Type>().values().to_vec()),
+        DataType::Float32 => Field::F32(Cow::Borrowed(a.as_primitive::<Float32Type>().values())),
         DataType::Float64 => Field::F64(a.as_primitive::<Float64Type>().values()),
         DataType::Timestamp(unit, _) => Field::I64(micros(a, unit)),
-        DataType::Date32 => Field::Date(widen(a.as_primitive::<Date32Type>().values(), |d| {
+        DataType::Date32 => Field::I32(widen(a.as_primitive::<Date32Type>().values(), |d| {
             d - PG_EPOCH_DAYS
         })),
-        DataType::Date64 => Field::Date(widen(a.as_primitive::<Date64Type>().values(), |ms| {
+        DataType::Date64 => Field::I32(widen(a.as_primitive::<Date64Type>().values(), |ms| {
             ms.div_euclid(86_400_000) as i32 - PG_EPOCH_DAYS
         })),
         DataType::Utf8
@@ -147,7 +150,7 @@ fn copy_binary(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), String> {
             match f {
                 Field::Bool(b) => put(out, &[u8::from(b.value(row))]),
                 Field::I16(v) => put(out, &v[row].to_be_bytes()),
-                Field::I32(v) | Field::Date(v) => put(out, &v[row].to_be_bytes()),
+                Field::I32(v) => put(out, &v[row].to_be_bytes()),
                 Field::I64(v) => put(out, &v[row].to_be_bytes()),
                 Field::F32(v) => put(out, &v[row].to_be_bytes()),
                 Field::F64(v) => put(out, &v[row].to_be_bytes()),
@@ -241,7 +244,7 @@ mod tests {
             946_684_800_000_001_500,
             946_684_799_999_998_400,
         ]));
-        assert_eq!(micros(&a, &TimeUnit::Nanosecond), vec![1, 2, -2]);
+        assert_eq!(micros(&a, &TimeUnit::Nanosecond).as_ref(), [1, 2, -2]);
     }
 
     #[test]
