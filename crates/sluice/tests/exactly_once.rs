@@ -223,7 +223,7 @@ fn checkpoints_in_s3_killed_and_restored_equal_the_oracle() {
     let mut seed: u64 = 0x53;
     let mut epochs = Vec::new();
     for _ in 0..kills {
-        let after = support::random_pause(&mut seed, 400, 600);
+        let after = support::random_pause(&mut seed, 800, 600);
         kill_after(spawn_job(&file, Path::new(&location), &db, &env), after);
         let listed = listed_epochs(&file, &location, &env);
         assert!(
