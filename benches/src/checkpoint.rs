@@ -1,7 +1,10 @@
 //! Checkpoint cost with large window state: N keys (default 1 M) in one open 5-minute
 //! window (count/avg/min/max per key), a stop that writes the final checkpoint, then a
 //! restart from it: how long the checkpoint took, its size on disk, and the time from
-//! starting the restored job to its first processed event.
+//! starting the restored job to its first processed event. Before that, the state's
+//! memory: the peak RSS of a process holding the N keys less that of the same job
+//! holding none, per key (each in a process of its own), before and after its final
+//! checkpoint.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,7 +97,54 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Result<
     Ok(())
 }
 
+/// Runs the job until it holds `keys` keys (and a moment more, for the last batch to
+/// reach the aggregate), then prints the process's peak RSS in bytes; then stops it,
+/// which writes the final checkpoint, and prints the peak again.
+pub fn run_state(keys: usize) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("sluice-bench-state-{}", std::process::id()));
+    let run = job(keys, 0, &dir, Restore::Fresh)?;
+    let (handle, metrics) = (run.handle.clone(), run.handle.metrics.clone());
+    let t = std::thread::spawn(move || run.run());
+    wait_for("reading the keys", Duration::from_secs(600), || {
+        metrics.snapshot().events_in >= keys as u64
+    })?;
+    wait_for("the aggregate taking them", Duration::from_secs(600), || {
+        metrics
+            .detail()
+            .tasks
+            .iter()
+            .any(|t| t.task.starts_with("window aggregate") && t.rows_in >= keys as u64)
+    })?;
+    std::thread::sleep(Duration::from_millis(300));
+    let held = peak_rss_mib() * 1048576.0;
+    handle.stop();
+    t.join()
+        .map_err(|_| anyhow::anyhow!("the job panicked"))??;
+    println!("{} {}", held.round(), (peak_rss_mib() * 1048576.0).round());
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Peak RSS of a process holding `keys` keys of window state, and after its checkpoint.
+fn state_peak(keys: usize) -> Result<(f64, f64)> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(["checkpoint-state", "--events", &keys.to_string()])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "checkpoint-state {keys}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut f = text.split_whitespace().map(str::parse::<f64>);
+    match (f.next(), f.next()) {
+        (Some(held), Some(after)) => Ok((held?, after?)),
+        _ => anyhow::bail!("checkpoint-state printed {text}"),
+    }
+}
+
 pub fn run_checkpoint(keys: usize) -> Result<()> {
+    let (empty, full) = (state_peak(0)?, state_peak(keys)?);
     let dir = std::env::temp_dir().join("sluice-bench-checkpoints");
     let _ = std::fs::remove_dir_all(&dir);
     let run = job(keys, 0, &dir, Restore::Fresh)?;
@@ -134,6 +184,10 @@ pub fn run_checkpoint(keys: usize) -> Result<()> {
             "checkpoint_mib": (stats.bytes as f64 / 1048576.0 * 10.0).round() / 10.0,
             "restart_to_processing_ms": restart.as_millis(),
             "peak_rss_mib": (peak_rss_mib() * 10.0).round() / 10.0,
+            "state_peak_rss_mib": (full.0 / 1048576.0 * 10.0).round() / 10.0,
+            "empty_job_peak_rss_mib": (empty.0 / 1048576.0 * 10.0).round() / 10.0,
+            "state_bytes_per_key": ((full.0 - empty.0) / keys.max(1) as f64).round(),
+            "with_checkpoint_bytes_per_key": ((full.1 - empty.1) / keys.max(1) as f64).round(),
         })
     );
     let _ = std::fs::remove_dir_all(&dir);

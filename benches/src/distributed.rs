@@ -67,7 +67,7 @@ pub fn run_distributed(events: usize) -> Result<()> {
     let brokers = std::env::var("SLUICE_KAFKA_BROKERS")
         .context("SLUICE_KAFKA_BROKERS: start a broker with scripts/kafka.sh start")?;
     let topic = format!("bench-dist-{}", std::process::id());
-    crate::fill_iot_topic(&brokers, &topic, PARTITIONS, events, &[("keys", "1000")])?;
+    crate::kafka::fill_iot_topic(&brokers, &topic, PARTITIONS, events, &[("keys", "1000")])?;
     for group in ["sensor_id", "location"] {
         run_group(&brokers, &topic, events, group)?;
     }

@@ -11,19 +11,22 @@
 //!   (as fast as possible);
 //! - `generated`: the IoT generator (rate 0, 1,000 sensors) → the same TUMBLE job →
 //!   blackhole, generation included, checked against the windows of the same events;
-//! - `kafka` (needs a broker in SLUICE_KAFKA_BROKERS, e.g. from `scripts/kafka.sh start`):
-//!   a topic pre-filled with N generated IoT events (3 partitions), then the broker's own
-//!   fetch rate to one plain consumer, then the job (TUMBLE 5 min per location, blackhole)
-//!   reading the topic bounded.
+//! - `kafka` (needs a broker in SLUICE_KAFKA_BROKERS, e.g. from `scripts/kafka.sh start`,
+//!   and PostgreSQL as for `postgres`): a topic pre-filled with N generated IoT events
+//!   (3 partitions), the broker's own fetch rate to one plain consumer, then the job
+//!   (TUMBLE 5 min per location, `--parallelism P`, a source task per share of the
+//!   partitions) reading the topic bounded into a sink that keeps its rows, and again into
+//!   PostgreSQL; both checked against the topic's events.
 //!
 //! - `postgres` (a PostgreSQL server in SLUICE_BENCH_DATABASE_URL, default the local
 //!   one): the PostgreSQL sink, append, upsert (10 k keys and a key per row) and a
 //!   changelog, beside `COPY` from a file in text and binary (default 1 M rows), each
 //!   table's contents checked;
 //!
-//! - `nexmark` (`--queries q0,q5`, default all): Nexmark's append-only queries, each at
-//!   parallelism 1 over N events (default 10 M) in a process of its own, checked against
-//!   the batch oracle; prints a table;
+//! - `nexmark` (`--queries q0,q5`, default all; `--input json` to read JSON-lines files
+//!   of the events instead of the Nexmark source): Nexmark's queries, each at parallelism
+//!   1 and 2 (or `--parallelism P`) over N events (default 10 M) in a process of its own,
+//!   checked against the batch oracle; prints a table;
 //!
 //! - `updating`: `GROUP BY` without a window over 1 M keys (count, sum, avg, min, max)
 //!   over N events (default 10 M), checked key by key;
@@ -33,11 +36,17 @@
 //!   sensor into PostgreSQL, by one process, one `--distributed` worker and two, each
 //!   run's table checked against the first's;
 //!
+//! - `latency` (PostgreSQL as for `postgres`): the IoT generator paced at 8,000 events/s
+//!   of wall time → 500 ms windows → PostgreSQL, checkpoints every second; how long after
+//!   the watermark passes a window's end its rows are visible (p50/p90/p99/max), every
+//!   row then checked (default 320 k events, 40 s);
+//!
 //! - `key-hash`: routing rows to tasks by key, Sluice's key hash beside the one it
 //!   replaced, in nanoseconds per row;
 //!
-//! - `checkpoint`: the final checkpoint of 1 M keys of open window state (time, size),
-//!   and the time from restarting the job on it to its first processed event;
+//! - `checkpoint`: the memory of 1 M keys of open window state (peak RSS less the empty
+//!   job's, per key), the final checkpoint of them (time, size), and the time from
+//!   restarting the job on it to its first processed event;
 //!
 //! Prints one JSON object per scenario: events, wall seconds, CPU seconds, events per
 //! second per core (events / CPU seconds), and peak RSS.
@@ -59,7 +68,9 @@ mod checkpoint;
 mod decode;
 mod distributed;
 mod generated;
+mod kafka;
 mod key_hash;
+mod latency;
 mod nexmark;
 mod postgres;
 mod updating;
@@ -259,144 +270,30 @@ fn run_generator(profile: &str, events: usize) -> Result<()> {
     Ok(())
 }
 
-/// Reads a topic to its end with one plain rdkafka consumer; returns records read.
-fn drain_topic(brokers: &str, topic: &str) -> Result<u64> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "sluice-bench-reader")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let md = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(10))?;
-    let mut tpl = TopicPartitionList::new();
-    let mut remaining = 0i64;
-    for p in md.topics()[0].partitions() {
-        let (lo, hi) =
-            consumer.fetch_watermarks(topic, p.id(), std::time::Duration::from_secs(10))?;
-        remaining += hi - lo;
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
-    let mut n = 0u64;
-    while remaining > 0 {
-        if let Some(m) = consumer.poll(std::time::Duration::from_millis(500)) {
-            m?;
-            n += 1;
-            remaining -= 1;
-        }
-    }
-    Ok(n)
-}
-
-/// Fills a new `topic` of `partitions` with `events` generated IoT events, as fast as the
-/// broker takes them (event time from 2024-05-01, 60 s per 1,000 events); `extra` are more
-/// generator options.
-pub(crate) fn fill_iot_topic(
-    brokers: &str,
-    topic: &str,
-    partitions: i32,
-    events: usize,
-    extra: &[(&str, &str)],
-) -> Result<()> {
-    let mut options: Vec<(String, String)> = [
-        ("rate", "0".to_string()),
-        ("limit", events.to_string()),
-        ("speedup", "60".to_string()),
-        ("start_time", "2024-05-01T00:00:00Z".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    options.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let args = sluice::generate::GenerateArgs {
-        profile: "iot".into(),
-        brokers: brokers.into(),
-        topic: topic.into(),
-        partitions,
-        options,
-    };
-    sluice::generate::run(&args, Arc::new(std::sync::atomic::AtomicBool::new(false)))?;
-    Ok(())
-}
-
-fn run_kafka(events: usize) -> Result<()> {
-    let brokers = std::env::var("SLUICE_KAFKA_BROKERS")
-        .context("SLUICE_KAFKA_BROKERS: start a broker with scripts/kafka.sh start")?;
-    let topic = format!("bench-iot-{}", std::process::id());
-    let t0 = Instant::now();
-    fill_iot_topic(&brokers, &topic, 3, events, &[])?;
-    let fill_s = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    let read = drain_topic(&brokers, &topic)?;
-    let fetch_s = t1.elapsed().as_secs_f64();
-    let sql = "CREATE TABLE iot (sensor_id TEXT NOT NULL, location TEXT NOT NULL, temperature DOUBLE,
-            humidity DOUBLE, pressure DOUBLE, battery_level DOUBLE, event_time TIMESTAMP NOT NULL,
-            WATERMARK FOR event_time AS event_time - INTERVAL '10' MINUTE)
-         WITH (connector = 'kafka', topic = '${TOPIC}', 'bootstrap.servers' = '${BROKERS}',
-               scan.bounded.mode = 'latest-offset');
-         CREATE TABLE sink WITH (connector = 'blackhole');
-         INSERT INTO sink SELECT window_start, location, count(*), avg(temperature), min(temperature), max(temperature)
-         FROM TUMBLE(iot, event_time, INTERVAL '5' MINUTE) GROUP BY window_start, location;";
-    let (b, t) = (brokers.clone(), topic.clone());
-    let graph = sluice::plan_with_env(sql, &move |k| match k {
-        "TOPIC" => Some(t.clone()),
-        "BROKERS" => Some(b.clone()),
-        _ => None,
-    })
-    .map_err(|e| anyhow::anyhow!(e))?;
-    let job = JobRun::build(
-        &graph,
-        &RunOptions {
-            parallelism: 1,
-            ..RunOptions::default()
-        },
-    )?;
-    let metrics = job.handle.metrics.clone();
-    let cpu0 = cpu_seconds();
-    let t2 = Instant::now();
-    job.run()?;
-    let job_s = t2.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu0;
-    let n = metrics.snapshot().events_in;
-    println!(
-        "{}",
-        serde_json::json!({
-            "scenario": "kafka",
-            "events": n,
-            "fill_events_per_s": (events as f64 / fill_s).round(),
-            "broker_fetch_events_per_s": (read as f64 / fetch_s).round(),
-            "job_events_per_s": (n as f64 / job_s).round(),
-            "job_events_per_s_per_core": (n as f64 / cpu).round(),
-            "job_share_of_broker_rate": ((n as f64 / job_s) / (read as f64 / fetch_s) * 1000.0).round() / 1000.0,
-            "peak_rss_mib": (peak_rss_mib() * 10.0).round() / 10.0,
-        })
-    );
-    Ok(())
-}
-
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut scenario = "all".to_string();
     let mut events: Option<usize> = None;
-    let mut parallelism = 1usize;
+    let mut parallelism_given: Option<usize> = None;
     let mut queries: Option<String> = None;
+    let mut one_query: Option<String> = None;
+    let mut input = nexmark::Input::Generated;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--events" => events = Some(it.next().context("--events N")?.parse()?),
-            "--parallelism" => parallelism = it.next().context("--parallelism P")?.parse()?,
-            "--queries" => queries = Some(it.next().context("--queries q0,q5")?.clone()),
-            "nexmark-one" => {
-                let q = it.next().context("nexmark-one QUERY")?.clone();
-                let mut n = 10_000_000;
-                if it.next().map(String::as_str) == Some("--events") {
-                    n = it.next().context("--events N")?.parse()?;
-                }
-                return nexmark::run_one(&q, n);
+            "--parallelism" => {
+                parallelism_given = Some(it.next().context("--parallelism P")?.parse()?)
             }
+            "--queries" => queries = Some(it.next().context("--queries q0,q5")?.clone()),
+            "--input" => input = nexmark::Input::parse(it.next().context("--input json")?)?,
+            "nexmark-one" => one_query = Some(it.next().context("nexmark-one QUERY")?.clone()),
             s => scenario = s.to_string(),
         }
+    }
+    let parallelism = parallelism_given.unwrap_or(1);
+    if let Some(q) = one_query {
+        return nexmark::run_one(&q, events.unwrap_or(10_000_000), parallelism, input);
     }
     let scenarios: Vec<&str> = match scenario.as_str() {
         "all" => vec!["arrow", "json", "generator-iot", "generator-user_activity"],
@@ -410,6 +307,10 @@ fn main() -> Result<()> {
             }
             "decode" => {
                 decode::run_decode(events.unwrap_or(4_000_000))?;
+                continue;
+            }
+            "checkpoint-state" => {
+                checkpoint::run_state(events.unwrap_or(1_000_000))?;
                 continue;
             }
             "checkpoint" => {
@@ -432,8 +333,13 @@ fn main() -> Result<()> {
                 generated::run_generated(events.unwrap_or(10_000_000), parallelism)?;
                 continue;
             }
+            "latency" => {
+                latency::run_latency(events.unwrap_or(320_000))?;
+                continue;
+            }
             "nexmark" => {
-                nexmark::run_all(events.unwrap_or(10_000_000), queries.as_deref())?;
+                let ps = parallelism_given.map_or(vec![1, 2], |p| vec![p]);
+                nexmark::run_all(events.unwrap_or(10_000_000), queries.as_deref(), &ps, input)?;
                 continue;
             }
             _ => {}
@@ -441,7 +347,7 @@ fn main() -> Result<()> {
         let events = events.unwrap_or(10_000_000);
         match s.strip_prefix("generator-") {
             Some(profile) => run_generator(profile, events)?,
-            None if s == "kafka" => run_kafka(events)?,
+            None if s == "kafka" => kafka::run_kafka(events, parallelism)?,
             None => run(s, events, parallelism)?,
         }
     }

@@ -1,6 +1,8 @@
-//! Nexmark: each query of `benches/nexmark/` at parallelism 1 over N generated events
-//! (all three tables together) into a sink that only counts, in a process of its own so
-//! that its peak memory is its own. Its final row count (an updating query's changelog
+//! Nexmark: each query of `benches/nexmark/` at parallelism 1 and 2 over N events (all
+//! three tables together) into a sink that only counts, in a process of its own so that
+//! its peak memory is its own. The events come from the Nexmark source (split by event
+//! number over the tasks), or with `--input json` from JSON-lines files of the same
+//! events, one per table (split by byte range), as other engines are measured from. Its final row count (an updating query's changelog
 //! counted as inserts minus retractions) is checked against the oracle of
 //! `benches/nexmark/oracle/` (DataFusion over the same events as a batch), so a fast
 //! wrong answer cannot pass. Prints a table like nexmark/nexmark's README, then one JSON
@@ -11,6 +13,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use sluice::engine::{JobRun, RunOptions};
@@ -60,11 +64,58 @@ fn side_input() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Where the events come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The Nexmark source.
+    Generated,
+    /// JSON-lines files of the same events, one per table.
+    Json,
+}
+
+impl Input {
+    pub fn parse(s: &str) -> Result<Input> {
+        match s {
+            "generated" => Ok(Input::Generated),
+            "json" => Ok(Input::Json),
+            _ => bail!("--input generated|json, not {s}"),
+        }
+    }
+}
+
+/// The directory the JSON files of `events` events are written to.
+fn json_dir(events: usize) -> PathBuf {
+    std::env::temp_dir().join(format!("sluice-bench-nexmark-{events}"))
+}
+
+/// `tables.sql` with each Nexmark table read from `<dir>/<table>.jsonl` instead.
+fn json_tables(tables: &str, dir: &std::path::Path) -> Result<String> {
+    let mut out = tables.to_string();
+    for t in ["person", "auction", "bid"] {
+        let from = format!("WITH (connector = 'nexmark', table = '{t}'");
+        let start = out.find(&from).with_context(|| format!("tables.sql: {from}"))?;
+        let end = start
+            + out[start..]
+                .find(");")
+                .with_context(|| format!("tables.sql: the end of {t}"))?;
+        let path = dir.join(format!("{t}.jsonl"));
+        out.replace_range(
+            start..end,
+            &format!("WITH (connector = 'file', path = '{}'", path.display()),
+        );
+    }
+    Ok(out)
+}
+
 /// Runs one query's stream and prints its figures as JSON.
-pub fn run_one(q: &str, events: usize) -> Result<()> {
+pub fn run_one(q: &str, events: usize, parallelism: usize, input: Input) -> Result<()> {
+    let tables = std::fs::read_to_string(dir().join("tables.sql"))?;
+    let tables = match input {
+        Input::Generated => tables,
+        Input::Json => json_tables(&tables, &json_dir(events))?,
+    };
     let sql = format!(
-        "{}\nCREATE TABLE nexmark_out WITH (connector = 'blackhole');\n{}",
-        std::fs::read_to_string(dir().join("tables.sql"))?,
+        "{tables}\nCREATE TABLE nexmark_out WITH (connector = 'blackhole');\n{}",
         std::fs::read_to_string(dir().join(format!("{q}.sql")))?
     );
     let side = side_input()?.display().to_string();
@@ -80,7 +131,7 @@ pub fn run_one(q: &str, events: usize) -> Result<()> {
     let job = JobRun::build_with_sinks(
         &graph,
         &RunOptions {
-            parallelism: 1,
+            parallelism,
             ..RunOptions::default()
         },
         &|_| Some(Box::new(CountingSink(counter.clone())) as Box<dyn sluice_runtime::Sink>),
@@ -91,6 +142,7 @@ pub fn run_one(q: &str, events: usize) -> Result<()> {
         "{}",
         serde_json::json!({
             "query": q,
+            "parallelism": parallelism,
             "events": events,
             "rows_out": snap.rows_out,
             "rows_final": net.load(std::sync::atomic::Ordering::Relaxed),
@@ -104,7 +156,22 @@ pub fn run_one(q: &str, events: usize) -> Result<()> {
     Ok(())
 }
 
-fn table(name: &str, events: usize) -> Result<MemTable> {
+/// A table's batches as JSON lines in `json_dir(events)`, as a source would read them.
+fn write_json(name: &str, batches: &[RecordBatch], events: usize) -> Result<()> {
+    let dir = json_dir(events);
+    std::fs::create_dir_all(&dir)?;
+    let mut bytes = Vec::new();
+    sluice_runtime::output::json_lines(batches, &mut bytes)?;
+    std::fs::write(dir.join(format!("{name}.jsonl")), &bytes)?;
+    let lines: usize = batches.iter().map(|b| b.num_rows()).sum();
+    eprintln!(
+        "{name}.jsonl: {lines} lines, {} bytes a line",
+        bytes.len() / lines.max(1)
+    );
+    Ok(())
+}
+
+fn table(name: &str, events: usize) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let mut o = ConnectorOptions::default();
     for (k, v) in [
         ("connector", "nexmark".to_string()),
@@ -121,7 +188,7 @@ fn table(name: &str, events: usize) -> Result<MemTable> {
     while let Some(b) = s.next_batch()? {
         batches.push(b);
     }
-    Ok(MemTable::try_new(schema, vec![batches])?)
+    Ok((schema, batches))
 }
 
 /// How many rows the oracle gives for `q` over the same events.
@@ -132,8 +199,14 @@ fn oracle_rows(ctx: &SessionContext, q: &str) -> Result<u64> {
     Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
 }
 
-/// Every query (or those named), each in its own process, checked against the oracle.
-pub fn run_all(events: usize, only: Option<&str>) -> Result<()> {
+/// Every query (or those named), each in its own process at each parallelism, checked
+/// against the oracle.
+pub fn run_all(
+    events: usize,
+    only: Option<&str>,
+    parallelisms: &[usize],
+    input: Input,
+) -> Result<()> {
     let queries: Vec<&str> = match only {
         Some(list) => list.split(',').collect(),
         None => QUERIES.to_vec(),
@@ -141,7 +214,11 @@ pub fn run_all(events: usize, only: Option<&str>) -> Result<()> {
     eprintln!("building the oracle's tables ({events} events)…");
     let ctx = SessionContext::new();
     for name in ["person", "auction", "bid"] {
-        ctx.register_table(name, Arc::new(table(name, events)?))?;
+        let (schema, batches) = table(name, events)?;
+        if input == Input::Json {
+            write_json(name, &batches, events)?;
+        }
+        ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
     }
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     rt.block_on(ctx.register_json(
@@ -152,32 +229,40 @@ pub fn run_all(events: usize, only: Option<&str>) -> Result<()> {
     let exe = std::env::current_exe()?;
     let mut rows = Vec::new();
     let mut failed = Vec::new();
+    let input_name = match input {
+        Input::Generated => "generated",
+        Input::Json => "json",
+    };
     for q in queries {
-        eprintln!("{q}: streaming…");
-        let out = Command::new(&exe)
-            .args(["nexmark-one", q, "--events", &events.to_string()])
-            .output()?;
-        if !out.status.success() {
-            bail!("{q} failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let line = String::from_utf8_lossy(&out.stdout);
-        let v: serde_json::Value =
-            serde_json::from_str(line.trim()).with_context(|| format!("{q} printed {line}"))?;
         eprintln!("{q}: the oracle…");
         let want = oracle_rows(&ctx, q)?;
-        let got = v["rows_final"].as_u64().unwrap_or(0);
-        if got != want {
-            failed.push(format!("{q}: {got} rows, the oracle {want}"));
+        for &p in parallelisms {
+            eprintln!("{q}: streaming at parallelism {p}…");
+            let out = Command::new(&exe)
+                .args(["nexmark-one", q, "--events", &events.to_string()])
+                .args(["--parallelism", &p.to_string(), "--input", input_name])
+                .output()?;
+            if !out.status.success() {
+                bail!("{q} failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let line = String::from_utf8_lossy(&out.stdout);
+            let v: serde_json::Value = serde_json::from_str(line.trim())
+                .with_context(|| format!("{q} printed {line}"))?;
+            let got = v["rows_final"].as_u64().unwrap_or(0);
+            if got != want {
+                failed.push(format!("{q} at parallelism {p}: {got} rows, the oracle {want}"));
+            }
+            rows.push((q, v, want));
         }
-        rows.push((q, v, want));
     }
     println!(
-        "| query | events | wall s | CPU s | events/s | events/CPU s | peak MiB | rows out | final rows | oracle rows |"
+        "| query | parallelism | events | wall s | CPU s | events/s | events/CPU s | peak MiB | rows out | final rows | oracle rows |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (q, v, want) in &rows {
         println!(
-            "| {q} | {} | {} | {} | {} | {} | {} | {} | {} | {want} |",
+            "| {q} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {want} |",
+            v["parallelism"],
             v["events"],
             v["wall_s"],
             v["cpu_s"],

@@ -69,7 +69,7 @@ fn psql(url: &str, sql: &str) -> Result<()> {
 }
 
 /// What `sql` prints, unaligned and without headers.
-fn query(url: &str, sql: &str) -> Result<String> {
+pub(crate) fn query(url: &str, sql: &str) -> Result<String> {
     let out = Command::new("psql")
         .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-tAc", sql])
         .output()
@@ -159,14 +159,19 @@ fn through_sink(url: &str, table: &str, key: Option<&str>, data: &[RecordBatch])
     Ok(rows as f64 / t0.elapsed().as_secs_f64())
 }
 
-pub fn run_postgres(rows: usize) -> Result<()> {
-    // A database of its own, made afresh: SLUICE_BENCH_DATABASE_URL names the server.
+/// A database of its own, made afresh, on the server SLUICE_BENCH_DATABASE_URL names
+/// (default the local one): its URL.
+pub(crate) fn fresh_database(name: &str) -> Result<String> {
     let admin = std::env::var("SLUICE_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    psql(&admin, "DROP DATABASE IF EXISTS sluice_bench")?;
-    psql(&admin, "CREATE DATABASE sluice_bench")?;
+    psql(&admin, &format!("DROP DATABASE IF EXISTS {name}"))?;
+    psql(&admin, &format!("CREATE DATABASE {name}"))?;
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    let url = format!("{base}/sluice_bench");
+    Ok(format!("{base}/{name}"))
+}
+
+pub fn run_postgres(rows: usize) -> Result<()> {
+    let url = fresh_database("sluice_bench")?;
     let data = batches(rows)?;
 
     // PostgreSQL's own COPY of the same rows, from a file the server reads: in the text

@@ -8,6 +8,10 @@
 //! up to `disorder` (so events arrive out of order within that bound). `events` bounds
 //! the stream (counted over all three tables); `rate` paces it against the wall clock
 //! (0: as fast as possible).
+//!
+//! Split over `n` tasks, the event numbers are dealt in chunks of one batch's span: part
+//! `i` makes chunks `i`, `i + n`, `i + 2n`, … (so the parts advance through event time
+//! together), each paced at `rate / n`, and a checkpoint keeps each part's next event.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -202,9 +206,60 @@ pub struct NexmarkSource {
     /// The next global event number to look at.
     next: u64,
     wall_start: Option<Instant>,
-    pace_from: u64,
+    /// Events looked at since `wall_start` (for pacing).
+    paced: u64,
     schema: SchemaRef,
     columns: Vec<usize>,
+    /// Which chunks this source makes when split; `None` when it makes every event.
+    part: Option<Part>,
+    /// Parts restored from a checkpoint, handed out by `split`.
+    saved: Vec<(Part, u64)>,
+}
+
+/// One of `count` parts of a split source: chunks `index`, `index + count`, … of `chunk`
+/// events each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Part {
+    index: u64,
+    count: u64,
+    chunk: u64,
+}
+
+impl Part {
+    /// Its key among a checkpoint's positions.
+    fn key(&self) -> String {
+        format!("events {}/{} by {}", self.index, self.count, self.chunk)
+    }
+
+    fn parse(key: &str) -> Option<Part> {
+        let (index, rest) = key.strip_prefix("events ")?.split_once('/')?;
+        let (count, chunk) = rest.split_once(" by ")?;
+        let part = Part {
+            index: index.parse().ok()?,
+            count: count.parse().ok()?,
+            chunk: chunk.parse().ok()?,
+        };
+        (part.count > 0 && part.chunk > 0 && part.index < part.count).then_some(part)
+    }
+
+    /// The first event of this part at or after `n`.
+    fn first_from(&self, n: u64) -> u64 {
+        let stride = self.chunk * self.count;
+        let round = n / stride;
+        let start = round * stride + self.index * self.chunk;
+        if n < start {
+            start
+        } else if n < start + self.chunk {
+            n
+        } else {
+            start + stride
+        }
+    }
+
+    /// The end of the chunk holding `n` (one of this part's).
+    fn chunk_end(&self, n: u64) -> u64 {
+        (n / self.chunk + 1) * self.chunk
+    }
 }
 
 impl NexmarkSource {
@@ -219,10 +274,43 @@ impl NexmarkSource {
             opts,
             next: 0,
             wall_start: None,
-            pace_from: 0,
+            paced: 0,
             schema,
             columns,
+            part: None,
+            saved: Vec::new(),
         })
+    }
+
+    /// Global events a batch of this table spans.
+    fn span(&self) -> u64 {
+        let share = match self.opts.table {
+            NexmarkTable::Person => PERSON_SHARE,
+            NexmarkTable::Auction => AUCTION_SHARE,
+            NexmarkTable::Bid => TOTAL_SHARE - PERSON_SHARE - AUCTION_SHARE,
+        };
+        (self.opts.batch_size as u64 * TOTAL_SHARE).div_ceil(share)
+    }
+
+    /// Another source over the same table, making `part`'s chunks from `next`.
+    fn part_from(&self, part: Part, next: u64) -> NexmarkSource {
+        let mut opts = self.opts.clone();
+        // The whole source's rate, shared out (a part's own is already its share).
+        let whole = match self.part {
+            Some(p) => self.opts.rate * p.count as f64,
+            None => self.opts.rate,
+        };
+        opts.rate = whole / part.count as f64;
+        NexmarkSource {
+            opts,
+            next: part.first_from(next),
+            wall_start: None,
+            paced: 0,
+            schema: self.schema.clone(),
+            columns: self.columns.clone(),
+            part: Some(part),
+            saved: Vec::new(),
+        }
     }
 
     fn time_of(&self, n: u64) -> i64 {
@@ -243,12 +331,11 @@ impl NexmarkSource {
         let start = *self.wall_start.get_or_insert_with(Instant::now);
         loop {
             let elapsed = start.elapsed().as_secs_f64();
-            let due =
-                ((elapsed * self.opts.rate) as u64).saturating_sub(self.next - self.pace_from);
+            let due = ((elapsed * self.opts.rate) as u64).saturating_sub(self.paced);
             if due > 0 {
                 return due.min(n);
             }
-            let wait = (self.next - self.pace_from + 1) as f64 / self.opts.rate - elapsed;
+            let wait = (self.paced + 1) as f64 / self.opts.rate - elapsed;
             std::thread::sleep(Duration::from_secs_f64(wait.clamp(0.001, 0.1)));
         }
     }
@@ -390,16 +477,59 @@ impl Source for NexmarkSource {
     }
 
     fn position(&self) -> Positions {
-        Positions::from([("event".to_string(), self.next as i64)])
+        match self.part {
+            Some(part) => Positions::from([(part.key(), self.next as i64)]),
+            None => Positions::from([("event".to_string(), self.next as i64)]),
+        }
     }
 
     fn seek(&mut self, position: &Positions) -> Result<()> {
-        if let Some(&n) = position.get("event") {
+        self.wall_start = None;
+        self.paced = 0;
+        let mut parts: Vec<(Part, u64)> = position
+            .iter()
+            .filter_map(|(k, &n)| Some((Part::parse(k)?, n.max(0) as u64)))
+            .collect();
+        if !parts.is_empty() {
+            // A split source: this one makes the first part, `split` the others.
+            parts.sort_by_key(|(p, _)| p.index);
+            let (part, next) = parts.remove(0);
+            *self = NexmarkSource {
+                saved: parts,
+                ..self.part_from(part, next)
+            };
+        } else if let Some(&n) = position.get("event") {
             self.next = n.max(0) as u64;
-            self.pace_from = self.next;
-            self.wall_start = None;
         }
         Ok(())
+    }
+
+    fn split(&mut self, n: usize) -> Result<Vec<Box<dyn Source>>> {
+        if !self.saved.is_empty() {
+            let saved = std::mem::take(&mut self.saved);
+            return Ok(saved
+                .into_iter()
+                .map(|(part, next)| Box::new(self.part_from(part, next)) as Box<dyn Source>)
+                .collect());
+        }
+        // Only a source not yet split; a restored one keeps its saved parts.
+        if self.part.is_some() || n < 2 {
+            return Ok(Vec::new());
+        }
+        // Events before `next` were made already: the parts deal out those after.
+        let first = Part {
+            index: 0,
+            count: n as u64,
+            chunk: self.span(),
+        };
+        let parts = (1..first.count)
+            .map(|index| {
+                let part = Part { index, ..first };
+                Box::new(self.part_from(part, self.next)) as Box<dyn Source>
+            })
+            .collect();
+        *self = self.part_from(first, self.next);
+        Ok(parts)
     }
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
@@ -407,14 +537,13 @@ impl Source for NexmarkSource {
         if self.next >= end {
             return Ok(None);
         }
-        // Scan enough global events to fill a batch of this table.
-        let share = match self.opts.table {
-            NexmarkTable::Person => PERSON_SHARE,
-            NexmarkTable::Auction => AUCTION_SHARE,
-            NexmarkTable::Bid => TOTAL_SHARE - PERSON_SHARE - AUCTION_SHARE,
+        // Scan enough global events to fill a batch of this table (within this part's
+        // chunk when split).
+        let limit = match self.part {
+            Some(part) => part.chunk_end(self.next).min(end),
+            None => end,
         };
-        let want = (self.opts.batch_size as u64 * TOTAL_SHARE).div_ceil(share);
-        let span = self.pace(want).min(end - self.next);
+        let span = self.pace(self.span()).min(limit - self.next);
         let (ints, texts, times) = match self.opts.table {
             NexmarkTable::Person => (1, 6, 1),
             NexmarkTable::Auction => (5, 3, 2),
@@ -436,6 +565,10 @@ impl Source for NexmarkSource {
             }
         }
         self.next += span;
+        self.paced += span;
+        if let Some(part) = self.part {
+            self.next = part.first_from(self.next);
+        }
         let all = self.finish(b);
         crate::generator::select_declared(&all, &self.columns, &self.schema).map(Some)
     }
@@ -489,6 +622,69 @@ mod tests {
         assert!(ints(&bids, 0).iter().all(|a| auction_ids.contains(a)));
         assert!(ints(&bids, 1).iter().all(|p| person_ids.contains(p)));
         assert!(ints(&auctions, 7).iter().all(|p| person_ids.contains(p)));
+    }
+
+    /// Every bid as (price, time), sorted: what a run made, whatever the order.
+    fn bids_of(batches: &[RecordBatch]) -> Vec<(i64, i64)> {
+        let mut out: Vec<(i64, i64)> = ints(batches, 2)
+            .into_iter()
+            .zip(batches.iter().flat_map(|b| {
+                b.column(5)
+                    .as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>()
+                    .values()
+                    .to_vec()
+            }))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn split_parts_make_every_event_once() {
+        let straight = bids_of(&all(source("bid", 30_000)));
+        for n in [2, 3] {
+            let mut first = source("bid", 30_000);
+            let rest = first.split(n).unwrap();
+            assert_eq!(rest.len(), n - 1);
+            let mut batches = all(first);
+            for mut p in rest {
+                while let Some(b) = p.next_batch().unwrap() {
+                    batches.push(b);
+                }
+            }
+            assert_eq!(bids_of(&batches), straight, "{n} parts");
+        }
+    }
+
+    #[test]
+    fn split_parts_resume_from_their_positions() {
+        let straight = bids_of(&all(source("bid", 30_000)));
+        let mut first = source("bid", 30_000);
+        let mut parts: Vec<Box<dyn Source>> = first.split(3).unwrap();
+        parts.insert(0, Box::new(first));
+        // Each part a few batches in, unevenly; then the positions saved together.
+        let mut made = Vec::new();
+        let mut saved = Positions::new();
+        for (i, p) in parts.iter_mut().enumerate() {
+            for _ in 0..=i * 2 {
+                if let Some(b) = p.next_batch().unwrap() {
+                    made.push(b);
+                }
+            }
+            saved.extend(p.position());
+        }
+        assert_eq!(saved.len(), 3);
+        let mut again = source("bid", 30_000);
+        again.seek(&saved).unwrap();
+        let rest = again.split(3).unwrap();
+        assert_eq!(rest.len(), 2);
+        made.extend(all(again));
+        for mut p in rest {
+            while let Some(b) = p.next_batch().unwrap() {
+                made.push(b);
+            }
+        }
+        assert_eq!(bids_of(&made), straight);
     }
 
     #[test]
