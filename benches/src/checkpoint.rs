@@ -108,13 +108,17 @@ pub fn run_state(keys: usize) -> Result<()> {
     wait_for("reading the keys", Duration::from_secs(600), || {
         metrics.snapshot().events_in >= keys as u64
     })?;
-    wait_for("the aggregate taking them", Duration::from_secs(600), || {
-        metrics
-            .detail()
-            .tasks
-            .iter()
-            .any(|t| t.task.starts_with("window aggregate") && t.rows_in >= keys as u64)
-    })?;
+    wait_for(
+        "the aggregate taking them",
+        Duration::from_secs(600),
+        || {
+            metrics
+                .detail()
+                .tasks
+                .iter()
+                .any(|t| t.task.starts_with("window aggregate") && t.rows_in >= keys as u64)
+        },
+    )?;
     std::thread::sleep(Duration::from_millis(300));
     let held = peak_rss_mib() * 1048576.0;
     handle.stop();

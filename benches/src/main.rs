@@ -37,9 +37,9 @@
 //!   run's table checked against the first's;
 //!
 //! - `latency` (PostgreSQL as for `postgres`): the IoT generator paced at 8,000 events/s
-//!   of wall time → 500 ms windows → PostgreSQL, checkpoints every second; how long after
-//!   the watermark passes a window's end its rows are visible (p50/p90/p99/max), every
-//!   row then checked (default 320 k events, 40 s);
+//!   of wall time → 300 ms windows → PostgreSQL, checkpoints every second; how long
+//!   after the watermark passes a window's end its rows are visible (p50/p90/p99/max),
+//!   every row then checked (default 320 k events, 40 s);
 //!
 //! - `key-hash`: routing rows to tasks by key, Sluice's key hash beside the one it
 //!   replaced, in nanoseconds per row;

@@ -93,7 +93,9 @@ fn json_tables(tables: &str, dir: &std::path::Path) -> Result<String> {
     let mut out = tables.to_string();
     for t in ["person", "auction", "bid"] {
         let from = format!("WITH (connector = 'nexmark', table = '{t}'");
-        let start = out.find(&from).with_context(|| format!("tables.sql: {from}"))?;
+        let start = out
+            .find(&from)
+            .with_context(|| format!("tables.sql: {from}"))?;
         let end = start
             + out[start..]
                 .find(");")
@@ -246,11 +248,13 @@ pub fn run_all(
                 bail!("{q} failed: {}", String::from_utf8_lossy(&out.stderr));
             }
             let line = String::from_utf8_lossy(&out.stdout);
-            let v: serde_json::Value = serde_json::from_str(line.trim())
-                .with_context(|| format!("{q} printed {line}"))?;
+            let v: serde_json::Value =
+                serde_json::from_str(line.trim()).with_context(|| format!("{q} printed {line}"))?;
             let got = v["rows_final"].as_u64().unwrap_or(0);
             if got != want {
-                failed.push(format!("{q} at parallelism {p}: {got} rows, the oracle {want}"));
+                failed.push(format!(
+                    "{q} at parallelism {p}: {got} rows, the oracle {want}"
+                ));
             }
             rows.push((q, v, want));
         }
