@@ -1,5 +1,6 @@
 //! File source: JSON lines, read in batches; a bounded source. At parallelism above 1 a
-//! file is split into byte ranges read side by side. Bad records follow the table's
+//! file is split into chunks of byte ranges, dealt out in turn to tasks that read them
+//! side by side (so that they move through the file's event time together). Bad records follow the table's
 //! `bad_data` policy (`fail` by default, or `drop`, counted).
 
 mod range;
@@ -99,8 +100,11 @@ pub struct FileSource {
     offset: u64,
     /// The range this source reads, when the file is split; it reads to the end else.
     range: Option<ByteRange>,
-    /// Ranges of a restored split file not yet handed to other parts by `split`.
-    saved: Vec<(ByteRange, u64)>,
+    /// The ranges it reads after `range`, in order, and which part of the split it is.
+    queue: Vec<ByteRange>,
+    part: usize,
+    /// Parts of a restored split file not yet handed to other sources by `split`.
+    saved: Vec<Vec<(ByteRange, u64)>>,
     /// Bytes taken from the file so far (where the next read starts).
     file_pos: u64,
     metrics: Arc<JobMetrics>,
@@ -144,6 +148,8 @@ impl FileSource {
             lines_from: 0,
             offset: 0,
             range: None,
+            queue: Vec::new(),
+            part: 0,
             saved: Vec::new(),
             file_pos: 0,
             metrics,
@@ -175,13 +181,45 @@ impl FileSource {
         Ok(())
     }
 
-    /// Another source like this one, reading `range` from `next`.
-    fn part(&self, range: ByteRange, next: u64) -> Result<FileSource> {
+    /// Takes part `part`'s ranges as saved (each with its next byte): reads from the
+    /// first not finished, then those after it.
+    fn take_part(&mut self, part: usize, ranges: &[(ByteRange, u64)]) -> Result<()> {
+        let current = ranges
+            .iter()
+            .position(|(r, next)| *next < r.end)
+            .unwrap_or(ranges.len().saturating_sub(1));
+        let Some(&(range, next)) = ranges.get(current) else {
+            return Ok(());
+        };
+        self.part = part;
+        self.queue = ranges[current + 1..].iter().map(|(r, _)| *r).collect();
+        self.line_base = None;
+        self.lines_from = next;
+        self.line_no = 0;
+        self.start_at(next, Some(range))
+    }
+
+    /// Moves on to the next range of this part, if there is one.
+    fn next_range(&mut self) -> Result<bool> {
+        if self.queue.is_empty() {
+            return Ok(false);
+        }
+        let range = self.queue.remove(0);
+        self.line_base = None;
+        self.lines_from = range.start;
+        self.line_no = 0;
+        self.start_at(range.start, Some(range))?;
+        Ok(true)
+    }
+
+    /// Another source like this one, reading part `part`'s `ranges` from `next` (in the
+    /// first).
+    fn part(&self, part: usize, ranges: &[(ByteRange, u64)]) -> Result<FileSource> {
         let file = File::open(&self.path)
             .map_err(|e| RuntimeError::External(format!("cannot open {}: {e}", self.path)))?;
         let decoder = JsonDecoder::new(self.schema.clone(), self.batch_size)
             .map_err(|e| RuntimeError::Internal(format!("json decoder: {e}")))?;
-        let mut part = FileSource {
+        let mut source = FileSource {
             table: self.table.clone(),
             path: self.path.clone(),
             file,
@@ -192,11 +230,13 @@ impl FileSource {
             dead_letters: None,
             line_no: 0,
             line_base: None,
-            lines_from: next,
-            offset: next,
-            range: Some(range),
+            lines_from: 0,
+            offset: 0,
+            range: None,
+            queue: Vec::new(),
+            part,
             saved: Vec::new(),
-            file_pos: next,
+            file_pos: 0,
             metrics: self.metrics.clone(),
             block: Vec::new(),
             pos: 0,
@@ -204,8 +244,8 @@ impl FileSource {
             spans: Vec::new(),
             line_numbers: Vec::new(),
         };
-        part.start_at(next, Some(range))?;
-        Ok(part)
+        source.take_part(part, ranges)?;
+        Ok(source)
     }
 
     /// Appends the file's next bytes to `block`; at the end (of the file or the range),
@@ -276,7 +316,13 @@ impl Source for FileSource {
 
     fn position(&self) -> Positions {
         match self.range {
-            Some(r) => Positions::from([(r.key(), self.offset as i64)]),
+            Some(r) => std::iter::once((r.key(self.part), self.offset as i64))
+                .chain(
+                    self.queue
+                        .iter()
+                        .map(|q| (q.key(self.part), q.start as i64)),
+                )
+                .collect(),
             None => Positions::from([
                 ("bytes".to_string(), self.offset as i64),
                 ("line".to_string(), self.line_no as i64),
@@ -285,14 +331,11 @@ impl Source for FileSource {
     }
 
     fn seek(&mut self, position: &Positions) -> Result<()> {
-        if let Some(mut ranges) = ByteRange::saved(position) {
-            // A split file: this source takes the first range, `split` the others.
-            let (first, next) = ranges.remove(0);
-            self.saved = ranges;
-            self.line_base = None;
-            self.lines_from = next;
-            self.line_no = 0;
-            return self.start_at(next, Some(first));
+        if let Some(mut parts) = ByteRange::saved(position) {
+            // A split file: this source takes the first part, `split` the others.
+            let first = parts.remove(0);
+            self.saved = parts;
+            return self.take_part(0, &first);
         }
         let Some(&bytes) = position.get("bytes") else {
             return Ok(());
@@ -307,8 +350,9 @@ impl Source for FileSource {
             // Restored: the ranges saved, as they were cut.
             let saved = std::mem::take(&mut self.saved);
             return saved
-                .into_iter()
-                .map(|(r, next)| Ok(Box::new(self.part(r, next)?) as Box<dyn Source>))
+                .iter()
+                .enumerate()
+                .map(|(i, ranges)| Ok(Box::new(self.part(i + 1, ranges)?) as Box<dyn Source>))
                 .collect();
         }
         // Only a file not yet read, and one dead-letter file per table.
@@ -317,19 +361,22 @@ impl Source for FileSource {
         }
         let size = self.file.metadata().map_err(|e| self.io_error(e))?.len();
         let mut probe = File::open(&self.path).map_err(|e| self.io_error(e))?;
-        let ranges =
-            range::cut(size, n, |at| line_end(&mut probe, at)).map_err(|e| self.io_error(e))?;
-        let Some((first, rest)) = ranges.split_first() else {
-            return Ok(Vec::new());
-        };
-        if rest.is_empty() {
+        // At least 8 chunks a part, so that the parts stay close in the file.
+        let chunks = (size.div_ceil(range::CHUNK_BYTES) as usize).max(8 * n);
+        let ranges = range::cut(size, chunks, |at| line_end(&mut probe, at))
+            .map_err(|e| self.io_error(e))?;
+        if ranges.len() < 2 {
             return Ok(Vec::new());
         }
-        self.line_base = Some(0);
-        self.lines_from = 0;
-        self.start_at(0, Some(*first))?;
-        rest.iter()
-            .map(|r| Ok(Box::new(self.part(*r, r.start)?) as Box<dyn Source>))
+        let parts: Vec<Vec<(ByteRange, u64)>> = range::deal(&ranges, n)
+            .into_iter()
+            .map(|p| p.into_iter().map(|r| (r, r.start)).collect())
+            .collect();
+        self.take_part(0, &parts[0])?;
+        parts[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, ranges)| Ok(Box::new(self.part(i + 1, ranges)?) as Box<dyn Source>))
             .collect()
     }
 
@@ -360,6 +407,9 @@ impl Source for FileSource {
             self.offset += p as u64;
             self.pos = p;
             if self.spans.is_empty() {
+                if self.next_range()? {
+                    continue;
+                }
                 return Ok(None);
             }
             let records: Vec<&[u8]> = self.spans.iter().map(|&(a, b)| &self.block[a..b]).collect();

@@ -1,6 +1,7 @@
-//! A file read by several tasks (byte ranges cut at line ends): the windows equal the
-//! batch oracle's at parallelism 1 and 2, bad lines are reported with their line in the
-//! file, and a run aborted after a checkpoint resumes each range where it was.
+//! A file read by several tasks (chunks of byte ranges cut at line ends, dealt out in
+//! turn): the windows equal the batch oracle's at parallelism 1 and 2, bad lines are
+//! reported with their line in the file, and a run aborted after a checkpoint resumes
+//! each task's ranges where it was.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/helpers.rs"]
@@ -81,7 +82,7 @@ fn oracle(input: &Path) -> Vec<String> {
 fn a_file_read_by_two_tasks_gives_the_batch_result() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
-    // About 4 MB: cut in two ranges of 2 MB.
+    // About 4 MB: cut in 16 chunks of 256 kB, 8 for each task.
     std::fs::write(&input, readings(50_000)).unwrap();
     let want = oracle(&input);
     assert!(want.len() > 1_000, "{} windows", want.len());
@@ -142,8 +143,9 @@ fn an_aborted_run_resumes_each_range_where_its_checkpoint_left_it() {
         "the first run should have been aborted: {}",
         String::from_utf8_lossy(&first.stderr)
     );
-    // The checkpoint holds each range's next byte, past its start and short of its end
-    // in at least one range.
+    // The checkpoint holds, for each of the two tasks, the next byte of the range it is
+    // reading (or has just read to its end) and the start of each range it has still to
+    // read.
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("checkpoints/split/epoch-3/manifest.json"))
             .unwrap(),
@@ -153,23 +155,27 @@ fn an_aborted_run_resumes_each_range_where_its_checkpoint_left_it() {
         .as_object()
         .unwrap()
         .clone();
-    assert_eq!(offsets.len(), 2, "{offsets:?}");
-    let mut unfinished = 0;
+    let mut parts = std::collections::BTreeSet::new();
+    let mut read_from = 0;
     for (key, next) in &offsets {
-        let (start, end) = key
-            .strip_prefix("range ")
+        let (part, range) = key
+            .strip_prefix("part ")
             .unwrap()
-            .split_once("..")
+            .split_once(" range ")
             .unwrap();
+        parts.insert(part.to_string());
+        let (start, end) = range.split_once("..").unwrap();
         let (start, end): (u64, u64) = (start.parse().unwrap(), end.parse().unwrap());
         let next = next.as_u64().unwrap();
         assert!(start <= next && next <= end, "{key}: {next}");
-        unfinished += usize::from(next < end);
+        read_from += usize::from(start < next);
     }
+    assert_eq!(parts.len(), 2, "{offsets:?}");
     assert!(
-        unfinished > 0,
-        "the abort came after both ranges ended: {offsets:?}"
+        offsets.len() > 2,
+        "the abort came after both tasks' last ranges began: {offsets:?}"
     );
+    assert!(read_from > 0, "nothing read: {offsets:?}");
     let last = sluice(dir.path(), &file).output().unwrap();
     assert!(
         last.status.success(),

@@ -1,10 +1,16 @@
-//! The byte ranges a file source is split into, one per task: cut at line ends, and
-//! saved in checkpoints as `range <start>..<end>` → the next byte to read.
+//! The byte ranges a file source is split into: cut at line ends into chunks of about
+//! [`CHUNK_BYTES`] (at least 8 a task, at least [`MIN_PART_BYTES`] each), dealt out to the tasks in turn (task `i` of `n` reads chunks `i`,
+//! `i + n`, …, so that the tasks move through the file, and its event time, together),
+//! and saved in checkpoints as `part <i> range <start>..<end>` → the next byte to read.
+//! (Checkpoints before chunks saved one range per task as `range <start>..<end>`.)
 
 use sluice_runtime::Positions;
 
 /// Each part reads at least this much of the file, or the file is not split.
 pub(crate) const MIN_PART_BYTES: u64 = 64 * 1024;
+
+/// About how much of the file a chunk holds.
+pub(crate) const CHUNK_BYTES: u64 = 4 << 20;
 
 /// Bytes `start..end` of the file, whole lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,28 +20,59 @@ pub(crate) struct ByteRange {
 }
 
 impl ByteRange {
-    /// Its key among a checkpoint's positions.
-    pub fn key(&self) -> String {
-        format!("range {}..{}", self.start, self.end)
+    /// Its key among a checkpoint's positions, as one of part `part`'s chunks.
+    pub fn key(&self, part: usize) -> String {
+        format!("part {part} range {}..{}", self.start, self.end)
     }
 
-    /// The ranges a checkpoint of a split file holds, with the next byte of each; `None`
-    /// when it saved a file read whole.
-    pub fn saved(positions: &Positions) -> Option<Vec<(ByteRange, u64)>> {
-        let mut ranges: Vec<(ByteRange, u64)> = positions
+    /// The ranges a checkpoint of a split file holds, with the next byte of each, grouped
+    /// by part (in part order, each part's in file order); `None` when it saved a file
+    /// read whole.
+    pub fn saved(positions: &Positions) -> Option<Vec<Vec<(ByteRange, u64)>>> {
+        let mut ranges: Vec<(usize, ByteRange, u64)> = positions
             .iter()
             .filter_map(|(k, &next)| {
-                let (start, end) = k.strip_prefix("range ")?.split_once("..")?;
+                // An older checkpoint's range without a part is a part of its own.
+                let (part, range) = match k.strip_prefix("part ") {
+                    Some(rest) => {
+                        let (part, range) = rest.split_once(" range ")?;
+                        (Some(part.parse::<usize>().ok()?), range)
+                    }
+                    None => (None, k.strip_prefix("range ")?),
+                };
+                let (start, end) = range.split_once("..")?;
                 let r = ByteRange {
                     start: start.parse().ok()?,
                     end: end.parse().ok()?,
                 };
-                Some((r, (next.max(0) as u64).clamp(r.start, r.end)))
+                let part = part.unwrap_or(usize::MAX / 2 + r.start as usize);
+                Some((part, r, (next.max(0) as u64).clamp(r.start, r.end)))
             })
             .collect();
-        ranges.sort_by_key(|(r, _)| r.start);
-        (!ranges.is_empty()).then_some(ranges)
+        ranges.sort_by_key(|(part, r, _)| (*part, r.start));
+        let mut parts: Vec<Vec<(ByteRange, u64)>> = Vec::new();
+        let mut last = None;
+        for (part, r, next) in ranges {
+            if last != Some(part) {
+                parts.push(Vec::new());
+                last = Some(part);
+            }
+            if let Some(p) = parts.last_mut() {
+                p.push((r, next));
+            }
+        }
+        (!parts.is_empty()).then_some(parts)
     }
+}
+
+/// `ranges` dealt out in turn to `n` parts: part `i` gets ranges `i`, `i + n`, ….
+pub(crate) fn deal(ranges: &[ByteRange], n: usize) -> Vec<Vec<ByteRange>> {
+    let n = n.min(ranges.len()).max(1);
+    let mut parts = vec![Vec::new(); n];
+    for (i, r) in ranges.iter().enumerate() {
+        parts[i % n].push(*r);
+    }
+    parts
 }
 
 /// Cuts `0..size` into up to `n` ranges of about equal size, each ending just after a
@@ -133,8 +170,25 @@ mod tests {
             ByteRange { start: 0, end: 10 },
             ByteRange { start: 10, end: 25 },
         );
-        let positions = Positions::from([(a.key(), 4), (b.key(), 99), ("bytes".into(), 3)]);
-        assert_eq!(ByteRange::saved(&positions), Some(vec![(a, 4), (b, 25)]));
+        let c = ByteRange { start: 25, end: 40 };
+        let positions = Positions::from([
+            (a.key(0), 4),
+            (c.key(0), 25),
+            (b.key(1), 99),
+            ("bytes".into(), 3),
+        ]);
+        assert_eq!(
+            ByteRange::saved(&positions),
+            Some(vec![vec![(a, 4), (c, 25)], vec![(b, 25)]])
+        );
+        // An older checkpoint: a range per part.
+        let old = Positions::from([("range 10..25".into(), 12), ("range 0..10".into(), 10)]);
+        assert_eq!(
+            ByteRange::saved(&old),
+            Some(vec![vec![(a, 10)], vec![(b, 12)]])
+        );
+        assert_eq!(deal(&[a, b, c], 2), vec![vec![a, c], vec![b]]);
+        assert_eq!(deal(&[a], 3), vec![vec![a]]);
         assert_eq!(
             ByteRange::saved(&Positions::from([("bytes".into(), 3)])),
             None
