@@ -45,6 +45,11 @@ impl sluice_runtime::Sink for CountingSink {
         Ok(())
     }
 
+    /// As the blackhole sink it stands for.
+    fn ordered(&self) -> bool {
+        false
+    }
+
     fn finish(&mut self) -> sluice_runtime::Result<()> {
         Ok(())
     }

@@ -11,6 +11,11 @@ impl Sink for BlackholeSink {
         Ok(())
     }
 
+    /// It keeps nothing: no order to keep.
+    fn ordered(&self) -> bool {
+        false
+    }
+
     fn finish(&mut self) -> Result<()> {
         Ok(())
     }

@@ -187,6 +187,12 @@ impl EpochStore for PostgresSink {
         self.generation = generation as i64;
     }
 
+    /// A table without a key has no order: its rows go in as they arrive. A keyed
+    /// table keeps each key's last row, so the order stays the same on every run.
+    fn ordered(&self) -> bool {
+        !self.key.is_empty()
+    }
+
     fn open(&mut self, job: &str, _table: &str) -> Result<Option<Epoch>> {
         self.job = job.to_string();
         let create = self

@@ -78,6 +78,11 @@ pub trait EpochStore: Send {
     /// Writes `batches` as `epoch`, with the epoch's record, in one transaction.
     fn commit_epoch(&mut self, epoch: Epoch, batches: &[RecordBatch]) -> Result<()>;
 
+    /// As [`Sink::ordered`].
+    fn ordered(&self) -> bool {
+        true
+    }
+
     /// The job has ended or is stopping.
     fn close(&mut self) -> Result<()> {
         Ok(())
@@ -125,6 +130,10 @@ impl<S: EpochStore> Sink for CommitOnCheckpoint<S> {
         self.table = table.to_string();
         self.committed = self.store.open(job, table)?.map(|e| e.0);
         Ok(self.committed.map(Epoch))
+    }
+
+    fn ordered(&self) -> bool {
+        self.store.ordered()
     }
 
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -176,6 +185,15 @@ pub trait Sink: Send {
     fn fence(&mut self, _generation: u64) {}
 
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<()>;
+
+    /// Whether rows that several tasks send this sink must reach it in one order,
+    /// whatever the parallelism: held until the watermark passes them and sorted by every
+    /// column (a file's lines come out the same at any parallelism). A sink whose output
+    /// has no order (a database table, a sink that only counts) says no and takes rows as
+    /// they arrive, saving the hold and the sort. A changelog keeps its order either way.
+    fn ordered(&self) -> bool {
+        true
+    }
 
     /// All rows up to this watermark have been written.
     fn on_watermark(&mut self, _watermark: Watermark) -> Result<()> {

@@ -139,7 +139,7 @@ impl SinkTask {
             Ok(())
         };
         let n = self.inputs.len();
-        let passthrough = (n == 1 && self.inputs[0]) || !self.watermarked;
+        let passthrough = (n == 1 && self.inputs[0]) || !self.watermarked || !sink.ordered();
         let mut m = Merge {
             wms: vec![Watermark::MIN; n],
             ended: vec![false; n],
