@@ -97,17 +97,45 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Result<
     Ok(())
 }
 
+/// A job reading `keys` new keys on a thread of its own, once it has read them all.
+struct Started {
+    handle: sluice_runtime::JobHandle,
+    metrics: Arc<sluice_runtime::JobMetrics>,
+    thread: std::thread::JoinHandle<Result<()>>,
+}
+
+fn start_and_read(keys: usize, dir: &std::path::Path) -> Result<Started> {
+    let run = job(keys, 0, dir, Restore::Fresh)?;
+    let (handle, metrics) = (run.handle.clone(), run.handle.metrics.clone());
+    let thread = std::thread::spawn(move || run.run());
+    wait_for("reading the keys", Duration::from_secs(600), || {
+        metrics.snapshot().events_in >= keys as u64
+    })?;
+    Ok(Started {
+        handle,
+        metrics,
+        thread,
+    })
+}
+
+impl Started {
+    /// Stops the job (writing its final checkpoint) and waits for it.
+    fn stop(self) -> Result<Arc<sluice_runtime::JobMetrics>> {
+        self.handle.stop();
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the job panicked"))??;
+        Ok(self.metrics)
+    }
+}
+
 /// Runs the job until it holds `keys` keys (and a moment more, for the last batch to
 /// reach the aggregate), then prints the process's peak RSS in bytes; then stops it,
 /// which writes the final checkpoint, and prints the peak again.
 pub fn run_state(keys: usize) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("sluice-bench-state-{}", std::process::id()));
-    let run = job(keys, 0, &dir, Restore::Fresh)?;
-    let (handle, metrics) = (run.handle.clone(), run.handle.metrics.clone());
-    let t = std::thread::spawn(move || run.run());
-    wait_for("reading the keys", Duration::from_secs(600), || {
-        metrics.snapshot().events_in >= keys as u64
-    })?;
+    let started = start_and_read(keys, &dir)?;
+    let metrics = started.metrics.clone();
     wait_for(
         "the aggregate taking them",
         Duration::from_secs(600),
@@ -121,9 +149,7 @@ pub fn run_state(keys: usize) -> Result<()> {
     )?;
     std::thread::sleep(Duration::from_millis(300));
     let held = peak_rss_mib() * 1048576.0;
-    handle.stop();
-    t.join()
-        .map_err(|_| anyhow::anyhow!("the job panicked"))??;
+    started.stop()?;
     println!("{} {}", held.round(), (peak_rss_mib() * 1048576.0).round());
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -151,15 +177,7 @@ pub fn run_checkpoint(keys: usize) -> Result<()> {
     let (empty, full) = (state_peak(0)?, state_peak(keys)?);
     let dir = std::env::temp_dir().join("sluice-bench-checkpoints");
     let _ = std::fs::remove_dir_all(&dir);
-    let run = job(keys, 0, &dir, Restore::Fresh)?;
-    let (handle, metrics) = (run.handle.clone(), run.handle.metrics.clone());
-    let t = std::thread::spawn(move || run.run());
-    wait_for("reading the keys", Duration::from_secs(600), || {
-        metrics.snapshot().events_in >= keys as u64
-    })?;
-    handle.stop();
-    t.join()
-        .map_err(|_| anyhow::anyhow!("the job panicked"))??;
+    let metrics = start_and_read(keys, &dir)?.stop()?;
     let stats = metrics
         .snapshot()
         .checkpoint

@@ -19,20 +19,16 @@ const CHUNK: usize = 8192;
 
 /// `events` IoT readings as JSON lines, and their schema.
 fn lines(events: usize) -> Result<(SchemaRef, Vec<u8>, Vec<usize>)> {
-    use sluice_connectors::generator::{GeneratorOptions, GeneratorSource};
-    let mut options = sluice_types::ConnectorOptions::default();
-    for (k, v) in [
-        ("profile", "iot".to_string()),
-        ("rate", "0".into()),
-        ("limit", events.to_string()),
-        ("start_time", "2024-05-01T00:00:00Z".into()),
-    ] {
-        options.insert(k, v, sluice_types::Position::default());
-    }
-    let opts = GeneratorOptions::parse(&options).map_err(|p| anyhow::anyhow!(p.message))?;
-    let schema = opts.profile.schema();
-    let mut source =
-        GeneratorSource::new("bench", opts, schema.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    let mut source = crate::generator(
+        &[
+            ("profile", "iot".to_string()),
+            ("rate", "0".into()),
+            ("limit", events.to_string()),
+            ("start_time", "2024-05-01T00:00:00Z".into()),
+        ],
+        None,
+    )?;
+    let schema = source.schema();
     let mut text = Vec::new();
     while let Some(b) = source.next_batch()? {
         sluice_runtime::output::json_lines(&[b], &mut text)?;

@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{Float64Type, TimestampMillisecondType};
 use sluice::engine::{JobRun, RunOptions};
-use sluice_connectors::generator::{GeneratorOptions, GeneratorSource};
 use sluice_runtime::Source;
 
 use crate::{cpu_seconds, timed_run, windowed};
@@ -40,17 +39,10 @@ fn oracle(
     schema: datafusion::arrow::datatypes::SchemaRef,
     events: usize,
 ) -> Result<(windowed::Windows, f64)> {
-    let mut options = sluice_types::ConnectorOptions::default();
-    for (k, v) in OPTIONS {
-        options.insert(k, v.to_string(), sluice_types::Position::default());
-    }
-    options.insert(
-        "limit",
-        events.to_string(),
-        sluice_types::Position::default(),
-    );
-    let opts = GeneratorOptions::parse(&options).map_err(|p| anyhow::anyhow!(p.message))?;
-    let mut source = GeneratorSource::new("iot", opts, schema).map_err(|e| anyhow::anyhow!(e))?;
+    let mut options: Vec<(&str, String)> =
+        OPTIONS.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    options.push(("limit", events.to_string()));
+    let mut source = crate::generator(&options, Some(schema))?;
     let mut batches = Vec::new();
     let cpu0 = cpu_seconds();
     while let Some(b) = source.next_batch()? {

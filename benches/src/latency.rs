@@ -100,27 +100,23 @@ fn watch(
 /// The same events, generated again unpaced: readings and the sum of temperatures per
 /// (window start, sensor).
 fn oracle(events: usize, start: &str) -> Result<HashMap<(i64, String), (i64, f64)>> {
-    use sluice_connectors::generator::{GeneratorOptions, GeneratorSource};
-    let mut options = sluice_types::ConnectorOptions::default();
-    for (k, v) in [
-        ("profile", "iot".to_string()),
-        ("keys", "1000".into()),
-        ("seed", "7".into()),
-        ("rate", "0".into()),
-        // Unpaced, event time advances `speedup` ms an event: 1,000 / RATE ms.
-        ("speedup", (1000.0 / RATE as f64).to_string()),
-        ("limit", events.to_string()),
-        ("start_time", start.to_string()),
-        ("disorder", "0s".into()),
-        ("late_fraction", "0".into()),
-        ("duplicate_fraction", "0".into()),
-    ] {
-        options.insert(k, v, sluice_types::Position::default());
-    }
-    let opts = GeneratorOptions::parse(&options).map_err(|p| anyhow::anyhow!(p.message))?;
-    let schema = opts.profile.schema();
-    let mut source =
-        GeneratorSource::new("oracle", opts, schema.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    let mut source = crate::generator(
+        &[
+            ("profile", "iot".to_string()),
+            ("keys", "1000".into()),
+            ("seed", "7".into()),
+            ("rate", "0".into()),
+            // Unpaced, event time advances `speedup` ms an event: 1,000 / RATE ms.
+            ("speedup", (1000.0 / RATE as f64).to_string()),
+            ("limit", events.to_string()),
+            ("start_time", start.to_string()),
+            ("disorder", "0s".into()),
+            ("late_fraction", "0".into()),
+            ("duplicate_fraction", "0".into()),
+        ],
+        None,
+    )?;
+    let schema = source.schema();
     let col = |name: &str| schema.index_of(name).context("the iot schema");
     let (id, temp, time) = (col("sensor_id")?, col("temperature")?, col("event_time")?);
     let mut out: HashMap<(i64, String), (i64, f64)> = HashMap::new();

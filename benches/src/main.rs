@@ -232,22 +232,34 @@ fn run(scenario: &str, events: usize, parallelism: usize) -> Result<()> {
     Ok(())
 }
 
+/// The built-in generator with `options` (as a table's `WITH` gives them), making
+/// `schema` (the profile's own when `None`).
+pub(crate) fn generator(
+    options: &[(&str, String)],
+    schema: Option<SchemaRef>,
+) -> Result<sluice_connectors::generator::GeneratorSource> {
+    use sluice_connectors::generator::{GeneratorOptions, GeneratorSource};
+    let mut o = sluice_types::ConnectorOptions::default();
+    for (k, v) in options {
+        o.insert(k, v.clone(), sluice_types::Position::default());
+    }
+    let opts = GeneratorOptions::parse(&o).map_err(|p| anyhow::anyhow!(p.message))?;
+    let schema = schema.unwrap_or_else(|| opts.profile.schema());
+    GeneratorSource::new("bench", opts, schema).map_err(|e| anyhow::anyhow!(e))
+}
+
 /// Events per second per core of a generator profile at rate 0, nothing downstream.
 fn run_generator(profile: &str, events: usize) -> Result<()> {
-    use sluice_connectors::generator::{GeneratorOptions, GeneratorSource};
-    let mut options = sluice_types::ConnectorOptions::default();
-    for (k, v) in [
-        ("profile", profile.to_string()),
-        ("rate", "0".into()),
-        ("limit", events.to_string()),
-        ("start_time", "2024-05-01T00:00:00Z".into()),
-        ("batch_size", "8192".into()),
-    ] {
-        options.insert(k, v, sluice_types::Position::default());
-    }
-    let opts = GeneratorOptions::parse(&options).map_err(|p| anyhow::anyhow!(p.message))?;
-    let schema = opts.profile.schema();
-    let mut source = GeneratorSource::new("bench", opts, schema).map_err(|e| anyhow::anyhow!(e))?;
+    let mut source = generator(
+        &[
+            ("profile", profile.to_string()),
+            ("rate", "0".into()),
+            ("limit", events.to_string()),
+            ("start_time", "2024-05-01T00:00:00Z".into()),
+            ("batch_size", "8192".into()),
+        ],
+        None,
+    )?;
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let mut n = 0usize;
