@@ -26,7 +26,7 @@ use datafusion::arrow::array::{Array, ArrayRef, TimestampMillisecondArray, UInt3
 use datafusion::arrow::compute::{concat, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use sluice_runtime::{Positions, Result, Source};
+use sluice_runtime::{Positions, Result, RuntimeError, Source};
 
 pub use columns::{declared_columns, select_declared};
 use factory::FactoryModel;
@@ -85,6 +85,9 @@ pub struct GeneratorSource {
     schema: SchemaRef,
     /// For each declared column, its index among the profile's columns.
     columns: Vec<usize>,
+    /// For each of the profile's columns, whether the table declares it (a model may
+    /// leave the others empty).
+    wanted: Vec<bool>,
 }
 
 impl GeneratorSource {
@@ -106,6 +109,9 @@ impl GeneratorSource {
             }
         };
         let start_ms = opts.start_ms;
+        let wanted = (0..opts.profile.schema().fields().len())
+            .map(|i| columns.contains(&i))
+            .collect();
         Ok(GeneratorSource {
             rng: Rng::new(opts.seed.wrapping_add(1)),
             perturb_rng: Rng::new(opts.seed.wrapping_add(2)),
@@ -120,6 +126,7 @@ impl GeneratorSource {
             seeking: false,
             schema,
             columns,
+            wanted,
         })
     }
 
@@ -234,7 +241,7 @@ impl Source for GeneratorSource {
                 .collect();
             self.perturb(&mut times);
             match &mut self.model {
-                Model::Iot(m) => m.batch(first, &times),
+                Model::Iot(m) => m.batch(first, &times, &self.wanted),
                 Model::Factory(m) => m.batch(first, &times, &mut self.rng),
                 Model::Users(_) | Model::Race(_) => Vec::new(),
             }
@@ -250,9 +257,13 @@ impl Source for GeneratorSource {
             }
             cols
         };
-        let columns = self.duplicate(columns)?;
+        // The declared columns only, before duplicates copy any (the others may be empty).
+        let declared = select_declared(&columns, &self.columns, &self.schema)?;
+        let columns = self.duplicate(declared.columns().to_vec())?;
         self.produced += n as u64;
-        select_declared(&columns, &self.columns, &self.schema).map(Some)
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map(Some)
+            .map_err(|e| RuntimeError::Internal(format!("generator: {e}")))
     }
 }
 
@@ -485,6 +496,42 @@ mod tests {
         ]));
         let err = GeneratorSource::new("t", opts, bad).err().unwrap();
         assert!(err.contains("does not produce a column colour"), "{err}");
+    }
+
+    #[test]
+    fn declared_columns_hold_what_the_whole_profile_holds() {
+        // The model computes only the declared columns; they must be the full profile's,
+        // duplicates and disorder included, whatever the batching.
+        for profile in ["iot", "factory", "user_activity"] {
+            let mut o = BASE.to_vec();
+            o.extend([
+                ("profile", profile),
+                ("duplicate_fraction", "0.05"),
+                ("batch_size", "3000"),
+            ]);
+            let whole = generate(&o);
+            let fields = whole.schema().fields().clone();
+            for picked in [vec![2, 6], vec![6, 0, 3], vec![fields.len() - 1]] {
+                let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
+                    picked
+                        .iter()
+                        .map(|&i| fields[i].clone())
+                        .collect::<Vec<_>>(),
+                ));
+                let opts = GeneratorOptions::parse(&options(&o)).unwrap();
+                let mut g = GeneratorSource::new("t", opts, schema.clone()).unwrap();
+                let mut batches = Vec::new();
+                while let Some(b) = g.next_batch().unwrap() {
+                    batches.push(b);
+                }
+                let got = concat_batches(&schema, &batches).unwrap();
+                assert_eq!(
+                    got,
+                    whole.project(&picked).unwrap(),
+                    "{profile}: columns {picked:?}"
+                );
+            }
+        }
     }
 
     #[test]

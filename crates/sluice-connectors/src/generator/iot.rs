@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
+    ArrayRef, Float64Array, Int64Array, StringArray, TimestampMillisecondArray, new_empty_array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -163,18 +163,20 @@ impl IotModel {
         }
     }
 
-    /// One batch of readings at the given event times, numbered from `first`.
-    pub fn batch(&mut self, first: u64, times: &[i64]) -> Vec<ArrayRef> {
+    /// One batch of readings at the given event times, numbered from `first`: the
+    /// columns `wanted` (in the profile's order) computed, each in its own pass, and the
+    /// others left empty (a job that reads three columns pays for three).
+    pub fn batch(&mut self, first: u64, times: &[i64], wanted: &[bool]) -> Vec<ArrayRef> {
         let n = times.len();
-        let start = (first % self.sensors.len() as u64) as usize;
-        let mut sensor = start;
+        let keys = self.sensors.len();
+        let start = (first % keys as u64) as usize;
+        let want = |c: usize| wanted.get(c).copied().unwrap_or(true);
         let (ids, locs): (ArrayRef, ArrayRef) = if n <= BATCH_MAX {
             (
                 Arc::new(self.ids.slice(start, n)),
                 Arc::new(self.locations.slice(start, n)),
             )
         } else {
-            let keys = self.sensors.len();
             (
                 Arc::new(StringArray::from_iter_values(
                     (start..start + n).map(|k| &self.sensors[k % keys].id),
@@ -184,50 +186,81 @@ impl IotModel {
                 )),
             )
         };
-        let mut temp = Vec::with_capacity(n);
-        let mut hum = Vec::with_capacity(n);
-        let mut pres = Vec::with_capacity(n);
-        let mut batt = Vec::with_capacity(n);
-        for (j, &t) in times.iter().enumerate() {
-            let s = &self.sensors[sensor];
-            sensor += 1;
-            if sensor == self.sensors.len() {
-                sensor = 0;
-            }
-            let at = (first + j as u64) * DRAWS;
-            let draws = [0, 1, 2, 3].map(|k| draw(self.stream, at + k));
-            // Daily curve peaking at 15:00 UTC, amplitude 6 °C.
-            let daily = 6.0 * at_minute(&self.daily, DAY_MS, t);
+        let readings = Readings {
+            sensors: &self.sensors,
+            start,
+            first,
+            times,
+        };
+        let stream = self.stream;
+        // Daily curve peaking at 15:00 UTC, amplitude 6 °C.
+        let daily = |t: i64| 6.0 * at_minute(&self.daily, DAY_MS, t);
+        let temp = readings.column(want(2), |s, t, i| {
+            let at = i * DRAWS;
+            let (noise, spike) = (draw(stream, at), draw(stream, at + 1));
             let mut temperature =
-                self.base[s.location] + daily + s.offset + normal_of(draws[0]) * 0.6;
-            if draws[1] >> 32 < SPIKE_BELOW {
+                self.base[s.location] + daily(t) + s.offset + normal_of(noise) * 0.6;
+            if spike >> 32 < SPIKE_BELOW {
                 // A spike: sun on the sensor, a fault.
-                temperature += 9.0 + unit_of(draws[1] << 32) * 8.0;
+                temperature += 9.0 + unit_of(spike << 32) * 8.0;
             }
-            let humidity = (55.0 - daily * 2.0 + normal_of(draws[2]) * 3.0).clamp(5.0, 100.0);
-            let pressure =
-                1013.0 + 6.0 * at_minute(&self.weather, PRESSURE_MS, t) + normal_of(draws[3]) * 0.4;
+            temperature
+        });
+        let hum = readings.column(want(3), |_, t, i| {
+            (55.0 - daily(t) * 2.0 + normal_of(draw(stream, i * DRAWS + 2)) * 3.0).clamp(5.0, 100.0)
+        });
+        let pres = readings.column(want(4), |_, t, i| {
+            1013.0
+                + 6.0 * at_minute(&self.weather, PRESSURE_MS, t)
+                + normal_of(draw(stream, i * DRAWS + 3)) * 0.4
+        });
+        let batt = readings.column(want(5), |s, t, _| {
             let used = (t - s.installed_ms) as f64 * (1.0 / DAY_MS as f64) * s.drain_per_day;
             // The share left of the current battery: `used` modulo 100 (the quotient
             // truncated by a conversion, not a libm call).
-            let battery = (100.0 - (used - (used / 100.0) as i64 as f64 * 100.0)).clamp(0.0, 100.0);
-            temp.push(round2(temperature));
-            hum.push(round2(humidity));
-            pres.push(round2(pressure));
-            batt.push(round2(battery));
-        }
+            (100.0 - (used - (used / 100.0) as i64 as f64 * 100.0)).clamp(0.0, 100.0)
+        });
         vec![
             ids,
             locs,
-            Arc::new(Float64Array::from(temp)),
-            Arc::new(Float64Array::from(hum)),
-            Arc::new(Float64Array::from(pres)),
-            Arc::new(Float64Array::from(batt)),
+            temp,
+            hum,
+            pres,
+            batt,
             Arc::new(TimestampMillisecondArray::from(times.to_vec())),
             Arc::new(Int64Array::from_iter_values(
                 (first..first + n as u64).map(|i| i as i64),
             )),
         ]
+    }
+}
+
+/// The readings of a batch: each one's sensor (round robin from `start`), time and number.
+struct Readings<'a> {
+    sensors: &'a [Sensor],
+    start: usize,
+    first: u64,
+    times: &'a [i64],
+}
+
+impl Readings<'_> {
+    /// One column of values, each rounded to hundredths; empty when not `wanted`.
+    fn column(&self, wanted: bool, value: impl Fn(&Sensor, i64, u64) -> f64) -> ArrayRef {
+        if !wanted {
+            return new_empty_array(&DataType::Float64);
+        }
+        // A plain loop: an iterator chain over the round of sensors ran 40 % slower.
+        let mut v = Vec::with_capacity(self.times.len());
+        let (mut k, mut i) = (self.start, self.first);
+        for &t in self.times {
+            v.push(round2(value(&self.sensors[k], t, i)));
+            k += 1;
+            if k == self.sensors.len() {
+                k = 0;
+            }
+            i += 1;
+        }
+        Arc::new(Float64Array::from(v))
     }
 }
 
