@@ -360,7 +360,12 @@ fn main() -> Result<()> {
         match s.strip_prefix("generator-") {
             Some(profile) => run_generator(profile, events)?,
             None if s == "kafka" => kafka::run_kafka(events, parallelism)?,
-            None => run(s, events, parallelism)?,
+            None if matches!(s, "arrow" | "json") => run(s, events, parallelism)?,
+            None => anyhow::bail!(
+                "unknown scenario '{s}' (arrow, json, generator-<profile>, generated, decode, \
+                 postgres, checkpoint, updating, kafka, distributed, key-hash, latency, nexmark, \
+                 nexmark-one <query>)"
+            ),
         }
     }
     Ok(())
