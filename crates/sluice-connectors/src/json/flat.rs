@@ -20,6 +20,12 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::record_batch::RecordBatch;
 
+mod timestamp;
+
+use timestamp::LastDate;
+#[cfg(test)]
+use timestamp::parse_timestamp;
+
 /// Why the fast path gave up: the chunk goes to arrow-json instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct GiveUp;
@@ -87,6 +93,7 @@ macro_rules! scalar_column {
         struct $name($builder);
 
         impl Column for $name {
+            #[inline]
             fn push(&mut self, value: Scalar<'_>) -> Fast<()> {
                 match value {
                     Scalar::$variant(v) => {
@@ -121,6 +128,7 @@ where
     T: ArrowPrimitiveType,
     T::Native: Native,
 {
+    #[inline]
     fn push(&mut self, value: Scalar<'_>) -> Fast<()> {
         match value {
             Scalar::Num { text, int, value } if int || !self.integer => {
@@ -146,14 +154,19 @@ where
 /// or an integer in the column's unit.
 struct Timestamp {
     unit: TimeUnit,
+    last_date: LastDate,
     values: Vec<i64>,
     valid: Vec<bool>,
 }
 
 impl Column for Timestamp {
+    #[inline]
     fn push(&mut self, value: Scalar<'_>) -> Fast<()> {
         let v = match value {
-            Scalar::Str(s) => parse_timestamp(s.as_bytes(), self.unit).ok_or(GiveUp)?,
+            Scalar::Str(s) => self
+                .last_date
+                .parse(s.as_bytes(), self.unit)
+                .ok_or(GiveUp)?,
             Scalar::Num {
                 text,
                 int: true,
@@ -191,32 +204,81 @@ impl Column for Timestamp {
     }
 }
 
-fn column(data_type: &DataType, capacity: usize) -> Option<Box<dyn Column>> {
-    fn number<T>(capacity: usize, integer: bool) -> Box<dyn Column>
+/// A column being built: the common types called directly (inlined into the line's
+/// loop), the others through [`Column`]'s table.
+enum Builder {
+    Text(Text),
+    Float64(Number<Float64Type>),
+    Int64(Number<Int64Type>),
+    Timestamp(Timestamp),
+    Other(Box<dyn Column>),
+}
+
+impl Builder {
+    #[inline(always)]
+    fn push(&mut self, value: Scalar<'_>) -> Fast<()> {
+        match self {
+            Builder::Text(c) => c.push(value),
+            Builder::Float64(c) => c.push(value),
+            Builder::Int64(c) => c.push(value),
+            Builder::Timestamp(c) => c.push(value),
+            Builder::Other(c) => c.push(value),
+        }
+    }
+
+    fn push_null(&mut self) {
+        match self {
+            Builder::Text(c) => c.push_null(),
+            Builder::Float64(c) => c.push_null(),
+            Builder::Int64(c) => c.push_null(),
+            Builder::Timestamp(c) => c.push_null(),
+            Builder::Other(c) => c.push_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Text(c) => c.finish(),
+            Builder::Float64(c) => c.finish(),
+            Builder::Int64(c) => c.finish(),
+            Builder::Timestamp(c) => c.finish(),
+            Builder::Other(c) => c.finish(),
+        }
+    }
+}
+
+fn column(data_type: &DataType, capacity: usize) -> Option<Builder> {
+    fn number<T>(capacity: usize, integer: bool) -> Number<T>
     where
         T: ArrowPrimitiveType,
         T::Native: Native,
     {
-        Box::new(Number::<T> {
+        Number::<T> {
             builder: PrimitiveBuilder::with_capacity(capacity),
             integer,
-        })
+        }
+    }
+    fn other(c: impl Column + 'static) -> Builder {
+        Builder::Other(Box::new(c))
     }
     Some(match data_type {
-        DataType::Utf8 => Box::new(Text(StringBuilder::with_capacity(capacity, capacity * 16))),
-        DataType::Boolean => Box::new(Boolean(BooleanBuilder::with_capacity(capacity))),
-        DataType::Float64 => number::<Float64Type>(capacity, false),
-        DataType::Float32 => number::<Float32Type>(capacity, false),
-        DataType::Int8 => number::<Int8Type>(capacity, true),
-        DataType::Int16 => number::<Int16Type>(capacity, true),
-        DataType::Int32 => number::<Int32Type>(capacity, true),
-        DataType::Int64 => number::<Int64Type>(capacity, true),
-        DataType::UInt8 => number::<UInt8Type>(capacity, true),
-        DataType::UInt16 => number::<UInt16Type>(capacity, true),
-        DataType::UInt32 => number::<UInt32Type>(capacity, true),
-        DataType::UInt64 => number::<UInt64Type>(capacity, true),
-        DataType::Timestamp(unit, None) => Box::new(Timestamp {
+        DataType::Utf8 => {
+            Builder::Text(Text(StringBuilder::with_capacity(capacity, capacity * 16)))
+        }
+        DataType::Boolean => other(Boolean(BooleanBuilder::with_capacity(capacity))),
+        DataType::Float64 => Builder::Float64(number(capacity, false)),
+        DataType::Float32 => other(number::<Float32Type>(capacity, false)),
+        DataType::Int8 => other(number::<Int8Type>(capacity, true)),
+        DataType::Int16 => other(number::<Int16Type>(capacity, true)),
+        DataType::Int32 => other(number::<Int32Type>(capacity, true)),
+        DataType::Int64 => Builder::Int64(number(capacity, true)),
+        DataType::UInt8 => other(number::<UInt8Type>(capacity, true)),
+        DataType::UInt16 => other(number::<UInt16Type>(capacity, true)),
+        DataType::UInt32 => other(number::<UInt32Type>(capacity, true)),
+        DataType::UInt64 => other(number::<UInt64Type>(capacity, true)),
+        DataType::Timestamp(unit, None) => Builder::Timestamp(Timestamp {
             unit: *unit,
+            last_date: LastDate::default(),
             values: Vec::with_capacity(capacity),
             valid: Vec::with_capacity(capacity),
         }),
@@ -295,7 +357,7 @@ impl FlatDecoder {
         None
     }
 
-    fn row(&self, line: &[u8], columns: &mut [Box<dyn Column>], guess: &mut usize) -> Fast<()> {
+    fn row(&self, line: &[u8], columns: &mut [Builder], guess: &mut usize) -> Fast<()> {
         let text = simdutf8::basic::from_utf8(line).map_err(|_| GiveUp)?;
         let mut c = Cursor {
             b: text.as_bytes(),
@@ -319,7 +381,7 @@ impl FlatDecoder {
                     Some(q) => {
                         c.i += q.len();
                         let f = *guess;
-                        *guess = (f + 1) % self.names.len();
+                        *guess = if f + 1 == self.names.len() { 0 } else { f + 1 };
                         Some(f)
                     }
                     None => {
@@ -447,6 +509,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A number per JSON's grammar: `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    #[inline(always)]
     fn number(&mut self) -> Fast<Scalar<'a>> {
         const POW10: [f64; 23] = [
             1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
@@ -550,6 +613,7 @@ impl<'a> Cursor<'a> {
 
     /// A column's value: `None` for `null`; strings with escapes, objects and arrays
     /// give up.
+    #[inline(always)]
     fn scalar(&mut self) -> Fast<Option<Scalar<'a>>> {
         Ok(Some(match self.peek().ok_or(GiveUp)? {
             b'"' => {
@@ -655,94 +719,6 @@ fn quote_or_backslash(b: &[u8]) -> Option<usize> {
         .iter()
         .position(|&c| c == b'"' || c == b'\\')
         .map(|p| i + p)
-}
-
-/// `YYYY-MM-DD[T ]HH:MM:SS[.f{1,9}][Z|±HH:MM]` (no offset: UTC) in `unit`; `None` for
-/// anything else, leap seconds and values out of range included.
-pub(crate) fn parse_timestamp(s: &[u8], unit: TimeUnit) -> Option<i64> {
-    if s.len() < 19 {
-        return None;
-    }
-    let d = |i: usize| -> Option<i64> {
-        let b = s[i];
-        b.is_ascii_digit().then(|| (b - b'0') as i64)
-    };
-    let two = |i: usize| Some(d(i)? * 10 + d(i + 1)?);
-    if s[4] != b'-'
-        || s[7] != b'-'
-        || !matches!(s[10], b'T' | b' ')
-        || s[13] != b':'
-        || s[16] != b':'
-    {
-        return None;
-    }
-    let year = two(0)? * 100 + two(2)?;
-    let (month, day) = (two(5)?, two(8)?);
-    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos = 0i64;
-    if s.get(i) == Some(&b'.') {
-        i += 1;
-        let from = i;
-        while i < s.len() && s[i].is_ascii_digit() {
-            nanos = nanos * 10 + (s[i] - b'0') as i64;
-            i += 1;
-        }
-        let n = i - from;
-        if n == 0 || n > 9 {
-            return None;
-        }
-        nanos *= 10i64.pow(9 - n as u32);
-    }
-    let offset = match &s[i..] {
-        [] | [b'Z'] => 0,
-        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let (h, m) = (two(i + 1)?, two(i + 4)?);
-            if h > 23 || m > 59 {
-                return None;
-            }
-            let o = h * 3600 + m * 60;
-            if *sign == b'-' { -o } else { o }
-        }
-        _ => return None,
-    };
-    let secs =
-        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    match unit {
-        TimeUnit::Second => Some(secs),
-        TimeUnit::Millisecond => Some(secs * 1_000 + nanos / 1_000_000),
-        TimeUnit::Microsecond => Some(secs * 1_000_000 + nanos / 1_000),
-        TimeUnit::Nanosecond => secs.checked_mul(1_000_000_000)?.checked_add(nanos),
-    }
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
