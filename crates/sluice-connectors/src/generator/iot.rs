@@ -106,6 +106,12 @@ pub struct IotModel {
     weather: Vec<f64>,
 }
 
+/// The computed columns' places in [`schema`].
+const TEMPERATURE: usize = 2;
+const HUMIDITY: usize = 3;
+const PRESSURE: usize = 4;
+const BATTERY: usize = 5;
+
 /// Batches up to this long take their id and location columns as slices.
 const BATCH_MAX: usize = 8192;
 const MINUTE_MS: i64 = 60_000;
@@ -195,7 +201,7 @@ impl IotModel {
         let stream = self.stream;
         // Daily curve peaking at 15:00 UTC, amplitude 6 °C.
         let daily = |t: i64| 6.0 * at_minute(&self.daily, DAY_MS, t);
-        let temp = readings.column(want(2), |s, t, i| {
+        let temp = readings.column(want(TEMPERATURE), |s, t, i| {
             let at = i * DRAWS;
             let (noise, spike) = (draw(stream, at), draw(stream, at + 1));
             let mut temperature =
@@ -206,15 +212,15 @@ impl IotModel {
             }
             temperature
         });
-        let hum = readings.column(want(3), |_, t, i| {
+        let hum = readings.column(want(HUMIDITY), |_, t, i| {
             (55.0 - daily(t) * 2.0 + normal_of(draw(stream, i * DRAWS + 2)) * 3.0).clamp(5.0, 100.0)
         });
-        let pres = readings.column(want(4), |_, t, i| {
+        let pres = readings.column(want(PRESSURE), |_, t, i| {
             1013.0
                 + 6.0 * at_minute(&self.weather, PRESSURE_MS, t)
                 + normal_of(draw(stream, i * DRAWS + 3)) * 0.4
         });
-        let batt = readings.column(want(5), |s, t, _| {
+        let batt = readings.column(want(BATTERY), |s, t, _| {
             let used = (t - s.installed_ms) as f64 * (1.0 / DAY_MS as f64) * s.drain_per_day;
             // The share left of the current battery: `used` modulo 100 (the quotient
             // truncated by a conversion, not a libm call).
@@ -285,6 +291,19 @@ mod tests {
             if x >= -0.75 {
                 assert!((sin_turns(x) - s).abs() < 1e-9, "sin at {x}");
             }
+        }
+    }
+
+    #[test]
+    fn computed_columns_are_named_where_the_schema_has_them() {
+        let s = schema();
+        for (i, name) in [
+            (TEMPERATURE, "temperature"),
+            (HUMIDITY, "humidity"),
+            (PRESSURE, "pressure"),
+            (BATTERY, "battery_level"),
+        ] {
+            assert_eq!(s.field(i).name(), name);
         }
     }
 
