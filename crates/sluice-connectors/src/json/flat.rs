@@ -10,9 +10,10 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, ArrowPrimitiveType, BooleanBuilder, PrimitiveArray, PrimitiveBuilder, StringBuilder,
+    ArrayRef, ArrowPrimitiveType, BooleanBuilder, NullBufferBuilder, PrimitiveArray,
+    PrimitiveBuilder, StringArray,
 };
-use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::datatypes::{
     DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, SchemaRef,
     TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
@@ -20,7 +21,10 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::record_batch::RecordBatch;
 
+mod cursor;
 mod timestamp;
+
+use cursor::{Cursor, Quick, Scalar, same, utf8};
 
 use timestamp::LastDate;
 #[cfg(test)]
@@ -31,30 +35,6 @@ use timestamp::parse_timestamp;
 pub(crate) struct GiveUp;
 
 type Fast<T> = Result<T, GiveUp>;
-
-/// A scalar as the line holds it.
-#[derive(Debug, Clone, Copy)]
-enum Scalar<'a> {
-    /// A string without escapes (already valid UTF-8: the whole line is checked).
-    Str(&'a str),
-    /// A number's text, checked against JSON's grammar; `int` if it has no fraction or
-    /// exponent; its value where the scan could tell it exactly.
-    Num {
-        text: &'a [u8],
-        int: bool,
-        value: Quick,
-    },
-    Bool(bool),
-}
-
-/// A number's value read during the scan: an integer of up to 18 digits, or a float
-/// whose digits and power of ten are both exact in an `f64` (so one multiplication or
-/// division rounds it correctly, as lexical-core would: Clinger's fast path).
-#[derive(Debug, Clone, Copy, Default)]
-struct Quick {
-    integer: Option<i64>,
-    float: Option<f64>,
-}
 
 /// Column types that can take a [`Quick`] value instead of parsing the text.
 trait Native: lexical_core::FromLexical {
@@ -113,8 +93,62 @@ macro_rules! scalar_column {
     };
 }
 
-scalar_column!(Text, StringBuilder, Str);
 scalar_column!(Boolean, BooleanBuilder, Bool);
+
+/// A text column: the strings' bytes side by side, checked as UTF-8 once, when the
+/// column is finished (a chunk holding a string that is not gives up as a whole).
+struct Text {
+    offsets: Vec<i32>,
+    values: Vec<u8>,
+    nulls: NullBufferBuilder,
+}
+
+impl Text {
+    fn with_capacity(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Text {
+            offsets,
+            values: Vec::with_capacity(rows * 16),
+            nulls: NullBufferBuilder::new(rows),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, value: Scalar<'_>) -> Fast<()> {
+        match value {
+            Scalar::Str(v) => self.push_str(v),
+            _ => Err(GiveUp),
+        }
+    }
+
+    #[inline(always)]
+    fn push_str(&mut self, v: &[u8]) -> Fast<()> {
+        self.values.extend_from_slice(v);
+        self.offsets
+            .push(i32::try_from(self.values.len()).map_err(|_| GiveUp)?);
+        self.nulls.append_non_null();
+        Ok(())
+    }
+
+    fn push_null(&mut self) {
+        self.offsets.push(*self.offsets.last().unwrap_or(&0));
+        self.nulls.append_null();
+    }
+
+    /// The column, or [`GiveUp`] if its bytes are not UTF-8.
+    fn finish(&mut self) -> Fast<ArrayRef> {
+        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        let values = std::mem::take(&mut self.values);
+        let array = StringArray::try_new(
+            OffsetBuffer::new(offsets.into()),
+            values.into(),
+            self.nulls.finish(),
+        )
+        .map_err(|_| GiveUp)?;
+        Ok(Arc::new(array))
+    }
+}
 
 /// Integers take integer text only, floats any number; both parse with lexical-core, as
 /// arrow-json does.
@@ -163,10 +197,7 @@ impl Column for Timestamp {
     #[inline]
     fn push(&mut self, value: Scalar<'_>) -> Fast<()> {
         let v = match value {
-            Scalar::Str(s) => self
-                .last_date
-                .parse(s.as_bytes(), self.unit)
-                .ok_or(GiveUp)?,
+            Scalar::Str(s) => self.last_date.parse(s, self.unit).ok_or(GiveUp)?,
             Scalar::Num {
                 text,
                 int: true,
@@ -236,14 +267,14 @@ impl Builder {
         }
     }
 
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            Builder::Text(c) => c.finish(),
+    fn finish(&mut self) -> Fast<ArrayRef> {
+        Ok(match self {
+            Builder::Text(c) => c.finish()?,
             Builder::Float64(c) => c.finish(),
             Builder::Int64(c) => c.finish(),
             Builder::Timestamp(c) => c.finish(),
             Builder::Other(c) => c.finish(),
-        }
+        })
     }
 }
 
@@ -262,9 +293,7 @@ fn column(data_type: &DataType, capacity: usize) -> Option<Builder> {
         Builder::Other(Box::new(c))
     }
     Some(match data_type {
-        DataType::Utf8 => {
-            Builder::Text(Text(StringBuilder::with_capacity(capacity, capacity * 16)))
-        }
+        DataType::Utf8 => Builder::Text(Text::with_capacity(capacity)),
         DataType::Boolean => other(Boolean(BooleanBuilder::with_capacity(capacity))),
         DataType::Float64 => Builder::Float64(number(capacity, false)),
         DataType::Float32 => other(number::<Float32Type>(capacity, false)),
@@ -339,7 +368,10 @@ impl FlatDecoder {
         for r in records {
             self.row(r, &mut columns, &mut guess)?;
         }
-        let arrays = columns.iter_mut().map(|c| c.finish()).collect();
+        let arrays = columns
+            .iter_mut()
+            .map(|c| c.finish())
+            .collect::<Fast<Vec<_>>>()?;
         RecordBatch::try_new(self.schema.clone(), arrays).map_err(|_| GiveUp)
     }
 
@@ -358,12 +390,9 @@ impl FlatDecoder {
     }
 
     fn row(&self, line: &[u8], columns: &mut [Builder], guess: &mut usize) -> Fast<()> {
-        let text = simdutf8::basic::from_utf8(line).map_err(|_| GiveUp)?;
-        let mut c = Cursor {
-            b: text.as_bytes(),
-            s: text,
-            i: 0,
-        };
+        // Outside strings the grammar takes ASCII only, so a line is UTF-8 where its
+        // strings are: those a column keeps are checked with it, the others here.
+        let mut c = Cursor { b: line, i: 0 };
         c.ws();
         c.expect(b'{')?;
         c.ws();
@@ -387,7 +416,11 @@ impl FlatDecoder {
                     None => {
                         c.expect(b'"')?;
                         let key = c.plain_string()?;
-                        self.lookup(key.as_bytes(), guess)
+                        let found = self.lookup(key, guess);
+                        if found.is_none() {
+                            utf8(key)?;
+                        }
+                        found
                     }
                 };
                 c.ws();
@@ -429,296 +462,6 @@ impl FlatDecoder {
         }
         Ok(())
     }
-}
-
-/// Reads one line of valid UTF-8.
-struct Cursor<'a> {
-    b: &'a [u8],
-    s: &'a str,
-    i: usize,
-}
-
-const MAX_DEPTH: usize = 64;
-
-impl<'a> Cursor<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn next(&mut self) -> Fast<u8> {
-        let b = self.peek().ok_or(GiveUp)?;
-        self.i += 1;
-        Ok(b)
-    }
-
-    fn expect(&mut self, want: u8) -> Fast<()> {
-        if self.next()? == want {
-            Ok(())
-        } else {
-            Err(GiveUp)
-        }
-    }
-
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.i += 1;
-        }
-    }
-
-    /// After an opening quote: the string up to its closing quote, if it has no escapes.
-    fn plain_string(&mut self) -> Fast<&'a str> {
-        let rest = &self.b[self.i..];
-        match quote_or_backslash(rest) {
-            Some(n) if rest[n] == b'"' => {
-                let s = &self.s[self.i..self.i + n];
-                self.i += n + 1;
-                Ok(s)
-            }
-            _ => Err(GiveUp),
-        }
-    }
-
-    /// After an opening quote: past the closing quote, escapes checked.
-    fn skip_string(&mut self) -> Fast<()> {
-        loop {
-            let rest = &self.b[self.i..];
-            let n = quote_or_backslash(rest).ok_or(GiveUp)?;
-            self.i += n + 1;
-            if rest[n] == b'"' {
-                return Ok(());
-            }
-            match self.next()? {
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                // A \u escape: four hex digits; surrogates are left to arrow-json.
-                b'u' => {
-                    let hex = self.b.get(self.i..self.i + 4).ok_or(GiveUp)?;
-                    if !hex.iter().all(u8::is_ascii_hexdigit) {
-                        return Err(GiveUp);
-                    }
-                    let code =
-                        u16::from_str_radix(std::str::from_utf8(hex).map_err(|_| GiveUp)?, 16)
-                            .map_err(|_| GiveUp)?;
-                    if (0xD800..0xE000).contains(&code) {
-                        return Err(GiveUp);
-                    }
-                    self.i += 4;
-                }
-                _ => return Err(GiveUp),
-            }
-        }
-    }
-
-    /// A number per JSON's grammar: `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`.
-    #[inline(always)]
-    fn number(&mut self) -> Fast<Scalar<'a>> {
-        const POW10: [f64; 23] = [
-            1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-            1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-        ];
-        let start = self.i;
-        // The digits as one integer (while it fits), and how many there are.
-        let mut mantissa = 0u64;
-        let mut count = 0usize;
-        let mut digits = |c: &mut Self| {
-            let from = c.i;
-            while let Some(d @ b'0'..=b'9') = c.peek() {
-                mantissa = mantissa.wrapping_mul(10).wrapping_add((d - b'0') as u64);
-                c.i += 1;
-            }
-            count += c.i - from;
-            c.i - from
-        };
-        let negative = self.peek() == Some(b'-');
-        if negative {
-            self.i += 1;
-        }
-        match self.peek() {
-            Some(b'0') => self.i += 1,
-            Some(b'1'..=b'9') => {
-                digits(self);
-            }
-            _ => return Err(GiveUp),
-        }
-        let mut int = true;
-        let mut fraction = 0;
-        if self.peek() == Some(b'.') {
-            self.i += 1;
-            int = false;
-            fraction = digits(self);
-            if fraction == 0 {
-                return Err(GiveUp);
-            }
-        }
-        let mut exponent: Option<i64> = Some(0);
-        if let Some(b'e' | b'E') = self.peek() {
-            self.i += 1;
-            int = false;
-            let sign = match self.peek() {
-                Some(b'-') => -1,
-                Some(b'+') => 1,
-                _ => 0,
-            };
-            if sign != 0 {
-                self.i += 1;
-            }
-            let from = self.i;
-            while let Some(b'0'..=b'9') = self.peek() {
-                self.i += 1;
-            }
-            if self.i == from {
-                return Err(GiveUp);
-            }
-            exponent = std::str::from_utf8(&self.b[from..self.i])
-                .ok()
-                .and_then(|e| e.parse::<i64>().ok())
-                .filter(|e| *e <= 400)
-                .map(|e| if sign < 0 { -e } else { e });
-        }
-        // arrow-json reads a number on while these follow; let it judge such text.
-        if let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.peek() {
-            return Err(GiveUp);
-        }
-        let mut value = Quick::default();
-        if int && count <= 18 {
-            let v = mantissa as i64;
-            value.integer = Some(if negative { -v } else { v });
-        }
-        if count <= 15
-            && let Some(e) = exponent.map(|e| e - fraction as i64)
-            && (-22..=22).contains(&e)
-        {
-            let m = mantissa as f64;
-            let v = if e < 0 {
-                m / POW10[(-e) as usize]
-            } else {
-                m * POW10[e as usize]
-            };
-            value.float = Some(if negative { -v } else { v });
-        }
-        Ok(Scalar::Num {
-            text: &self.b[start..self.i],
-            int,
-            value,
-        })
-    }
-
-    fn literal(&mut self, word: &[u8]) -> Fast<()> {
-        if self.b[self.i..].starts_with(word) {
-            self.i += word.len();
-            Ok(())
-        } else {
-            Err(GiveUp)
-        }
-    }
-
-    /// A column's value: `None` for `null`; strings with escapes, objects and arrays
-    /// give up.
-    #[inline(always)]
-    fn scalar(&mut self) -> Fast<Option<Scalar<'a>>> {
-        Ok(Some(match self.peek().ok_or(GiveUp)? {
-            b'"' => {
-                self.i += 1;
-                Scalar::Str(self.plain_string()?)
-            }
-            b'-' | b'0'..=b'9' => self.number()?,
-            b't' => {
-                self.literal(b"true")?;
-                Scalar::Bool(true)
-            }
-            b'f' => {
-                self.literal(b"false")?;
-                Scalar::Bool(false)
-            }
-            b'n' => {
-                self.literal(b"null")?;
-                return Ok(None);
-            }
-            _ => return Err(GiveUp),
-        }))
-    }
-
-    /// Past a value of a field no column reads, checked as JSON.
-    fn skip_value(&mut self, depth: usize) -> Fast<()> {
-        if depth > MAX_DEPTH {
-            return Err(GiveUp);
-        }
-        match self.peek().ok_or(GiveUp)? {
-            b'"' => {
-                self.i += 1;
-                self.skip_string()
-            }
-            b'{' => {
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b'}') {
-                    self.i += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.expect(b'"')?;
-                    self.skip_string()?;
-                    self.ws();
-                    self.expect(b':')?;
-                    self.ws();
-                    self.skip_value(depth + 1)?;
-                    self.ws();
-                    match self.next()? {
-                        b',' => self.ws(),
-                        b'}' => return Ok(()),
-                        _ => return Err(GiveUp),
-                    }
-                }
-            }
-            b'[' => {
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.skip_value(depth + 1)?;
-                    self.ws();
-                    match self.next()? {
-                        b',' => self.ws(),
-                        b']' => return Ok(()),
-                        _ => return Err(GiveUp),
-                    }
-                }
-            }
-            _ => self.scalar().map(|_| ()),
-        }
-    }
-}
-
-/// Byte-wise equality of short slices, without a call out to `memcmp`.
-#[inline]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The first `"` or `\\` in `b`, eight bytes at a time (strings in records are short, and
-/// a SIMD search costs more to set up than it saves on them).
-fn quote_or_backslash(b: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let mut i = 0;
-    while let Some(chunk) = b.get(i..i + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        let hits = zero_byte(w ^ (ONES * b'"' as u64)) | zero_byte(w ^ (ONES * b'\\' as u64));
-        if hits != 0 {
-            // The lowest flagged byte is a true match (borrows only run upwards).
-            return Some(i + (hits.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    b[i..]
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\')
-        .map(|p| i + p)
 }
 
 #[cfg(test)]

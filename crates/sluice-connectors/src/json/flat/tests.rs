@@ -10,7 +10,7 @@ use datafusion::arrow::json::ReaderBuilder;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
-use super::{FlatDecoder, parse_timestamp};
+use super::{FlatDecoder, parse_timestamp, same};
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -138,8 +138,19 @@ fn leaves_what_it_is_not_sure_of_to_arrow_json() {
         let mixed = [GOOD[0].as_bytes(), line.as_bytes(), GOOD[1].as_bytes()];
         assert!(!agrees(&schema, &mixed), "read a chunk holding {line}");
     }
-    let bad_utf8: &[u8] = b"{\"id\":\"\xff\",\"at\":\"2024-05-01T00:00:00Z\"}";
-    assert!(!agrees(&schema, &[bad_utf8]));
+    // Bytes that are not UTF-8 in a column's string, a skipped string, an unknown key,
+    // a string inside a skipped object, and a sequence cut by a closing quote.
+    let bad_utf8: [&[u8]; 5] = [
+        b"{\"id\":\"\xff\",\"at\":\"2024-05-01T00:00:00Z\"}",
+        b"{\"id\":\"s\",\"x\":\"a\xc3\",\"at\":\"2024-05-01T00:00:00Z\"}",
+        b"{\"id\":\"s\",\"\xe2\x9c\":1,\"at\":\"2024-05-01T00:00:00Z\"}",
+        b"{\"id\":\"s\",\"x\":{\"y\":[\"\x80\"]},\"at\":\"2024-05-01T00:00:00Z\"}",
+        b"{\"id\":\"\xe2\x9c\",\"at\":\"2024-05-01T00:00:00Z\"}",
+    ];
+    for line in bad_utf8 {
+        assert!(!agrees(&schema, &[line]), "read {line:?}");
+        assert!(!agrees(&schema, &[GOOD[0].as_bytes(), line]));
+    }
 }
 
 #[test]
@@ -176,7 +187,7 @@ impl Rng {
 
 #[test]
 fn mutated_lines_are_read_as_arrow_json_reads_them_or_left_to_it() {
-    const BYTES: &[u8] = b"{}[]\":,.-+eE0123456789 tnfalsuZT\\x\t";
+    const BYTES: &[u8] = b"{}[]\":,.-+eE0123456789 tnfalsuZT\\x\t\xc3\xa9\xe2\x9c\x93\xff\x80";
     let schema = schema();
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let (mut read, mut left) = (0, 0);
@@ -268,4 +279,18 @@ fn timestamps_parse_as_arrow_does() {
     // 6 valid dates × 2 separators × 3 times × 5 fractions × 5 zones × 4 units, less the
     // nanoseconds of years 1 and 9999 (out of i64's range): 3,300.
     assert!(parsed >= 3_300, "only {parsed} parsed");
+}
+
+#[test]
+fn keys_compare_equal_only_when_every_byte_is() {
+    for n in 0..=24usize {
+        let a: Vec<u8> = (0..n as u8).map(|i| b'a' + i).collect();
+        assert!(same(&a, &a.clone()), "length {n}");
+        for at in 0..n {
+            let mut b = a.clone();
+            b[at] ^= 0x20;
+            assert!(!same(&a, &b), "length {n}, byte {at} differs");
+        }
+        assert!(!same(&a, &a[..n.saturating_sub(1)]) || n == 0);
+    }
 }
