@@ -2,8 +2,10 @@
 //! epoch's checkpoint is durable, in one transaction that also advances this sink's row
 //! in `sluice_sink_progress` (only forwards), so each epoch lands exactly once. Keyed
 //! tables are upserts: the epoch's rows are cut to each key's last one here, then
-//! COPYed into a session temp table and applied with `INSERT … ON CONFLICT`; tables
-//! without a key are appends (COPY straight in), fenced by the same epoch row.
+//! COPYed into a session temp table and applied with `INSERT … ON CONFLICT` — or, while
+//! the keys are new to the table, COPYed straight in under a savepoint that a conflict
+//! rolls back to the stage (`direct`); tables without a key are appends (COPY straight
+//! in), fenced by the same epoch row.
 //! An updating result (a changelog) goes to a keyed table: per key the epoch's last
 //! change wins, a delete or update-before deleting the row, an insert or update-after
 //! upserting it. COPY uses the binary format when every column of the table has the
@@ -12,6 +14,7 @@
 
 mod binary;
 mod client;
+mod direct;
 mod encode;
 mod last_per_key;
 mod lookup;
@@ -78,6 +81,10 @@ pub struct PostgresSink {
     /// The task's generation (0 outside distributed runs): commits are refused once
     /// the progress row holds a newer one.
     generation: i64,
+    /// When a keyed table's epoch tries COPY straight into the table.
+    direct: direct::DirectCopy,
+    /// Epochs that went straight into the table (for tests and logs).
+    direct_epochs: u64,
 }
 
 impl PostgresSink {
@@ -144,7 +151,15 @@ impl PostgresSink {
             job: String::new(),
             sink: table.to_string(),
             generation: 0,
+            direct: direct::DirectCopy::default(),
+            direct_epochs: 0,
         })
+    }
+
+    /// How many epochs went by COPY straight into a keyed table (their keys all new to
+    /// it) rather than through the stage.
+    pub fn direct_epochs(&self) -> u64 {
+        self.direct_epochs
     }
 
     /// Whether the table takes COPY's binary format (known after `open`).
@@ -345,21 +360,26 @@ impl EpochStore for PostgresSink {
                 copy_text(b, &mut data).map_err(internal)?;
             }
         }
-        let statements::Statements { copy, stage, apply } =
-            statements::statements(&statements::Shape {
-                table: &self.table,
-                schema: &self.schema,
-                key: &self.key,
-                changelog: self.changelog,
-                binary: self.binary,
-                distinct_in_sql: self.distinct_in_sql,
-            });
+        let statements::Statements {
+            copy,
+            stage,
+            apply,
+            direct,
+        } = statements::statements(&statements::Shape {
+            table: &self.table,
+            schema: &self.schema,
+            key: &self.key,
+            changelog: self.changelog,
+            binary: self.binary,
+            distinct_in_sql: self.distinct_in_sql,
+        });
+        let direct = direct.filter(|_| !data.is_empty() && self.direct.attempt());
         let data = std::sync::Arc::new(data);
         let (job, sink) = (self.job.clone(), self.sink.clone());
         let generation = self.generation;
         let applied = self.with_retry(&format!("committing epoch {epoch}"), |conn| {
             let (copy, apply) = (copy.clone(), apply.clone());
-            let stage = stage.clone();
+            let (stage, direct) = (stage.clone(), direct.clone());
             let data = data.clone();
             let (job, sink) = (job.clone(), sink.clone());
             Box::pin(async move {
@@ -385,29 +405,52 @@ impl EpochStore for PostgresSink {
                     .fetch_one(&mut *tx)
                     .await?;
                     tx.rollback().await?;
-                    return Ok(if held > generation { Err(held) } else { Ok(false) });
+                    return Ok(if held > generation { Err(held) } else { Ok(None) });
                 }
-                if let Some(stage) = stage {
-                    sqlx::raw_sql(&stage).execute(&mut *tx).await?;
+                // Straight into the table while the keys are new; a key already there
+                // (SQLSTATE 23505) undoes the COPY and the epoch takes the stage.
+                let mut went = None;
+                if let Some(direct) = &direct {
+                    sqlx::raw_sql("SAVEPOINT sluice_direct")
+                        .execute(&mut *tx)
+                        .await?;
+                    match copy_in(&mut tx, direct, &data).await {
+                        Ok(()) => went = Some(true),
+                        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                            sqlx::raw_sql("ROLLBACK TO SAVEPOINT sluice_direct")
+                                .execute(&mut *tx)
+                                .await?;
+                            went = Some(false);
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-                if !data.is_empty() {
-                    let mut c = tx.copy_in_raw(&copy).await?;
-                    c.send(data.as_slice()).await?;
-                    c.finish().await?;
-                }
-                for statement in apply {
-                    sqlx::raw_sql(&statement).execute(&mut *tx).await?;
+                if went != Some(true) {
+                    if let Some(stage) = stage {
+                        sqlx::raw_sql(&stage).execute(&mut *tx).await?;
+                    }
+                    if !data.is_empty() {
+                        copy_in(&mut tx, &copy, &data).await?;
+                    }
+                    for statement in apply {
+                        sqlx::raw_sql(&statement).execute(&mut *tx).await?;
+                    }
                 }
                 tx.commit().await?;
-                Ok(Ok(true))
+                Ok(Ok(Some(went)))
             })
         })?
         .map_err(|held| self.fenced(held))?;
-        if applied {
+        if let Some(Some(direct)) = applied {
+            self.direct.tried(!direct);
+            self.direct_epochs += u64::from(direct);
+        }
+        if let Some(went) = applied {
             tracing::debug!(
                 table = %self.table,
                 %epoch,
                 rows,
+                direct = went == Some(true),
                 ms = started.elapsed().as_millis() as u64,
                 "postgres commit"
             );
@@ -423,4 +466,12 @@ impl EpochStore for PostgresSink {
         }
         Ok(())
     }
+}
+
+/// Sends `data` through a `COPY … FROM STDIN` statement.
+async fn copy_in(conn: &mut PgConnection, statement: &str, data: &[u8]) -> sqlx::Result<()> {
+    let mut c = conn.copy_in_raw(statement).await?;
+    c.send(data).await?;
+    c.finish().await?;
+    Ok(())
 }

@@ -272,6 +272,7 @@ fn an_upsert_keeps_each_keys_last_row_of_the_epoch() {
             json!({"k": "z", "v": 5})
         ]
     );
+    assert_eq!(s.direct_epochs(), 1, "new keys go straight into the table");
     s.commit_epoch(Epoch(2), &[batch(vec!["z", "x", "z"], vec![6, 7, 8])])
         .unwrap();
     assert_eq!(
@@ -281,6 +282,35 @@ fn an_upsert_keeps_each_keys_last_row_of_the_epoch() {
             json!({"k": "y", "v": 4}),
             json!({"k": "z", "v": 8})
         ]
+    );
+    assert_eq!(s.direct_epochs(), 1, "keys already there take the stage");
+    // After a conflict the next epoch takes the stage without trying; the one after
+    // tries again, and a key already there among new ones still takes the stage.
+    s.commit_epoch(Epoch(3), &[batch(vec!["w"], vec![9])])
+        .unwrap();
+    s.commit_epoch(Epoch(4), &[batch(vec!["v"], vec![10])])
+        .unwrap();
+    assert_eq!(s.direct_epochs(), 2);
+    s.commit_epoch(Epoch(5), &[batch(vec!["u", "y"], vec![11, 12])])
+        .unwrap();
+    assert_eq!(s.direct_epochs(), 2);
+    assert_eq!(
+        rows(&url, "SELECT k, v FROM last_rows"),
+        vec![
+            json!({"k": "u", "v": 11}),
+            json!({"k": "v", "v": 10}),
+            json!({"k": "w", "v": 9}),
+            json!({"k": "x", "v": 7}),
+            json!({"k": "y", "v": 12}),
+            json!({"k": "z", "v": 8})
+        ]
+    );
+    // An epoch committed before is skipped whichever way it went.
+    s.commit_epoch(Epoch(4), &[batch(vec!["v"], vec![99])])
+        .unwrap();
+    assert_eq!(
+        rows(&url, "SELECT k, v FROM last_rows WHERE k = 'v'"),
+        vec![json!({"k": "v", "v": 10})]
     );
 
     // -0.0 and 0.0 are two keys to Arrow and one to PostgreSQL: the later row wins.
@@ -298,5 +328,10 @@ fn an_upsert_keeps_each_keys_last_row_of_the_epoch() {
     assert_eq!(
         rows(&url, "SELECT abs(k) AS k, v FROM float_keys"),
         vec![json!({"k": 0, "v": 3}), json!({"k": 1.5, "v": 2})]
+    );
+    assert_eq!(
+        s.direct_epochs(),
+        0,
+        "two rows of one key make the COPY take the stage"
     );
 }

@@ -423,8 +423,13 @@ impl FlatDecoder {
                         found
                     }
                 };
-                c.ws();
-                c.expect(b':')?;
+                // Compact JSON (`"key":value`) first, then any whitespace.
+                if c.peek() == Some(b':') {
+                    c.i += 1;
+                } else {
+                    c.ws();
+                    c.expect(b':')?;
+                }
                 c.ws();
                 match field {
                     Some(f) => {
@@ -451,6 +456,9 @@ impl FlatDecoder {
         c.ws();
         if c.i != c.b.len() {
             return Err(GiveUp);
+        }
+        if seen == u64::MAX >> (64 - columns.len()) {
+            return Ok(());
         }
         for (f, col) in columns.iter_mut().enumerate() {
             if seen & (1 << f) == 0 {

@@ -28,6 +28,9 @@ pub(super) struct Statements {
     pub stage: Option<String>,
     /// Applies the stage to the table, in order.
     pub apply: Vec<String>,
+    /// A keyed table's COPY straight into the table (without the stage), which holds
+    /// while the epoch's keys are new to it; `None` for appends and changelogs.
+    pub direct: Option<String>,
 }
 
 pub(super) fn create_table(table: &str, schema: &Schema, key: &[String]) -> String {
@@ -73,6 +76,7 @@ pub(super) fn statements(shape: &Shape<'_>) -> Statements {
             copy: format!("COPY {target} ({col_list}) FROM STDIN{format}"),
             stage: None,
             apply: Vec::new(),
+            direct: None,
         };
     }
     let key: Vec<String> = shape.key.iter().map(|k| quote_ident(k)).collect();
@@ -141,6 +145,8 @@ pub(super) fn statements(shape: &Shape<'_>) -> Statements {
         copy: format!("COPY {stage_table} ({stage_cols}) FROM STDIN{format}"),
         stage: Some(stage),
         apply,
+        direct: (!shape.changelog)
+            .then(|| format!("COPY {target} ({col_list}) FROM STDIN{format}")),
     }
 }
 
@@ -168,6 +174,7 @@ mod tests {
             s.copy,
             "COPY pg_temp.sluice_changes (\"k\", \"n\", \"__op\") FROM STDIN (FORMAT binary)"
         );
+        assert_eq!(s.direct, None, "a changelog always goes through its stage");
         let last = "(SELECT \"k\", \"n\", \"__op\" FROM pg_temp.sluice_changes) s";
         assert_eq!(
             s.apply,

@@ -210,7 +210,7 @@ fn mutated_lines_are_read_as_arrow_json_reads_them_or_left_to_it() {
         }
     }
     // Both branches are exercised: mutations that keep a line valid and ones that don't.
-    assert!(read > 3_000 && left > 3_000, "read {read}, left {left}");
+    assert!(read > 2_000 && left > 2_000, "read {read}, left {left}");
 }
 
 #[test]
