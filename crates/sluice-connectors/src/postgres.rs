@@ -330,6 +330,33 @@ impl EpochStore for PostgresSink {
                     .join(", ")
             )));
         }
+        // An upsert needs a unique index on exactly its key (as `ON CONFLICT` does);
+        // without one, a COPY straight into the table would let a key in twice.
+        if !self.key.is_empty() {
+            let (quoted, key) = (quote_table(&table), self.key.clone());
+            let unique: bool = self.with_retry("reading the table's indexes", |conn| {
+                let (quoted, key) = (quoted.clone(), key.clone());
+                Box::pin(async move {
+                    sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass($1) \
+                         AND i.indisunique AND i.indpred IS NULL AND i.indnkeyatts = cardinality($2::text[]) \
+                         AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a \
+                              WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])) \
+                           = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) k))",
+                    )
+                    .bind(&quoted)
+                    .bind(&key)
+                    .fetch_one(&mut *conn)
+                    .await
+                })
+            })?;
+            if !unique {
+                return Err(RuntimeError::User(format!(
+                    "postgres table {table} has no primary key or unique index on ({}), which an upsert (primary_key) needs",
+                    self.key.join(", ")
+                )));
+            }
+        }
         self.binary = self.schema.fields().iter().all(|f| {
             let accepted = binary::binary_types(f.data_type()).unwrap_or_default();
             type_of(f.name()).is_some_and(|t| accepted.contains(&t.as_str()))

@@ -335,3 +335,44 @@ fn an_upsert_keeps_each_keys_last_row_of_the_epoch() {
         "two rows of one key make the COPY take the stage"
     );
 }
+
+#[test]
+fn an_upsert_into_a_table_without_a_unique_key_is_refused_at_open() {
+    let url = fresh_database("pg_upsert_no_key");
+    execute(
+        &url,
+        "CREATE TABLE no_key (k text, v bigint); \
+         CREATE TABLE other_key (k text, v bigint UNIQUE); \
+         CREATE TABLE partial_key (k text, v bigint); \
+         CREATE UNIQUE INDEX ON partial_key (k) WHERE v > 0; \
+         CREATE TABLE unique_key (k text, v bigint); \
+         CREATE UNIQUE INDEX ON unique_key (k)",
+    );
+    let batch = RecordBatch::try_from_iter([
+        ("k", Arc::new(StringArray::from(vec!["x"])) as ArrayRef),
+        ("v", Arc::new(Int64Array::from(vec![1])) as ArrayRef),
+    ])
+    .unwrap();
+    for table in ["no_key", "other_key", "partial_key"] {
+        let mut options = ConnectorOptions::default();
+        options.insert("url", url.clone(), Position::default());
+        options.insert("primary_key", "k".to_string(), Position::default());
+        options.insert("create_table", "false".to_string(), Position::default());
+        let mut s = PostgresSink::open(table, &options, batch.schema()).unwrap();
+        let err = s.open("types", table).unwrap_err();
+        assert!(
+            matches!(err, sluice_runtime::RuntimeError::User(_)),
+            "{table}: {err}"
+        );
+        assert!(err.to_string().contains("unique index on (k)"), "{err}");
+    }
+    // A unique index (not a primary key) on exactly the key is enough.
+    let mut s = sink(&url, "unique_key", Some("k"), &batch);
+    s.commit_epoch(Epoch(1), std::slice::from_ref(&batch))
+        .unwrap();
+    s.commit_epoch(Epoch(2), &[batch]).unwrap();
+    assert_eq!(
+        rows(&url, "SELECT k, v FROM unique_key"),
+        vec![json!({"k": "x", "v": 1})]
+    );
+}
