@@ -245,46 +245,36 @@ impl<'a> Cursor<'a> {
                 self.i += 1;
                 self.skip_string()
             }
-            b'{' => {
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b'}') {
-                    self.i += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.expect(b'"')?;
-                    self.skip_string()?;
-                    self.ws();
-                    self.expect(b':')?;
-                    self.ws();
-                    self.skip_value(depth + 1)?;
-                    self.ws();
-                    match self.next()? {
-                        b',' => self.ws(),
-                        b'}' => return Ok(()),
-                        _ => return Err(GiveUp),
-                    }
-                }
-            }
-            b'[' => {
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.skip_value(depth + 1)?;
-                    self.ws();
-                    match self.next()? {
-                        b',' => self.ws(),
-                        b']' => return Ok(()),
-                        _ => return Err(GiveUp),
-                    }
-                }
-            }
+            b'{' => self.skip_items(b'}', depth, true),
+            b'[' => self.skip_items(b']', depth, false),
             _ => self.scalar().map(|_| ()),
+        }
+    }
+
+    /// At `{` or `[`: past its items and `close`, each item of an object after its
+    /// `"key":`.
+    fn skip_items(&mut self, close: u8, depth: usize, keyed: bool) -> Fast<()> {
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(close) {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            if keyed {
+                self.expect(b'"')?;
+                self.skip_string()?;
+                self.ws();
+                self.expect(b':')?;
+                self.ws();
+            }
+            self.skip_value(depth + 1)?;
+            self.ws();
+            match self.next()? {
+                b',' => self.ws(),
+                c if c == close => return Ok(()),
+                _ => return Err(GiveUp),
+            }
         }
     }
 }
