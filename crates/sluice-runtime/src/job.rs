@@ -395,7 +395,10 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
     }
 
     let failure = Arc::new(Failure(Mutex::new(None)));
-    let ctl = Arc::new(Control::default());
+    let ctl = Arc::new(Control {
+        keep_state: checkpoint.store.is_some(),
+        ..Control::default()
+    });
     ctl.requested.store(last_epoch, Ordering::SeqCst);
     let (ack_tx, ack_rx) = channel::<Ack>();
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
@@ -647,6 +650,7 @@ pub fn run_job(spec: JobSpec, handle: &JobHandle) -> Result<JobOutcome> {
                 timed: node_inputs[ni].iter().map(|x| x.timed).collect(),
                 outputs,
                 acks: ack_tx.clone(),
+                keep_state: ctl.keep_state,
             };
             let h = handle.clone();
             let counters = handle.metrics.task(&format!("{} {part}", node.name));

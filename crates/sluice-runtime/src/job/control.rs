@@ -31,6 +31,9 @@ pub(crate) struct Control {
     pub finish: AtomicBool,
     /// Per source task, its source's positions in the newest durable checkpoint.
     pub durable: Mutex<Vec<Option<Positions>>>,
+    /// Whether checkpoints are kept: without a store, an epoch only commits the sinks and
+    /// operators take no snapshot of their state (nothing would keep it).
+    pub keep_state: bool,
 }
 
 impl Control {

@@ -26,6 +26,8 @@ pub(crate) struct NodeTask {
     pub timed: Vec<bool>,
     pub outputs: Vec<Head>,
     pub acks: Sender<Ack>,
+    /// Whether checkpoints are kept (`Control::keep_state`).
+    pub keep_state: bool,
 }
 
 impl NodeTask {
@@ -74,11 +76,16 @@ impl NodeTask {
                     // state is taken after it.
                     self.op.before_barrier(epoch, &mut out)?;
                     self.emit(&mut out, counters)?;
+                    let snapshots = if self.keep_state {
+                        vec![self.op.snapshot()?]
+                    } else {
+                        Vec::new()
+                    };
                     let mut parts = vec![Part::Task {
                         id: self.id.clone(),
-                        snapshots: vec![self.op.snapshot()?],
+                        snapshots,
                     }];
-                    parts.extend(head_snapshots(&mut self.outputs)?);
+                    parts.extend(head_snapshots(&mut self.outputs, self.keep_state)?);
                     self.acks
                         .send(Ack { epoch, parts })
                         .map_err(|_| ack_failed())?;

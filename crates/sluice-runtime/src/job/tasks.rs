@@ -44,14 +44,18 @@ pub(crate) struct SourceTask {
     pub injected: u64,
 }
 
-/// Every head's chain state, for a checkpoint.
-pub(crate) fn head_snapshots(heads: &mut [Head]) -> Result<Vec<Part>> {
+/// Every head's chain state, for a checkpoint (none where no checkpoint is kept).
+pub(crate) fn head_snapshots(heads: &mut [Head], keep_state: bool) -> Result<Vec<Part>> {
     heads
         .iter_mut()
         .map(|h| {
             Ok(Part::Task {
                 id: h.id.clone(),
-                snapshots: h.chain.snapshot()?,
+                snapshots: if keep_state {
+                    h.chain.snapshot()?
+                } else {
+                    Vec::new()
+                },
             })
         })
         .collect()
@@ -104,7 +108,7 @@ impl SourceTask {
                 watermark,
             },
         }];
-        parts.extend(head_snapshots(&mut self.heads)?);
+        parts.extend(head_snapshots(&mut self.heads, self.ctl.keep_state)?);
         self.acks
             .send(Ack { epoch, parts })
             .map_err(|_| ack_failed())?;

@@ -3,7 +3,6 @@
 //! (with `row_number` 1); the key's later rows are dropped. Append-only and exact: a row
 //! that could still come first would not be behind the watermark.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,9 +30,9 @@ pub struct FirstRow {
     plan: FirstRowPlan,
     encoder: KeyEncoder,
     /// Keys whose first row has gone out, with that row's time.
-    done: HashMap<Box<[u8]>, i64>,
+    done: super::StateMap<Box<[u8]>, i64>,
     /// Per key, its earliest row so far (in `batches`).
-    held: HashMap<Box<[u8]>, Held>,
+    held: super::StateMap<Box<[u8]>, Held>,
     batches: Vec<RecordBatch>,
     watermark: Watermark,
     late: Arc<AtomicU64>,
@@ -46,8 +45,8 @@ impl FirstRow {
         Ok(FirstRow {
             plan,
             encoder,
-            done: HashMap::new(),
-            held: HashMap::new(),
+            done: super::StateMap::default(),
+            held: super::StateMap::default(),
             batches: Vec::new(),
             watermark: Watermark::MIN,
             late,

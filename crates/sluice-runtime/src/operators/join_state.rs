@@ -2,7 +2,6 @@
 //! whether it has met a row of the other side), and the making of joined rows (the
 //! join's extra condition, its projection, NULL padding for outer rows).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -113,9 +112,9 @@ pub type RowRef = (u64, u32);
 /// One side's rows, indexed by key.
 pub struct SideRows {
     schema: SchemaRef,
-    stored: HashMap<u64, Stored>,
+    stored: super::StateMap<u64, Stored>,
     next_id: u64,
-    index: HashMap<Box<[u8]>, Vec<RowRef>>,
+    index: super::StateMap<Box<[u8]>, Vec<RowRef>>,
     indexed: usize,
     live: usize,
 }
@@ -128,9 +127,9 @@ impl SideRows {
     pub fn new(schema: SchemaRef) -> Self {
         SideRows {
             schema,
-            stored: HashMap::new(),
+            stored: super::StateMap::default(),
             next_id: 0,
-            index: HashMap::new(),
+            index: super::StateMap::default(),
             indexed: 0,
             live: 0,
         }
@@ -232,7 +231,8 @@ impl SideRows {
                     .ok_or_else(|| RuntimeError::Internal("a join row vanished".into()))
             })
             .collect::<Result<_>>()?;
-        let pos: HashMap<u64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let pos: super::StateMap<u64, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let indices: Vec<(usize, usize)> =
             refs.iter().map(|(id, r)| (pos[id], *r as usize)).collect();
         (0..self.schema.fields().len())

@@ -4,7 +4,6 @@
 //! edit in the table reaches rows that arrive after the TTL has passed. INNER drops a
 //! row whose key the table lacks; LEFT keeps it with NULLs.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +33,7 @@ pub struct LookupJoin {
     key_columns: Vec<String>,
     stream_keys: KeyEncoder,
     right_keys: KeyEncoder,
-    cache: HashMap<Box<[u8]>, Cached>,
+    cache: super::StateMap<Box<[u8]>, Cached>,
 }
 
 impl LookupJoin {
@@ -54,7 +53,7 @@ impl LookupJoin {
             right_keys: KeyEncoder::new(&plan.right_keys, &plan.right_schema, false)?,
             lookup,
             steps,
-            cache: HashMap::new(),
+            cache: super::StateMap::default(),
             plan,
         })
     }
@@ -114,7 +113,7 @@ impl LookupJoin {
         let right = concat_batches(&self.plan.right_schema, &right)?;
         // Group the right rows by key; keys without rows are cached as absent.
         let rkeys = self.right_keys.encode(&right)?;
-        let mut by_key: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
+        let mut by_key: super::StateMap<Vec<u8>, Vec<u32>> = super::StateMap::default();
         for r in 0..right.num_rows() {
             if rkeys.valid[r] {
                 by_key

@@ -3,7 +3,6 @@
 //! group's aggregates are recomputed from them at the barrier. Any aggregate works, min
 //! and max included, and a group left with no rows is deleted downstream.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int8Array, Int64Array, RecordBatch};
@@ -21,7 +20,7 @@ use crate::plan::AggregatePlan;
 #[derive(Default)]
 struct Group {
     /// Live input rows (encoded) and how many times each is in.
-    rows: HashMap<Box<[u8]>, i64>,
+    rows: super::StateMap<Box<[u8]>, i64>,
     /// The aggregate values last put out (encoded), if a row of the group is out.
     emitted: Option<Box<[u8]>>,
     /// The watermark when it last changed.
@@ -41,7 +40,7 @@ pub struct RetractingGroups {
     /// The aggregate values.
     values: RowConverter,
     value_types: Vec<DataType>,
-    groups: HashMap<Box<[u8]>, Group>,
+    groups: super::StateMap<Box<[u8]>, Group>,
     changelog_schema: SchemaRef,
 }
 
@@ -75,7 +74,7 @@ impl RetractingGroups {
             )?,
             values: converter(value_types.iter().cloned())?,
             value_types,
-            groups: HashMap::new(),
+            groups: super::StateMap::default(),
             changelog_schema: with_op(&plan.output_schema),
             plan,
         })

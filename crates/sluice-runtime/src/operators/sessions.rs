@@ -3,7 +3,6 @@
 //! events less than a gap apart share a session, so a late-arriving event may join two
 //! open sessions.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -63,7 +62,7 @@ pub(crate) struct Sessions {
     key_exprs: Vec<Arc<dyn PhysicalExpr>>,
     converter: RowConverter,
     pending: Vec<RecordBatch>,
-    keys: HashMap<Box<[u8]>, Vec<Entry>>,
+    keys: super::StateMap<Box<[u8]>, Vec<Entry>>,
     live_rows: usize,
     total_rows: usize,
 }
@@ -91,7 +90,7 @@ impl Sessions {
             key_exprs,
             converter: RowConverter::new(fields)?,
             pending: Vec::new(),
-            keys: HashMap::new(),
+            keys: super::StateMap::default(),
             live_rows: 0,
             total_rows: 0,
         })

@@ -9,45 +9,99 @@
 //! keeps all its live rows: a retraction takes its row out, and the next row rises into
 //! the best N.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use datafusion::arrow::array::{
-    AsArray, Int8Array, Int64Array, RecordBatch, RecordBatchOptions, UInt64Array,
+    ArrayRef, AsArray, Int8Array, Int64Array, RecordBatch, RecordBatchOptions, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimestampMillisecondType};
 use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::physical_expr::expressions::Column;
 use sluice_types::changelog::{data_columns, kinds_of};
 use sluice_types::{Epoch, Message, RowKind, Watermark};
+use smallvec::SmallVec;
 
 use crate::error::{Result, RuntimeError};
 use crate::operator::{Collector, Operator, Snapshot};
 use crate::operators::join_state::KeyEncoder;
 use crate::plan::TopNPlan;
 
-struct Entry {
-    /// The ORDER BY values, encoded so that bytes compare as the order does.
-    order: Box<[u8]>,
-    row: Box<[u8]>,
+/// A row by its ORDER BY values and the rest of its columns, in one allocation that the
+/// key's best rows and its rows out share (a row is held once; a column the order holds
+/// is not held again).
+#[derive(Clone)]
+struct Ranked {
+    /// The ORDER BY values, encoded so that bytes compare as the order does, then the
+    /// columns the order does not hold (`TopN::rest`).
+    bytes: Arc<[u8]>,
+    order_len: u32,
 }
 
+impl Ranked {
+    fn new(order: &[u8], row: &[u8]) -> Ranked {
+        Ranked {
+            bytes: order.iter().chain(row).copied().collect(),
+            order_len: order.len() as u32,
+        }
+    }
+
+    fn order(&self) -> &[u8] {
+        &self.bytes[..self.order_len as usize]
+    }
+
+    fn row(&self) -> &[u8] {
+        &self.bytes[self.order_len as usize..]
+    }
+
+    fn same(&self, other: &Ranked) -> bool {
+        Arc::ptr_eq(&self.bytes, &other.bytes) || self.bytes == other.bytes
+    }
+}
+
+/// A key's rows, inline for the most common N = 1 (the last row per key).
+type Rows = SmallVec<[Ranked; 1]>;
+
+/// A key's state. Updating, what is out downstream is its best N rows as of the last
+/// barrier: the key's `top` unless it changed since, and then what `dirty` saved.
 #[derive(Default)]
 struct Partition {
-    top: Vec<Entry>,
-    /// The rows out downstream, in rank order (updating only).
-    emitted: Vec<Box<[u8]>>,
+    top: Rows,
+    /// Changed since the last barrier (updating: its rows out are saved in `dirty`).
     changed: bool,
     /// The watermark when it last changed (updating), or its window's end (per window).
     time: i64,
 }
 
+impl Partition {
+    /// Before a change: the first since the last barrier saves the rows out (updating).
+    fn touch(&mut self, key: &[u8], limit: usize, dirty: Option<&mut Vec<Dirty>>, time: i64) {
+        if let Some(dirty) = dirty
+            && !self.changed
+        {
+            dirty.push((key.into(), self.top.iter().take(limit).cloned().collect()));
+        }
+        self.changed = true;
+        self.time = time;
+    }
+}
+
+/// A key changed since the last barrier, with its rows out as of that barrier.
+type Dirty = (Box<[u8]>, Rows);
+
 pub struct TopN {
     plan: TopNPlan,
     keys: KeyEncoder,
     order: RowConverter,
+    /// The input's columns that are not an ORDER BY column, encoded.
     rows: RowConverter,
-    partitions: HashMap<Box<[u8]>, Partition>,
+    rest: Vec<usize>,
+    /// Per input column, where the order holds it, if it does.
+    in_order: Vec<Option<usize>>,
+    partitions: super::StateMap<Box<[u8]>, Partition>,
+    /// Updating: the keys changed since the last barrier, each once (what a barrier
+    /// looks at, rather than every key held).
+    dirty: Vec<Dirty>,
     watermark: Watermark,
     late: Arc<AtomicU64>,
     keys_held: Arc<AtomicI64>,
@@ -67,11 +121,24 @@ impl TopN {
                 })
                 .collect::<Result<Vec<_>>>()?,
         )?;
+        let width = plan.schema.fields().len();
+        let mut in_order = vec![None; width];
+        for (j, o) in plan.order.iter().enumerate() {
+            if let Some(c) = o.expr.downcast_ref::<Column>()
+                && c.index() < width
+                && in_order[c.index()].is_none()
+            {
+                in_order[c.index()] = Some(j);
+            }
+        }
+        // The rest keeps one column at least: a converter of no columns has no rows.
+        if width > 0 && in_order.iter().all(Option::is_some) {
+            in_order[0] = None;
+        }
+        let rest: Vec<usize> = (0..width).filter(|&i| in_order[i].is_none()).collect();
         let rows = RowConverter::new(
-            plan.schema
-                .fields()
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
+            rest.iter()
+                .map(|&i| SortField::new(plan.schema.field(i).data_type().clone()))
                 .collect(),
         )?;
         Ok(TopN {
@@ -79,7 +146,10 @@ impl TopN {
             keys,
             order,
             rows,
-            partitions: HashMap::new(),
+            rest,
+            in_order,
+            partitions: super::StateMap::default(),
+            dirty: Vec::new(),
             watermark: Watermark::MIN,
             late,
             keys_held,
@@ -123,11 +193,14 @@ impl TopN {
             .map(|o| o.expr.evaluate(batch).and_then(|v| v.into_array(n)))
             .collect::<Result<Vec<_>, _>>()?;
         let order = self.order.convert_columns(&order_cols)?;
-        let rows = self.rows.convert_columns(batch.columns())?;
+        let rest: Vec<_> = self.rest.iter().map(|&i| batch.column(i).clone()).collect();
+        let rows = self.rows.convert_columns(&rest)?;
         let ends = self.window_ends(batch)?;
         let wm = self.watermark.millis();
         // Over a changelog every live row is kept: any of the best may be taken back.
         let keep_all = self.plan.input_updating;
+        let updating = self.updating();
+        let limit = self.plan.limit;
         let mut late = 0;
         for i in 0..n {
             let time = match &ends {
@@ -148,33 +221,29 @@ impl TopN {
                     continue;
                 };
                 // The row among its equals in order (a row forgotten by the TTL is not).
-                let from = p.top.partition_point(|e| e.order.as_ref() < o.as_ref());
-                let to = p.top.partition_point(|e| e.order.as_ref() <= o.as_ref());
-                if let Some(at) = (from..to).find(|&j| p.top[j].row.as_ref() == row.as_ref()) {
+                let from = p.top.partition_point(|e| e.order() < o.as_ref());
+                let to = p.top.partition_point(|e| e.order() <= o.as_ref());
+                if let Some(at) = (from..to).find(|&j| p.top[j].row() == row.as_ref()) {
+                    p.touch(key, limit, updating.then_some(&mut self.dirty), time);
                     p.top.remove(at);
-                    p.changed = true;
-                    p.time = time;
                 }
                 continue;
             }
-            let p = self.partitions.entry(key.into()).or_default();
+            // The key is copied only when it is new.
+            let p = match self.partitions.get_mut(key) {
+                Some(p) => p,
+                None => self.partitions.entry(key.into()).or_default(),
+            };
             // Ties keep their arrival order: a new row goes after its equals.
-            let at = p.top.partition_point(|e| e.order.as_ref() <= o.as_ref());
-            if at >= self.plan.limit && !keep_all {
+            let at = p.top.partition_point(|e| e.order() <= o.as_ref());
+            if at >= limit && !keep_all {
                 continue;
             }
-            p.top.insert(
-                at,
-                Entry {
-                    order: o.as_ref().into(),
-                    row: row.as_ref().into(),
-                },
-            );
+            p.touch(key, limit, updating.then_some(&mut self.dirty), time);
+            p.top.insert(at, Ranked::new(o.as_ref(), row.as_ref()));
             if !keep_all {
-                p.top.truncate(self.plan.limit);
+                p.top.truncate(limit);
             }
-            p.changed = true;
-            p.time = time;
         }
         if late > 0 {
             self.late.fetch_add(late, Ordering::Relaxed);
@@ -185,14 +254,11 @@ impl TopN {
     }
 
     /// Rows out: (encoded row, rank from 1, kind).
-    fn output(&self, rows: &[(&[u8], u64, RowKind)]) -> Result<Option<RecordBatch>> {
+    fn output(&self, rows: &[(&Ranked, u64, RowKind)]) -> Result<Option<RecordBatch>> {
         if rows.is_empty() {
             return Ok(None);
         }
-        let parser = self.rows.parser();
-        let mut columns = self
-            .rows
-            .convert_rows(rows.iter().map(|(r, _, _)| parser.parse(r)))?;
+        let mut columns = self.columns(rows.iter().map(|(r, _, _)| *r))?;
         columns.push(Arc::new(UInt64Array::from_iter_values(
             rows.iter().map(|(_, rank, _)| *rank),
         )));
@@ -211,48 +277,65 @@ impl TopN {
         )?))
     }
 
+    /// The input's columns of `rows`: those the order holds from the order's values.
+    fn columns<'a>(&self, rows: impl Iterator<Item = &'a Ranked> + Clone) -> Result<Vec<ArrayRef>> {
+        let parser = self.order.parser();
+        let ordered = self
+            .order
+            .convert_rows(rows.clone().map(|r| parser.parse(r.order())))?;
+        let parser = self.rows.parser();
+        let mut rest = self
+            .rows
+            .convert_rows(rows.map(|r| parser.parse(r.row())))?
+            .into_iter();
+        self.in_order
+            .iter()
+            .map(|o| match o {
+                Some(j) => Ok(ordered[*j].clone()),
+                None => rest
+                    .next()
+                    .ok_or_else(|| RuntimeError::Internal("top n: a column is missing".into())),
+            })
+            .collect::<Result<Vec<_>>>()
+    }
+
     /// Updating: what changed since the last barrier, an update's `-U` right before its
-    /// `+U`.
+    /// `+U`; with a TTL, first the keys it forgets.
     fn flush(&mut self, out: &mut Collector) -> Result<()> {
         let wm = self.watermark.millis();
-        let mut changes: Vec<(Box<[u8]>, u64, RowKind)> = Vec::new();
+        let mut changes: Vec<(Ranked, u64, RowKind)> = Vec::new();
         let ttl = self
             .plan
             .ttl_ms
             .filter(|_| wm != i64::MIN && wm != i64::MAX);
         let mut gone = Vec::new();
-        for (key, p) in self.partitions.iter_mut() {
-            if p.time == i64::MIN && wm != i64::MIN {
-                p.time = wm;
-            }
-            if !p.changed {
-                if let Some(ttl) = ttl
-                    && p.time.saturating_add(ttl) <= wm
-                {
-                    for (r, row) in p.emitted.drain(..).enumerate() {
+        if let Some(ttl) = ttl {
+            for (key, p) in self.partitions.iter_mut() {
+                if p.time == i64::MIN {
+                    p.time = wm;
+                }
+                if !p.changed && p.time.saturating_add(ttl) <= wm {
+                    for (r, row) in p.top.drain(..).take(self.plan.limit).enumerate() {
                         changes.push((row, r as u64 + 1, RowKind::Delete));
                     }
                     gone.push(key.clone());
                 }
+            }
+        }
+        for (key, old) in std::mem::take(&mut self.dirty) {
+            let Some(p) = self.partitions.get_mut(&key) else {
                 continue;
+            };
+            if p.time == i64::MIN && wm != i64::MIN {
+                p.time = wm;
             }
             p.changed = false;
-            let new: Vec<Box<[u8]>> = p
-                .top
-                .iter()
-                .take(self.plan.limit)
-                .map(|e| e.row.clone())
-                .collect();
-            if new.is_empty() {
-                // Every row of the key was taken back: it is gone once its ranks are.
-                gone.push(key.clone());
-            }
-            let old = std::mem::replace(&mut p.emitted, new.clone());
+            let new = &p.top[..p.top.len().min(self.plan.limit)];
             // By rank: a rank whose row changed is updated.
             for r in 0..old.len().max(new.len()) {
                 let rank = r as u64 + 1;
                 match (old.get(r), new.get(r)) {
-                    (Some(o), Some(n)) if o == n => {}
+                    (Some(o), Some(n)) if o.same(n) => {}
                     (Some(o), Some(n)) => {
                         changes.push((o.clone(), rank, RowKind::UpdateBefore));
                         changes.push((n.clone(), rank, RowKind::UpdateAfter));
@@ -262,14 +345,16 @@ impl TopN {
                     (None, None) => {}
                 }
             }
+            if new.is_empty() {
+                // Every row of the key was taken back: it is gone once its ranks are.
+                gone.push(key);
+            }
         }
         for key in gone {
             self.partitions.remove(&key);
         }
-        let rows: Vec<(&[u8], u64, RowKind)> = changes
-            .iter()
-            .map(|(r, n, k)| (r.as_ref(), *n, *k))
-            .collect();
+        let rows: Vec<(&Ranked, u64, RowKind)> =
+            changes.iter().map(|(r, n, k)| (r, *n, *k)).collect();
         if let Some(b) = self.output(&rows)? {
             out.batch(b);
         }
@@ -294,13 +379,13 @@ impl TopN {
                 parts.push(p);
             }
         }
-        let rows: Vec<(&[u8], u64, RowKind)> = parts
+        let rows: Vec<(&Ranked, u64, RowKind)> = parts
             .iter()
             .flat_map(|p| {
                 p.top
                     .iter()
                     .enumerate()
-                    .map(|(r, e)| (e.row.as_ref(), r as u64 + 1, RowKind::Insert))
+                    .map(|(r, e)| (e, r as u64 + 1, RowKind::Insert))
             })
             .collect();
         if let Some(b) = self.output(&rows)? {
@@ -346,18 +431,15 @@ impl Operator for TopN {
     /// Each key's rows in rank order with `time`: the input's columns (nullable) and
     /// the partition's time. (At a barrier an updating key's rows out are its rows.)
     fn snapshot(&mut self) -> Result<Snapshot> {
-        let mut encoded: Vec<&[u8]> = Vec::new();
+        let mut encoded: Vec<&Ranked> = Vec::new();
         let mut times = Vec::new();
         for p in self.partitions.values() {
             for e in &p.top {
-                encoded.push(&e.row);
+                encoded.push(e);
                 times.push(p.time);
             }
         }
-        let parser = self.rows.parser();
-        let mut columns = self
-            .rows
-            .convert_rows(encoded.iter().map(|r| parser.parse(r)))?;
+        let mut columns = self.columns(encoded.iter().copied())?;
         let mut fields: Vec<Field> = self
             .plan
             .schema
@@ -408,17 +490,10 @@ impl Operator for TopN {
                 }
             }
         }
-        let updating = self.updating();
+        // What was restored is what is out: nothing has changed since.
+        self.dirty.clear();
         for p in self.partitions.values_mut() {
             p.changed = false;
-            if updating {
-                p.emitted = p
-                    .top
-                    .iter()
-                    .take(self.plan.limit)
-                    .map(|e| e.row.clone())
-                    .collect();
-            }
         }
         Ok(())
     }
@@ -553,6 +628,54 @@ mod tests {
         assert!(barrier(&mut again, 4).is_empty(), "nothing changed");
         again.process_batch(rows("a", &[6], 0), &mut out).unwrap();
         assert_eq!(barrier(&mut again, 5), vec!["a 5 2 1", "a 6 2 2"]);
+    }
+
+    #[test]
+    fn a_barrier_updates_a_changed_key_from_what_was_out_and_the_ttl_deletes_an_idle_one() {
+        let mut t = op(1, false);
+        t.plan.ttl_ms = Some(100);
+        let mut out = Collector::default();
+        t.process_batch(rows("a", &[5], 0), &mut out).unwrap();
+        t.process_batch(rows("b", &[1], 0), &mut out).unwrap();
+        assert_eq!(barrier(&mut t, 1), vec!["a 5 1 0", "b 1 1 0"]);
+        // Several changes in one epoch make one update, from what was out to the best
+        // now; a row below a key's best changes nothing.
+        t.process_batch(rows("a", &[7, 6, 9], 0), &mut out).unwrap();
+        t.process_batch(rows("b", &[0], 0), &mut out).unwrap();
+        assert_eq!(barrier(&mut t, 2), vec!["a 5 1 1", "a 9 1 2"]);
+        assert!(t.dirty.is_empty());
+        t.on_watermark(Watermark::from_millis(10), &mut out)
+            .unwrap();
+        assert!(barrier(&mut t, 3).is_empty(), "nothing changed");
+        // `b` unchanged since the watermark was 10: at 150 the TTL forgets it.
+        t.on_watermark(Watermark::from_millis(150), &mut out)
+            .unwrap();
+        out.take();
+        t.process_batch(rows("a", &[11], 0), &mut out).unwrap();
+        assert_eq!(barrier(&mut t, 4), vec!["b 1 1 3", "a 9 1 1", "a 11 1 2"]);
+        assert_eq!(t.partitions.len(), 1);
+    }
+
+    #[test]
+    fn an_order_over_every_column_still_gives_whole_rows_back() {
+        let mut t = op(2, false);
+        let all = |i: usize, name: &str| PhysicalSortExpr {
+            expr: Arc::new(Column::new(name, i)),
+            options: SortOptions {
+                descending: true,
+                nulls_first: false,
+            },
+        };
+        t.plan.order = vec![all(1, "v"), all(0, "k"), all(2, "window_end")];
+        let mut t = TopN::new(t.plan, Arc::default(), Arc::default()).unwrap();
+        let mut out = Collector::default();
+        t.process_batch(rows("a", &[1, 5, 3], 7), &mut out).unwrap();
+        assert_eq!(barrier(&mut t, 1), vec!["a 5 1 0", "a 3 2 0"]);
+        let state = t.snapshot().unwrap();
+        let mut again = TopN::new(t.plan.clone(), Arc::default(), Arc::default()).unwrap();
+        again.restore(state).unwrap();
+        again.process_batch(rows("a", &[4], 7), &mut out).unwrap();
+        assert_eq!(barrier(&mut again, 2), vec!["a 3 2 1", "a 4 2 2"]);
     }
 
     /// `rows` as changes of a changelog.
