@@ -53,10 +53,6 @@ impl Ranked {
     fn row(&self) -> &[u8] {
         &self.bytes[self.order_len as usize..]
     }
-
-    fn same(&self, other: &Ranked) -> bool {
-        Arc::ptr_eq(&self.bytes, &other.bytes) || self.bytes == other.bytes
-    }
 }
 
 /// A key's rows, inline for the most common N = 1 (the last row per key).
@@ -335,7 +331,8 @@ impl TopN {
             for r in 0..old.len().max(new.len()) {
                 let rank = r as u64 + 1;
                 match (old.get(r), new.get(r)) {
-                    (Some(o), Some(n)) if o.same(n) => {}
+                    // `Arc`'s equality tries the pointer first: an unchanged rank costs no compare.
+                    (Some(o), Some(n)) if o.bytes == n.bytes => {}
                     (Some(o), Some(n)) => {
                         changes.push((o.clone(), rank, RowKind::UpdateBefore));
                         changes.push((n.clone(), rank, RowKind::UpdateAfter));
