@@ -18,6 +18,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimestampMillisecondType};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::expressions::Column;
+use indexmap::IndexMap;
 use sluice_types::changelog::{data_columns, kinds_of};
 use sluice_types::{Epoch, Message, RowKind, Watermark};
 use smallvec::SmallVec;
@@ -71,19 +72,21 @@ struct Partition {
 
 impl Partition {
     /// Before a change: the first since the last barrier saves the rows out (updating).
-    fn touch(&mut self, key: &[u8], limit: usize, dirty: Option<&mut Vec<Dirty>>, time: i64) {
+    fn touch(&mut self, at: usize, limit: usize, dirty: Option<&mut Vec<Dirty>>, time: i64) {
         if let Some(dirty) = dirty
             && !self.changed
         {
-            dirty.push((key.into(), self.top.iter().take(limit).cloned().collect()));
+            dirty.push((at, self.top.iter().take(limit).cloned().collect()));
         }
         self.changed = true;
         self.time = time;
     }
 }
 
-/// A key changed since the last barrier, with its rows out as of that barrier.
-type Dirty = (Box<[u8]>, Rows);
+/// A key changed since the last barrier (its place in `TopN::partitions`), with its
+/// rows out as of that barrier. Keys leave only at a barrier, after these are read,
+/// so places hold until then.
+type Dirty = (usize, Rows);
 
 pub struct TopN {
     plan: TopNPlan,
@@ -94,7 +97,8 @@ pub struct TopN {
     rest: Vec<usize>,
     /// Per input column, where the order holds it, if it does.
     in_order: Vec<Option<usize>>,
-    partitions: super::StateMap<Box<[u8]>, Partition>,
+    /// Keyed and in places: a barrier reaches a changed key by its place, not its hash.
+    partitions: IndexMap<Box<[u8]>, Partition, foldhash::fast::RandomState>,
     /// Updating: the keys changed since the last barrier, each once (what a barrier
     /// looks at, rather than every key held).
     dirty: Vec<Dirty>,
@@ -144,7 +148,7 @@ impl TopN {
             rows,
             rest,
             in_order,
-            partitions: super::StateMap::default(),
+            partitions: IndexMap::default(),
             dirty: Vec::new(),
             watermark: Watermark::MIN,
             late,
@@ -213,29 +217,32 @@ impl TopN {
             let o = order.row(i);
             let row = rows.row(i);
             if kinds[i].is_retraction() {
-                let Some(p) = self.partitions.get_mut(key) else {
+                let Some((at_key, _, p)) = self.partitions.get_full_mut(key) else {
                     continue;
                 };
                 // The row among its equals in order (a row forgotten by the TTL is not).
                 let from = p.top.partition_point(|e| e.order() < o.as_ref());
                 let to = p.top.partition_point(|e| e.order() <= o.as_ref());
                 if let Some(at) = (from..to).find(|&j| p.top[j].row() == row.as_ref()) {
-                    p.touch(key, limit, updating.then_some(&mut self.dirty), time);
+                    p.touch(at_key, limit, updating.then_some(&mut self.dirty), time);
                     p.top.remove(at);
                 }
                 continue;
             }
             // The key is copied only when it is new.
-            let p = match self.partitions.get_mut(key) {
-                Some(p) => p,
-                None => self.partitions.entry(key.into()).or_default(),
+            let (at_key, p) = match self.partitions.get_full_mut(key) {
+                Some((at_key, _, p)) => (at_key, p),
+                None => {
+                    let entry = self.partitions.entry(key.into());
+                    (entry.index(), entry.or_default())
+                }
             };
             // Ties keep their arrival order: a new row goes after its equals.
             let at = p.top.partition_point(|e| e.order() <= o.as_ref());
             if at >= limit && !keep_all {
                 continue;
             }
-            p.touch(key, limit, updating.then_some(&mut self.dirty), time);
+            p.touch(at_key, limit, updating.then_some(&mut self.dirty), time);
             p.top.insert(at, Ranked::new(o.as_ref(), row.as_ref()));
             if !keep_all {
                 p.top.truncate(limit);
@@ -318,8 +325,8 @@ impl TopN {
                 }
             }
         }
-        for (key, old) in std::mem::take(&mut self.dirty) {
-            let Some(p) = self.partitions.get_mut(&key) else {
+        for (at_key, old) in std::mem::take(&mut self.dirty) {
+            let Some((key, p)) = self.partitions.get_index_mut(at_key) else {
                 continue;
             };
             if p.time == i64::MIN && wm != i64::MIN {
@@ -344,11 +351,12 @@ impl TopN {
             }
             if new.is_empty() {
                 // Every row of the key was taken back: it is gone once its ranks are.
-                gone.push(key);
+                gone.push(key.clone());
             }
         }
+        // Last, as a removal moves the last key into the place freed.
         for key in gone {
-            self.partitions.remove(&key);
+            self.partitions.swap_remove(&key);
         }
         let rows: Vec<(&Ranked, u64, RowKind)> =
             changes.iter().map(|(r, n, k)| (r, *n, *k)).collect();
@@ -372,7 +380,7 @@ impl TopN {
         closed.sort();
         let mut parts = Vec::new();
         for (_, key) in &closed {
-            if let Some(p) = self.partitions.remove(key) {
+            if let Some(p) = self.partitions.swap_remove(key) {
                 parts.push(p);
             }
         }
@@ -719,6 +727,31 @@ mod tests {
             .unwrap();
         assert_eq!(barrier(&mut again, 5), vec!["a 1 1 3"]);
         assert!(again.partitions.is_empty());
+    }
+
+    #[test]
+    fn a_key_moved_into_a_forgotten_keys_place_is_still_updated_from_what_was_out() {
+        let mut t = op(1, false);
+        t.plan.input_updating = true;
+        let mut out = Collector::default();
+        for (k, v) in [("a", 1), ("b", 2), ("c", 3)] {
+            t.process_batch(changes(k, &[v], RowKind::Insert), &mut out)
+                .unwrap();
+        }
+        assert_eq!(barrier(&mut t, 1), vec!["a 1 1 0", "b 2 1 0", "c 3 1 0"]);
+        // `a` is forgotten at the barrier; the last key, `c`, takes its place.
+        t.process_batch(changes("a", &[1], RowKind::Delete), &mut out)
+            .unwrap();
+        assert_eq!(barrier(&mut t, 2), vec!["a 1 1 3"]);
+        t.process_batch(changes("c", &[4], RowKind::Insert), &mut out)
+            .unwrap();
+        t.process_batch(changes("b", &[5], RowKind::Insert), &mut out)
+            .unwrap();
+        assert_eq!(
+            barrier(&mut t, 3),
+            vec!["c 3 1 1", "c 4 1 2", "b 2 1 1", "b 5 1 2"]
+        );
+        assert_eq!(t.partitions.len(), 2);
     }
 
     #[test]
