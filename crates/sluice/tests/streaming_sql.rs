@@ -342,10 +342,15 @@ fn restored(q: &str) {
     let want = expected(q, dir.path());
     let out = dir.path().join("out.jsonl");
     let cmd = crash_job(q, dir.path(), &out, events() / 2);
+    let started = std::time::Instant::now();
     let first = cmd()
         .env("SLUICE_ABORT_AFTER_CHECKPOINT", "4")
         .output()
         .unwrap();
+    // The source is paced at `events() / 2` a second: a run aborted in under two seconds
+    // was cut before the end of its input, whatever rows it had written by then (a
+    // query's rows may all come early, as q2's do).
+    let cut_early = started.elapsed() < std::time::Duration::from_secs(2);
     assert!(
         !first.status.success(),
         "{q}: the first run should have been aborted: {}",
@@ -358,7 +363,7 @@ fn restored(q: &str) {
         want.len()
     };
     assert!(
-        partial < want_len || want.len() < 10,
+        partial < want_len || want.len() < 10 || cut_early,
         "{q}: the abort came after the end ({partial} rows of {})",
         want.len()
     );
