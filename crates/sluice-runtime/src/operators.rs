@@ -19,7 +19,11 @@ pub mod updating_aggregate;
 pub mod window_aggregate;
 pub mod window_join;
 
-/// The hash map that holds operator state by key (row-encoded bytes, ids): foldhash,
-/// seeded at random per process, hashes a short key several times faster than the
-/// standard library's SipHash, which showed in the profile of every keyed operator.
-pub type StateMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// The hasher of operator state by key (row-encoded bytes, ids): foldhash, seeded at
+/// random per process, hashes a short key several times faster than the standard
+/// library's SipHash, which showed in the profile of every keyed operator.
+pub type StateHasher = foldhash::fast::RandomState;
+
+/// The hash map that holds operator state by key (the top N keeps an `IndexMap` with the
+/// same hasher, to reach changed keys by their place).
+pub type StateMap<K, V> = std::collections::HashMap<K, V, StateHasher>;

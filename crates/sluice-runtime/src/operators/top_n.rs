@@ -98,7 +98,7 @@ pub struct TopN {
     /// Per input column, where the order holds it, if it does.
     in_order: Vec<Option<usize>>,
     /// Keyed and in places: a barrier reaches a changed key by its place, not its hash.
-    partitions: IndexMap<Box<[u8]>, Partition, foldhash::fast::RandomState>,
+    partitions: IndexMap<Box<[u8]>, Partition, super::StateHasher>,
     /// Updating: the keys changed since the last barrier, each once (what a barrier
     /// looks at, rather than every key held).
     dirty: Vec<Dirty>,
