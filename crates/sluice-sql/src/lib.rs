@@ -6,6 +6,7 @@
 mod ddl;
 pub mod env;
 mod error;
+mod functions;
 mod graph;
 mod interval;
 mod plan;

@@ -9,6 +9,7 @@
 //! keeps all its live rows: a retraction takes its row out, and the next row rises into
 //! the best N.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -19,6 +20,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, Timestamp
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::expressions::Column;
 use indexmap::IndexMap;
+use indexmap::map::raw_entry_v1::{RawEntryApiV1, RawEntryMut};
 use sluice_types::changelog::{data_columns, kinds_of};
 use sluice_types::{Epoch, Message, RowKind, Watermark};
 use smallvec::SmallVec;
@@ -229,12 +231,21 @@ impl TopN {
                 }
                 continue;
             }
-            // The key is copied only when it is new.
-            let (at_key, p) = match self.partitions.get_full_mut(key) {
-                Some((at_key, _, p)) => (at_key, p),
-                None => {
-                    let entry = self.partitions.entry(key.into());
-                    (entry.index(), entry.or_default())
+            // The key is hashed once, and copied only when it is new.
+            let hash = self.partitions.hasher().hash_one(key);
+            let (at_key, p) = match self
+                .partitions
+                .raw_entry_mut_v1()
+                .from_key_hashed_nocheck(hash, key)
+            {
+                RawEntryMut::Occupied(e) => (e.index(), e.into_mut()),
+                RawEntryMut::Vacant(e) => {
+                    let at_key = e.index();
+                    (
+                        at_key,
+                        e.insert_hashed_nocheck(hash, key.into(), Partition::default())
+                            .1,
+                    )
                 }
             };
             // Ties keep their arrival order: a new row goes after its equals.
@@ -360,8 +371,10 @@ impl TopN {
         }
         let rows: Vec<(&Ranked, u64, RowKind)> =
             changes.iter().map(|(r, n, k)| (r, *n, *k)).collect();
-        if let Some(b) = self.output(&rows)? {
-            out.batch(b);
+        for rows in rows.chunks(super::OUTPUT_ROWS) {
+            if let Some(b) = self.output(rows)? {
+                out.batch(b);
+            }
         }
         self.keys_held
             .store(self.partitions.len() as i64, Ordering::Relaxed);
@@ -393,8 +406,10 @@ impl TopN {
                     .map(|(r, e)| (e, r as u64 + 1, RowKind::Insert))
             })
             .collect();
-        if let Some(b) = self.output(&rows)? {
-            out.batch(b);
+        for rows in rows.chunks(super::OUTPUT_ROWS) {
+            if let Some(b) = self.output(rows)? {
+                out.batch(b);
+            }
         }
         self.keys_held
             .store(self.partitions.len() as i64, Ordering::Relaxed);

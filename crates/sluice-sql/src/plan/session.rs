@@ -44,9 +44,10 @@ pub(super) fn planning_context() -> SessionContext {
         .filter(|r| r.name() != "single_distinct_aggregation_to_group_by")
         .cloned()
         .collect();
-    let state = SessionStateBuilder::new_from_existing(state)
+    let mut state = SessionStateBuilder::new_from_existing(state)
         .with_optimizer_rules(rules)
         .build();
+    crate::functions::install(&mut state).expect("the planning session takes Sluice's functions");
     SessionContext::new_with_state(state)
 }
 
