@@ -19,11 +19,6 @@ pub mod updating_aggregate;
 pub mod window_aggregate;
 pub mod window_join;
 
-/// The most rows an operator puts in one batch from its state: downstream gets batches
-/// of the usual size, and a barrier that emits much reuses memory rather than taking
-/// one fresh allocation the size of all it emits.
-pub(crate) const OUTPUT_ROWS: usize = 8192;
-
 /// The hasher of operator state by key (row-encoded bytes, ids): foldhash, seeded at
 /// random per process, hashes a short key several times faster than the standard
 /// library's SipHash, which showed in the profile of every keyed operator.

@@ -15,8 +15,8 @@ use datafusion::logical_expr::{Expr, ExprSchemable, ScalarUDF};
 mod regexp_capture;
 mod to_char;
 
-pub(crate) use regexp_capture::RegexpCapture;
-pub(crate) use to_char::ToChar;
+use regexp_capture::RegexpCapture;
+use to_char::ToChar;
 
 /// Puts the cheaper forms into `state`: `to_char` in place of DataFusion's, and
 /// `regexp_match(s, 'pattern')[k]` planned as one capture.

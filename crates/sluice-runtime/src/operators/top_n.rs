@@ -371,10 +371,8 @@ impl TopN {
         }
         let rows: Vec<(&Ranked, u64, RowKind)> =
             changes.iter().map(|(r, n, k)| (r, *n, *k)).collect();
-        for rows in rows.chunks(super::OUTPUT_ROWS) {
-            if let Some(b) = self.output(rows)? {
-                out.batch(b);
-            }
+        if let Some(b) = self.output(&rows)? {
+            out.batch(b);
         }
         self.keys_held
             .store(self.partitions.len() as i64, Ordering::Relaxed);
@@ -406,10 +404,8 @@ impl TopN {
                     .map(|(r, e)| (e, r as u64 + 1, RowKind::Insert))
             })
             .collect();
-        for rows in rows.chunks(super::OUTPUT_ROWS) {
-            if let Some(b) = self.output(rows)? {
-                out.batch(b);
-            }
+        if let Some(b) = self.output(&rows)? {
+            out.batch(b);
         }
         self.keys_held
             .store(self.partitions.len() as i64, Ordering::Relaxed);
