@@ -19,7 +19,8 @@ use regexp_capture::RegexpCapture;
 use to_char::ToChar;
 
 /// Puts the cheaper forms into `state`: `to_char` in place of DataFusion's, and
-/// `regexp_match(s, 'pattern')[k]` planned as one capture.
+/// `regexp_match(s, 'pattern')[k]` planned as one capture (its `IS [NOT] NULL` as a
+/// match alone where that tells).
 pub(crate) fn install(state: &mut SessionState) -> Result<()> {
     let builtin = state.udf("to_char")?;
     state.register_udf(Arc::new(ScalarUDF::from(ToChar::new(builtin))))?;
