@@ -197,6 +197,12 @@ impl SinkTask {
             }
             match msg {
                 Message::Batch(b) if passthrough => write(&b, sink)?,
+                // After an input's last watermark no later one orders its rows: they go
+                // with the end, and out as soon as every input is there (not held until
+                // the end of stream, after the final checkpoint's commit).
+                Message::Batch(b) if m.wms[i] == Watermark::MAX => {
+                    m.segments.entry(Watermark::MAX).or_default().push(b)
+                }
                 Message::Batch(b) => m.open[i].push(b),
                 Message::Watermark(w) => {
                     let seg = std::mem::take(&mut m.open[i]);
@@ -215,7 +221,7 @@ impl SinkTask {
                 .map(|i| m.wms[i])
                 .min()
                 .unwrap_or(Watermark::MAX);
-            if min > m.released || m.ended.iter().all(|e| *e) {
+            if min > m.released || min == Watermark::MAX || m.ended.iter().all(|e| *e) {
                 while let Some(entry) = m.segments.first_entry() {
                     if *entry.key() > min {
                         break;
