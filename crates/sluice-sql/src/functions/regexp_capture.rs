@@ -28,17 +28,16 @@ pub(crate) struct RegexpCapture {
     signature: Signature,
 }
 
+/// The types of values it takes (as `regexp_match`), each giving its own type back.
+const TAKES: [DataType; 3] = [DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View];
+
 impl RegexpCapture {
     pub(crate) fn new(pattern: &str, index: usize) -> Result<Self, regex::Error> {
         Ok(RegexpCapture {
             regex: Regex::new(pattern)?,
             index,
             test: false,
-            signature: Signature::uniform(
-                1,
-                vec![DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View],
-                Volatility::Immutable,
-            ),
+            signature: Signature::uniform(1, TAKES.to_vec(), Volatility::Immutable),
         })
     }
 
@@ -56,7 +55,7 @@ impl RegexpCapture {
 
     /// Whether the values may be of type `t`.
     pub(crate) fn takes(t: &DataType) -> bool {
-        matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+        TAKES.contains(t)
     }
 
     fn capture<'s>(&self, locations: &mut CaptureLocations, s: &'s str) -> Option<&'s str> {

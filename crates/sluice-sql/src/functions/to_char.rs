@@ -35,18 +35,19 @@ impl ToChar {
 /// answer instead (another type, a time zone, a format chrono refuses, a value out of
 /// range), so that results and errors stay DataFusion's.
 fn format_timestamps(values: &ArrayRef, format: &str) -> Option<ArrayRef> {
+    // The type first: a format is not read for a batch that goes to DataFusion's.
+    let DataType::Timestamp(unit, None) = values.data_type() else {
+        return None;
+    };
     let items: Vec<Item<'_>> = StrftimeItems::new(format).collect();
     if items.iter().any(|i| matches!(i, Item::Error)) {
         return None;
     }
-    match values.data_type() {
-        DataType::Timestamp(unit, None) => match unit {
-            TimeUnit::Second => format_as::<TimestampSecondType>(values, &items),
-            TimeUnit::Millisecond => format_as::<TimestampMillisecondType>(values, &items),
-            TimeUnit::Microsecond => format_as::<TimestampMicrosecondType>(values, &items),
-            TimeUnit::Nanosecond => format_as::<TimestampNanosecondType>(values, &items),
-        },
-        _ => None,
+    match unit {
+        TimeUnit::Second => format_as::<TimestampSecondType>(values, &items),
+        TimeUnit::Millisecond => format_as::<TimestampMillisecondType>(values, &items),
+        TimeUnit::Microsecond => format_as::<TimestampMicrosecondType>(values, &items),
+        TimeUnit::Nanosecond => format_as::<TimestampNanosecondType>(values, &items),
     }
 }
 
