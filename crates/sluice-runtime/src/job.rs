@@ -6,6 +6,7 @@
 
 mod control;
 mod inputs;
+mod merge;
 mod node_task;
 mod sink_task;
 mod tasks;

@@ -1,16 +1,15 @@
-//! A sink task merges its inputs by watermark (rows are released one watermark step at
-//! a time, each step's rows sorted, so the output does not depend on how work was
-//! split), aligns barriers across its inputs, keeps a transactional sink's uncommitted
-//! epochs in the checkpoint, and commits an epoch when the coordinator says it is
-//! durable.
+//! A sink task merges its inputs by watermark (`merge.rs`: rows are released one
+//! watermark step at a time, each step's rows sorted, so the output does not depend on
+//! how work was split), aligns barriers across its inputs, keeps a transactional sink's
+//! uncommitted epochs in the checkpoint, and commits an epoch when the coordinator says
+//! it is durable.
 
-use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, Sender};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::json;
-use sluice_types::{Epoch, Message, Watermark};
+use sluice_types::{Epoch, Message};
 
 use crate::error::{Result, RuntimeError};
 use crate::operator::Snapshot;
@@ -20,6 +19,7 @@ use crate::sink::{Sink, SinkState};
 use super::JobHandle;
 use super::control::{Ack, Part, TaskMsg};
 use super::inputs::{Event, Inputs};
+use super::merge::Merge;
 use super::tasks::ack_failed;
 
 pub(crate) struct SinkTask {
@@ -35,62 +35,6 @@ pub(crate) struct SinkTask {
     pub restored_epoch: Option<Epoch>,
     pub schema: SchemaRef,
     pub acks: Sender<Ack>,
-}
-
-struct Merge {
-    wms: Vec<Watermark>,
-    ended: Vec<bool>,
-    open: Vec<Vec<RecordBatch>>,
-    segments: BTreeMap<Watermark, Vec<RecordBatch>>,
-    released: Watermark,
-}
-
-impl Merge {
-    fn snapshot(&self) -> Snapshot {
-        let mut batches = Vec::new();
-        let mut segments = Vec::new();
-        for (w, bs) in &self.segments {
-            segments.push((w.millis(), bs.len()));
-            batches.extend(bs.iter().cloned());
-        }
-        let open: Vec<usize> = self.open.iter().map(Vec::len).collect();
-        for bs in &self.open {
-            batches.extend(bs.iter().cloned());
-        }
-        Snapshot {
-            values: json!({
-                "watermarks": self.wms.iter().map(|w| w.millis()).collect::<Vec<_>>(),
-                "released": self.released.millis(),
-                "segments": segments,
-                "open": open,
-            }),
-            batches,
-        }
-    }
-
-    fn restore(&mut self, s: Snapshot) -> Result<()> {
-        let bad = || RuntimeError::Internal("a sink's saved state does not fit this job".into());
-        let wms: Vec<i64> =
-            serde_json::from_value(s.values["watermarks"].clone()).map_err(|_| bad())?;
-        let segments: Vec<(i64, usize)> =
-            serde_json::from_value(s.values["segments"].clone()).map_err(|_| bad())?;
-        let open: Vec<usize> =
-            serde_json::from_value(s.values["open"].clone()).map_err(|_| bad())?;
-        if wms.len() != self.wms.len() || open.len() != self.open.len() {
-            return Err(bad());
-        }
-        self.wms = wms.into_iter().map(Watermark::from_millis).collect();
-        self.released = Watermark::from_millis(s.values["released"].as_i64().ok_or_else(bad)?);
-        let mut it = s.batches.into_iter();
-        for (w, n) in segments {
-            let seg = self.segments.entry(Watermark::from_millis(w)).or_default();
-            seg.extend(it.by_ref().take(n));
-        }
-        for (i, n) in open.into_iter().enumerate() {
-            self.open[i].extend(it.by_ref().take(n));
-        }
-        Ok(())
-    }
 }
 
 fn sink_snapshot(state: SinkState) -> Snapshot {
@@ -140,13 +84,7 @@ impl SinkTask {
         };
         let n = self.inputs.len();
         let passthrough = (n == 1 && self.inputs[0]) || !self.watermarked || !sink.ordered();
-        let mut m = Merge {
-            wms: vec![Watermark::MIN; n],
-            ended: vec![false; n],
-            open: vec![Vec::new(); n],
-            segments: BTreeMap::new(),
-            released: Watermark::MIN,
-        };
+        let mut m = Merge::new(n);
         if let Some(mut states) = restore {
             let saved = if states.len() > 1 { states.pop() } else { None };
             if let Some(merge) = states.pop() {
@@ -166,7 +104,7 @@ impl SinkTask {
             }
             Ok(())
         };
-        while m.ended.iter().any(|e| !e) {
+        while !m.done() {
             if handle.is_aborted() {
                 return Ok(());
             }
@@ -194,56 +132,26 @@ impl SinkTask {
             };
             if let Message::Batch(b) = &msg {
                 counters.input(b);
-            }
-            match msg {
-                Message::Batch(b) if passthrough => write(&b, sink)?,
-                // After an input's last watermark no later one orders its rows: they go
-                // with the end, and out as soon as every input is there (not held until
-                // the end of stream, after the final checkpoint's commit).
-                Message::Batch(b) if m.wms[i] == Watermark::MAX => {
-                    m.segments.entry(Watermark::MAX).or_default().push(b)
-                }
-                Message::Batch(b) => m.open[i].push(b),
-                Message::Watermark(w) => {
-                    let seg = std::mem::take(&mut m.open[i]);
-                    m.segments.entry(w).or_default().extend(seg);
-                    m.wms[i] = m.wms[i].max(w);
-                }
-                Message::Barrier(_) => continue,
-                Message::EndOfStream => {
-                    m.ended[i] = true;
-                    let seg = std::mem::take(&mut m.open[i]);
-                    m.segments.entry(Watermark::MAX).or_default().extend(seg);
+                if passthrough {
+                    write(b, sink)?;
+                    continue;
                 }
             }
-            let min = (0..n)
-                .filter(|&i| !m.ended[i])
-                .map(|i| m.wms[i])
-                .min()
-                .unwrap_or(Watermark::MAX);
-            if min > m.released || min == Watermark::MAX || m.ended.iter().all(|e| *e) {
-                while let Some(entry) = m.segments.first_entry() {
-                    if *entry.key() > min {
-                        break;
+            let released = m.accept(i, msg);
+            for batches in released.steps {
+                if sluice_types::changelog::is_changelog(&self.schema) {
+                    // A changelog keeps its order: each key's changes come from one
+                    // input, in order, and must reach the sink so.
+                    for b in &batches {
+                        write(b, sink)?;
                     }
-                    let batches = entry.remove();
-                    if !batches.is_empty() {
-                        if sluice_types::changelog::is_changelog(&self.schema) {
-                            // A changelog keeps its order: each key's changes come from
-                            // one input, in order, and must reach the sink so.
-                            for b in &batches {
-                                write(b, sink)?;
-                            }
-                        } else {
-                            let sorted = sort_all_columns(&self.schema, &batches)?;
-                            write(&sorted, sink)?;
-                        }
-                    }
+                } else {
+                    let sorted = sort_all_columns(&self.schema, &batches)?;
+                    write(&sorted, sink)?;
                 }
-                if min > m.released {
-                    m.released = min;
-                    sink.on_watermark(min)?;
-                }
+            }
+            if let Some(w) = released.watermark {
+                sink.on_watermark(w)?;
             }
         }
         // A commit for the final checkpoint may still be queued behind the last data.
